@@ -1,0 +1,34 @@
+//! The metric catalog: every metric name kioskd exports, declared once.
+//! Names follow `kioskd_<subsystem>_<name>`, `_total` for counters, `_seconds` for
+//! durations; labels are bounded (reason, status, outcome, route).
+
+/// Gauge: sessions running now.
+pub const SESSIONS_ACTIVE: &str = "kioskd_sessions_active";
+/// Counter: sessions started.
+pub const SESSIONS_STARTED: &str = "kioskd_sessions_started_total";
+/// Counter: sessions ended, by `reason`.
+pub const SESSIONS_ENDED: &str = "kioskd_sessions_ended_total";
+/// Gauge: devices with a live actor, by `status` (free, busy, lock, maintain).
+pub const DEVICES: &str = "kioskd_devices";
+/// Counter: billing ticks, by `outcome` (reserved, insufficient, error).
+pub const BILLING_TICKS: &str = "kioskd_billing_ticks_total";
+/// Histogram: seconds from a unit's boundary to its debit being committed.
+pub const BILLING_TICK_LAG: &str = "kioskd_billing_tick_lag_seconds";
+/// Counter: fen earned by ended sessions (cost after refunds).
+pub const REVENUE_FEN: &str = "kioskd_billing_revenue_fen_total";
+/// Counter: fen refunded at session ends.
+pub const REFUNDED_FEN: &str = "kioskd_billing_refunded_fen_total";
+/// Counter: low-balance warnings sent.
+pub const BALANCE_LOW: &str = "kioskd_billing_balance_low_total";
+/// Counter: fen credited by recharges.
+pub const RECHARGED_FEN: &str = "kioskd_payments_recharged_fen_total";
+/// Counter: HTTP requests, by `route` and `status`.
+pub const HTTP_REQUESTS: &str = "kioskd_http_requests_total";
+/// Histogram: HTTP request duration in seconds, by `route`.
+pub const HTTP_DURATION: &str = "kioskd_http_request_duration_seconds";
+/// Counter: heartbeat rows flushed to storage.
+pub const HEARTBEATS_FLUSHED: &str = "kioskd_store_heartbeats_flushed_total";
+/// Counter: storage errors seen by actors, by `op`.
+pub const STORE_ERRORS: &str = "kioskd_store_errors_total";
+/// Gauge: 1 when payments run in sandbox mode (credits without payment).
+pub const PAYMENTS_SANDBOX: &str = "kioskd_payments_sandbox_mode";

@@ -1,0 +1,607 @@
+//! `DeviceActor`: one per active device. It owns the device's status (free, busy, lock,
+//! maintain), its last sign of life, its game-update flag and the link to its running
+//! session. Every way in (legacy HTTP polling, the phone, operators, later the kiosk's
+//! WebSocket) reaches the device through these messages, so all of them see one state.
+
+use std::sync::Arc;
+
+use kameo::prelude::*;
+
+use crate::billing::EndReason;
+use crate::catalog;
+use crate::coordinator::Inner;
+use crate::events::{DeviceStatus, Event};
+use crate::ports::{
+    BillingMode, DeviceRecord, NewSession, PersistedStatus, SessionRecord, StartError, UserRef,
+};
+use crate::session::{End, EndedView, Heard as SessionHeard, SessionActor, SessionArgs};
+
+/// Why a lock is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lock {
+    /// The last session ran out of balance: shown to the kiosk once (so it locks its
+    /// screen), it does not keep the next customer away.
+    Balance,
+}
+
+struct Running {
+    id: i64,
+    token: String,
+    user_id: i64,
+    actor: ActorRef<SessionActor>,
+}
+
+/// The actor.
+pub struct DeviceActor {
+    rec: DeviceRecord,
+    last_heard: Option<i64>,
+    session: Option<Running>,
+    transient_lock: Option<Lock>,
+    inner: Arc<Inner>,
+    shown: DeviceStatus,
+}
+
+/// Arguments to spawn a device actor.
+pub struct DeviceArgs {
+    pub(crate) rec: DeviceRecord,
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl Actor for DeviceActor {
+    type Args = DeviceArgs;
+    type Error = kameo::error::Infallible;
+
+    fn name() -> &'static str {
+        "Device"
+    }
+
+    async fn on_start(args: Self::Args, _me: ActorRef<Self>) -> Result<Self, Self::Error> {
+        let mut d = DeviceActor {
+            last_heard: args.rec.last_seen_at,
+            rec: args.rec,
+            session: None,
+            transient_lock: None,
+            inner: args.inner,
+            shown: DeviceStatus::Free,
+        };
+        d.shown = d.status();
+        metrics::gauge!(catalog::DEVICES, "status" => d.shown.as_str()).increment(1.0);
+        Ok(d)
+    }
+
+    async fn on_stop(
+        &mut self,
+        _me: WeakActorRef<Self>,
+        _reason: ActorStopReason,
+    ) -> Result<(), Self::Error> {
+        metrics::gauge!(catalog::DEVICES, "status" => self.shown.as_str()).decrement(1.0);
+        Ok(())
+    }
+}
+
+/// What a device looks like to adapters.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeviceView {
+    /// Device id.
+    pub id: i64,
+    /// Device code.
+    pub code: String,
+    /// Status.
+    pub status: DeviceStatus,
+    /// Heard from within the heartbeat timeout.
+    pub online: bool,
+    /// Last heard (unix ms).
+    pub last_heard: Option<i64>,
+    /// Running session: (id, token, user id).
+    pub session: Option<(i64, String, i64)>,
+    /// Maintainer logged in.
+    pub maintainer: Option<String>,
+    /// A game update is running.
+    pub updating: bool,
+}
+
+/// Why a session could not start on this device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum StartRefusal {
+    /// Another user is on it.
+    #[error("device used by another user")]
+    DeviceTaken,
+    /// The user plays elsewhere.
+    #[error("user playing elsewhere")]
+    UserBusyElsewhere,
+    /// Offline, locked, in maintenance or updating.
+    #[error("device not available")]
+    DeviceUnavailable,
+    /// Balance below one unit.
+    #[error("balance too low")]
+    BalanceTooLow,
+    /// Disabled or deleted user.
+    #[error("user not allowed")]
+    UserNotAllowed,
+    /// Postpaid devices start through dialect B (not in this build).
+    #[error("billing mode not supported")]
+    Unsupported,
+    /// Storage failed.
+    #[error("internal error")]
+    Internal,
+}
+
+/// Refusals of maintainer and operator requests.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DeviceRefusal {
+    /// Not heard from within the heartbeat timeout.
+    #[error("设备不在线")]
+    Offline,
+    /// In session.
+    #[error("设备正在使用中")]
+    Busy,
+    /// Not in maintenance by that maintainer.
+    #[error("设备不在维护状态")]
+    NotInMaintenance,
+    /// Storage failed.
+    #[error("内部错误")]
+    Internal,
+}
+
+impl DeviceActor {
+    fn online(&self, now: i64) -> bool {
+        self.last_heard
+            .is_some_and(|h| now - h < self.inner.cfg.heartbeat_timeout_ms)
+    }
+
+    fn status(&self) -> DeviceStatus {
+        if self.session.is_some() {
+            DeviceStatus::Busy
+        } else if self.rec.status == PersistedStatus::Maintain {
+            DeviceStatus::Maintain
+        } else if self.rec.status == PersistedStatus::OperatorLock
+            || self.rec.updating
+            || self.transient_lock.is_some()
+        {
+            DeviceStatus::Lock
+        } else {
+            DeviceStatus::Free
+        }
+    }
+
+    /// Publishes a status change (event + gauge) if the status changed.
+    fn changed(&mut self) {
+        let now = self.status();
+        if now != self.shown {
+            metrics::gauge!(catalog::DEVICES, "status" => self.shown.as_str()).decrement(1.0);
+            metrics::gauge!(catalog::DEVICES, "status" => now.as_str()).increment(1.0);
+            self.shown = now;
+            self.inner.events.publish(Event::DeviceStatus {
+                device_code: self.rec.code.clone(),
+                status: now,
+            });
+        }
+    }
+
+    fn heard(&mut self, at: i64) {
+        if self.last_heard.is_none_or(|h| h < at) {
+            self.last_heard = Some(at);
+            self.inner.beat_device(self.rec.id, at);
+        }
+    }
+
+    fn view(&self, now: i64) -> DeviceView {
+        DeviceView {
+            id: self.rec.id,
+            code: self.rec.code.clone(),
+            status: self.status(),
+            online: self.online(now),
+            last_heard: self.last_heard,
+            session: self
+                .session
+                .as_ref()
+                .map(|s| (s.id, s.token.clone(), s.user_id)),
+            maintainer: if self.rec.status == PersistedStatus::Maintain {
+                self.rec.maintainer.clone()
+            } else {
+                None
+            },
+            updating: self.rec.updating,
+        }
+    }
+
+    async fn persist_status(
+        &mut self,
+        status: PersistedStatus,
+        maintainer: Option<String>,
+    ) -> Result<(), DeviceRefusal> {
+        self.inner
+            .store
+            .set_device_status(self.rec.id, status, maintainer.as_deref())
+            .await
+            .map_err(|e| {
+                tracing::warn!(device = %self.rec.code, error = %e, "persisting device status failed");
+                DeviceRefusal::Internal
+            })?;
+        self.rec.status = status;
+        self.rec.maintainer = maintainer;
+        self.changed();
+        Ok(())
+    }
+
+    fn attach(&mut self, rec: SessionRecord, balance: i64, fresh: bool, me: &ActorRef<Self>) {
+        let token = rec.token.clone();
+        let (id, user_id) = (rec.id, rec.user_id);
+        let actor = SessionActor::spawn(SessionArgs {
+            rec,
+            balance,
+            device: me.downgrade(),
+            inner: self.inner.clone(),
+            fresh,
+        });
+        self.inner.remember_session(&token, user_id, actor.clone());
+        self.session = Some(Running {
+            id,
+            token,
+            user_id,
+            actor,
+        });
+        self.transient_lock = None;
+        self.changed();
+    }
+
+    /// Ends the running session (operator or maintenance) and waits for its settlement.
+    async fn end_running(&mut self, reason: EndReason) -> Result<Option<EndedView>, DeviceRefusal> {
+        let Some(run) = self.session.as_ref() else {
+            return Ok(None);
+        };
+        let actor = run.actor.clone();
+        let r = actor
+            .ask(End { reason })
+            .reply_timeout(self.inner.cfg.ask_timeout)
+            .await;
+        match r {
+            Ok(v) => {
+                self.session = None;
+                Ok(Some(v))
+            }
+            Err(SendError::HandlerError(crate::session::SessionError::Gone))
+            | Err(SendError::ActorNotRunning(_))
+            | Err(SendError::ActorStopped) => {
+                self.session = None;
+                Ok(None)
+            }
+            Err(e) => {
+                tracing::warn!(device = %self.rec.code, error = ?e, "ending the running session failed");
+                Err(DeviceRefusal::Internal)
+            }
+        }
+    }
+}
+
+/// The kiosk's `check`: a heartbeat that answers the device's status and token.
+#[derive(Debug)]
+pub struct Check;
+
+/// The answer to `Check`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckView {
+    /// Status to report.
+    pub status: DeviceStatus,
+    /// The running session's token.
+    pub token: Option<String>,
+}
+
+impl Message<Check> for DeviceActor {
+    type Reply = Result<CheckView, DeviceRefusal>;
+
+    async fn handle(&mut self, _: Check, _ctx: &mut Context<Self, Self::Reply>) -> Self::Reply {
+        let now = self.inner.clock.now_ms();
+        self.heard(now);
+        if let Some(run) = &self.session {
+            let _ = run.actor.tell(SessionHeard(now)).try_send();
+        }
+        // Real kiosks never call a maintain logout: their next check ends maintenance.
+        if self.rec.status == PersistedStatus::Maintain {
+            self.persist_status(PersistedStatus::Free, None).await?;
+        }
+        let status = self.status();
+        // The balance lock is shown once; the kiosk has now seen it.
+        if self.transient_lock.take().is_some() {
+            self.changed();
+        }
+        Ok(CheckView {
+            status,
+            token: self.session.as_ref().map(|s| s.token.clone()),
+        })
+    }
+}
+
+/// A sign of life relayed by the session (keepalive).
+#[derive(Debug)]
+pub struct Heard(pub i64);
+
+impl Message<Heard> for DeviceActor {
+    type Reply = ();
+
+    async fn handle(&mut self, Heard(at): Heard, _ctx: &mut Context<Self, Self::Reply>) {
+        self.heard(at);
+    }
+}
+
+/// Starts a session for a user (the phone scanned the QR code).
+#[derive(Debug)]
+pub struct StartSession {
+    /// The signed-in, registered user.
+    pub user: UserRef,
+}
+
+/// A started (or already running) session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StartedView {
+    /// Session id.
+    pub session_id: i64,
+    /// Token.
+    pub token: String,
+    /// False when the same user's session was already running (idempotent start).
+    pub created: bool,
+}
+
+impl Message<StartSession> for DeviceActor {
+    type Reply = Result<StartedView, StartRefusal>;
+
+    async fn handle(
+        &mut self,
+        msg: StartSession,
+        ctx: &mut Context<Self, Self::Reply>,
+    ) -> Self::Reply {
+        let now = self.inner.clock.now_ms();
+        if let Some(run) = &self.session {
+            return if run.user_id == msg.user.id {
+                Ok(StartedView {
+                    session_id: run.id,
+                    token: run.token.clone(),
+                    created: false,
+                })
+            } else {
+                Err(StartRefusal::DeviceTaken)
+            };
+        }
+        if !self.online(now) || self.rec.status != PersistedStatus::Free || self.rec.updating {
+            return Err(StartRefusal::DeviceUnavailable);
+        }
+        if self.rec.billing_mode != BillingMode::Prepaid {
+            return Err(StartRefusal::Unsupported);
+        }
+        if self.inner.user_has_session(msg.user.id) {
+            return Err(StartRefusal::UserBusyElsewhere);
+        }
+        if msg.user.balance < self.rec.charge_mode {
+            return Err(StartRefusal::BalanceTooLow);
+        }
+        let new = NewSession {
+            token: crate::ids::new_token(),
+            user_id: msg.user.id,
+            device_id: self.rec.id,
+            charge_mode: self.rec.charge_mode,
+            billing_mode: self.rec.billing_mode,
+            started_at: now,
+        };
+        let started = self.inner.store.start_session(new).await.map_err(|e| match e {
+            StartError::UserBusy => StartRefusal::UserBusyElsewhere,
+            StartError::DeviceBusy => StartRefusal::DeviceTaken,
+            StartError::InsufficientBalance => StartRefusal::BalanceTooLow,
+            StartError::UserNotAllowed => StartRefusal::UserNotAllowed,
+            StartError::Store(e) => {
+                metrics::counter!(catalog::STORE_ERRORS, "op" => "start_session").increment(1);
+                tracing::warn!(device = %self.rec.code, error = %e, "starting a session failed");
+                StartRefusal::Internal
+            }
+        })?;
+        let mut rec = started.session;
+        rec.openid = msg.user.openid.clone();
+        rec.device_code = self.rec.code.clone();
+        let view = StartedView {
+            session_id: rec.id,
+            token: rec.token.clone(),
+            created: true,
+        };
+        self.attach(rec, started.balance, true, ctx.actor_ref());
+        tracing::info!(device = %self.rec.code, session = view.session_id, user = msg.user.id, "session started");
+        Ok(view)
+    }
+}
+
+/// Re-attaches a session recovered from the database after a restart.
+#[derive(Debug)]
+pub struct Recover {
+    /// The session row.
+    pub rec: SessionRecord,
+    /// The user's balance.
+    pub balance: i64,
+}
+
+impl Message<Recover> for DeviceActor {
+    type Reply = ();
+
+    async fn handle(&mut self, msg: Recover, ctx: &mut Context<Self, Self::Reply>) {
+        if self.session.is_none() {
+            let mut rec = msg.rec;
+            rec.device_code = self.rec.code.clone();
+            self.attach(rec, msg.balance, false, ctx.actor_ref());
+        }
+    }
+}
+
+/// The session told its device that it is over.
+#[derive(Debug)]
+pub struct SessionClosed {
+    /// Which session.
+    pub session_id: i64,
+    /// Why (None: ended elsewhere).
+    pub reason: Option<EndReason>,
+}
+
+impl Message<SessionClosed> for DeviceActor {
+    type Reply = ();
+
+    async fn handle(&mut self, msg: SessionClosed, _ctx: &mut Context<Self, Self::Reply>) {
+        if self
+            .session
+            .as_ref()
+            .is_some_and(|s| s.id == msg.session_id)
+        {
+            self.session = None;
+            if msg.reason == Some(EndReason::BalanceExhausted) {
+                self.transient_lock = Some(Lock::Balance);
+            }
+            self.changed();
+        }
+    }
+}
+
+/// A maintainer logs in (password already verified by the adapter).
+#[derive(Debug)]
+pub struct MaintainLogin {
+    /// Maintainer username.
+    pub username: String,
+}
+
+impl Message<MaintainLogin> for DeviceActor {
+    type Reply = Result<(), DeviceRefusal>;
+
+    async fn handle(
+        &mut self,
+        msg: MaintainLogin,
+        _ctx: &mut Context<Self, Self::Reply>,
+    ) -> Self::Reply {
+        let now = self.inner.clock.now_ms();
+        if !self.online(now) {
+            return Err(DeviceRefusal::Offline);
+        }
+        if self.session.is_some() {
+            return Err(DeviceRefusal::Busy);
+        }
+        self.transient_lock = None;
+        self.persist_status(PersistedStatus::Maintain, Some(msg.username))
+            .await
+    }
+}
+
+/// A maintainer logs out.
+#[derive(Debug)]
+pub struct MaintainLogout {
+    /// Maintainer username.
+    pub username: String,
+}
+
+impl Message<MaintainLogout> for DeviceActor {
+    type Reply = Result<(), DeviceRefusal>;
+
+    async fn handle(
+        &mut self,
+        msg: MaintainLogout,
+        _ctx: &mut Context<Self, Self::Reply>,
+    ) -> Self::Reply {
+        if self.rec.status != PersistedStatus::Maintain
+            || self.rec.maintainer.as_deref() != Some(msg.username.as_str())
+        {
+            return Err(DeviceRefusal::NotInMaintenance);
+        }
+        self.persist_status(PersistedStatus::Free, None).await
+    }
+}
+
+/// Sets (`Some`) or reads (`None`) the game-update flag.
+#[derive(Debug)]
+pub struct GameUpdate(pub Option<bool>);
+
+impl Message<GameUpdate> for DeviceActor {
+    type Reply = Result<bool, DeviceRefusal>;
+
+    async fn handle(
+        &mut self,
+        GameUpdate(set): GameUpdate,
+        _ctx: &mut Context<Self, Self::Reply>,
+    ) -> Self::Reply {
+        if let Some(updating) = set
+            && updating != self.rec.updating
+        {
+            self.inner
+                .store
+                .set_device_updating(self.rec.id, updating)
+                .await
+                .map_err(|_| DeviceRefusal::Internal)?;
+            self.rec.updating = updating;
+            self.changed();
+        }
+        Ok(self.rec.updating)
+    }
+}
+
+/// Operator commands that change the device's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OperatorCommand {
+    /// End any session (`operator`) and lock until unlocked.
+    Lock,
+    /// Clear an operator lock (or any lock).
+    Unlock,
+    /// End any session (`maintenance`) and put the device into maintenance.
+    Maintain,
+}
+
+/// An operator command.
+#[derive(Debug)]
+pub struct Operate(pub OperatorCommand);
+
+impl Message<Operate> for DeviceActor {
+    type Reply = Result<Option<EndedView>, DeviceRefusal>;
+
+    async fn handle(
+        &mut self,
+        Operate(cmd): Operate,
+        _ctx: &mut Context<Self, Self::Reply>,
+    ) -> Self::Reply {
+        match cmd {
+            OperatorCommand::Lock => {
+                let ended = self.end_running(EndReason::Operator).await?;
+                self.persist_status(PersistedStatus::OperatorLock, None)
+                    .await?;
+                Ok(ended)
+            }
+            OperatorCommand::Maintain => {
+                let ended = self.end_running(EndReason::Maintenance).await?;
+                self.persist_status(PersistedStatus::Maintain, Some("operator".into()))
+                    .await?;
+                Ok(ended)
+            }
+            OperatorCommand::Unlock => {
+                self.transient_lock = None;
+                self.persist_status(PersistedStatus::Free, None).await?;
+                Ok(None)
+            }
+        }
+    }
+}
+
+/// Asks for the device's view.
+#[derive(Debug)]
+pub struct Info;
+
+impl Message<Info> for DeviceActor {
+    type Reply = Result<DeviceView, DeviceRefusal>;
+
+    async fn handle(&mut self, _: Info, _ctx: &mut Context<Self, Self::Reply>) -> Self::Reply {
+        Ok(self.view(self.inner.clock.now_ms()))
+    }
+}
+
+/// The operator changed the device's registration (name, price, ...).
+#[derive(Debug)]
+pub struct Reload(pub DeviceRecord);
+
+impl Message<Reload> for DeviceActor {
+    type Reply = ();
+
+    async fn handle(&mut self, Reload(rec): Reload, _ctx: &mut Context<Self, Self::Reply>) {
+        let last = self.last_heard;
+        self.rec = rec;
+        self.last_heard = last.max(self.rec.last_seen_at);
+        self.changed();
+    }
+}

@@ -1,0 +1,289 @@
+//! An in-memory `Store` with the same rules as the SQL one (one active session per user
+//! and per device, deterministic ledger ids, no negative balance). For actor tests that
+//! run under paused tokio time, where a real database would only add noise.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+
+use crate::ports::*;
+
+#[derive(Debug, Clone)]
+struct MemSession {
+    rec: SessionRecord,
+    ended: bool,
+    reason: Option<String>,
+    cost: i64,
+}
+
+/// The in-memory store.
+#[derive(Default)]
+pub struct MemStore {
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    devices: HashMap<String, DeviceRecord>,
+    balances: HashMap<i64, i64>,
+    sessions: BTreeMap<i64, MemSession>,
+    /// Ledger: id → (user, amount).
+    pub ledger: BTreeMap<String, (i64, i64)>,
+    next_session: i64,
+}
+
+impl MemStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Registers a device.
+    pub fn add_device(&self, rec: DeviceRecord) {
+        self.state
+            .lock()
+            .unwrap()
+            .devices
+            .insert(rec.code.clone(), rec);
+    }
+
+    /// Credits a user (a ledger row `credit:<n>`).
+    pub fn credit(&self, user_id: i64, amount: i64) {
+        let mut s = self.state.lock().unwrap();
+        let n = s.ledger.len();
+        s.ledger.insert(format!("credit:{n}"), (user_id, amount));
+        *s.balances.entry(user_id).or_default() += amount;
+    }
+
+    /// Balance of a user.
+    pub fn balance(&self, user_id: i64) -> i64 {
+        self.state
+            .lock()
+            .unwrap()
+            .balances
+            .get(&user_id)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Sum of a user's ledger rows (must equal the balance).
+    pub fn ledger_sum(&self, user_id: i64) -> i64 {
+        let s = self.state.lock().unwrap();
+        s.ledger
+            .values()
+            .filter(|(u, _)| *u == user_id)
+            .map(|(_, a)| a)
+            .sum()
+    }
+
+    /// (ended, reason, cost) of a session.
+    pub fn session_outcome(&self, id: i64) -> Option<(bool, Option<String>, i64)> {
+        let s = self.state.lock().unwrap();
+        s.sessions
+            .get(&id)
+            .map(|m| (m.ended, m.reason.clone(), m.cost))
+    }
+
+    /// Inserts a running session as if written before a restart.
+    pub fn insert_running(&self, rec: SessionRecord) {
+        let mut s = self.state.lock().unwrap();
+        s.next_session = s.next_session.max(rec.id);
+        s.sessions.insert(
+            rec.id,
+            MemSession {
+                rec,
+                ended: false,
+                reason: None,
+                cost: 0,
+            },
+        );
+    }
+
+    /// Inserts a ledger row directly (to mirror what a crashed server had written).
+    pub fn insert_ledger(&self, id: &str, user_id: i64, amount: i64) {
+        let mut s = self.state.lock().unwrap();
+        s.ledger.insert(id.to_string(), (user_id, amount));
+        *s.balances.entry(user_id).or_default() += amount;
+    }
+}
+
+#[async_trait]
+impl Store for MemStore {
+    async fn device_by_code(&self, code: &str) -> StoreResult<Option<DeviceRecord>> {
+        Ok(self.state.lock().unwrap().devices.get(code).cloned())
+    }
+
+    async fn set_device_status(
+        &self,
+        device_id: i64,
+        status: PersistedStatus,
+        maintainer: Option<&str>,
+    ) -> StoreResult<()> {
+        let mut s = self.state.lock().unwrap();
+        if let Some(d) = s.devices.values_mut().find(|d| d.id == device_id) {
+            d.status = status;
+            d.maintainer = maintainer.map(str::to_string);
+        }
+        Ok(())
+    }
+
+    async fn set_device_updating(&self, device_id: i64, updating: bool) -> StoreResult<()> {
+        let mut s = self.state.lock().unwrap();
+        if let Some(d) = s.devices.values_mut().find(|d| d.id == device_id) {
+            d.updating = updating;
+        }
+        Ok(())
+    }
+
+    async fn start_session(&self, new: NewSession) -> Result<Started, StartError> {
+        let mut s = self.state.lock().unwrap();
+        if s.sessions
+            .values()
+            .any(|m| !m.ended && m.rec.user_id == new.user_id)
+        {
+            return Err(StartError::UserBusy);
+        }
+        if s.sessions
+            .values()
+            .any(|m| !m.ended && m.rec.device_id == new.device_id)
+        {
+            return Err(StartError::DeviceBusy);
+        }
+        let bal = s.balances.get(&new.user_id).copied().unwrap_or(0);
+        if bal < new.charge_mode {
+            return Err(StartError::InsufficientBalance);
+        }
+        s.next_session += 1;
+        let id = s.next_session;
+        let code = s
+            .devices
+            .values()
+            .find(|d| d.id == new.device_id)
+            .map(|d| d.code.clone())
+            .unwrap_or_default();
+        let rec = SessionRecord {
+            id,
+            token: new.token,
+            user_id: new.user_id,
+            openid: String::new(),
+            device_id: new.device_id,
+            device_code: code,
+            charge_mode: new.charge_mode,
+            billing_mode: new.billing_mode,
+            started_at: new.started_at,
+            reserved_units: 1,
+            last_heard_at: new.started_at,
+        };
+        s.ledger
+            .insert(format!("{id}:1"), (new.user_id, -new.charge_mode));
+        *s.balances.entry(new.user_id).or_default() -= new.charge_mode;
+        s.sessions.insert(
+            id,
+            MemSession {
+                rec: rec.clone(),
+                ended: false,
+                reason: None,
+                cost: 0,
+            },
+        );
+        Ok(Started {
+            session: rec,
+            balance: bal - new.charge_mode,
+        })
+    }
+
+    async fn reserve_unit(
+        &self,
+        session_id: i64,
+        user_id: i64,
+        unit: i64,
+        price: i64,
+        last_heard_at: i64,
+    ) -> StoreResult<Reserve> {
+        let mut s = self.state.lock().unwrap();
+        let bal = s.balances.get(&user_id).copied().unwrap_or(0);
+        match s.sessions.get(&session_id) {
+            Some(m) if !m.ended => {}
+            _ => return Ok(Reserve::SessionEnded),
+        }
+        let id = format!("{session_id}:{unit}");
+        if s.ledger.contains_key(&id) {
+            return Ok(Reserve::Reserved { balance: bal });
+        }
+        if bal < price {
+            return Ok(Reserve::Insufficient { balance: bal });
+        }
+        s.ledger.insert(id, (user_id, -price));
+        s.balances.insert(user_id, bal - price);
+        let m = s.sessions.get_mut(&session_id).unwrap();
+        m.rec.reserved_units = m.rec.reserved_units.max(unit);
+        m.rec.last_heard_at = m.rec.last_heard_at.max(last_heard_at);
+        Ok(Reserve::Reserved {
+            balance: bal - price,
+        })
+    }
+
+    async fn end_session(&self, end: SessionEnd) -> StoreResult<Ended> {
+        let mut s = self.state.lock().unwrap();
+        let bal = s.balances.get(&end.user_id).copied().unwrap_or(0);
+        let Some(m) = s.sessions.get_mut(&end.session_id) else {
+            return Ok(Ended {
+                changed: false,
+                balance: bal,
+            });
+        };
+        if m.ended {
+            return Ok(Ended {
+                changed: false,
+                balance: bal,
+            });
+        }
+        m.ended = true;
+        m.reason = Some(end.reason.as_str().to_string());
+        m.cost = end.cost;
+        if end.refund > 0 {
+            s.ledger.insert(
+                format!("{}:refund", end.session_id),
+                (end.user_id, end.refund),
+            );
+            s.balances.insert(end.user_id, bal + end.refund);
+        }
+        Ok(Ended {
+            changed: true,
+            balance: bal + end.refund.max(0),
+        })
+    }
+
+    async fn active_sessions(&self) -> StoreResult<Vec<SessionRecord>> {
+        let s = self.state.lock().unwrap();
+        Ok(s.sessions
+            .values()
+            .filter(|m| !m.ended)
+            .map(|m| m.rec.clone())
+            .collect())
+    }
+
+    async fn record_heartbeats(
+        &self,
+        devices: &[(i64, i64)],
+        sessions: &[(i64, i64)],
+    ) -> StoreResult<()> {
+        let mut s = self.state.lock().unwrap();
+        for (id, at) in devices {
+            if let Some(d) = s.devices.values_mut().find(|d| d.id == *id) {
+                d.last_seen_at = Some(d.last_seen_at.unwrap_or(0).max(*at));
+            }
+        }
+        for (id, at) in sessions {
+            if let Some(m) = s.sessions.get_mut(id) {
+                m.rec.last_heard_at = m.rec.last_heard_at.max(*at);
+            }
+        }
+        Ok(())
+    }
+
+    async fn user_balance(&self, user_id: i64) -> StoreResult<i64> {
+        Ok(self.balance(user_id))
+    }
+}

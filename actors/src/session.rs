@@ -1,0 +1,524 @@
+//! `SessionActor`: one per running session. It owns the session's billing clock: it
+//! reserves each unit when it begins, ends the session when the balance runs out or the
+//! kiosk falls silent, and settles (refunds) at the end. Time reaches it as messages
+//! (`Wake`) from a timer task that holds only a weak reference.
+
+use std::sync::Arc;
+
+use kameo::prelude::*;
+use tokio::task::JoinHandle;
+
+use crate::billing::{EndReason, Meter, Step, Tariff, units_left};
+use crate::catalog;
+use crate::coordinator::Inner;
+use crate::device::{DeviceActor, SessionClosed};
+use crate::events::Event;
+use crate::ports::{Reserve, SessionEnd, SessionRecord};
+
+/// What adapters see of a running session.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionView {
+    /// Session id.
+    pub id: i64,
+    /// Token.
+    pub token: String,
+    /// User id.
+    pub user_id: i64,
+    /// User openid.
+    pub openid: String,
+    /// Device id.
+    pub device_id: i64,
+    /// Device code.
+    pub device_code: String,
+    /// Start (unix ms).
+    pub started_at: i64,
+    /// When this view was taken (unix ms).
+    pub now: i64,
+    /// Cost if it ended now (fen).
+    pub cost_money: i64,
+    /// Seconds since the start.
+    pub cost_time: i64,
+    /// Fen per unit.
+    pub charge_mode: i64,
+    /// Balance (fen).
+    pub balance: i64,
+    /// Paid up to (unix ms).
+    pub paid_until: i64,
+    /// Units reserved.
+    pub reserved: i64,
+    /// Last heartbeat (unix ms).
+    pub last_heard: i64,
+}
+
+/// The final account of an ended session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EndedView {
+    /// Session id.
+    pub id: i64,
+    /// Why.
+    pub reason: EndReason,
+    /// When (unix ms).
+    pub ended_at: i64,
+    /// Final cost (fen).
+    pub cost: i64,
+    /// Refunded (fen).
+    pub refund: i64,
+    /// Balance after (fen).
+    pub balance: i64,
+}
+
+/// The session is gone (ended, or never existed here).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("session has ended")]
+pub struct Gone;
+
+/// A failure while ending or viewing a session.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SessionError {
+    /// The session has ended.
+    #[error("session has ended")]
+    Gone,
+    /// Storage failed; nothing changed.
+    #[error("storage failed: {0}")]
+    Store(String),
+}
+
+/// Arguments to spawn a session actor.
+pub struct SessionArgs {
+    pub(crate) rec: SessionRecord,
+    pub(crate) balance: i64,
+    pub(crate) device: WeakActorRef<DeviceActor>,
+    pub(crate) inner: Arc<Inner>,
+    /// True for a session that just started (false when recovered after a restart).
+    pub(crate) fresh: bool,
+}
+
+/// The actor.
+pub struct SessionActor {
+    rec: SessionRecord,
+    meter: Meter,
+    balance: i64,
+    warned_low: bool,
+    device: WeakActorRef<DeviceActor>,
+    inner: Arc<Inner>,
+    timer: Option<JoinHandle<()>>,
+    ended: Option<EndedView>,
+}
+
+impl Actor for SessionActor {
+    type Args = SessionArgs;
+    type Error = kameo::error::Infallible;
+
+    fn name() -> &'static str {
+        "Session"
+    }
+
+    async fn on_start(args: Self::Args, me: ActorRef<Self>) -> Result<Self, Self::Error> {
+        let cfg = &args.inner.cfg;
+        let meter = Meter {
+            tariff: Tariff {
+                unit_ms: cfg.unit_ms,
+                free_ms: cfg.free_ms,
+                price: args.rec.charge_mode,
+            },
+            heartbeat_timeout_ms: cfg.heartbeat_timeout_ms,
+            started_at: args.rec.started_at,
+            reserved: args.rec.reserved_units,
+            last_heard: args.rec.last_heard_at,
+        };
+        metrics::gauge!(catalog::SESSIONS_ACTIVE).increment(1.0);
+        let mut s = SessionActor {
+            rec: args.rec,
+            meter,
+            balance: args.balance,
+            warned_low: false,
+            device: args.device,
+            inner: args.inner,
+            timer: None,
+            ended: None,
+        };
+        if args.fresh {
+            metrics::counter!(catalog::SESSIONS_STARTED).increment(1);
+            s.inner.events.publish(Event::SessionStarted {
+                device_code: s.rec.device_code.clone(),
+                session_id: s.rec.id,
+                user_id: s.rec.user_id,
+                paid_until: s.meter.paid_until(),
+            });
+        }
+        s.maybe_warn_low();
+        // A recovered session may have boundaries or a deadline already due: the first
+        // wake happens at once in that case.
+        s.arm(&me);
+        Ok(s)
+    }
+
+    async fn on_stop(
+        &mut self,
+        _me: WeakActorRef<Self>,
+        _reason: ActorStopReason,
+    ) -> Result<(), Self::Error> {
+        if let Some(t) = self.timer.take() {
+            t.abort();
+        }
+        metrics::gauge!(catalog::SESSIONS_ACTIVE).decrement(1.0);
+        Ok(())
+    }
+}
+
+impl SessionActor {
+    /// Schedules the next `Wake` at the meter's next boundary or deadline.
+    fn arm(&mut self, me: &ActorRef<Self>) {
+        self.arm_at(me, self.meter.next_wake());
+    }
+
+    fn arm_at(&mut self, me: &ActorRef<Self>, at_ms: i64) {
+        if let Some(t) = self.timer.take() {
+            t.abort();
+        }
+        let at = self.inner.clock.instant_at(at_ms);
+        let weak = me.downgrade();
+        self.timer = Some(tokio::spawn(async move {
+            tokio::time::sleep_until(at).await;
+            if let Some(me) = weak.upgrade() {
+                let _ = me.tell(Wake).try_send();
+            }
+        }));
+    }
+
+    fn view(&self, now: i64) -> SessionView {
+        SessionView {
+            id: self.rec.id,
+            token: self.rec.token.clone(),
+            user_id: self.rec.user_id,
+            openid: self.rec.openid.clone(),
+            device_id: self.rec.device_id,
+            device_code: self.rec.device_code.clone(),
+            started_at: self.rec.started_at,
+            now,
+            cost_money: self.meter.cost_at(now),
+            cost_time: ((now - self.rec.started_at) / 1000).max(0),
+            charge_mode: self.rec.charge_mode,
+            balance: self.balance,
+            paid_until: self.meter.paid_until(),
+            reserved: self.meter.reserved,
+            last_heard: self.meter.last_heard,
+        }
+    }
+
+    /// Carries out every step due by `now`. Returns `Err` when storage failed (the caller
+    /// retries later; nothing was half-done because every step is one transaction).
+    async fn catch_up(&mut self, now: i64) -> Result<(), String> {
+        while self.ended.is_none() {
+            let Some(step) = self.meter.step(now) else {
+                return Ok(());
+            };
+            match step {
+                Step::Reserve { unit, due_at } => self.reserve(unit, due_at).await?,
+                Step::End {
+                    reason,
+                    at,
+                    billed_to,
+                } => {
+                    self.finish(reason, at, billed_to).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn reserve(&mut self, unit: i64, due_at: i64) -> Result<(), String> {
+        let price = self.rec.charge_mode;
+        let r = self
+            .inner
+            .store
+            .reserve_unit(
+                self.rec.id,
+                self.rec.user_id,
+                unit,
+                price,
+                self.meter.last_heard,
+            )
+            .await;
+        match r {
+            Ok(Reserve::Reserved { balance }) => {
+                let lag = (self.inner.clock.now_ms() - due_at).max(0) as f64 / 1000.0;
+                metrics::histogram!(catalog::BILLING_TICK_LAG).record(lag);
+                metrics::counter!(catalog::BILLING_TICKS, "outcome" => "reserved").increment(1);
+                self.meter.reserved(unit);
+                self.balance = balance;
+                let left = units_left(&self.meter.tariff, balance);
+                self.inner.events.publish(Event::Billing {
+                    device_code: self.rec.device_code.clone(),
+                    session_id: self.rec.id,
+                    user_id: self.rec.user_id,
+                    units: self.meter.reserved,
+                    cost: self.meter.reserved * price,
+                    balance,
+                    units_left: left,
+                    paid_until: self.meter.paid_until(),
+                });
+                self.maybe_warn_low();
+                Ok(())
+            }
+            Ok(Reserve::Insufficient { balance }) => {
+                metrics::counter!(catalog::BILLING_TICKS, "outcome" => "insufficient").increment(1);
+                self.balance = balance;
+                let Step::End {
+                    reason,
+                    at,
+                    billed_to,
+                } = self.meter.exhausted()
+                else {
+                    return Ok(());
+                };
+                self.finish(reason, at, billed_to).await
+            }
+            Ok(Reserve::SessionEnded) => {
+                // Ended behind our back (another node, an operator tool): stop quietly.
+                self.close_without_settling();
+                Ok(())
+            }
+            Err(e) => {
+                metrics::counter!(catalog::BILLING_TICKS, "outcome" => "error").increment(1);
+                metrics::counter!(catalog::STORE_ERRORS, "op" => "reserve_unit").increment(1);
+                tracing::warn!(session = self.rec.id, unit, error = %e, "reserving a unit failed; will retry");
+                Err(e.0)
+            }
+        }
+    }
+
+    fn maybe_warn_low(&mut self) {
+        let left = units_left(&self.meter.tariff, self.balance);
+        if !self.warned_low && left <= self.inner.cfg.low_balance_units {
+            self.warned_low = true;
+            metrics::counter!(catalog::BALANCE_LOW).increment(1);
+            self.inner.events.publish(Event::BalanceLow {
+                device_code: self.rec.device_code.clone(),
+                session_id: self.rec.id,
+                user_id: self.rec.user_id,
+                units_left: left,
+            });
+        }
+    }
+
+    /// Settles and ends the session: one transaction, then everyone is told.
+    async fn finish(&mut self, reason: EndReason, at: i64, billed_to: i64) -> Result<(), String> {
+        let s = self.meter.settle(billed_to);
+        let end = SessionEnd {
+            session_id: self.rec.id,
+            user_id: self.rec.user_id,
+            ended_at: at,
+            reason,
+            billed_ms: s.billed_ms,
+            cost: s.cost,
+            refund: s.refund,
+        };
+        let ended = match self.inner.store.end_session(end).await {
+            Ok(e) => e,
+            Err(e) => {
+                metrics::counter!(catalog::STORE_ERRORS, "op" => "end_session").increment(1);
+                tracing::warn!(session = self.rec.id, error = %e, "ending a session failed");
+                return Err(e.0);
+            }
+        };
+        if !ended.changed {
+            self.close_without_settling();
+            return Ok(());
+        }
+        self.balance = ended.balance;
+        metrics::counter!(catalog::SESSIONS_ENDED, "reason" => reason.as_str()).increment(1);
+        metrics::counter!(catalog::REVENUE_FEN).increment(s.cost.max(0) as u64);
+        metrics::counter!(catalog::REFUNDED_FEN).increment(s.refund.max(0) as u64);
+        self.ended = Some(EndedView {
+            id: self.rec.id,
+            reason,
+            ended_at: at,
+            cost: s.cost,
+            refund: s.refund,
+            balance: ended.balance,
+        });
+        self.inner.forget_session(&self.rec.token, self.rec.user_id);
+        if let Some(device) = self.device.upgrade() {
+            let _ = device
+                .tell(SessionClosed {
+                    session_id: self.rec.id,
+                    reason: Some(reason),
+                })
+                .try_send();
+        }
+        self.inner.events.publish(Event::SessionEnded {
+            device_code: self.rec.device_code.clone(),
+            session_id: self.rec.id,
+            user_id: self.rec.user_id,
+            reason,
+            cost: s.cost,
+        });
+        tracing::info!(session = self.rec.id, device = %self.rec.device_code, reason = reason.as_str(), cost = s.cost, refund = s.refund, "session ended");
+        Ok(())
+    }
+
+    fn close_without_settling(&mut self) {
+        self.inner.forget_session(&self.rec.token, self.rec.user_id);
+        if let Some(device) = self.device.upgrade() {
+            let _ = device
+                .tell(SessionClosed {
+                    session_id: self.rec.id,
+                    reason: None,
+                })
+                .try_send();
+        }
+        self.ended = Some(EndedView {
+            id: self.rec.id,
+            reason: EndReason::Operator,
+            ended_at: self.inner.clock.now_ms(),
+            cost: 0,
+            refund: 0,
+            balance: self.balance,
+        });
+    }
+
+    /// After any message: stop if ended, else make sure the timer is armed.
+    fn after<R: Reply>(&mut self, ctx: &mut Context<Self, R>, store_failed: bool) {
+        if self.ended.is_some() {
+            if let Some(t) = self.timer.take() {
+                t.abort();
+            }
+            ctx.stop();
+        } else if store_failed {
+            let retry = self.inner.clock.now_ms() + self.inner.cfg.retry_ms;
+            self.arm_at(ctx.actor_ref(), retry);
+        } else {
+            self.arm(ctx.actor_ref());
+        }
+    }
+}
+
+/// Timer message: do whatever is due now.
+#[derive(Debug)]
+pub struct Wake;
+
+impl Message<Wake> for SessionActor {
+    type Reply = ();
+
+    async fn handle(&mut self, _: Wake, ctx: &mut Context<Self, Self::Reply>) {
+        let now = self.inner.clock.now_ms();
+        let failed = self.catch_up(now).await.is_err();
+        self.after(ctx, failed);
+    }
+}
+
+/// A sign of life from the kiosk at the given instant (unix ms).
+#[derive(Debug)]
+pub struct Heard(pub i64);
+
+impl Message<Heard> for SessionActor {
+    type Reply = ();
+
+    async fn handle(&mut self, Heard(at): Heard, _ctx: &mut Context<Self, Self::Reply>) {
+        if self.ended.is_none() {
+            self.meter.heard(at);
+            self.inner.beat_session(self.rec.id, at);
+        }
+    }
+}
+
+/// The kiosk's keepalive: a heartbeat, answered with the session.
+#[derive(Debug)]
+pub struct Keepalive {
+    /// The device code the kiosk sent (must match the session's).
+    pub device_code: String,
+}
+
+impl Message<Keepalive> for SessionActor {
+    type Reply = Result<SessionView, SessionError>;
+
+    async fn handle(
+        &mut self,
+        msg: Keepalive,
+        ctx: &mut Context<Self, Self::Reply>,
+    ) -> Self::Reply {
+        if self.ended.is_some() || msg.device_code != self.rec.device_code {
+            return Err(SessionError::Gone);
+        }
+        let now = self.inner.clock.now_ms();
+        // Due steps first: a deadline that passed before this keepalive still ends the
+        // session (the kiosk was silent too long).
+        let failed = self.catch_up(now).await.is_err();
+        if self.ended.is_none() {
+            self.meter.heard(now);
+            self.inner.beat_session(self.rec.id, now);
+            if let Some(d) = self.device.upgrade() {
+                let _ = d.tell(crate::device::Heard(now)).try_send();
+            }
+        }
+        self.after(ctx, failed);
+        match self.ended {
+            Some(_) => Err(SessionError::Gone),
+            None => Ok(self.view(now)),
+        }
+    }
+}
+
+/// Asks for the session as it stands.
+#[derive(Debug)]
+pub struct View;
+
+impl Message<View> for SessionActor {
+    type Reply = Result<SessionView, SessionError>;
+
+    async fn handle(&mut self, _: View, ctx: &mut Context<Self, Self::Reply>) -> Self::Reply {
+        let now = self.inner.clock.now_ms();
+        let failed = self.catch_up(now).await.is_err();
+        self.after(ctx, failed);
+        match self.ended {
+            Some(_) => Err(SessionError::Gone),
+            None => Ok(self.view(now)),
+        }
+    }
+}
+
+/// Ends the session now for `reason`.
+#[derive(Debug)]
+pub struct End {
+    /// Why.
+    pub reason: EndReason,
+}
+
+impl Message<End> for SessionActor {
+    type Reply = Result<EndedView, SessionError>;
+
+    async fn handle(&mut self, msg: End, ctx: &mut Context<Self, Self::Reply>) -> Self::Reply {
+        if self.ended.is_some() {
+            return Err(SessionError::Gone);
+        }
+        let now = self.inner.clock.now_ms();
+        let mut result = self.catch_up(now).await;
+        if result.is_ok() && self.ended.is_none() {
+            result = self.finish(msg.reason, now, now).await;
+        }
+        self.after(ctx, result.is_err());
+        match (result, self.ended) {
+            (Err(e), _) => Err(SessionError::Store(e)),
+            // Ended by the catch-up (balance or heartbeat) before this request: report
+            // that end; the caller sees the session as gone.
+            (Ok(()), Some(v)) if v.reason == msg.reason => Ok(v),
+            (Ok(()), _) => Err(SessionError::Gone),
+        }
+    }
+}
+
+/// The user's balance changed (a recharge or an adjustment) outside the session.
+#[derive(Debug)]
+pub struct BalanceChanged(pub i64);
+
+impl Message<BalanceChanged> for SessionActor {
+    type Reply = ();
+
+    async fn handle(&mut self, m: BalanceChanged, _ctx: &mut Context<Self, Self::Reply>) {
+        self.balance = m.0;
+        if units_left(&self.meter.tariff, self.balance) > self.inner.cfg.low_balance_units {
+            self.warned_low = false;
+        }
+    }
+}

@@ -1,0 +1,310 @@
+//! The actors under paused tokio time against the in-memory store: the worked examples
+//! of SPEC §3 driven by timers, not sleeps.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kioskd_actors::coordinator::{Coordinator, CoordinatorConfig};
+use kioskd_actors::device::StartRefusal;
+use kioskd_actors::memstore::MemStore;
+use kioskd_actors::ports::*;
+use kioskd_actors::{Clock, EndReason, Event, Events};
+
+const T0: i64 = 1_700_000_000_000;
+const CODE: &str = "11-22-33-44-55-66-77-86";
+
+fn device(id: i64, code: &str) -> DeviceRecord {
+    DeviceRecord {
+        id,
+        code: code.into(),
+        client_id: None,
+        name: "seat".into(),
+        province: String::new(),
+        city: String::new(),
+        area: String::new(),
+        location: String::new(),
+        charge_mode: 5,
+        billing_mode: BillingMode::Prepaid,
+        status: PersistedStatus::Free,
+        maintainer: None,
+        updating: false,
+        last_seen_at: None,
+    }
+}
+
+fn setup() -> (Arc<MemStore>, Coordinator) {
+    let store = Arc::new(MemStore::new());
+    store.add_device(device(1, CODE));
+    store.add_device(device(2, "AA-BB-CC-DD-EE-FF"));
+    let coord = Coordinator::new(
+        store.clone(),
+        Clock::starting_at(T0),
+        CoordinatorConfig::default(),
+        Events::default(),
+    );
+    (store, coord)
+}
+
+fn user(id: i64, store: &MemStore) -> UserRef {
+    UserRef {
+        id,
+        openid: format!("o{id}"),
+        balance: store.balance(id),
+    }
+}
+
+async fn secs(s: u64) {
+    tokio::time::sleep(Duration::from_secs(s)).await;
+}
+
+async fn wait_ended(store: &MemStore, id: i64) -> (bool, Option<String>, i64) {
+    for _ in 0..100 {
+        let o = store.session_outcome(id).unwrap();
+        if o.0 {
+            return o;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    store.session_outcome(id).unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn balance_12_reserves_two_minutes_then_exhausts_and_locks() {
+    let (store, coord) = setup();
+    store.credit(7, 12);
+    let mut events = coord.events().subscribe();
+    coord.check(CODE).await.unwrap();
+    let started = coord
+        .start_session(CODE, user(7, &store))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(store.balance(7), 7);
+    secs(61).await;
+    assert_eq!(store.balance(7), 2);
+    // The kiosk keeps polling: the session stays alive until the balance is out.
+    let token = started.token.clone();
+    assert!(coord.keepalive(&token, CODE).await.unwrap().is_some());
+    secs(60).await;
+    let (ended, reason, cost) = wait_ended(&store, started.session_id).await;
+    assert!(ended);
+    assert_eq!(reason.as_deref(), Some("balance_exhausted"));
+    assert_eq!(cost, 10);
+    assert_eq!(store.balance(7), 2);
+    assert_eq!(store.ledger_sum(7), 2);
+    // The kiosk learns it from its next check (lock), then the device is free again.
+    let c = coord.check(CODE).await.unwrap();
+    assert_eq!(c.status, kioskd_actors::DeviceStatus::Lock);
+    assert_eq!(c.token, None);
+    assert_eq!(
+        coord.check(CODE).await.unwrap().status,
+        kioskd_actors::DeviceStatus::Free
+    );
+    assert!(coord.keepalive(&token, CODE).await.unwrap().is_none());
+    let mut saw_low = false;
+    while let Ok(e) = events.try_recv() {
+        if let Event::BalanceLow { units_left, .. } = e {
+            saw_low = true;
+            assert_eq!(units_left, 1);
+        }
+    }
+    assert!(saw_low, "a low-balance warning went out");
+}
+
+#[tokio::test(start_paused = true)]
+async fn leaving_within_the_free_start_costs_nothing() {
+    let (store, coord) = setup();
+    store.credit(7, 100);
+    coord.check(CODE).await.unwrap();
+    let s = coord
+        .start_session(CODE, user(7, &store))
+        .await
+        .unwrap()
+        .unwrap();
+    secs(20).await;
+    let e = coord
+        .end_by_token(&s.token, EndReason::UserLogout)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((e.cost, e.refund, e.balance), (0, 5, 100));
+    assert_eq!(store.ledger_sum(7), 100);
+    // A repeated logout is not an error: the token is simply gone.
+    assert!(
+        coord
+            .end_by_token(&s.token, EndReason::UserLogout)
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn leaving_at_150_seconds_costs_three_minutes() {
+    let (store, coord) = setup();
+    store.credit(7, 100);
+    coord.check(CODE).await.unwrap();
+    let s = coord
+        .start_session(CODE, user(7, &store))
+        .await
+        .unwrap()
+        .unwrap();
+    for _ in 0..5 {
+        secs(30).await;
+        coord.keepalive(&s.token, CODE).await.unwrap().unwrap();
+    }
+    let e = coord
+        .end_for_user(7, EndReason::PhoneOffline)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((e.cost, e.balance), (15, 85));
+    assert_eq!(store.ledger_sum(7), 85);
+}
+
+#[tokio::test(start_paused = true)]
+async fn heartbeat_timeout_bills_to_last_heartbeat() {
+    let (store, coord) = setup();
+    store.credit(7, 100);
+    coord.check(CODE).await.unwrap();
+    let s = coord
+        .start_session(CODE, user(7, &store))
+        .await
+        .unwrap()
+        .unwrap();
+    for _ in 0..13 {
+        secs(10).await;
+        coord.keepalive(&s.token, CODE).await.unwrap().unwrap();
+    }
+    // Last heard at t=130. Reservations continue until t=430.
+    secs(289).await; // t=419
+    assert_eq!(store.balance(7), 100 - 7 * 5);
+    secs(2).await; // t=421: unit 8 reserved at t=420
+    assert_eq!(store.balance(7), 100 - 8 * 5);
+    secs(10).await; // t=431
+    let (ended, reason, cost) = wait_ended(&store, s.session_id).await;
+    assert!(ended);
+    assert_eq!(reason.as_deref(), Some("heartbeat_timeout"));
+    assert_eq!(cost, 15);
+    assert_eq!(store.balance(7), 85);
+    assert_eq!(store.ledger_sum(7), 85);
+}
+
+#[tokio::test(start_paused = true)]
+async fn recovered_session_whose_kiosk_is_silent_ends_at_last_heard() {
+    let store = Arc::new(MemStore::new());
+    store.add_device(device(1, CODE));
+    store.credit(7, 100);
+    // Before the crash: started at T0, units 1 and 2 debited, last heard at t=65.
+    store.insert_ledger("1:1", 7, -5);
+    store.insert_ledger("1:2", 7, -5);
+    store.insert_running(SessionRecord {
+        id: 1,
+        token: "t".into(),
+        user_id: 7,
+        openid: "o7".into(),
+        device_id: 1,
+        device_code: CODE.into(),
+        charge_mode: 5,
+        billing_mode: BillingMode::Prepaid,
+        started_at: T0,
+        reserved_units: 2,
+        last_heard_at: T0 + 65_000,
+    });
+    // Restarted at t=100.
+    let coord = Coordinator::new(
+        store.clone(),
+        Clock::starting_at(T0 + 100_000),
+        CoordinatorConfig::default(),
+        Events::default(),
+    );
+    assert_eq!(coord.recover().await.unwrap(), 1);
+    secs(21).await; // t=121: unit 3 reserved as usual
+    assert_eq!(store.balance(7), 85);
+    secs(250).await; // t=371 > 65 + 300
+    let (ended, reason, cost) = wait_ended(&store, 1).await;
+    assert!(ended);
+    assert_eq!(reason.as_deref(), Some("heartbeat_timeout"));
+    assert_eq!(cost, 10);
+    assert_eq!(store.balance(7), 90);
+    assert_eq!(store.ledger_sum(7), 90);
+}
+
+#[tokio::test(start_paused = true)]
+async fn recovered_session_heard_again_continues_and_bills_the_outage() {
+    let store = Arc::new(MemStore::new());
+    store.add_device(device(1, CODE));
+    store.credit(7, 100);
+    store.insert_ledger("1:1", 7, -5);
+    store.insert_ledger("1:2", 7, -5);
+    store.insert_running(SessionRecord {
+        id: 1,
+        token: "t".into(),
+        user_id: 7,
+        openid: "o7".into(),
+        device_id: 1,
+        device_code: CODE.into(),
+        charge_mode: 5,
+        billing_mode: BillingMode::Prepaid,
+        started_at: T0,
+        reserved_units: 2,
+        last_heard_at: T0 + 65_000,
+    });
+    let coord = Coordinator::new(
+        store.clone(),
+        Clock::starting_at(T0 + 100_000),
+        CoordinatorConfig::default(),
+        Events::default(),
+    );
+    coord.recover().await.unwrap();
+    secs(5).await; // t=105: the kiosk is back
+    let v = coord.keepalive("t", CODE).await.unwrap().unwrap();
+    assert_eq!(v.cost_time, 105);
+    secs(45).await; // t=150
+    let e = coord
+        .end_by_token("t", EndReason::UserLogout)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((e.cost, e.balance), (15, 85));
+}
+
+#[tokio::test(start_paused = true)]
+async fn one_user_two_devices_and_two_users_one_device() {
+    let (store, coord) = setup();
+    store.credit(7, 100);
+    store.credit(8, 100);
+    coord.check(CODE).await.unwrap();
+    coord.check("AA-BB-CC-DD-EE-FF").await.unwrap();
+    let (a, b) = tokio::join!(
+        coord.start_session(CODE, user(7, &store)),
+        coord.start_session("AA-BB-CC-DD-EE-FF", user(7, &store)),
+    );
+    let oks = [&a, &b]
+        .iter()
+        .filter(|r| r.as_ref().unwrap().is_ok())
+        .count();
+    assert_eq!(oks, 1, "{a:?} {b:?}");
+    let other = if a.as_ref().unwrap().is_ok() { b } else { a };
+    assert_eq!(other.unwrap().unwrap_err(), StartRefusal::UserBusyElsewhere);
+    let busy_code = coord.sessions().await[0].device_code.clone();
+    let r = coord
+        .start_session(&busy_code, user(8, &store))
+        .await
+        .unwrap();
+    assert_eq!(r.unwrap_err(), StartRefusal::DeviceTaken);
+    assert_eq!(store.balance(7), 95);
+    assert_eq!(store.balance(8), 100);
+}
+
+#[tokio::test(start_paused = true)]
+async fn offline_device_refuses_sessions() {
+    let (store, coord) = setup();
+    store.credit(7, 100);
+    let r = coord.start_session(CODE, user(7, &store)).await.unwrap();
+    assert_eq!(r.unwrap_err(), StartRefusal::DeviceUnavailable);
+    coord.check(CODE).await.unwrap();
+    secs(301).await;
+    let r = coord.start_session(CODE, user(7, &store)).await.unwrap();
+    assert_eq!(r.unwrap_err(), StartRefusal::DeviceUnavailable);
+}
