@@ -229,6 +229,16 @@ impl Coordinator {
         }
     }
 
+    /// A sign of life from a kiosk outside a session call (e.g. a keepalive with a dead
+    /// token).
+    pub async fn heard(&self, code: &str) -> Result<(), CoordError> {
+        let d = self.device(code).await?;
+        let _ = d
+            .tell(crate::device::Heard(self.inner.clock.now_ms()))
+            .try_send();
+        Ok(())
+    }
+
     /// Starts (or finds, for the same user) a session on a device.
     pub async fn start_session(
         &self,
@@ -351,6 +361,15 @@ impl Coordinator {
             .reply_timeout(self.inner.cfg.ask_timeout)
             .await
             .map_err(unavailable)
+    }
+
+    /// The live view of a device whose actor is running (no spawning).
+    pub async fn live_device_info(&self, code: &str) -> Option<DeviceView> {
+        let d = self.inner.devices.get(code).map(|a| a.clone())?;
+        d.ask(Info)
+            .reply_timeout(self.inner.cfg.ask_timeout)
+            .await
+            .ok()
     }
 
     /// Asks a device to do something for an operator.

@@ -1,0 +1,175 @@
+//! The application: built from a configuration and a bound listener, run until a
+//! shutdown future resolves. `main` and the tests start it the same way.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kioskd_actors::{Clock, Coordinator, CoordinatorConfig, Events, catalog};
+use tokio::net::TcpListener;
+
+use crate::config::{Config, PaymentsMode};
+use crate::http::{AppInner, AppState, router};
+use crate::sms::{LogSender, SmsSender};
+use crate::store::{Db, WriteError};
+
+/// A built, not yet running application.
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+}
+
+/// Start-up failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// The database could not be opened or migrated.
+    #[error("database: {0}")]
+    Db(String),
+    /// Sessions could not be recovered.
+    #[error("recovery: {0}")]
+    Recover(String),
+    /// Socket trouble.
+    #[error("listener: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// The coordinator settings a configuration implies.
+pub fn coordinator_config(cfg: &Config) -> CoordinatorConfig {
+    CoordinatorConfig {
+        unit_ms: cfg.billing.unit_seconds as i64 * 1000,
+        free_ms: cfg.billing.free_seconds as i64 * 1000,
+        heartbeat_timeout_ms: cfg.billing.heartbeat_timeout_seconds as i64 * 1000,
+        low_balance_units: cfg.billing.low_balance_minutes,
+        ..CoordinatorConfig::default()
+    }
+}
+
+impl Application {
+    /// Opens storage, recovers running sessions and prepares the routes.
+    pub async fn build(cfg: Config, listener: TcpListener) -> Result<Self, BuildError> {
+        Self::build_with(cfg, listener, Arc::new(LogSender)).await
+    }
+
+    /// As `build`, with a given SMS sender (tests capture codes with one).
+    pub async fn build_with(
+        cfg: Config,
+        listener: TcpListener,
+        sms: Arc<dyn SmsSender>,
+    ) -> Result<Self, BuildError> {
+        let metrics = crate::telemetry::metrics();
+        let db = Db::connect(cfg.database.url.expose(), cfg.database.max_connections)
+            .await
+            .map_err(|e| BuildError::Db(e.0))?;
+        if cfg.payments.mode == PaymentsMode::Sandbox {
+            tracing::warn!(
+                "payments.mode = sandbox: recharges are credited WITHOUT payment; never run this in production"
+            );
+            metrics::gauge!(catalog::PAYMENTS_SANDBOX).set(1.0);
+        } else {
+            metrics::gauge!(catalog::PAYMENTS_SANDBOX).set(0.0);
+        }
+        let coord = Coordinator::new(
+            Arc::new(db.clone()),
+            Clock::system(),
+            coordinator_config(&cfg),
+            Events::default(),
+        );
+        coord
+            .recover()
+            .await
+            .map_err(|e| BuildError::Recover(e.to_string()))?;
+        let inner = AppInner {
+            tz: cfg.tz(),
+            cookie_key: crate::identity::key(cfg.identity.cookie_secret.expose()),
+            cfg,
+            db,
+            coord,
+            sms,
+            metrics,
+        };
+        Ok(Self {
+            listener,
+            state: AppState(Arc::new(inner)),
+        })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Handler state (tests reach the store and the coordinator through it).
+    pub fn state(&self) -> AppState {
+        self.state.clone()
+    }
+
+    /// Serves until `shutdown` resolves, then stops the actors.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let app = router(self.state.clone());
+        let addr = self.listener.local_addr()?;
+        tracing::info!(%addr, "kioskd listening");
+        axum::serve(
+            self.listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await?;
+        // Sessions stay active in the database; the next start recovers them.
+        tokio::time::timeout(Duration::from_secs(10), self.state.coord.shutdown())
+            .await
+            .ok();
+        Ok(())
+    }
+}
+
+/// Why a maintainer could not be added.
+#[derive(Debug, thiserror::Error)]
+pub enum AddError {
+    /// Bad username or password.
+    #[error("{0}")]
+    Invalid(String),
+    /// The username exists.
+    #[error("exists")]
+    Exists,
+    /// Storage failed.
+    #[error("{0}")]
+    Store(String),
+}
+
+/// Adds a maintainer (shared by the ops API and the CLI).
+pub async fn add_maintainer(
+    db: &Db,
+    username: &str,
+    password: &str,
+    now: i64,
+) -> Result<(), AddError> {
+    if username.is_empty()
+        || username.len() > 64
+        || !username
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+    {
+        return Err(AddError::Invalid(
+            "username must be 1-64 of [A-Za-z0-9._-]".into(),
+        ));
+    }
+    if password.chars().count() < 6 || password.len() > 256 {
+        return Err(AddError::Invalid(
+            "password must be 6-256 characters".into(),
+        ));
+    }
+    let pw = password.to_string();
+    let hash = tokio::task::spawn_blocking(move || crate::passwords::hash(&pw))
+        .await
+        .map_err(|e| AddError::Store(e.to_string()))?
+        .map_err(AddError::Store)?;
+    match db.add_maintainer(username, &hash, now).await {
+        Ok(()) => Ok(()),
+        Err(WriteError::Conflict) => Err(AddError::Exists),
+        Err(e) => Err(AddError::Store(e.to_string())),
+    }
+}

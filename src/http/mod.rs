@@ -1,0 +1,151 @@
+//! HTTP adapters. Each dialect decodes its wire format (the `kioskd-protocol` types),
+//! calls the coordinator or the store, and answers in the same dialect. Bad input of any
+//! kind gets an answer in the dialect's envelope; nothing here panics on input.
+
+pub mod dev;
+pub mod extract;
+pub mod health;
+pub mod ops;
+pub mod wechat;
+pub mod windows;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::FromRef;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum_extra::extract::cookie::Key;
+use chrono_tz::Tz;
+use kioskd_actors::Coordinator;
+use kioskd_protocol::Envelope;
+use metrics_exporter_prometheus::PrometheusHandle;
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::sms::SmsSender;
+use crate::store::Db;
+
+/// Shared by every handler.
+pub struct AppInner {
+    /// Configuration.
+    pub cfg: Config,
+    /// Storage.
+    pub db: Db,
+    /// The actors.
+    pub coord: Coordinator,
+    /// Wire time zone.
+    pub tz: Tz,
+    /// Signs the phone's session cookie.
+    pub cookie_key: Key,
+    /// Sends SMS captchas.
+    pub sms: Arc<dyn SmsSender>,
+    /// Prometheus exposition.
+    pub metrics: PrometheusHandle,
+}
+
+/// Handler state.
+#[derive(Clone)]
+pub struct AppState(pub Arc<AppInner>);
+
+impl std::ops::Deref for AppState {
+    type Target = AppInner;
+    fn deref(&self) -> &AppInner {
+        &self.0
+    }
+}
+
+impl FromRef<AppState> for Key {
+    fn from_ref(s: &AppState) -> Key {
+        s.0.cookie_key.clone()
+    }
+}
+
+/// Result codes of the envelope dialect (`/windows/*`, `/wechat/*`) beyond the login
+/// codes of SPEC §5. Documented in `protocol/README.md`.
+pub mod codes {
+    /// Not signed in / not registered.
+    pub const NOT_SIGNED_IN: i32 = -1;
+    /// Unknown device.
+    pub const NO_SUCH_DEVICE: i32 = -4;
+    /// Internal failure (storage down); nothing changed.
+    pub const INTERNAL: i32 = -6;
+    /// Device offline, busy or otherwise unavailable.
+    pub const DEVICE_UNAVAILABLE: i32 = -9;
+    /// Malformed request (HTTP 400/413).
+    pub const BAD_REQUEST: i32 = -10;
+    /// Wrong, expired or used captcha.
+    pub const BAD_CAPTCHA: i32 = -11;
+    /// Too many requests.
+    pub const RATE_LIMITED: i32 = -12;
+    /// Mobile or openid already bound otherwise.
+    pub const BINDING_CONFLICT: i32 = -13;
+    /// Amount out of range.
+    pub const BAD_AMOUNT: i32 = -14;
+    /// Maintainer credentials refused.
+    pub const BAD_CREDENTIALS: i32 = -15;
+}
+
+/// `{"success":true,"result":..,"error":null}`, HTTP 200.
+pub fn ok<T: Serialize>(result: T) -> Response {
+    axum::Json(Envelope::ok(result)).into_response()
+}
+
+/// A business failure: HTTP 200 with `success:false`, a numeric code and a message.
+pub fn fail(code: i32, msg: impl Into<String>) -> Response {
+    axum::Json(Envelope::fail(code, msg)).into_response()
+}
+
+/// Malformed input: the envelope with `BAD_REQUEST` and an HTTP 4xx status.
+pub fn bad_request(status: StatusCode, msg: impl Into<String>) -> Response {
+    (status, axum::Json(Envelope::fail(codes::BAD_REQUEST, msg))).into_response()
+}
+
+/// Storage or actor failure: logged once here, a clean message to the client.
+pub fn internal(e: impl std::fmt::Display) -> Response {
+    tracing::error!(error = %e, "request failed");
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        axum::Json(Envelope::fail(
+            codes::INTERNAL,
+            "服务暂时不可用，请稍后再试",
+        )),
+    )
+        .into_response()
+}
+
+/// Every route.
+pub fn router(state: AppState) -> Router {
+    let max_body = state.cfg.server.max_body_bytes;
+    let dev_mode = state.cfg.identity.mode == crate::config::IdentityMode::Dev;
+    let mut r = Router::new()
+        .merge(windows::routes())
+        .merge(wechat::routes())
+        .merge(ops::routes())
+        .merge(health::routes());
+    if dev_mode {
+        r = r.merge(dev::routes());
+    }
+    r.fallback(not_found)
+        .layer(axum::middleware::from_fn(crate::telemetry::track))
+        .layer(axum::extract::DefaultBodyLimit::max(max_body))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(panicked))
+        .with_state(state)
+}
+
+async fn not_found() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        axum::Json(Envelope::fail(codes::BAD_REQUEST, "no such endpoint")),
+    )
+        .into_response()
+}
+
+fn panicked(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    tracing::error!("a handler panicked");
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        axum::Json(Envelope::fail(codes::INTERNAL, "internal error")),
+    )
+        .into_response()
+}

@@ -1,0 +1,367 @@
+//! The phone API (`/wechat/*`, seed 001, SPEC §7): captcha and mobile binding, user
+//! info, registration check, recharge and the recharge and expense lists.
+
+use axum::Router;
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum_extra::extract::SignedCookieJar;
+use kioskd_actors::catalog;
+use kioskd_protocol::wechat::*;
+use kioskd_protocol::windows::NOT_SIGNED_IN_MSG;
+use std::net::SocketAddr;
+use subtle::ConstantTimeEq;
+
+use super::extract::EnvJson;
+use super::{AppState, bad_request, codes, fail, internal, ok};
+use crate::config::IdentityMode;
+use crate::identity::{self, Caller};
+use crate::sms;
+use crate::store::{PageQuery, Settle, UserRow, WriteError, user_state};
+use crate::timefmt::{parse, wire};
+
+/// Routes.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/wechat/captcha", post(captcha))
+        .route("/wechat/login", post(login))
+        .route("/wechat/user", get(user))
+        .route("/wechat/check", get(check))
+        .route("/wechat/recharge/{amount}", get(recharge))
+        .route("/wechat/recharge/list", post(recharge_list))
+        .route("/wechat/expense/list", post(expense_list))
+}
+
+/// The seed's user object.
+pub fn user_info(u: &UserRow, tz: chrono_tz::Tz) -> UserInfo {
+    UserInfo {
+        head_img_url: u.head_img_url.clone(),
+        mobile: u.mobile.clone().unwrap_or_default(),
+        total_account: u.total_account,
+        used_account: u.used_account,
+        balance_account: u.balance_account,
+        state: u.state,
+        ctime: wire(u.ctime, tz),
+        utime: wire(u.utime, tz),
+        ..UserInfo::new(u.id, u.nickname.clone())
+    }
+}
+
+fn not_signed_in() -> Response {
+    fail(codes::NOT_SIGNED_IN, NOT_SIGNED_IN_MSG)
+}
+
+/// Any signed-in user with a row (registered or not).
+async fn signed_in(s: &AppState, jar: &SignedCookieJar) -> Result<UserRow, Response> {
+    match identity::caller(&s.db, jar).await {
+        Ok(Caller::User(u)) if u.state != user_state::DELETED => Ok(u),
+        Ok(Caller::User(_)) => Err(fail(-2, "用户已被删除")),
+        Ok(_) => Err(not_signed_in()),
+        Err(e) => Err(internal(e)),
+    }
+}
+
+/// A registered (mobile bound), active user.
+async fn registered(s: &AppState, jar: &SignedCookieJar) -> Result<UserRow, Response> {
+    let u = signed_in(s, jar).await?;
+    if u.mobile.is_none() {
+        return Err(fail(0, "用户未注册"));
+    }
+    if u.state == user_state::DISABLED {
+        return Err(fail(-3, "用户已被禁用"));
+    }
+    Ok(u)
+}
+
+/// `POST /wechat/captcha {mobile}`.
+async fn captcha(
+    State(s): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    EnvJson(req): EnvJson<CaptchaRequest>,
+) -> Response {
+    if !sms::valid_mobile(&req.mobile) {
+        return bad_request(
+            StatusCode::BAD_REQUEST,
+            "mobile must be 11 digits starting with 1",
+        );
+    }
+    let cfg = &s.cfg.sms;
+    let now = s.coord.clock().now_ms();
+    let client = peer.ip().to_string();
+    let (today, last) = match s.db.captcha_sends(&req.mobile, now - 86_400_000).await {
+        Ok(v) => v,
+        Err(e) => return internal(e),
+    };
+    if last.is_some_and(|t| now - t < cfg.resend_seconds * 1000) {
+        return fail(codes::RATE_LIMITED, "验证码发送过于频繁，请稍后再试");
+    }
+    if today >= cfg.daily_per_mobile {
+        return fail(codes::RATE_LIMITED, "今日验证码发送次数已达上限");
+    }
+    match s.db.captcha_client_sends(&client, now - 3_600_000).await {
+        Ok(n) if n >= cfg.hourly_per_client => {
+            return fail(codes::RATE_LIMITED, "请求过于频繁，请稍后再试");
+        }
+        Ok(_) => {}
+        Err(e) => return internal(e),
+    }
+    let code = sms::new_code();
+    if let Err(e) =
+        s.db.insert_captcha(
+            &req.mobile,
+            &sms::hash_code(&req.mobile, &code),
+            &client,
+            now,
+            now + cfg.ttl_seconds * 1000,
+        )
+        .await
+    {
+        return internal(e);
+    }
+    if let Err(e) = s.sms.send_code(&req.mobile, &code).await {
+        return internal(format!("sms: {e}"));
+    }
+    ok(SUCCESS)
+}
+
+/// Checks a captcha: the debug code (dev identity mode only) or the newest unused code,
+/// which burns on success or after too many wrong guesses.
+async fn verify_code(s: &AppState, mobile: &str, code: &str) -> Result<bool, Response> {
+    let dbg = s.cfg.sms.debug_code.expose();
+    if s.cfg.identity.mode == IdentityMode::Dev
+        && !dbg.is_empty()
+        && bool::from(dbg.as_bytes().ct_eq(code.as_bytes()))
+    {
+        return Ok(true);
+    }
+    let now = s.coord.clock().now_ms();
+    let Some((id, hash, expires, attempts)) =
+        s.db.latest_captcha(mobile).await.map_err(internal)?
+    else {
+        return Ok(false);
+    };
+    if now > expires || attempts >= s.cfg.sms.max_attempts {
+        return Ok(false);
+    }
+    let good = bool::from(
+        sms::hash_code(mobile, code)
+            .as_bytes()
+            .ct_eq(hash.as_bytes()),
+    );
+    let burn = good || attempts + 1 >= s.cfg.sms.max_attempts;
+    let counted = s.db.captcha_attempt(id, burn).await.map_err(internal)?;
+    Ok(good && counted)
+}
+
+/// `POST /wechat/login {mobile, code}`: binds the mobile to the signed-in openid.
+async fn login(
+    State(s): State<AppState>,
+    jar: SignedCookieJar,
+    EnvJson(req): EnvJson<LoginRequest>,
+) -> Response {
+    let u = match signed_in(&s, &jar).await {
+        Ok(u) => u,
+        Err(r) => return r,
+    };
+    if !sms::valid_mobile(&req.mobile) {
+        return bad_request(
+            StatusCode::BAD_REQUEST,
+            "mobile must be 11 digits starting with 1",
+        );
+    }
+    if u.mobile.as_deref().is_some_and(|m| m != req.mobile) {
+        return fail(codes::BINDING_CONFLICT, "当前微信已绑定其他手机号");
+    }
+    match s.db.user_by_mobile(&req.mobile).await {
+        Ok(Some(other)) if other.id != u.id => {
+            return fail(codes::BINDING_CONFLICT, "该手机号已绑定其他微信");
+        }
+        Ok(_) => {}
+        Err(e) => return internal(e),
+    }
+    match verify_code(&s, &req.mobile, &req.code).await {
+        Ok(true) => {}
+        Ok(false) => return fail(codes::BAD_CAPTCHA, "验证码错误或已过期"),
+        Err(r) => return r,
+    }
+    let now = s.coord.clock().now_ms();
+    match s.db.bind_mobile(u.id, &req.mobile, now).await {
+        Ok(u) => ok(user_info(&u, s.tz)),
+        Err(WriteError::Conflict) => fail(codes::BINDING_CONFLICT, "该手机号已绑定其他微信"),
+        Err(WriteError::Refused) => fail(codes::BINDING_CONFLICT, "当前微信已绑定其他手机号"),
+        Err(e) => internal(e),
+    }
+}
+
+/// `GET /wechat/user`.
+async fn user(State(s): State<AppState>, jar: SignedCookieJar) -> Response {
+    match signed_in(&s, &jar).await {
+        Ok(u) => ok(user_info(&u, s.tz)),
+        Err(r) => r,
+    }
+}
+
+/// `GET /wechat/check`: is the caller registered?
+async fn check(State(s): State<AppState>, jar: SignedCookieJar) -> Response {
+    let c = match identity::caller(&s.db, &jar).await {
+        Ok(c) => c,
+        Err(e) => return internal(e),
+    };
+    let code = match c {
+        Caller::Anonymous => CheckCode::NoOpenid,
+        Caller::Unknown => CheckCode::NotRegistered,
+        Caller::User(u) if u.state == user_state::DELETED => CheckCode::Deleted,
+        Caller::User(u) if u.mobile.is_none() => CheckCode::NotRegistered,
+        Caller::User(_) => CheckCode::Registered,
+    };
+    axum::response::IntoResponse::into_response(axum::Json(code.envelope()))
+}
+
+/// `GET /wechat/recharge/<amount>`: a recharge in fen.
+async fn recharge(
+    State(s): State<AppState>,
+    jar: SignedCookieJar,
+    Path(raw): Path<String>,
+) -> Response {
+    let u = match registered(&s, &jar).await {
+        Ok(u) => u,
+        Err(r) => return r,
+    };
+    let amount: i64 = match raw.parse() {
+        Ok(a) if a > 0 && a <= s.cfg.payments.max_recharge_fen => a,
+        _ => {
+            return fail(
+                codes::BAD_AMOUNT,
+                format!(
+                    "amount must be whole fen from 1 to {}",
+                    s.cfg.payments.max_recharge_fen
+                ),
+            );
+        }
+    };
+    let now = s.coord.clock().now_ms();
+    let out_trade_no = format!("R{}", kioskd_actors::ids::new_token());
+    if let Err(e) =
+        s.db.create_recharge(u.id, amount, "sandbox", &out_trade_no, now)
+            .await
+    {
+        return internal(e);
+    }
+    // Sandbox: the payment "arrives" at once, through the same settlement a verified
+    // WeChat Pay notification uses.
+    match s
+        .db
+        .settle_recharge(
+            &out_trade_no,
+            &format!("sandbox-{out_trade_no}"),
+            amount,
+            now,
+        )
+        .await
+    {
+        Ok(Settle::Credited { user_id, balance }) => {
+            metrics::counter!(catalog::RECHARGED_FEN).increment(amount as u64);
+            s.coord.balance_changed(user_id, balance).await;
+            ok(SUCCESS)
+        }
+        Ok(other) => internal(format!("sandbox settlement: {other:?}")),
+        Err(e) => internal(e),
+    }
+}
+
+fn page_query(s: &AppState, req: &PageRequest) -> Result<PageQuery, Response> {
+    let t = |v: &Option<String>, default: i64| -> Result<i64, Response> {
+        match v.as_deref().map(str::trim).filter(|x| !x.is_empty()) {
+            None => Ok(default),
+            Some(x) => parse(x, s.tz).ok_or_else(|| {
+                bad_request(
+                    StatusCode::BAD_REQUEST,
+                    "times must look like 2017-07-01 23:23:23",
+                )
+            }),
+        }
+    };
+    Ok(PageQuery {
+        page: req.page.max(1) as i64,
+        size: req.size.clamp(1, 100) as i64,
+        from: t(&req.start_time, i64::MIN)?,
+        to: t(&req.end_time, i64::MAX)?,
+    })
+}
+
+/// `POST /wechat/recharge/list`.
+async fn recharge_list(
+    State(s): State<AppState>,
+    jar: SignedCookieJar,
+    EnvJson(req): EnvJson<PageRequest>,
+) -> Response {
+    let u = match signed_in(&s, &jar).await {
+        Ok(u) => u,
+        Err(r) => return r,
+    };
+    let q = match page_query(&s, &req) {
+        Ok(q) => q,
+        Err(r) => return r,
+    };
+    match s.db.recharge_page(u.id, &q).await {
+        Ok((total, rows)) => {
+            let info = user_info(&u, s.tz);
+            ok(Page {
+                total,
+                data: rows
+                    .into_iter()
+                    .map(|r| RechargeItem {
+                        id: r.id,
+                        user: info.clone(),
+                        amount: r.amount,
+                        transaction_id: r.transaction_id,
+                        pay_time: wire(r.pay_time, s.tz),
+                        utime: wire(r.utime, s.tz),
+                        ctime: wire(r.ctime, s.tz),
+                    })
+                    .collect(),
+            })
+        }
+        Err(e) => internal(e),
+    }
+}
+
+/// `POST /wechat/expense/list` (`cost_time` in minutes, as the seed divides by 60).
+async fn expense_list(
+    State(s): State<AppState>,
+    jar: SignedCookieJar,
+    EnvJson(req): EnvJson<PageRequest>,
+) -> Response {
+    let u = match signed_in(&s, &jar).await {
+        Ok(u) => u,
+        Err(r) => return r,
+    };
+    let q = match page_query(&s, &req) {
+        Ok(q) => q,
+        Err(r) => return r,
+    };
+    match s.db.expense_page(u.id, &q).await {
+        Ok((total, rows)) => ok(Page {
+            total,
+            data: rows
+                .into_iter()
+                .map(|r| ExpenseItem {
+                    id: r.id,
+                    user_id: r.user_id,
+                    device_id: r.device_id,
+                    province: r.province,
+                    city: r.city,
+                    area: r.area,
+                    location: r.location,
+                    cost_money: r.cost_money,
+                    ctime: wire(r.started_at, s.tz),
+                    utime: wire(r.utime, s.tz),
+                    end_time: wire(r.ended_at, s.tz),
+                    cost_time: r.billed_ms / 1000 / 60,
+                })
+                .collect(),
+        }),
+        Err(e) => internal(e),
+    }
+}

@@ -1,0 +1,16 @@
+//! kioskd: a realtime session coordinator for pay-per-minute kiosks. The server crate:
+//! configuration, HTTP adapters, storage, metrics and the CLI's building blocks. The
+//! actors live in `kioskd-actors`, the wire formats in `kioskd-protocol`.
+
+pub mod app;
+pub mod config;
+pub mod http;
+pub mod identity;
+pub mod passwords;
+pub mod sms;
+pub mod store;
+pub mod telemetry;
+pub mod timefmt;
+
+pub use app::Application;
+pub use config::Config;

@@ -1,0 +1,101 @@
+//! Logging and metrics: one Prometheus recorder per process, the catalog's descriptions,
+//! and the HTTP middleware that counts requests by route and status.
+
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use axum::extract::{MatchedPath, Request};
+use axum::middleware::Next;
+use axum::response::Response;
+use kioskd_actors::catalog as c;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Installs the Prometheus recorder (once per process) and returns its handle.
+pub fn metrics() -> PrometheusHandle {
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new()
+                .set_buckets_for_metric(
+                    Matcher::Full(c::HTTP_DURATION.to_string()),
+                    &[
+                        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+                    ],
+                )
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full(c::BILLING_TICK_LAG.to_string()),
+                        &[0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0],
+                    )
+                })
+                .expect("static bucket lists are non-empty")
+                .build_recorder();
+            let handle = recorder.handle();
+            // Another recorder may already be installed (tests embedding kioskd): then
+            // this handle renders an empty registry, which is still valid output.
+            let _ = metrics::set_global_recorder(recorder);
+            describe();
+            let h = handle.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                    h.run_upkeep();
+                }
+            });
+            handle
+        })
+        .clone()
+}
+
+fn describe() {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_gauge!(c::SESSIONS_ACTIVE, "Sessions running now.");
+    describe_counter!(c::SESSIONS_STARTED, "Sessions started.");
+    describe_counter!(c::SESSIONS_ENDED, "Sessions ended, by reason.");
+    describe_gauge!(c::DEVICES, "Devices with a live actor, by status.");
+    describe_counter!(c::BILLING_TICKS, "Billing unit reservations, by outcome.");
+    describe_histogram!(
+        c::BILLING_TICK_LAG,
+        Unit::Seconds,
+        "Delay from a unit boundary to its committed debit."
+    );
+    describe_counter!(c::REVENUE_FEN, "Fen earned by ended sessions.");
+    describe_counter!(c::REFUNDED_FEN, "Fen refunded at session ends.");
+    describe_counter!(c::BALANCE_LOW, "Low-balance warnings.");
+    describe_counter!(c::RECHARGED_FEN, "Fen credited by recharges.");
+    describe_counter!(c::HTTP_REQUESTS, "HTTP requests, by route and status.");
+    describe_histogram!(
+        c::HTTP_DURATION,
+        Unit::Seconds,
+        "HTTP request duration, by route."
+    );
+    describe_counter!(c::HEARTBEATS_FLUSHED, "Heartbeat rows written.");
+    describe_counter!(c::STORE_ERRORS, "Storage errors, by operation.");
+    describe_gauge!(c::PAYMENTS_SANDBOX, "1 when payments run in sandbox mode.");
+}
+
+/// Counts every request by its route template (bounded) and status.
+pub async fn track(req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let start = Instant::now();
+    let resp = next.run(req).await;
+    let status = resp.status().as_u16().to_string();
+    metrics::counter!(c::HTTP_REQUESTS, "route" => route.clone(), "status" => status).increment(1);
+    metrics::histogram!(c::HTTP_DURATION, "route" => route).record(start.elapsed().as_secs_f64());
+    resp
+}
+
+/// Starts logging to stderr with the given filter (RUST_LOG wins when set).
+pub fn init_logging(filter: &str) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(filter));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
