@@ -340,7 +340,13 @@ impl Config {
         if let Some(p) = file {
             f = f.merge(Toml::file_exact(p));
         }
-        f.merge(Env::prefixed("KIOSKD_").split("__"))
+        // Only KIOSKD_<SECTION>__<KEY> is configuration; other KIOSKD_* variables (the
+        // CLI's, the tests') are not, and must not trip the unknown-key check.
+        f.merge(
+            Env::prefixed("KIOSKD_")
+                .filter(|k| k.as_str().contains("__"))
+                .split("__"),
+        )
     }
 
     fn validated(self) -> Result<Self, ConfigError> {

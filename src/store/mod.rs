@@ -454,6 +454,8 @@ impl Db {
         .fetch_optional(&mut *tx)
         .await?;
         let Some(balance) = balance else {
+            // Release the (possibly only) connection before looking the user up.
+            tx.rollback().await.map_err(se)?;
             return Err(if self.user_by_id(user_id).await?.is_some() {
                 WriteError::Refused
             } else {

@@ -1,0 +1,350 @@
+//! The test harness: the real application on port 0 over a fresh database (an SQLite
+//! file, or a PostgreSQL database of its own when `KIOSKD_TEST_PG` is set), phones with
+//! cookie jars, a kiosk speaking dialect A, and the money invariants.
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use kioskd::Application;
+use kioskd::config::Config;
+use kioskd::http::AppState;
+use kioskd::store::Db;
+use serde_json::{Value, json};
+use sqlx::Row;
+
+pub const OPS: &str = "test-ops-token";
+
+/// Where tests keep their databases.
+pub enum TestDb {
+    Sqlite(tempfile::TempDir),
+    Postgres { admin: String, name: String },
+}
+
+impl TestDb {
+    pub async fn new() -> (Self, String) {
+        match std::env::var("KIOSKD_TEST_PG") {
+            Ok(admin) if !admin.is_empty() => {
+                let name = format!("kioskd_t_{}", kioskd_actors::ids::new_token());
+                let pool = sqlx::postgres::PgPoolOptions::new()
+                    .max_connections(1)
+                    .connect(&admin)
+                    .await
+                    .expect("KIOSKD_TEST_PG must reach a PostgreSQL server");
+                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                    .execute(&pool)
+                    .await
+                    .unwrap();
+                pool.close().await;
+                let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin);
+                let url = format!("{base}/{name}");
+                (TestDb::Postgres { admin, name }, url)
+            }
+            _ => {
+                let dir = tempfile::tempdir().unwrap();
+                let url = format!("sqlite://{}/kioskd.db", dir.path().display());
+                (TestDb::Sqlite(dir), url)
+            }
+        }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let TestDb::Postgres { admin, name } = self {
+            let (admin, name) = (admin.clone(), name.clone());
+            // Best effort, outside the test's runtime.
+            let _ = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                rt.block_on(async {
+                    if let Ok(pool) = sqlx::postgres::PgPoolOptions::new()
+                        .max_connections(1)
+                        .connect(&admin)
+                        .await
+                    {
+                        let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                        )))
+                        .execute(&pool)
+                        .await;
+                    }
+                });
+            })
+            .join();
+        }
+    }
+}
+
+pub struct TestApp {
+    pub base: String,
+    pub state: AppState,
+    pub db: Db,
+    pub http: reqwest::Client,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    join: Option<tokio::task::JoinHandle<()>>,
+    pub _db: TestDb,
+    pub db_url: String,
+}
+
+pub fn config(db_url: &str, extra: &str) -> Config {
+    let toml = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n[database]\nurl = \"{db_url}\"\n[ops]\ntoken = \"{OPS}\"\n[sms]\ndebug_code = \"123456\"\n[identity]\ncookie_secret = \"test-cookie-secret\"\n{extra}"
+    );
+    Config::load_with(None, &toml).expect("test config")
+}
+
+/// Starts the app. `extra` is TOML merged over the test defaults (sections must not
+/// repeat those above: server, database, ops, sms, identity).
+pub async fn spawn_app(extra: &str) -> TestApp {
+    let (tdb, url) = TestDb::new().await;
+    spawn_on(tdb, url, extra).await
+}
+
+pub async fn spawn_on(tdb: TestDb, url: String, extra: &str) -> TestApp {
+    let cfg = config(&url, extra);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let app = Application::build(cfg, listener).await.expect("app builds");
+    let addr = app.local_addr().unwrap();
+    let state = app.state();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let join = tokio::spawn(async move {
+        app.run(async {
+            let _ = rx.await;
+        })
+        .await
+        .unwrap();
+    });
+    TestApp {
+        base: format!("http://{addr}"),
+        db: state.db.clone(),
+        state,
+        http: reqwest::Client::new(),
+        shutdown: Some(tx),
+        join: Some(join),
+        _db: tdb,
+        db_url: url,
+    }
+}
+
+impl TestApp {
+    pub async fn stop(mut self) -> TestDb {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(j) = self.join.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(15), j).await;
+        }
+        std::mem::replace(&mut self._db, TestDb::Sqlite(tempfile::tempdir().unwrap()))
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub async fn ops_post(&self, path: &str, body: Value) -> (u16, Value) {
+        let r = self
+            .http
+            .post(self.url(path))
+            .bearer_auth(OPS)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let st = r.status().as_u16();
+        (st, r.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn ops_get(&self, path: &str) -> (u16, Value) {
+        let r = self
+            .http
+            .get(self.url(path))
+            .bearer_auth(OPS)
+            .send()
+            .await
+            .unwrap();
+        let st = r.status().as_u16();
+        (st, r.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn add_device(&self, code: &str, price: i64) {
+        let (st, v) = self
+            .ops_post(
+                "/ops/devices",
+                json!({"device_code": code, "name": "seat", "charge_mode": price, "province": "上海", "city": "上海", "area": "浦东", "location": "A1"}),
+            )
+            .await;
+        assert_eq!(st, 201, "{v}");
+    }
+
+    /// A kiosk posting dialect A.
+    pub async fn kiosk(&self, path: &str, body: Value) -> Value {
+        let r = self
+            .http
+            .post(self.url(path))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        r.json().await.unwrap()
+    }
+
+    pub async fn check(&self, code: &str) -> Value {
+        self.kiosk("/windows/check", json!({"device_code": code}))
+            .await
+    }
+
+    pub async fn token(&self, code: &str) -> Option<String> {
+        self.check(code).await["result"]["token"]
+            .as_str()
+            .map(str::to_string)
+    }
+
+    /// A signed-in, registered phone with `fen` recharged. Returns it and its user id.
+    pub async fn phone(&self, openid: &str, mobile: &str, fen: i64) -> (Phone, i64) {
+        let p = Phone::new(&self.base);
+        let v = p
+            .get(&format!("/dev/login?openid={openid}&nickname=n{openid}"))
+            .await;
+        let id = v["result"]["id"].as_i64().unwrap();
+        let v = p
+            .post("/wechat/login", json!({"mobile": mobile, "code": "123456"}))
+            .await;
+        assert_eq!(v["success"], true, "{v}");
+        if fen > 0 {
+            let v = p.get(&format!("/wechat/recharge/{fen}")).await;
+            assert_eq!(v["result"], "success", "{v}");
+        }
+        (p, id)
+    }
+
+    /// `balance = total - used = sum(ledger) >= 0` for every user, and no ledger row
+    /// without its user.
+    pub async fn assert_invariants(&self) {
+        let rows =
+            sqlx::query("SELECT id, total_account, used_account, balance_account FROM users")
+                .fetch_all(self.db.pool())
+                .await
+                .unwrap();
+        for r in rows {
+            let id: i64 = r.try_get(0).unwrap();
+            let total: i64 = r.try_get(1).unwrap();
+            let used: i64 = r.try_get(2).unwrap();
+            let bal: i64 = r.try_get(3).unwrap();
+            let sum = self.db.ledger_sum(id).await.unwrap();
+            assert!(bal >= 0, "user {id}: negative balance {bal}");
+            assert_eq!(bal, total - used, "user {id}: balance != total - used");
+            assert_eq!(bal, sum, "user {id}: balance != sum(ledger)");
+        }
+    }
+
+    pub async fn balance(&self, user: i64) -> i64 {
+        self.db
+            .user_by_id(user)
+            .await
+            .unwrap()
+            .unwrap()
+            .balance_account
+    }
+
+    /// (ended, reason, cost_money, billed_ms) of the user's latest session.
+    pub async fn last_session(&self, user: i64) -> (bool, Option<String>, i64, i64, i64, i64) {
+        let r = sqlx::query(
+            "SELECT ended_at, end_reason, cost_money, billed_ms, started_at, reserved_units FROM sessions WHERE user_id = $1 ORDER BY id DESC LIMIT 1",
+        )
+        .bind(user)
+        .fetch_one(self.db.pool())
+        .await
+        .unwrap();
+        let ended: Option<i64> = r.try_get(0).unwrap();
+        (
+            ended.is_some(),
+            r.try_get(1).unwrap(),
+            r.try_get(2).unwrap(),
+            r.try_get(3).unwrap(),
+            r.try_get(4).unwrap(),
+            r.try_get(5).unwrap(),
+        )
+    }
+
+    /// Waits (bounded) until the user's latest session has ended.
+    pub async fn wait_ended(
+        &self,
+        user: i64,
+        within: Duration,
+    ) -> (bool, Option<String>, i64, i64, i64, i64) {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let s = self.last_session(user).await;
+            if s.0 || tokio::time::Instant::now() > deadline {
+                return s;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Counts of rows that any money or session change would touch.
+    pub async fn fingerprint(&self) -> (i64, i64, i64, i64) {
+        let one = |sql: &'static str| {
+            let pool = self.db.pool().clone();
+            async move {
+                sqlx::query_scalar::<_, i64>(sql)
+                    .fetch_one(&pool)
+                    .await
+                    .unwrap()
+            }
+        };
+        (
+            one("SELECT COUNT(*) FROM sessions").await,
+            one("SELECT COUNT(*) FROM ledger").await,
+            one("SELECT CAST(COALESCE(SUM(balance_account), 0) AS BIGINT) FROM users").await,
+            one("SELECT COUNT(*) FROM sessions WHERE ended_at IS NULL").await,
+        )
+    }
+}
+
+/// A phone: its own cookie jar.
+pub struct Phone {
+    pub base: String,
+    pub http: reqwest::Client,
+}
+
+impl Phone {
+    pub fn new(base: &str) -> Self {
+        Self {
+            base: base.to_string(),
+            http: reqwest::Client::builder()
+                .cookie_store(true)
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> Value {
+        let r = self
+            .http
+            .get(format!("{}{}", self.base, path))
+            .send()
+            .await
+            .unwrap();
+        r.json().await.unwrap()
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Value {
+        let r = self
+            .http
+            .post(format!("{}{}", self.base, path))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        r.json().await.unwrap()
+    }
+
+    pub async fn scan(&self, code: &str) -> Value {
+        self.get(&format!("/windows/login/{code}?from=playing"))
+            .await
+    }
+}
