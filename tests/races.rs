@@ -1,0 +1,213 @@
+//! Races: exactly one winner, and the money invariants hold whoever wins.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use kioskd::store::Settle;
+use serde_json::json;
+
+const A: &str = "11-22-33-44-55-66-77-01";
+const B: &str = "11-22-33-44-55-66-77-02";
+const FAST: &str = "[billing]\nunit_seconds = 1\nfree_seconds = 0\nheartbeat_timeout_seconds = 5\n";
+
+#[tokio::test]
+async fn one_user_scanning_two_devices_at_once_gets_one_session() {
+    let app = spawn_app("").await;
+    app.add_device(A, 5).await;
+    app.add_device(B, 5).await;
+    let (phone, uid) = app.phone("oTwice", "17717460001", 1000).await;
+    for round in 0..5 {
+        app.check(A).await;
+        app.check(B).await;
+        let (a, b) = tokio::join!(phone.scan(A), phone.scan(B));
+        let results = [a["result"].clone(), b["result"].clone()];
+        let wins = results.iter().filter(|r| **r == json!("success")).count();
+        assert_eq!(wins, 1, "round {round}: {results:?}");
+        assert!(
+            results.contains(&json!(-8)),
+            "the loser is told it plays elsewhere: {results:?}"
+        );
+        let (_, sessions) = app.ops_get("/ops/sessions").await;
+        assert_eq!(sessions["total"], 1);
+        assert_eq!(phone.get("/windows/offline").await["result"]["status"], 1);
+    }
+    let active: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM sessions WHERE ended_at IS NULL AND user_id = $1")
+            .bind(uid)
+            .fetch_one(app.db.pool())
+            .await
+            .unwrap();
+    assert_eq!(active, 0);
+    app.assert_invariants().await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn two_users_scanning_one_device_at_once_get_one_session() {
+    let app = spawn_app("").await;
+    app.add_device(A, 5).await;
+    let (p1, _) = app.phone("oFirst", "17717460002", 1000).await;
+    let (p2, _) = app.phone("oSecond", "17717460003", 1000).await;
+    for round in 0..5 {
+        app.check(A).await;
+        let (a, b) = tokio::join!(p1.scan(A), p2.scan(A));
+        let results = [a["result"].clone(), b["result"].clone()];
+        assert_eq!(
+            results.iter().filter(|r| **r == json!("success")).count(),
+            1,
+            "round {round}: {results:?}"
+        );
+        assert!(
+            results.contains(&json!(-7)),
+            "the loser is told the device is taken: {results:?}"
+        );
+        let token = app.token(A).await.unwrap();
+        assert_eq!(
+            app.kiosk("/windows/logout", json!({"token": token})).await["result"]["status"],
+            1
+        );
+    }
+    app.assert_invariants().await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn logout_racing_billing_ticks_bills_each_started_unit_once() {
+    let app = spawn_app(FAST).await;
+    app.add_device(A, 7).await;
+    let (phone, uid) = app.phone("oRacer", "17717460004", 10_000).await;
+    for i in 0..8u64 {
+        app.check(A).await;
+        assert_eq!(phone.scan(A).await["result"], "success");
+        let token = app.token(A).await.unwrap();
+        // Land the logout around a unit boundary, where it races the tick.
+        tokio::time::sleep(Duration::from_millis(960 + i * 10)).await;
+        let (out, _) = tokio::join!(
+            app.kiosk("/windows/logout", json!({"token": token})),
+            app.kiosk(
+                "/windows/keepalive",
+                json!({"token": token, "device_code": A})
+            ),
+        );
+        assert_eq!(out["result"]["status"], 1, "{out}");
+        let (ended, reason, cost, billed, _, reserved) = app.last_session(uid).await;
+        assert!(ended);
+        assert_eq!(reason.as_deref(), Some("user_logout"));
+        assert_eq!(
+            cost,
+            ((billed + 999) / 1000) * 7,
+            "cost follows ceil(billed/unit)*price"
+        );
+        assert!(
+            reserved * 7 >= cost,
+            "never billed beyond what was reserved"
+        );
+        app.assert_invariants().await;
+    }
+    // Every debit row is unique by construction; the refunds make the sum exact.
+    let spent: i64 = sqlx::query_scalar(
+        "SELECT CAST(COALESCE(SUM(cost_money), 0) AS BIGINT) FROM sessions WHERE user_id = $1",
+    )
+    .bind(uid)
+    .fetch_one(app.db.pool())
+    .await
+    .unwrap();
+    assert_eq!(app.balance(uid).await, 10_000 - spent);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_same_recharge_notified_twice_concurrently_credits_once() {
+    let app = spawn_app("").await;
+    let (_phone, uid) = app.phone("oPay", "17717460005", 0).await;
+    let now = 1_700_000_000_000;
+    app.db
+        .create_recharge(uid, 500, "wechatpay", "R-double", now)
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for _ in 0..10 {
+        let db = app.db.clone();
+        tasks.push(tokio::spawn(async move {
+            db.settle_recharge("R-double", "4200000001", 500, now)
+                .await
+                .unwrap()
+        }));
+    }
+    let mut credited = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Settle::Credited { balance, .. } => {
+                credited += 1;
+                assert_eq!(balance, 500);
+            }
+            Settle::AlreadyCredited { user_id } => assert_eq!(user_id, uid),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(credited, 1);
+    assert_eq!(app.balance(uid).await, 500);
+    // Another transaction for the same order, a wrong amount, an unknown order: nothing.
+    assert_eq!(
+        app.db
+            .settle_recharge("R-double", "4200000002", 500, now)
+            .await
+            .unwrap(),
+        Settle::AlreadyPaidOtherwise
+    );
+    assert_eq!(
+        app.db
+            .settle_recharge("R-double", "4200000001", 499, now)
+            .await
+            .unwrap(),
+        Settle::AmountMismatch
+    );
+    assert_eq!(
+        app.db
+            .settle_recharge("R-none", "4200000003", 500, now)
+            .await
+            .unwrap(),
+        Settle::UnknownOrder
+    );
+    assert_eq!(app.balance(uid).await, 500);
+    app.assert_invariants().await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_database_refuses_a_second_active_session_and_a_negative_balance() {
+    let app = spawn_app("").await;
+    app.add_device(A, 5).await;
+    app.add_device(B, 5).await;
+    let (phone, uid) = app.phone("oGuard", "17717460006", 100).await;
+    app.check(A).await;
+    assert_eq!(phone.scan(A).await["result"], "success");
+    // Bypass the actors: the schema itself refuses what they would.
+    let dup = sqlx::query(
+        "INSERT INTO sessions (token, user_id, device_id, charge_mode, billing_mode, started_at, reserved_units, last_heard_at, utime)
+         VALUES ('x', $1, 2, 5, 'prepaid', 0, 0, 0, 0)",
+    )
+    .bind(uid)
+    .execute(app.db.pool())
+    .await;
+    assert!(
+        dup.is_err(),
+        "a second active session for one user is refused"
+    );
+    let neg = sqlx::query(
+        "UPDATE users SET balance_account = -1, used_account = total_account + 1 WHERE id = $1",
+    )
+    .bind(uid)
+    .execute(app.db.pool())
+    .await;
+    assert!(neg.is_err(), "a negative balance is refused");
+    let skew = sqlx::query("UPDATE users SET balance_account = balance_account + 1 WHERE id = $1")
+        .bind(uid)
+        .execute(app.db.pool())
+        .await;
+    assert!(skew.is_err(), "balance must stay total - used");
+    app.assert_invariants().await;
+    app.stop().await;
+}
