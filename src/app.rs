@@ -26,6 +26,9 @@ pub enum BuildError {
     /// The database could not be opened or migrated.
     #[error("database: {0}")]
     Db(String),
+    /// Redis is configured but unreachable.
+    #[error("redis: {0}")]
+    Redis(String),
     /// Sessions could not be recovered.
     #[error("recovery: {0}")]
     Recover(String),
@@ -75,6 +78,16 @@ impl Application {
             coordinator_config(&cfg),
             Events::default(),
         );
+        let broker = if cfg.redis.url.is_empty() {
+            None
+        } else {
+            let node = format!("{}-{}", std::process::id(), kioskd_actors::ids::new_token());
+            let b = crate::broker::RedisBroker::connect(cfg.redis.url.expose(), &node)
+                .await
+                .map_err(|e| BuildError::Redis(e.to_string()))?;
+            b.clone().forward(coord.events());
+            Some(b)
+        };
         coord
             .recover()
             .await
@@ -87,6 +100,7 @@ impl Application {
             coord,
             sms,
             metrics,
+            broker,
         };
         Ok(Self {
             listener,

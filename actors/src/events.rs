@@ -1,10 +1,12 @@
 //! Events the actors publish: what changed, for pushes (WebSocket), metrics and tests.
 
 use crate::billing::EndReason;
+use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
 /// A device's status (SPEC §4).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum DeviceStatus {
     /// Nothing holds it.
     Free,
@@ -36,7 +38,8 @@ impl DeviceStatus {
 }
 
 /// Something that happened.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
 pub enum Event {
     /// A session started.
     SessionStarted {

@@ -17,13 +17,17 @@ pub fn routes() -> Router<AppState> {
 }
 
 async fn readyz(State(s): State<AppState>) -> Response {
-    match s.db.ping().await {
-        Ok(()) => (StatusCode::OK, "ready").into_response(),
-        Err(e) => {
-            tracing::warn!(error = %e, "not ready: database");
-            (StatusCode::SERVICE_UNAVAILABLE, "database unavailable").into_response()
-        }
+    if let Err(e) = s.db.ping().await {
+        tracing::warn!(error = %e, "not ready: database");
+        return (StatusCode::SERVICE_UNAVAILABLE, "database unavailable").into_response();
     }
+    if let Some(b) = &s.broker
+        && let Err(e) = b.ping().await
+    {
+        tracing::warn!(error = %e, "not ready: redis");
+        return (StatusCode::SERVICE_UNAVAILABLE, "redis unavailable").into_response();
+    }
+    (StatusCode::OK, "ready").into_response()
 }
 
 async fn metrics(State(s): State<AppState>) -> Response {

@@ -42,6 +42,8 @@ pub struct AppInner {
     pub sms: Arc<dyn SmsSender>,
     /// Prometheus exposition.
     pub metrics: PrometheusHandle,
+    /// The Redis broker, when configured.
+    pub broker: Option<crate::broker::RedisBroker>,
 }
 
 /// Handler state.

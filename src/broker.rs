@@ -1,0 +1,110 @@
+//! The broker: how events leave this node. With Redis configured, every coordinator
+//! event is published on a Redis channel as JSON (`{"node", "event"}`) so that other
+//! nodes and tools see device and session changes as they happen. Redis pub/sub is
+//! at-most-once: it is a doorbell, never the record (the database is).
+
+use futures::{Stream, StreamExt};
+use kioskd_actors::{Event, Events};
+use redis::AsyncCommands;
+use redis::aio::ConnectionManager;
+use serde::{Deserialize, Serialize};
+
+/// Channel every node publishes its events on.
+pub const EVENTS_CHANNEL: &str = "kioskd:events";
+
+/// An event as it travels between nodes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Envelope {
+    /// The node that published it.
+    pub node: String,
+    /// What happened.
+    pub event: Event,
+}
+
+/// A Redis-backed broker.
+#[derive(Clone)]
+pub struct RedisBroker {
+    client: redis::Client,
+    conn: ConnectionManager,
+    node: String,
+}
+
+/// The broker failed.
+#[derive(Debug, thiserror::Error)]
+#[error("redis: {0}")]
+pub struct BrokerError(String);
+
+impl From<redis::RedisError> for BrokerError {
+    fn from(e: redis::RedisError) -> Self {
+        BrokerError(e.to_string())
+    }
+}
+
+impl RedisBroker {
+    /// Connects (and checks the server answers).
+    pub async fn connect(url: &str, node: &str) -> Result<Self, BrokerError> {
+        let client = redis::Client::open(url)?;
+        let conn = ConnectionManager::new(client.clone()).await?;
+        let b = Self {
+            client,
+            conn,
+            node: node.to_string(),
+        };
+        b.ping().await?;
+        Ok(b)
+    }
+
+    /// A round trip.
+    pub async fn ping(&self) -> Result<(), BrokerError> {
+        let mut c = self.conn.clone();
+        let _: String = redis::cmd("PING").query_async(&mut c).await?;
+        Ok(())
+    }
+
+    /// Publishes one event; returns how many subscribers received it.
+    pub async fn publish(&self, event: &Event) -> Result<i64, BrokerError> {
+        let payload = serde_json::to_string(&Envelope {
+            node: self.node.clone(),
+            event: event.clone(),
+        })
+        .map_err(|e| BrokerError(e.to_string()))?;
+        let mut c = self.conn.clone();
+        Ok(c.publish(EVENTS_CHANNEL, payload).await?)
+    }
+
+    /// Every event any node publishes from now on (malformed payloads are skipped).
+    pub async fn subscribe(
+        &self,
+    ) -> Result<impl Stream<Item = Envelope> + Send + Unpin + use<>, BrokerError> {
+        let mut ps = self.client.get_async_pubsub().await?;
+        ps.subscribe(EVENTS_CHANNEL).await?;
+        Ok(ps.into_on_message().filter_map(|m| {
+            let parsed = m
+                .get_payload::<String>()
+                .ok()
+                .and_then(|p| serde_json::from_str(&p).ok());
+            futures::future::ready(parsed)
+        }))
+    }
+
+    /// Forwards this node's events to Redis until the bus closes. A lagging forwarder
+    /// skips events (pub/sub is best effort anyway) rather than slowing the actors.
+    pub fn forward(self, events: &Events) -> tokio::task::JoinHandle<()> {
+        let mut rx = events.subscribe();
+        tokio::spawn(async move {
+            loop {
+                match rx.recv().await {
+                    Ok(e) => {
+                        if let Err(err) = self.publish(&e).await {
+                            tracing::warn!(error = %err, "publishing an event to redis failed");
+                        }
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                        tracing::warn!(skipped = n, "event forwarder lagged");
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                }
+            }
+        })
+    }
+}

@@ -1,0 +1,85 @@
+//! The Redis broker against a real Redis server (`KIOSKD_TEST_REDIS`, default
+//! redis://127.0.0.1:6379): events published by one node reach a subscriber on another
+//! connection, and the app forwards its coordinator events there.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use futures::StreamExt;
+use kioskd::broker::RedisBroker;
+use kioskd_actors::{DeviceStatus, Event};
+
+fn redis_url() -> String {
+    std::env::var("KIOSKD_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+#[tokio::test]
+async fn an_event_published_by_one_node_reaches_another() {
+    let a = RedisBroker::connect(&redis_url(), "node-a")
+        .await
+        .expect("redis reachable");
+    let b = RedisBroker::connect(&redis_url(), "node-b").await.unwrap();
+    let mut sub = b.subscribe().await.unwrap();
+    let e = Event::DeviceStatus {
+        device_code: "11-22-33-44-55-66".into(),
+        status: DeviceStatus::Lock,
+    };
+    // The subscription is live once the server counts it.
+    let mut delivered = 0;
+    for _ in 0..50 {
+        delivered = a.publish(&e).await.unwrap();
+        if delivered > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(delivered >= 1);
+    let got = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            let env = sub.next().await.expect("stream open");
+            if env.node == "node-a" {
+                return env;
+            }
+        }
+    })
+    .await
+    .expect("delivered within 5 s");
+    assert_eq!(got.event, e);
+}
+
+#[tokio::test]
+async fn the_app_forwards_session_events_to_redis() {
+    let watcher = RedisBroker::connect(&redis_url(), "watcher")
+        .await
+        .expect("redis reachable");
+    let mut sub = watcher.subscribe().await.unwrap();
+    let app = spawn_app(&format!("[redis]\nurl = \"{}\"\n", redis_url())).await;
+    let code = "11-22-33-44-55-66-77-99";
+    app.add_device(code, 5).await;
+    let (phone, uid) = app.phone("oRedis", "17717461111", 100).await;
+    app.check(code).await;
+    assert_eq!(phone.scan(code).await["result"], "success");
+    let r = app.http.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let started = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            let env = sub.next().await.expect("stream open");
+            if let Event::SessionStarted {
+                device_code,
+                user_id,
+                ..
+            } = &env.event
+                && device_code == code
+                && *user_id == uid
+            {
+                return env;
+            }
+        }
+    })
+    .await
+    .expect("session_started reached redis");
+    assert_ne!(started.node, "watcher");
+    app.stop().await;
+}
