@@ -47,13 +47,17 @@ async fn start(db_url: &str, port: u16) -> Server {
         .stderr(Stdio::inherit())
         .spawn()
         .expect("kioskd binary starts");
-    let base = format!("http://127.0.0.1:{port}");
+    // Owned by `Server` at once, so every path (a panic included) kills and reaps it.
+    let server = Server {
+        child,
+        base: format!("http://127.0.0.1:{port}"),
+    };
     let http = reqwest::Client::new();
     for _ in 0..200 {
-        if let Ok(r) = http.get(format!("{base}/readyz")).send().await
+        if let Ok(r) = http.get(format!("{}/readyz", server.base)).send().await
             && r.status() == 200
         {
-            return Server { child, base };
+            return server;
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
@@ -61,9 +65,9 @@ async fn start(db_url: &str, port: u16) -> Server {
 }
 
 impl Server {
-    fn kill(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
+    /// SIGKILL: no graceful shutdown, exactly like a crash.
+    fn kill(self) {
+        drop(self);
     }
 }
 

@@ -200,6 +200,7 @@ impl Store for MemStore {
         unit: i64,
         price: i64,
         last_heard_at: i64,
+        _now: i64,
     ) -> StoreResult<Reserve> {
         let mut s = self.state.lock().unwrap();
         let bal = s.balances.get(&user_id).copied().unwrap_or(0);

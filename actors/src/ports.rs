@@ -226,7 +226,7 @@ pub trait Store: Send + Sync + 'static {
     /// Creates a session and reserves its first unit in one transaction.
     async fn start_session(&self, new: NewSession) -> Result<Started, StartError>;
     /// Reserves unit `unit` of a session (ledger id `<session>:<unit>`) and records the
-    /// last heartbeat, in one transaction.
+    /// last heartbeat, in one transaction, at `now`.
     async fn reserve_unit(
         &self,
         session_id: i64,
@@ -234,6 +234,7 @@ pub trait Store: Send + Sync + 'static {
         unit: i64,
         price: i64,
         last_heard_at: i64,
+        now: i64,
     ) -> StoreResult<Reserve>;
     /// Ends a session and refunds unused reservations, in one transaction.
     async fn end_session(&self, end: SessionEnd) -> StoreResult<Ended>;

@@ -238,6 +238,7 @@ impl SessionActor {
                 unit,
                 price,
                 self.meter.last_heard,
+                self.inner.clock.now_ms(),
             )
             .await;
         match r {

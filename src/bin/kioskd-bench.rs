@@ -1,1 +1,382 @@
-fn main() {}
+//! kioskd-bench: measures what the targets are about, on this machine.
+//!
+//! * `polling`: N devices in session; closed-loop clients hammer `/windows/keepalive`
+//!   and `/windows/check` on random devices, then a static axum route in the same
+//!   process with the same clients; throughput and latency percentiles side by side.
+//! * `ticks`: N concurrent sessions with start times spread over a window; every unit
+//!   reservation's delay from its boundary to its committed debit (the `billing` event
+//!   is published after the commit).
+//!
+//! Figures and the commands that produced them live in BENCHMARKS.md.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use clap::{Parser, Subcommand};
+use hdrhistogram::Histogram;
+use kioskd::Application;
+use kioskd::config::Config;
+use kioskd::http::AppState;
+use kioskd_actors::ports::UserRef;
+use kioskd_actors::{Event, device::StartRefusal};
+use rand::Rng;
+use serde_json::json;
+
+#[derive(Parser)]
+#[command(name = "kioskd-bench", about = "kioskd benchmarks (see BENCHMARKS.md)")]
+struct Cli {
+    /// Database URL (default: a fresh SQLite file in a temporary folder).
+    #[arg(long, global = true)]
+    database_url: Option<String>,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Legacy polling throughput and latency beside a static route.
+    Polling {
+        #[arg(long, default_value_t = 5000)]
+        devices: usize,
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
+    /// Billing ticks of many concurrent sessions.
+    Ticks {
+        #[arg(long, default_value_t = 20000)]
+        sessions: usize,
+        #[arg(long, default_value_t = 60)]
+        unit_seconds: u64,
+        /// Session starts are spread over this many seconds.
+        #[arg(long, default_value_t = 40)]
+        spread_seconds: u64,
+        /// Units to observe per session after the last start.
+        #[arg(long, default_value_t = 1)]
+        units: u64,
+    },
+}
+
+struct Running {
+    state: AppState,
+    base: String,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+async fn start(db: Option<String>, extra: &str) -> anyhow::Result<Running> {
+    let (url, tmp) = match db {
+        Some(u) => (u, None),
+        None => {
+            let d = tempfile::tempdir()?;
+            (format!("sqlite://{}/bench.db", d.path().display()), Some(d))
+        }
+    };
+    let toml = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n[database]\nurl = \"{url}\"\nmax_connections = 32\n[log]\nfilter = \"warn\"\n{extra}"
+    );
+    let cfg = Config::load_with(None, &toml)?;
+    kioskd::telemetry::init_logging(&cfg.log.filter);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let app = Application::build(cfg, listener).await?;
+    let addr = app.local_addr()?;
+    let state = app.state();
+    tokio::spawn(async move {
+        let _ = app.run(std::future::pending()).await;
+    });
+    Ok(Running {
+        state,
+        base: format!("http://{addr}"),
+        _tmp: tmp,
+    })
+}
+
+fn code(i: usize) -> String {
+    let b = (i as u32).to_be_bytes();
+    format!("B0-00-{:02X}-{:02X}-{:02X}-{:02X}", b[0], b[1], b[2], b[3])
+}
+
+/// Registers `n` devices and `n` users (with a recharge each) in one transaction, then
+/// starts a session per device through the coordinator, `spread` apart.
+async fn seed_sessions(
+    s: &AppState,
+    n: usize,
+    balance: i64,
+    spread: Duration,
+) -> anyhow::Result<Vec<(String, String)>> {
+    let now = s.coord.clock().now_ms();
+    let pool = s.db.pool();
+    let mut tx = pool.begin().await?;
+    for i in 0..n {
+        sqlx::query("INSERT INTO devices (code, name, charge_mode, billing_mode, ctime, utime) VALUES ($1, $2, 5, 'prepaid', $3, $3)")
+            .bind(code(i))
+            .bind(format!("bench {i}"))
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        let uid: i64 = sqlx::query_scalar(
+            "INSERT INTO users (openid, mobile, total_account, used_account, balance_account, ctime, utime) VALUES ($1, $2, $3, 0, $3, $4, $4) RETURNING id",
+        )
+        .bind(format!("bench{i}"))
+        .bind(format!("1{:010}", i))
+        .bind(balance)
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await?;
+        sqlx::query("INSERT INTO ledger (id, user_id, amount, kind, created_at) VALUES ($1, $2, $3, 'recharge', $4)")
+            .bind(format!("recharge:bench{i}"))
+            .bind(uid)
+            .bind(balance)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    let gap = spread / n.max(1) as u32;
+    let started = Instant::now();
+    let mut tokens = Vec::with_capacity(n);
+    for i in 0..n {
+        let due = started + gap * i as u32;
+        tokio::time::sleep_until(due.into()).await;
+        let c = code(i);
+        s.coord.check(&c).await?;
+        let user = UserRef {
+            id: (i + 1) as i64,
+            openid: format!("bench{i}"),
+            balance,
+        };
+        match s.coord.start_session(&c, user).await? {
+            Ok(v) => tokens.push((c, v.token)),
+            Err(StartRefusal::Internal) => anyhow::bail!("start failed for {c}"),
+            Err(e) => anyhow::bail!("start refused for {c}: {e}"),
+        }
+    }
+    Ok(tokens)
+}
+
+fn pct(h: &Histogram<u64>, q: f64) -> f64 {
+    h.value_at_quantile(q) as f64 / 1000.0
+}
+
+/// Closed-loop load: `concurrency` workers, each sending one request after the other.
+async fn load<F>(concurrency: usize, secs: u64, make: F) -> (u64, Histogram<u64>)
+where
+    F: Fn(&reqwest::Client, &mut rand::rngs::ThreadRng) -> reqwest::RequestBuilder
+        + Send
+        + Sync
+        + 'static,
+{
+    let make = Arc::new(make);
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let make = make.clone();
+        let stop = stop.clone();
+        tasks.push(tokio::spawn(async move {
+            let client = reqwest::Client::builder()
+                .pool_max_idle_per_host(1)
+                .build()
+                .unwrap();
+            let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap();
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let req = {
+                    let mut rng = rand::rng();
+                    make(&client, &mut rng)
+                };
+                let t = Instant::now();
+                let r = req.send().await;
+                let ok = matches!(&r, Ok(r) if r.status().is_success());
+                if let Ok(r) = r {
+                    let _ = r.bytes().await;
+                }
+                if ok {
+                    h.record(t.elapsed().as_micros() as u64).ok();
+                    n += 1;
+                }
+            }
+            (n, h)
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(secs)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut total = 0;
+    let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap();
+    for t in tasks {
+        let (n, h) = t.await.unwrap();
+        total += n;
+        hist.add(h).unwrap();
+    }
+    (total, hist)
+}
+
+async fn polling(
+    db: Option<String>,
+    devices: usize,
+    concurrency: usize,
+    secs: u64,
+) -> anyhow::Result<()> {
+    let r = start(db, "").await?;
+    println!("seeding {devices} devices in session ...");
+    let t = Instant::now();
+    let tokens = Arc::new(seed_sessions(&r.state, devices, 1_000_000, Duration::ZERO).await?);
+    println!("seeded in {:.1} s", t.elapsed().as_secs_f64());
+
+    // The static reference: the same framework, a constant JSON body of similar size.
+    let body = serde_json::to_string(
+        &json!({"success":true,"result":{"status":1,"msg":"keepalive success","data":{"id":1,"user_id":1,"device_id":1,"cost_money":5,"ctime":"2026-11-22 16:21:45","utime":"2026-11-22 16:21:48","cost_time":3,"charge_mode":5,"balance_account":95,"device_code":"11-22-33-44-55-66-77-86","openid":"oTEST1","cur_time":"2026-11-22 16:21:48"}},"error":null}),
+    )?;
+    let static_app = axum::Router::new().route(
+        "/static",
+        axum::routing::post(move || {
+            let b = body.clone();
+            async move { ([(axum::http::header::CONTENT_TYPE, "application/json")], b) }
+        }),
+    );
+    let sl = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let saddr = sl.local_addr()?;
+    tokio::spawn(async move { axum::serve(sl, static_app).await });
+
+    let base = r.base.clone();
+    let tk = tokens.clone();
+    let (ka_n, ka_h) = load(concurrency, secs, move |c, rng| {
+        let (code, token) = &tk[rng.random_range(0..tk.len())];
+        c.post(format!("{base}/windows/keepalive"))
+            .json(&json!({"token": token, "device_code": code}))
+    })
+    .await;
+    let base = r.base.clone();
+    let tk = tokens.clone();
+    let (ck_n, ck_h) = load(concurrency, secs, move |c, rng| {
+        let (code, _) = &tk[rng.random_range(0..tk.len())];
+        c.post(format!("{base}/windows/check"))
+            .json(&json!({"device_code": code}))
+    })
+    .await;
+    let (st_n, st_h) = load(concurrency, secs, move |c, _| {
+        c.post(format!("http://{saddr}/static"))
+            .json(&json!({"device_code": "11-22-33-44-55-66"}))
+    })
+    .await;
+    let rate = |n: u64| n as f64 / secs as f64;
+    println!(
+        "\n{devices} devices in session, {concurrency} closed-loop clients, {secs} s per route"
+    );
+    println!("| route | requests/s | vs static | p50 ms | p99 ms | max ms |");
+    println!("| --- | ---: | ---: | ---: | ---: | ---: |");
+    for (name, n, h) in [
+        ("POST /windows/keepalive", ka_n, &ka_h),
+        ("POST /windows/check", ck_n, &ck_h),
+        ("static axum route", st_n, &st_h),
+    ] {
+        println!(
+            "| {name} | {:.0} | {:.2}x | {:.2} | {:.2} | {:.2} |",
+            rate(n),
+            rate(n) / rate(st_n).max(1.0),
+            pct(h, 0.5),
+            pct(h, 0.99),
+            h.max() as f64 / 1000.0
+        );
+    }
+    Ok(())
+}
+
+async fn ticks(
+    db: Option<String>,
+    sessions: usize,
+    unit: u64,
+    spread: u64,
+    units: u64,
+) -> anyhow::Result<()> {
+    let extra = format!(
+        "[billing]\nunit_seconds = {unit}\nheartbeat_timeout_seconds = {}\n",
+        unit * (units + 3) + spread * 2
+    );
+    let r = start(db, &extra).await?;
+    let mut events = r.state.coord.events().subscribe();
+    let clock = r.state.coord.clock();
+    let unit_ms = unit as i64 * 1000;
+    let hist = Arc::new(std::sync::Mutex::new(
+        Histogram::<u64>::new_with_bounds(1, 600_000_000, 3).unwrap(),
+    ));
+    let sink = hist.clone();
+    let collector = tokio::spawn(async move {
+        loop {
+            match events.recv().await {
+                Ok(Event::Billing { paid_until, .. }) => {
+                    let boundary = paid_until - unit_ms;
+                    let lag_us = ((clock.now_ms() - boundary).max(0) * 1000) as u64;
+                    sink.lock().unwrap().record(lag_us.max(1)).ok();
+                }
+                Ok(_) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(k)) => {
+                    eprintln!("collector lagged by {k} events");
+                }
+                Err(_) => break,
+            }
+        }
+    });
+    println!("starting {sessions} sessions over {spread} s (unit {unit} s) ...");
+    let t = Instant::now();
+    let _tokens = seed_sessions(&r.state, sessions, 1_000_000, Duration::from_secs(spread)).await?;
+    println!(
+        "started in {:.1} s; waiting {} unit(s) ...",
+        t.elapsed().as_secs_f64(),
+        units
+    );
+    tokio::time::sleep(Duration::from_secs(unit * units + 2)).await;
+    let rss = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS"))
+                .map(str::to_string)
+        })
+        .unwrap_or_default();
+    collector.abort();
+    let h = hist.lock().unwrap().clone();
+    let n = h.len();
+    println!("reservations observed: {n}");
+    println!(
+        "| lag from boundary to committed debit | p50 ms | p99 ms | p99.9 ms | max ms | over 500 ms |"
+    );
+    println!("| --- | ---: | ---: | ---: | ---: | ---: |");
+    println!(
+        "| {sessions} sessions | {:.1} | {:.1} | {:.1} | {:.1} | {} |",
+        pct(&h, 0.5),
+        pct(&h, 0.99),
+        pct(&h, 0.999),
+        h.max() as f64 / 1000.0,
+        h.count_between(500_001, u64::MAX)
+    );
+    println!("{rss}");
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.cmd {
+        Cmd::Polling {
+            devices,
+            concurrency,
+            seconds,
+        } => polling(cli.database_url, devices, concurrency, seconds).await,
+        Cmd::Ticks {
+            sessions,
+            unit_seconds,
+            spread_seconds,
+            units,
+        } => {
+            ticks(
+                cli.database_url,
+                sessions,
+                unit_seconds,
+                spread_seconds,
+                units,
+            )
+            .await
+        }
+    }
+}

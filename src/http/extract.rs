@@ -28,6 +28,12 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for EnvJson<T> {
             };
             bad_request(status, msg)
         })?;
+        if bytes.trim_ascii_start().first() != Some(&b'{') {
+            return Err(bad_request(
+                StatusCode::BAD_REQUEST,
+                "invalid JSON body: expected a JSON object",
+            ));
+        }
         serde_json::from_slice(&bytes)
             .map(EnvJson)
             .map_err(|e| bad_request(StatusCode::BAD_REQUEST, format!("invalid JSON body: {e}")))
@@ -45,5 +51,47 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for EnvQuery<T> {
         serde_urlencoded::from_str(q)
             .map(EnvQuery)
             .map_err(|e| bad_request(StatusCode::BAD_REQUEST, format!("invalid query: {e}")))
+    }
+}
+
+/// A path parameter with envelope rejections (e.g. invalid UTF-8 after decoding).
+pub struct EnvPath<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for EnvPath<T> {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Response> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|p| EnvPath(p.0))
+            .map_err(|e| {
+                bad_request(
+                    StatusCode::BAD_REQUEST,
+                    format!("invalid path: {}", e.body_text()),
+                )
+            })
+    }
+}
+
+/// A path parameter for the ops API: rejections are `{"error": ...}` with HTTP 400.
+pub struct OpsPath<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for OpsPath<T> {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Response> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|p| OpsPath(p.0))
+            .map_err(|e| {
+                use axum::response::IntoResponse;
+                (
+                    StatusCode::BAD_REQUEST,
+                    axum::Json(
+                        serde_json::json!({ "error": format!("invalid path: {}", e.body_text()) }),
+                    ),
+                )
+                    .into_response()
+            })
     }
 }

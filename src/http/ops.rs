@@ -4,7 +4,7 @@
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{FromRequestParts, Path, State};
+use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
 
 use super::AppState;
-use super::extract::EnvJson;
+use super::extract::{EnvJson, OpsPath};
 use crate::store::{NewDevice, WriteError};
 use crate::timefmt::wire;
 
@@ -171,16 +171,11 @@ async fn add_device(
             "charge_mode must be fen per minute, 0-100000",
         );
     }
-    let mode = match req.billing_mode.as_deref().unwrap_or("prepaid") {
-        m => match BillingMode::parse(m) {
-            Some(b) => b,
-            None => {
-                return err(
-                    StatusCode::BAD_REQUEST,
-                    "billing_mode must be prepaid or postpaid",
-                );
-            }
-        },
+    let Some(mode) = BillingMode::parse(req.billing_mode.as_deref().unwrap_or("prepaid")) else {
+        return err(
+            StatusCode::BAD_REQUEST,
+            "billing_mode must be prepaid or postpaid",
+        );
     };
     if req
         .client_id
@@ -241,7 +236,7 @@ struct Command {
 async fn command(
     _: Operator,
     State(s): State<AppState>,
-    Path(code): Path<String>,
+    OpsPath(code): OpsPath<String>,
     b: Result<EnvJson<Command>, Response>,
 ) -> Response {
     let req = match body(b).await {
@@ -347,7 +342,7 @@ async fn list_maintainers(_: Operator, State(s): State<AppState>) -> Response {
     }
 }
 
-async fn user(_: Operator, State(s): State<AppState>, Path(id): Path<String>) -> Response {
+async fn user(_: Operator, State(s): State<AppState>, OpsPath(id): OpsPath<String>) -> Response {
     let Ok(id) = id.parse::<i64>() else {
         return err(StatusCode::BAD_REQUEST, "user id must be an integer");
     };
@@ -375,7 +370,7 @@ async fn user(_: Operator, State(s): State<AppState>, Path(id): Path<String>) ->
     .into_response()
 }
 
-async fn ledger(_: Operator, State(s): State<AppState>, Path(id): Path<String>) -> Response {
+async fn ledger(_: Operator, State(s): State<AppState>, OpsPath(id): OpsPath<String>) -> Response {
     let Ok(id) = id.parse::<i64>() else {
         return err(StatusCode::BAD_REQUEST, "user id must be an integer");
     };
@@ -407,7 +402,7 @@ struct Adjust {
 async fn adjust(
     _: Operator,
     State(s): State<AppState>,
-    Path(id): Path<String>,
+    OpsPath(id): OpsPath<String>,
     b: Result<EnvJson<Adjust>, Response>,
 ) -> Response {
     let Ok(id) = id.parse::<i64>() else {
@@ -425,6 +420,9 @@ async fn adjust(
     }
     if req.reason.trim().is_empty() || req.reason.chars().count() > 200 {
         return err(StatusCode::BAD_REQUEST, "reason must be 1-200 characters");
+    }
+    if let Ok(None) = s.db.user_by_id(id).await {
+        return err(StatusCode::NOT_FOUND, "no such user");
     }
     let ledger_id = format!("adjust:{}", kioskd_actors::ids::new_token());
     match s
@@ -458,7 +456,7 @@ struct SetState {
 async fn set_state(
     _: Operator,
     State(s): State<AppState>,
-    Path(id): Path<String>,
+    OpsPath(id): OpsPath<String>,
     b: Result<EnvJson<SetState>, Response>,
 ) -> Response {
     let Ok(id) = id.parse::<i64>() else {
@@ -535,7 +533,7 @@ async fn add_game(
 async fn want_game(
     _: Operator,
     State(s): State<AppState>,
-    Path((code, game)): Path<(String, String)>,
+    OpsPath((code, game)): OpsPath<(String, String)>,
 ) -> Response {
     let Some(code) = normalize_device_code(&code) else {
         return err(StatusCode::BAD_REQUEST, "bad device code");

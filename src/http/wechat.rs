@@ -2,7 +2,7 @@
 //! info, registration check, recharge and the recharge and expense lists.
 
 use axum::Router;
-use axum::extract::{ConnectInfo, Path, State};
+use axum::extract::{ConnectInfo, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::{get, post};
@@ -13,7 +13,7 @@ use kioskd_protocol::windows::NOT_SIGNED_IN_MSG;
 use std::net::SocketAddr;
 use subtle::ConstantTimeEq;
 
-use super::extract::EnvJson;
+use super::extract::{EnvJson, EnvPath};
 use super::{AppState, bad_request, codes, fail, internal, ok};
 use crate::config::IdentityMode;
 use crate::identity::{self, Caller};
@@ -222,7 +222,7 @@ async fn check(State(s): State<AppState>, jar: SignedCookieJar) -> Response {
 async fn recharge(
     State(s): State<AppState>,
     jar: SignedCookieJar,
-    Path(raw): Path<String>,
+    EnvPath(raw): EnvPath<String>,
 ) -> Response {
     let u = match registered(&s, &jar).await {
         Ok(u) => u,

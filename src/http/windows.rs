@@ -3,7 +3,7 @@
 //! `success:false`; kiosks in the field depend on the exact shapes.
 
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -18,7 +18,7 @@ use kioskd_actors::{CoordError, DeviceStatus as ActorStatus, EndReason};
 use kioskd_protocol::windows::*;
 use serde::Deserialize;
 
-use super::extract::{EnvJson, EnvQuery};
+use super::extract::{EnvJson, EnvPath, EnvQuery};
 use super::{AppState, bad_request, codes, fail, internal, ok};
 use crate::identity::{self, Caller};
 use crate::passwords;
@@ -121,7 +121,7 @@ struct LoginQuery {
 /// `GET /windows/login/<device_code>`: the phone scanned the kiosk's QR code.
 async fn login(
     State(s): State<AppState>,
-    Path(raw_code): Path<String>,
+    EnvPath(raw_code): EnvPath<String>,
     EnvQuery(q): EnvQuery<LoginQuery>,
     jar: SignedCookieJar,
 ) -> Response {

@@ -1141,18 +1141,20 @@ impl Store for Db {
         unit: i64,
         price: i64,
         last_heard_at: i64,
+        now: i64,
     ) -> StoreResult<Reserve> {
         let mut tx = self.pool.begin().await.map_err(se)?;
         let active = sqlx::query(
             "UPDATE sessions SET
                 reserved_units = CASE WHEN reserved_units > $1 THEN reserved_units ELSE $1 END,
                 last_heard_at = CASE WHEN last_heard_at > $2 THEN last_heard_at ELSE $2 END,
-                utime = $2
+                utime = $4
              WHERE id = $3 AND ended_at IS NULL",
         )
         .bind(unit)
         .bind(last_heard_at)
         .bind(session_id)
+        .bind(now)
         .execute(&mut *tx)
         .await
         .map_err(se)?;
@@ -1167,7 +1169,7 @@ impl Store for Db {
         .bind(user_id)
         .bind(-price)
         .bind(session_id)
-        .bind(last_heard_at.max(0))
+        .bind(now)
         .fetch_optional(&mut *tx)
         .await
         .map_err(se)?;
@@ -1183,7 +1185,7 @@ impl Store for Db {
              WHERE id = $3 AND balance_account >= $1 RETURNING balance_account",
         )
         .bind(price)
-        .bind(last_heard_at)
+        .bind(now)
         .bind(user_id)
         .fetch_optional(&mut *tx)
         .await
