@@ -88,6 +88,11 @@ fn now_ms() -> i64 {
     kioskd_actors::Clock::system().now_ms()
 }
 
+/// mimalloc: faster small allocations than glibc's malloc on the request path, and it
+/// returns freed memory (glibc kept the memory of 100k stopped actors).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use axum::extract::{MatchedPath, Request};
 use axum::middleware::Next;
 use axum::response::Response;
+use dashmap::DashMap;
 use kioskd_actors::catalog as c;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
@@ -75,18 +76,44 @@ fn describe() {
     describe_gauge!(c::PAYMENTS_SANDBOX, "1 when payments run in sandbox mode.");
 }
 
+/// Metric handles of one route, registered on its first request: the hot path then
+/// costs a map read instead of building label sets per request.
+struct RouteMetrics {
+    duration: metrics::Histogram,
+    by_status: DashMap<u16, metrics::Counter>,
+}
+
+fn route_metrics(route: &str) -> dashmap::mapref::one::Ref<'static, String, RouteMetrics> {
+    static ROUTES: OnceLock<DashMap<String, RouteMetrics>> = OnceLock::new();
+    let routes = ROUTES.get_or_init(DashMap::new);
+    if let Some(r) = routes.get(route) {
+        return r;
+    }
+    routes
+        .entry(route.to_string())
+        .or_insert_with(|| RouteMetrics {
+            duration: metrics::histogram!(c::HTTP_DURATION, "route" => route.to_string()),
+            by_status: DashMap::new(),
+        })
+        .downgrade()
+}
+
 /// Counts every request by its route template (bounded) and status.
 pub async fn track(req: Request, next: Next) -> Response {
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".to_owned());
     let start = Instant::now();
+    let matched = req.extensions().get::<MatchedPath>().cloned();
     let resp = next.run(req).await;
-    let status = resp.status().as_u16().to_string();
-    metrics::counter!(c::HTTP_REQUESTS, "route" => route.clone(), "status" => status).increment(1);
-    metrics::histogram!(c::HTTP_DURATION, "route" => route).record(start.elapsed().as_secs_f64());
+    let route = matched.as_ref().map_or("unmatched", |p| p.as_str());
+    let status = resp.status().as_u16();
+    let m = route_metrics(route);
+    m.duration.record(start.elapsed().as_secs_f64());
+    if let Some(counter) = m.by_status.get(&status) {
+        counter.increment(1);
+    } else {
+        let counter = metrics::counter!(c::HTTP_REQUESTS, "route" => route.to_string(), "status" => status.to_string());
+        counter.increment(1);
+        m.by_status.insert(status, counter);
+    }
     resp
 }
 

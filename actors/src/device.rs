@@ -39,7 +39,12 @@ pub struct DeviceActor {
     transient_lock: Option<Lock>,
     inner: Arc<Inner>,
     shown: DeviceStatus,
+    /// When a heartbeat was last passed on (to the session and the heartbeat writer).
+    relayed_at: i64,
 }
+
+/// Heartbeats are passed on at most this often (see the session actor).
+const RELAY_EVERY_MS: i64 = 1_000;
 
 /// Arguments to spawn a device actor.
 pub struct DeviceArgs {
@@ -63,6 +68,7 @@ impl Actor for DeviceActor {
             transient_lock: None,
             inner: args.inner,
             shown: DeviceStatus::Free,
+            relayed_at: i64::MIN,
         };
         d.shown = d.status();
         metrics::gauge!(catalog::DEVICES, "status" => d.shown.as_str()).increment(1.0);
@@ -178,10 +184,18 @@ impl DeviceActor {
         }
     }
 
-    fn heard(&mut self, at: i64) {
+    /// Records a sign of life; passes it on (storage, the session) at most once a second.
+    /// `from_session`: the session told us (no need to tell it back).
+    fn heard(&mut self, at: i64, from_session: bool) {
         if self.last_heard.is_none_or(|h| h < at) {
             self.last_heard = Some(at);
-            self.inner.beat_device(self.rec.id, at);
+            if at.saturating_sub(self.relayed_at) >= RELAY_EVERY_MS {
+                self.relayed_at = at;
+                self.inner.beat_device(self.rec.id, at);
+                if !from_session && let Some(run) = &self.session {
+                    let _ = run.actor.tell(SessionHeard(at)).try_send();
+                }
+            }
         }
     }
 
@@ -292,10 +306,7 @@ impl Message<Check> for DeviceActor {
 
     async fn handle(&mut self, _: Check, _ctx: &mut Context<Self, Self::Reply>) -> Self::Reply {
         let now = self.inner.clock.now_ms();
-        self.heard(now);
-        if let Some(run) = &self.session {
-            let _ = run.actor.tell(SessionHeard(now)).try_send();
-        }
+        self.heard(now, false);
         // Real kiosks never call a maintain logout: their next check ends maintenance.
         if self.rec.status == PersistedStatus::Maintain {
             self.persist_status(PersistedStatus::Free, None).await?;
@@ -312,7 +323,7 @@ impl Message<Check> for DeviceActor {
     }
 }
 
-/// A sign of life relayed by the session (keepalive).
+/// A sign of life relayed by the session (keepalive), or seen by an adapter.
 #[derive(Debug)]
 pub struct Heard(pub i64);
 
@@ -320,7 +331,7 @@ impl Message<Heard> for DeviceActor {
     type Reply = ();
 
     async fn handle(&mut self, Heard(at): Heard, _ctx: &mut Context<Self, Self::Reply>) {
-        self.heard(at);
+        self.heard(at, true);
     }
 }
 

@@ -102,8 +102,16 @@ pub struct SessionActor {
     device: WeakActorRef<DeviceActor>,
     inner: Arc<Inner>,
     timer: Option<JoinHandle<()>>,
+    /// The instant the running timer wakes at.
+    armed_at: i64,
     ended: Option<EndedView>,
+    /// When a heartbeat was last passed on (to the device and the heartbeat writer).
+    relayed_at: i64,
 }
+
+/// Heartbeats are passed on at most this often: liveness is judged in seconds, and a
+/// kiosk polling many times a second must not cost a message and a write each time.
+const RELAY_EVERY_MS: i64 = 1_000;
 
 impl Actor for SessionActor {
     type Args = SessionArgs;
@@ -135,7 +143,9 @@ impl Actor for SessionActor {
             device: args.device,
             inner: args.inner,
             timer: None,
+            armed_at: i64::MAX,
             ended: None,
+            relayed_at: i64::MIN,
         };
         if args.fresh {
             metrics::counter!(catalog::SESSIONS_STARTED).increment(1);
@@ -167,15 +177,22 @@ impl Actor for SessionActor {
 }
 
 impl SessionActor {
-    /// Schedules the next `Wake` at the meter's next boundary or deadline.
+    /// Makes sure a `Wake` comes no later than the meter's next boundary or deadline.
+    /// A running timer that wakes earlier is kept (waking early only recomputes), so a
+    /// keepalive that pushes the deadline back costs no new timer.
     fn arm(&mut self, me: &ActorRef<Self>) {
-        self.arm_at(me, self.meter.next_wake());
+        let at = self.meter.next_wake();
+        let running = self.timer.as_ref().is_some_and(|t| !t.is_finished());
+        if !running || at < self.armed_at {
+            self.arm_at(me, at);
+        }
     }
 
     fn arm_at(&mut self, me: &ActorRef<Self>, at_ms: i64) {
         if let Some(t) = self.timer.take() {
             t.abort();
         }
+        self.armed_at = at_ms;
         let at = self.inner.clock.instant_at(at_ms);
         let weak = me.downgrade();
         self.timer = Some(tokio::spawn(async move {
@@ -403,6 +420,9 @@ impl Message<Wake> for SessionActor {
     type Reply = ();
 
     async fn handle(&mut self, _: Wake, ctx: &mut Context<Self, Self::Reply>) {
+        // The timer that sent this is spent (it may not have finished exiting yet).
+        self.timer = None;
+        self.armed_at = i64::MAX;
         let now = self.inner.clock.now_ms();
         let failed = self.catch_up(now).await.is_err();
         self.after(ctx, failed);
@@ -419,7 +439,10 @@ impl Message<Heard> for SessionActor {
     async fn handle(&mut self, Heard(at): Heard, _ctx: &mut Context<Self, Self::Reply>) {
         if self.ended.is_none() {
             self.meter.heard(at);
-            self.inner.beat_session(self.rec.id, at);
+            if at.saturating_sub(self.relayed_at) >= RELAY_EVERY_MS {
+                self.relayed_at = at;
+                self.inner.beat_session(self.rec.id, at);
+            }
         }
     }
 }
@@ -448,9 +471,12 @@ impl Message<Keepalive> for SessionActor {
         let failed = self.catch_up(now).await.is_err();
         if self.ended.is_none() {
             self.meter.heard(now);
-            self.inner.beat_session(self.rec.id, now);
-            if let Some(d) = self.device.upgrade() {
-                let _ = d.tell(crate::device::Heard(now)).try_send();
+            if now.saturating_sub(self.relayed_at) >= RELAY_EVERY_MS {
+                self.relayed_at = now;
+                self.inner.beat_session(self.rec.id, now);
+                if let Some(d) = self.device.upgrade() {
+                    let _ = d.tell(crate::device::Heard(now)).try_send();
+                }
             }
         }
         self.after(ctx, failed);
