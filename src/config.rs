@@ -327,8 +327,14 @@ impl Config {
 
     /// Defaults, then `file`, then the environment, then `overrides` (TOML text; tests).
     pub fn load_with(file: Option<&Path>, overrides: &str) -> Result<Self, ConfigError> {
-        Self::figment(file)
-            .merge(Toml::string(overrides))
+        Self::load_layers(file, &[overrides])
+    }
+
+    /// As `load_with`, with several TOML layers, later ones winning.
+    pub fn load_layers(file: Option<&Path>, layers: &[&str]) -> Result<Self, ConfigError> {
+        layers
+            .iter()
+            .fold(Self::figment(file), |f, l| f.merge(Toml::string(l)))
             .extract()
             .map_err(Box::new)
             .map_err(ConfigError::Load)

@@ -89,23 +89,34 @@ pub struct TestApp {
 }
 
 pub fn config(db_url: &str, extra: &str) -> Config {
-    let toml = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\n[database]\nurl = \"{db_url}\"\n[ops]\ntoken = \"{OPS}\"\n[sms]\ndebug_code = \"123456\"\n[identity]\ncookie_secret = \"test-cookie-secret\"\n{extra}"
+    let base = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n[database]\nurl = \"{db_url}\"\n[ops]\ntoken = \"{OPS}\"\n[sms]\ndebug_code = \"123456\"\n[identity]\ncookie_secret = \"test-cookie-secret\"\n"
     );
-    Config::load_with(None, &toml).expect("test config")
+    Config::load_layers(None, &[&base, extra]).expect("test config")
 }
 
-/// Starts the app. `extra` is TOML merged over the test defaults (sections must not
-/// repeat those above: server, database, ops, sms, identity).
+/// Starts the app. `extra` is TOML merged over the test defaults.
 pub async fn spawn_app(extra: &str) -> TestApp {
     let (tdb, url) = TestDb::new().await;
     spawn_on(tdb, url, extra).await
 }
 
 pub async fn spawn_on(tdb: TestDb, url: String, extra: &str) -> TestApp {
+    spawn_with(tdb, url, extra, std::sync::Arc::new(kioskd::sms::LogSender)).await
+}
+
+/// Starts the app with a given SMS sender (tests read the codes it is given).
+pub async fn spawn_with(
+    tdb: TestDb,
+    url: String,
+    extra: &str,
+    sms: std::sync::Arc<dyn kioskd::sms::SmsSender>,
+) -> TestApp {
     let cfg = config(&url, extra);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let app = Application::build(cfg, listener).await.expect("app builds");
+    let app = Application::build_with(cfg, listener, sms)
+        .await
+        .expect("app builds");
     let addr = app.local_addr().unwrap();
     let state = app.state();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
