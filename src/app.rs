@@ -18,6 +18,7 @@ use crate::store::{Db, WriteError};
 pub struct Application {
     listener: TcpListener,
     state: AppState,
+    shutdown: tokio::sync::watch::Sender<bool>,
 }
 
 /// Start-up failed.
@@ -92,7 +93,12 @@ impl Application {
             .recover()
             .await
             .map_err(|e| BuildError::Recover(e.to_string()))?;
+        let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
         let inner = AppInner {
+            shutdown: shutdown_rx,
+            ws_connections: Default::default(),
+            next_conn_id: std::sync::atomic::AtomicU64::new(1),
+            nonces: Default::default(),
             tz: cfg.tz(),
             cookie_key: crate::identity::key(cfg.identity.cookie_secret.expose()),
             cfg,
@@ -105,6 +111,7 @@ impl Application {
         Ok(Self {
             listener,
             state: AppState(Arc::new(inner)),
+            shutdown,
         })
     }
 
@@ -126,6 +133,12 @@ impl Application {
         let app = router(self.state.clone());
         let addr = self.listener.local_addr()?;
         tracing::info!(%addr, "kioskd listening");
+        let tx = self.shutdown.clone();
+        let shutdown = async move {
+            shutdown.await;
+            // WebSockets close with 1001 so clients reconnect elsewhere or later.
+            let _ = tx.send(true);
+        };
         axum::serve(
             self.listener,
             app.into_make_service_with_connect_info::<SocketAddr>(),

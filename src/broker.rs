@@ -61,6 +61,20 @@ impl RedisBroker {
         Ok(())
     }
 
+    /// Sets `key` if absent, expiring after `ttl_seconds`; true if it was absent.
+    pub async fn set_once(&self, key: &str, ttl_seconds: u64) -> Result<bool, BrokerError> {
+        let mut c = self.conn.clone();
+        let r: Option<String> = redis::cmd("SET")
+            .arg(key)
+            .arg(1)
+            .arg("NX")
+            .arg("EX")
+            .arg(ttl_seconds)
+            .query_async(&mut c)
+            .await?;
+        Ok(r.is_some())
+    }
+
     /// Publishes one event; returns how many subscribers received it.
     pub async fn publish(&self, event: &Event) -> Result<i64, BrokerError> {
         let payload = serde_json::to_string(&Envelope {

@@ -243,6 +243,23 @@ pub struct Files {
 pub struct Ws {
     /// Accept devices without a secret.
     pub allow_unsigned: bool,
+    /// Most WebSocket connections at once (all kinds).
+    pub max_connections: usize,
+    /// Largest message accepted (bytes).
+    pub max_message_bytes: usize,
+    /// Read buffer per connection (bytes): small, for tens of thousands of idle sockets.
+    pub read_buffer_bytes: usize,
+    /// Frames queued per connection before it counts as a slow consumer.
+    pub queue: usize,
+    /// Server ping interval.
+    pub ping_seconds: u64,
+    /// Close a connection silent this long.
+    pub idle_timeout_seconds: u64,
+    /// Seconds a signed upgrade's timestamp may differ from the server's clock.
+    pub signature_skew_seconds: i64,
+    /// Origins browsers may connect from (`/ws/user`, `/ws/ops`); empty: the origin of
+    /// `public.base_url` only.
+    pub allowed_origins: Vec<String>,
 }
 
 /// `[public]`

@@ -32,3 +32,15 @@ pub const HEARTBEATS_FLUSHED: &str = "kioskd_store_heartbeats_flushed_total";
 pub const STORE_ERRORS: &str = "kioskd_store_errors_total";
 /// Gauge: 1 when payments run in sandbox mode (credits without payment).
 pub const PAYMENTS_SANDBOX: &str = "kioskd_payments_sandbox_mode";
+/// Gauge: open WebSocket connections, by `kind` (kiosk, user, ops).
+pub const WS_CONNECTIONS: &str = "kioskd_ws_connections";
+/// Counter: frames pushed to WebSocket clients, by `kind`.
+pub const WS_PUSHED: &str = "kioskd_ws_messages_pushed_total";
+/// Counter: kiosk reconnects, by `outcome` (replayed, snapshot).
+pub const WS_RESUMES: &str = "kioskd_ws_resumes_total";
+/// Counter: connections closed because they could not keep up.
+pub const WS_SLOW_CONSUMERS: &str = "kioskd_ws_slow_consumer_disconnects_total";
+/// Counter: WebSocket upgrades refused, by `reason`.
+pub const WS_REFUSED: &str = "kioskd_ws_refused_total";
+/// Counter: operator commands queued for kiosks.
+pub const COMMANDS_QUEUED: &str = "kioskd_commands_queued_total";

@@ -15,6 +15,22 @@ use crate::ports::{
     BillingMode, DeviceRecord, NewSession, PersistedStatus, SessionRecord, StartError, UserRef,
 };
 use crate::session::{End, EndedView, Heard as SessionHeard, SessionActor, SessionArgs};
+use crate::stream::{Conn, DeviceStream, Resumed};
+use kioskd_protocol::windows::{DeviceStatus as WireStatus, UpdateState};
+use kioskd_protocol::ws::{
+    ClientMessage, Command, DeviceInfo, DeviceStatusMsg, ErrorMsg, ServerEvent, SessionEnded,
+    SessionInfo, Snapshot, WS_PROTOCOL_VERSION,
+};
+
+/// The wire form of a status.
+pub fn wire_status(s: DeviceStatus) -> WireStatus {
+    match s {
+        DeviceStatus::Free => WireStatus::Free,
+        DeviceStatus::Busy => WireStatus::Busy,
+        DeviceStatus::Lock => WireStatus::Lock,
+        DeviceStatus::Maintain => WireStatus::Maintain,
+    }
+}
 
 /// Why a lock is on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,6 +57,10 @@ pub struct DeviceActor {
     shown: DeviceStatus,
     /// When a heartbeat was last passed on (to the session and the heartbeat writer).
     relayed_at: i64,
+    /// The kiosk's WebSocket stream.
+    stream: DeviceStream,
+    /// The running session as last reported by its actor (for snapshots).
+    session_info: Option<SessionInfo>,
 }
 
 /// Heartbeats are passed on at most this often (see the session actor).
@@ -61,7 +81,20 @@ impl Actor for DeviceActor {
     }
 
     async fn on_start(args: Self::Args, _me: ActorRef<Self>) -> Result<Self, Self::Error> {
+        let pending = match args.inner.store.pending_commands(args.rec.id).await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(device = %args.rec.code, error = %e, "loading pending commands failed");
+                Vec::new()
+            }
+        };
+        let pending = pending
+            .into_iter()
+            .map(|(id, name, text)| Command { id, name, text })
+            .collect();
         let mut d = DeviceActor {
+            stream: DeviceStream::new(pending),
+            session_info: None,
             last_heard: args.rec.last_seen_at,
             rec: args.rec,
             session: None,
@@ -181,7 +214,73 @@ impl DeviceActor {
                 device_code: self.rec.code.clone(),
                 status: now,
             });
+            self.stream.push(ServerEvent::DeviceStatus(DeviceStatusMsg {
+                device_code: self.rec.code.clone(),
+                status: wire_status(now),
+            }));
         }
+    }
+
+    /// The running session is over: tell the kiosk, free (or lock) the device. Whichever
+    /// comes first — the session's own notice or the reply to our `End` — does it.
+    fn session_closed(&mut self, session_id: i64, reason: Option<EndReason>, cost: i64) {
+        if self.session.as_ref().is_none_or(|s| s.id != session_id) {
+            return;
+        }
+        self.session = None;
+        self.session_info = None;
+        if let Some(reason) = reason {
+            self.stream.push(ServerEvent::SessionEnded(SessionEnded {
+                session_id,
+                device_code: self.rec.code.clone(),
+                reason: reason.as_str().to_string(),
+                cost,
+            }));
+        }
+        if reason == Some(EndReason::BalanceExhausted) {
+            self.transient_lock = Some(Lock::Balance);
+        }
+        self.changed();
+    }
+
+    fn snapshot(&self, epoch: String, seq: u64, pending: Vec<Command>) -> Snapshot {
+        Snapshot {
+            version: WS_PROTOCOL_VERSION,
+            epoch,
+            seq,
+            server_time: self.inner.clock.now_ms(),
+            device: Some(DeviceInfo {
+                device_code: self.rec.code.clone(),
+                status: wire_status(self.status()),
+            }),
+            session: self.session_info.clone(),
+            pending_commands: pending,
+        }
+    }
+
+    /// Queues a command for the kiosk (stored first, then pushed if connected).
+    async fn queue_command(
+        &mut self,
+        name: &str,
+        text: Option<String>,
+    ) -> Result<(i64, bool), DeviceRefusal> {
+        let now = self.inner.clock.now_ms();
+        let id = self
+            .inner
+            .store
+            .add_command(self.rec.id, name, text.as_deref(), now)
+            .await
+            .map_err(|e| {
+                tracing::warn!(device = %self.rec.code, error = %e, "storing a command failed");
+                DeviceRefusal::Internal
+            })?;
+        metrics::counter!(catalog::COMMANDS_QUEUED).increment(1);
+        self.stream.command(Command {
+            id,
+            name: name.to_string(),
+            text,
+        });
+        Ok((id, self.stream.connected()))
     }
 
     /// Records a sign of life; passes it on (storage, the session) at most once a second.
@@ -271,7 +370,7 @@ impl DeviceActor {
             .await;
         match r {
             Ok(v) => {
-                self.session = None;
+                self.session_closed(v.id, Some(v.reason), v.cost);
                 Ok(Some(v))
             }
             Err(SendError::HandlerError(crate::session::SessionError::Gone))
@@ -446,23 +545,178 @@ pub struct SessionClosed {
     pub session_id: i64,
     /// Why (None: ended elsewhere).
     pub reason: Option<EndReason>,
+    /// Final cost (fen).
+    pub cost: i64,
 }
 
 impl Message<SessionClosed> for DeviceActor {
     type Reply = ();
 
     async fn handle(&mut self, msg: SessionClosed, _ctx: &mut Context<Self, Self::Reply>) {
+        self.session_closed(msg.session_id, msg.reason, msg.cost);
+    }
+}
+
+/// The session's state changed (and, optionally, an event for the kiosk).
+#[derive(Debug)]
+pub struct SessionUpdate {
+    /// The session as it stands.
+    pub info: SessionInfo,
+    /// What to push.
+    pub event: Option<ServerEvent>,
+}
+
+impl Message<SessionUpdate> for DeviceActor {
+    type Reply = ();
+
+    async fn handle(&mut self, msg: SessionUpdate, _ctx: &mut Context<Self, Self::Reply>) {
         if self
             .session
             .as_ref()
-            .is_some_and(|s| s.id == msg.session_id)
+            .is_some_and(|s| s.id == msg.info.session_id)
         {
-            self.session = None;
-            if msg.reason == Some(EndReason::BalanceExhausted) {
-                self.transient_lock = Some(Lock::Balance);
+            self.session_info = Some(msg.info);
+            if let Some(e) = msg.event {
+                self.stream.push(e);
             }
-            self.changed();
         }
+    }
+}
+
+/// A kiosk's WebSocket connects (authenticated by the adapter).
+#[derive(Debug)]
+pub struct Attach {
+    /// The connection.
+    pub conn: Conn,
+    /// From the kiosk's `hello`.
+    pub resume_from: Option<u64>,
+    /// From the kiosk's `hello`.
+    pub epoch: Option<String>,
+}
+
+impl Message<Attach> for DeviceActor {
+    type Reply = Result<Resumed, DeviceRefusal>;
+
+    async fn handle(&mut self, msg: Attach, _ctx: &mut Context<Self, Self::Reply>) -> Self::Reply {
+        let now = self.inner.clock.now_ms();
+        self.heard(now, false);
+        // Taken out so the snapshot closure can read the rest of the actor.
+        let mut stream = std::mem::replace(&mut self.stream, DeviceStream::new(vec![]));
+        let r = stream.attach(
+            msg.conn,
+            msg.resume_from,
+            msg.epoch.as_deref(),
+            |e, s, p| self.snapshot(e, s, p),
+        );
+        self.stream = stream;
+        Ok(r)
+    }
+}
+
+/// The kiosk's WebSocket closed.
+#[derive(Debug)]
+pub struct Detach(pub u64);
+
+impl Message<Detach> for DeviceActor {
+    type Reply = ();
+
+    async fn handle(&mut self, Detach(id): Detach, _ctx: &mut Context<Self, Self::Reply>) {
+        self.stream.detach(id);
+    }
+}
+
+/// A message from the kiosk's WebSocket (any frame is also a heartbeat).
+#[derive(Debug)]
+pub struct FromKiosk(pub Option<ClientMessage>);
+
+impl Message<FromKiosk> for DeviceActor {
+    type Reply = Option<ServerEvent>;
+
+    async fn handle(
+        &mut self,
+        FromKiosk(msg): FromKiosk,
+        _ctx: &mut Context<Self, Self::Reply>,
+    ) -> Option<ServerEvent> {
+        let now = self.inner.clock.now_ms();
+        self.heard(now, false);
+        match msg? {
+            ClientMessage::Hello(_) => Some(ErrorMsg::event(
+                "bad_message",
+                "hello is only valid as the first message",
+            )),
+            ClientMessage::Heartbeat | ClientMessage::ClientStatus(_) => None,
+            ClientMessage::Ack(a) => {
+                let done = self.stream.ack(a.seq);
+                if !done.is_empty()
+                    && let Err(e) = self.inner.store.ack_commands(&done, now).await
+                {
+                    tracing::warn!(device = %self.rec.code, error = %e, "recording command acks failed");
+                }
+                None
+            }
+            ClientMessage::Logout => match self.end_running(EndReason::UserLogout).await {
+                Ok(Some(_)) => None,
+                Ok(None) => Some(ErrorMsg::event("not_in_session", "no session is running")),
+                Err(_) => Some(ErrorMsg::event(
+                    "internal",
+                    "the session could not be ended; retry",
+                )),
+            },
+            ClientMessage::GameState(g) => {
+                let updating = g.update_state == UpdateState::Ing;
+                if updating != self.rec.updating {
+                    if self
+                        .inner
+                        .store
+                        .set_device_updating(self.rec.id, updating)
+                        .await
+                        .is_err()
+                    {
+                        return Some(ErrorMsg::event("internal", "game state not saved; retry"));
+                    }
+                    self.rec.updating = updating;
+                    self.changed();
+                }
+                None
+            }
+        }
+    }
+}
+
+/// Queues an operator command for the kiosk.
+#[derive(Debug)]
+pub struct SendCommand {
+    /// `restart`, `message`, `update_games`, `lock` or `unlock`.
+    pub name: String,
+    /// Text for `message`.
+    pub text: Option<String>,
+}
+
+impl Message<SendCommand> for DeviceActor {
+    type Reply = Result<(i64, bool), DeviceRefusal>;
+
+    async fn handle(
+        &mut self,
+        msg: SendCommand,
+        _ctx: &mut Context<Self, Self::Reply>,
+    ) -> Self::Reply {
+        self.queue_command(&msg.name, msg.text).await
+    }
+}
+
+/// Closes the kiosk's WebSocket with a code (shutdown, device removed).
+#[derive(Debug)]
+pub struct CloseSocket(pub u16);
+
+impl Message<CloseSocket> for DeviceActor {
+    type Reply = ();
+
+    async fn handle(
+        &mut self,
+        CloseSocket(code): CloseSocket,
+        _ctx: &mut Context<Self, Self::Reply>,
+    ) {
+        self.stream.close(code);
     }
 }
 
@@ -573,6 +827,7 @@ impl Message<Operate> for DeviceActor {
                 let ended = self.end_running(EndReason::Operator).await?;
                 self.persist_status(PersistedStatus::OperatorLock, None)
                     .await?;
+                self.queue_command("lock", None).await?;
                 Ok(ended)
             }
             OperatorCommand::Maintain => {
@@ -584,6 +839,7 @@ impl Message<Operate> for DeviceActor {
             OperatorCommand::Unlock => {
                 self.transient_lock = None;
                 self.persist_status(PersistedStatus::Free, None).await?;
+                self.queue_command("unlock", None).await?;
                 Ok(None)
             }
         }

@@ -51,6 +51,14 @@ pub enum Event {
         user_id: i64,
         /// Paid up to (unix ms).
         paid_until: i64,
+        /// Start (unix ms).
+        started_at: i64,
+        /// Fen per unit.
+        charge_mode: i64,
+        /// Balance after the first unit (fen).
+        balance: i64,
+        /// Units the balance still covers.
+        units_left: i64,
     },
     /// A unit was reserved.
     Billing {

@@ -12,6 +12,7 @@ pub mod ids;
 pub mod memstore;
 pub mod ports;
 pub mod session;
+pub mod stream;
 
 pub use billing::EndReason;
 pub use clock::Clock;

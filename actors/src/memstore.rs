@@ -31,6 +31,8 @@ struct State {
     /// Ledger: id → (user, amount).
     pub ledger: BTreeMap<String, (i64, i64)>,
     next_session: i64,
+    /// Commands: id → (device, name, text, acked).
+    commands: BTreeMap<i64, (i64, String, Option<String>, bool)>,
 }
 
 impl MemStore {
@@ -286,5 +288,43 @@ impl Store for MemStore {
 
     async fn user_balance(&self, user_id: i64) -> StoreResult<i64> {
         Ok(self.balance(user_id))
+    }
+
+    async fn add_command(
+        &self,
+        device_id: i64,
+        name: &str,
+        text: Option<&str>,
+        _now: i64,
+    ) -> StoreResult<i64> {
+        let mut s = self.state.lock().unwrap();
+        let id = s.commands.len() as i64 + 1;
+        s.commands.insert(
+            id,
+            (device_id, name.to_string(), text.map(str::to_string), false),
+        );
+        Ok(id)
+    }
+
+    async fn pending_commands(
+        &self,
+        device_id: i64,
+    ) -> StoreResult<Vec<(i64, String, Option<String>)>> {
+        let s = self.state.lock().unwrap();
+        Ok(s.commands
+            .iter()
+            .filter(|(_, c)| c.0 == device_id && !c.3)
+            .map(|(id, c)| (*id, c.1.clone(), c.2.clone()))
+            .collect())
+    }
+
+    async fn ack_commands(&self, ids: &[i64], _now: i64) -> StoreResult<()> {
+        let mut s = self.state.lock().unwrap();
+        for id in ids {
+            if let Some(c) = s.commands.get_mut(id) {
+                c.3 = true;
+            }
+        }
+        Ok(())
     }
 }

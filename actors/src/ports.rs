@@ -248,4 +248,19 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<()>;
     /// The current balance of a user.
     async fn user_balance(&self, user_id: i64) -> StoreResult<i64>;
+    /// Queues an operator command for a device; returns its id.
+    async fn add_command(
+        &self,
+        device_id: i64,
+        name: &str,
+        text: Option<&str>,
+        now: i64,
+    ) -> StoreResult<i64>;
+    /// A device's commands not yet acknowledged, oldest first: (id, name, text).
+    async fn pending_commands(
+        &self,
+        device_id: i64,
+    ) -> StoreResult<Vec<(i64, String, Option<String>)>>;
+    /// Marks commands acknowledged.
+    async fn ack_commands(&self, ids: &[i64], now: i64) -> StoreResult<()>;
 }

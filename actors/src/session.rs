@@ -11,9 +11,10 @@ use tokio::task::JoinHandle;
 use crate::billing::{EndReason, Meter, Step, Tariff, units_left};
 use crate::catalog;
 use crate::coordinator::Inner;
-use crate::device::{DeviceActor, SessionClosed};
+use crate::device::{DeviceActor, SessionClosed, SessionUpdate};
 use crate::events::Event;
 use crate::ports::{Reserve, SessionEnd, SessionRecord};
+use kioskd_protocol::ws::{self as wire, ServerEvent, SessionInfo};
 
 /// What adapters see of a running session.
 #[derive(Debug, Clone, PartialEq)]
@@ -154,7 +155,15 @@ impl Actor for SessionActor {
                 session_id: s.rec.id,
                 user_id: s.rec.user_id,
                 paid_until: s.meter.paid_until(),
+                started_at: s.rec.started_at,
+                charge_mode: s.rec.charge_mode,
+                balance: s.balance,
+                units_left: units_left(&s.meter.tariff, s.balance),
             });
+            let info = s.info();
+            s.tell_device(Some(ServerEvent::SessionStarted(info)));
+        } else {
+            s.tell_device(None);
         }
         s.maybe_warn_low();
         // A recovered session may have boundaries or a deadline already due: the first
@@ -201,6 +210,48 @@ impl SessionActor {
                 let _ = me.tell(Wake).try_send();
             }
         }));
+    }
+
+    /// The session as the kiosk's stream shows it.
+    fn info(&self) -> SessionInfo {
+        let paid_until = self.meter.paid_until();
+        SessionInfo {
+            session_id: self.rec.id,
+            device_code: self.rec.device_code.clone(),
+            user_id: self.rec.user_id,
+            started_at: self.rec.started_at,
+            charge_mode: self.rec.charge_mode,
+            cost: self.meter.reserved * self.rec.charge_mode,
+            balance: self.balance,
+            minutes_left: units_left(&self.meter.tariff, self.balance),
+            paid_until,
+        }
+    }
+
+    /// Keeps the device's copy of the session current and pushes `event` to its kiosk.
+    fn tell_device(&self, event: Option<ServerEvent>) {
+        if let Some(d) = self.device.upgrade() {
+            let _ = d
+                .tell(SessionUpdate {
+                    info: self.info(),
+                    event,
+                })
+                .try_send();
+        }
+    }
+
+    fn billing_event(&self) -> ServerEvent {
+        let i = self.info();
+        ServerEvent::Billing(wire::Billing {
+            session_id: i.session_id,
+            device_code: i.device_code,
+            minutes: self.meter.reserved,
+            cost: i.cost,
+            balance: i.balance,
+            minutes_left: i.minutes_left,
+            paid_until: i.paid_until,
+            server_time: self.inner.clock.now_ms(),
+        })
     }
 
     fn view(&self, now: i64) -> SessionView {
@@ -276,6 +327,7 @@ impl SessionActor {
                     units_left: left,
                     paid_until: self.meter.paid_until(),
                 });
+                self.tell_device(Some(self.billing_event()));
                 self.maybe_warn_low();
                 Ok(())
             }
@@ -317,6 +369,11 @@ impl SessionActor {
                 user_id: self.rec.user_id,
                 units_left: left,
             });
+            self.tell_device(Some(ServerEvent::BalanceLow(wire::BalanceLow {
+                session_id: self.rec.id,
+                device_code: self.rec.device_code.clone(),
+                minutes_left: left,
+            })));
         }
     }
 
@@ -362,6 +419,7 @@ impl SessionActor {
                 .tell(SessionClosed {
                     session_id: self.rec.id,
                     reason: Some(reason),
+                    cost: s.cost,
                 })
                 .try_send();
         }
@@ -383,6 +441,7 @@ impl SessionActor {
                 .tell(SessionClosed {
                     session_id: self.rec.id,
                     reason: None,
+                    cost: 0,
                 })
                 .try_send();
         }
@@ -543,9 +602,15 @@ impl Message<BalanceChanged> for SessionActor {
     type Reply = ();
 
     async fn handle(&mut self, m: BalanceChanged, _ctx: &mut Context<Self, Self::Reply>) {
+        if self.ended.is_some() {
+            return;
+        }
         self.balance = m.0;
         if units_left(&self.meter.tariff, self.balance) > self.inner.cfg.low_balance_units {
             self.warned_low = false;
         }
+        // The kiosk sees the new balance at once (paid_until moves only when a unit is
+        // reserved).
+        self.tell_device(Some(self.billing_event()));
     }
 }

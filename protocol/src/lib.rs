@@ -12,6 +12,7 @@
 pub mod envelope;
 pub mod wechat;
 pub mod windows;
+pub mod ws;
 
 pub use envelope::Envelope;
 

@@ -12,6 +12,7 @@ pub mod health;
 pub mod ops;
 pub mod wechat;
 pub mod windows;
+pub mod ws;
 
 use std::sync::Arc;
 
@@ -48,6 +49,46 @@ pub struct AppInner {
     pub metrics: PrometheusHandle,
     /// The Redis broker, when configured.
     pub broker: Option<crate::broker::RedisBroker>,
+    /// Flips to true when the server shuts down (WebSockets close with 1001).
+    pub shutdown: tokio::sync::watch::Receiver<bool>,
+    /// Open WebSocket connections (all kinds), for the cap.
+    pub ws_connections: std::sync::atomic::AtomicUsize,
+    /// Connection ids.
+    pub next_conn_id: std::sync::atomic::AtomicU64,
+    /// Signed-upgrade nonces seen (key → expiry, unix seconds), when there is no Redis.
+    pub nonces: dashmap::DashMap<String, i64>,
+}
+
+impl AppInner {
+    /// Remembers a nonce until `expiry`; false if it was seen before. With Redis, the
+    /// check holds across nodes.
+    pub async fn remember_nonce(&self, key: String, expiry: i64) -> bool {
+        if let Some(b) = &self.broker {
+            let ttl = (expiry - self.coord.clock().now_ms() / 1000).max(1) as u64;
+            return match b.set_once(&format!("kioskd:nonce:{key}"), ttl).await {
+                Ok(fresh) => fresh,
+                Err(e) => {
+                    tracing::warn!(error = %e, "nonce check in redis failed; refusing");
+                    false
+                }
+            };
+        }
+        let now = self.coord.clock().now_ms() / 1000;
+        if self.nonces.len() > 100_000 {
+            self.nonces.retain(|_, exp| *exp > now);
+        }
+        match self.nonces.entry(key) {
+            dashmap::Entry::Occupied(mut e) if *e.get() <= now => {
+                e.insert(expiry);
+                true
+            }
+            dashmap::Entry::Occupied(_) => false,
+            dashmap::Entry::Vacant(v) => {
+                v.insert(expiry);
+                true
+            }
+        }
+    }
 }
 
 /// Handler state.
@@ -128,7 +169,8 @@ pub fn router(state: AppState) -> Router {
         .merge(windows::routes())
         .merge(wechat::routes())
         .merge(ops::routes())
-        .merge(health::routes());
+        .merge(health::routes())
+        .merge(ws::routes());
     if dev_mode {
         r = r.merge(dev::routes());
     }

@@ -10,7 +10,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use kioskd_actors::CoordError;
-use kioskd_actors::device::OperatorCommand;
+use kioskd_actors::device::{OperatorCommand, SendCommand};
 use kioskd_actors::ids::normalize_device_code;
 use kioskd_actors::ports::BillingMode;
 use serde::Deserialize;
@@ -229,7 +229,6 @@ async fn list_devices(_: Operator, State(s): State<AppState>) -> Response {
 #[serde(deny_unknown_fields)]
 struct Command {
     name: String,
-    #[allow(dead_code)]
     text: Option<String>,
 }
 
@@ -250,11 +249,35 @@ async fn command(
         "lock" => OperatorCommand::Lock,
         "unlock" => OperatorCommand::Unlock,
         "maintain" => OperatorCommand::Maintain,
+        // Delivered over the kiosk's WebSocket; pending until it acknowledges.
+        "restart" | "message" | "update_games" => {
+            let text = req.text.clone().filter(|t| !t.trim().is_empty());
+            if req.name == "message" && text.as_ref().is_none_or(|t| t.chars().count() > 500) {
+                return err(
+                    StatusCode::BAD_REQUEST,
+                    "message needs a text of 1-500 characters",
+                );
+            }
+            return match s
+                .coord
+                .ask_device(&code, SendCommand { name: req.name.clone(), text })
+                .await
+            {
+                Ok(Ok((id, delivered))) => (
+                    StatusCode::ACCEPTED,
+                    Json(json!({"device_code": code, "command": req.name, "id": id, "delivered": delivered})),
+                )
+                    .into_response(),
+                Ok(Err(e)) => internal(e),
+                Err(CoordError::NoSuchDevice) => err(StatusCode::NOT_FOUND, "no such device"),
+                Err(e) => internal(e),
+            };
+        }
         other => {
             return err(
                 StatusCode::BAD_REQUEST,
                 format!(
-                    "unsupported command {other:?}: lock, unlock and maintain are available to HTTP-polling kiosks"
+                    "unknown command {other:?}: lock, unlock, maintain, restart, message, update_games"
                 ),
             );
         }

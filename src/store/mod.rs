@@ -207,6 +207,17 @@ impl Db {
         row.as_ref().map(device_from_row).transpose()
     }
 
+    /// A device's WebSocket secret, if it has one.
+    pub async fn device_secret(&self, device_id: i64) -> Result<Option<String>, StoreError> {
+        let v: Option<Option<String>> =
+            sqlx::query_scalar("SELECT secret FROM devices WHERE id = $1")
+                .bind(device_id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(se)?;
+        Ok(v.flatten().filter(|s| !s.is_empty()))
+    }
+
     // ---- users ---------------------------------------------------------------------
 
     /// The user with this openid, created if new (a phone that signed in).
@@ -1307,5 +1318,60 @@ impl Store for Db {
             .await
             .map_err(se)?;
         Ok(b.unwrap_or(0))
+    }
+
+    async fn add_command(
+        &self,
+        device_id: i64,
+        name: &str,
+        text: Option<&str>,
+        now: i64,
+    ) -> StoreResult<i64> {
+        sqlx::query_scalar(
+            "INSERT INTO device_commands (device_id, name, text, created_at) VALUES ($1, $2, $3, $4) RETURNING id",
+        )
+        .bind(device_id)
+        .bind(name)
+        .bind(text)
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(se)
+    }
+
+    async fn pending_commands(
+        &self,
+        device_id: i64,
+    ) -> StoreResult<Vec<(i64, String, Option<String>)>> {
+        let rows = sqlx::query(
+            "SELECT id, name, text FROM device_commands WHERE device_id = $1 AND acked_at IS NULL ORDER BY id",
+        )
+        .bind(device_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(se)?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get(0).map_err(se)?,
+                    r.try_get(1).map_err(se)?,
+                    r.try_get(2).map_err(se)?,
+                ))
+            })
+            .collect()
+    }
+
+    async fn ack_commands(&self, ids: &[i64], now: i64) -> StoreResult<()> {
+        for id in ids {
+            sqlx::query(
+                "UPDATE device_commands SET acked_at = $1 WHERE id = $2 AND acked_at IS NULL",
+            )
+            .bind(now)
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(se)?;
+        }
+        Ok(())
     }
 }

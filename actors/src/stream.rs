@@ -1,0 +1,350 @@
+//! A device's event stream for its kiosk's WebSocket: per-device sequence numbers under
+//! an epoch, a ring of recent events to replay on resume, the one live connection, and
+//! the operator commands that stay pending until the kiosk acknowledges them.
+//!
+//! Pushing never waits: a frame goes to the connection's bounded channel with
+//! `try_send`, and a connection that is full is closed as a slow consumer (its events
+//! stay in the ring, so it resumes where it was).
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use kioskd_protocol::ws::{Command, ServerEvent, ServerFrame, Snapshot, close};
+use tokio::sync::{mpsc, oneshot};
+
+/// Events kept for resume.
+pub const RING: usize = 256;
+
+/// One live connection.
+#[derive(Debug)]
+pub struct Conn {
+    /// Connection id (unique per process).
+    pub id: u64,
+    /// Frames to the connection's writer task.
+    pub tx: mpsc::Sender<Arc<ServerFrame>>,
+    /// Tells the writer to close with a code.
+    pub kick: oneshot::Sender<u16>,
+}
+
+impl Conn {
+    fn close(self, code: u16) {
+        let _ = self.kick.send(code);
+    }
+}
+
+/// A pending command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pending {
+    /// The command.
+    pub cmd: Command,
+    /// The sequence number it was last sent with.
+    pub seq: u64,
+}
+
+/// The stream.
+#[derive(Debug)]
+pub struct DeviceStream {
+    epoch: String,
+    seq: u64,
+    ring: VecDeque<Arc<ServerFrame>>,
+    conn: Option<Conn>,
+    pending: Vec<Pending>,
+}
+
+/// How a (re)connect was served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resumed {
+    /// Missed events were replayed.
+    Replayed(usize),
+    /// A fresh snapshot was sent.
+    Snapshot,
+}
+
+impl DeviceStream {
+    /// A new stream with a fresh epoch.
+    pub fn new(pending: Vec<Command>) -> Self {
+        let mut s = Self {
+            epoch: crate::ids::new_token()[..12].to_string(),
+            seq: 0,
+            ring: VecDeque::with_capacity(16),
+            conn: None,
+            pending: Vec::new(),
+        };
+        for cmd in pending {
+            s.pending.push(Pending { cmd, seq: 0 });
+        }
+        s
+    }
+
+    /// The epoch.
+    pub fn epoch(&self) -> &str {
+        &self.epoch
+    }
+
+    /// The last sequence number assigned.
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// Is a connection attached?
+    pub fn connected(&self) -> bool {
+        self.conn.is_some()
+    }
+
+    /// Commands not yet acknowledged.
+    pub fn pending(&self) -> Vec<Command> {
+        self.pending.iter().map(|p| p.cmd.clone()).collect()
+    }
+
+    /// Assigns the next sequence number, keeps the event for resume and sends it to the
+    /// connection if there is one. Returns the sequence number.
+    pub fn push(&mut self, event: ServerEvent) -> u64 {
+        self.seq += 1;
+        let frame = Arc::new(ServerFrame {
+            event,
+            seq: Some(self.seq),
+        });
+        if self.ring.len() == RING {
+            self.ring.pop_front();
+        }
+        self.ring.push_back(frame.clone());
+        self.send(frame);
+        self.seq
+    }
+
+    /// Queues a command: pending until acknowledged, pushed now if connected.
+    pub fn command(&mut self, cmd: Command) -> u64 {
+        let seq = self.push(ServerEvent::Command(cmd.clone()));
+        self.pending.push(Pending { cmd, seq });
+        seq
+    }
+
+    fn send(&mut self, frame: Arc<ServerFrame>) {
+        let full = match &self.conn {
+            Some(c) => c.tx.try_send(frame).is_err(),
+            None => false,
+        };
+        if full && let Some(c) = self.conn.take() {
+            metrics::counter!(crate::catalog::WS_SLOW_CONSUMERS).increment(1);
+            c.close(close::SLOW_CONSUMER);
+        }
+    }
+
+    /// A connection arrives. Any older one is closed (`REPLACED`). If `resume_from` of
+    /// the same epoch is still in the ring, the missed events are replayed; otherwise a
+    /// snapshot (built by `snapshot(epoch, seq, pending)`) is sent, followed by every
+    /// pending command again.
+    pub fn attach(
+        &mut self,
+        conn: Conn,
+        resume_from: Option<u64>,
+        epoch: Option<&str>,
+        snapshot: impl FnOnce(String, u64, Vec<Command>) -> Snapshot,
+    ) -> Resumed {
+        if let Some(old) = self.conn.take() {
+            old.close(close::REPLACED);
+        }
+        self.conn = Some(conn);
+        let oldest = self
+            .ring
+            .front()
+            .and_then(|f| f.seq)
+            .unwrap_or(self.seq + 1);
+        if let (Some(from), Some(ep)) = (resume_from, epoch)
+            && ep == self.epoch
+            && from <= self.seq
+            && from + 1 >= oldest
+        {
+            let missed: Vec<_> = self
+                .ring
+                .iter()
+                .filter(|f| f.seq.is_some_and(|s| s > from))
+                .cloned()
+                .collect();
+            let n = missed.len();
+            for f in missed {
+                self.send(f);
+            }
+            metrics::counter!(crate::catalog::WS_RESUMES, "outcome" => "replayed").increment(1);
+            return Resumed::Replayed(n);
+        }
+        metrics::counter!(crate::catalog::WS_RESUMES, "outcome" => "snapshot").increment(1);
+        let snap = snapshot(self.epoch.clone(), self.seq, self.pending());
+        self.send(Arc::new(ServerFrame {
+            event: ServerEvent::Snapshot(snap),
+            seq: None,
+        }));
+        let pending: Vec<Command> = self.pending.iter().map(|p| p.cmd.clone()).collect();
+        for cmd in pending {
+            let seq = self.push(ServerEvent::Command(cmd.clone()));
+            if let Some(p) = self.pending.iter_mut().find(|p| p.cmd.id == cmd.id) {
+                p.seq = seq;
+            }
+        }
+        Resumed::Snapshot
+    }
+
+    /// The connection went away (only if it is still the current one).
+    pub fn detach(&mut self, conn_id: u64) {
+        if self.conn.as_ref().is_some_and(|c| c.id == conn_id) {
+            self.conn = None;
+        }
+    }
+
+    /// Closes the connection with a code.
+    pub fn close(&mut self, code: u16) {
+        if let Some(c) = self.conn.take() {
+            c.close(code);
+        }
+    }
+
+    /// The kiosk processed everything up to `seq`: returns the ids of commands that are
+    /// now acknowledged.
+    pub fn ack(&mut self, seq: u64) -> Vec<i64> {
+        let mut done = Vec::new();
+        self.pending.retain(|p| {
+            if p.seq != 0 && p.seq <= seq {
+                done.push(p.cmd.id);
+                false
+            } else {
+                true
+            }
+        });
+        done
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kioskd_protocol::ws::ErrorMsg;
+
+    fn conn(
+        id: u64,
+        cap: usize,
+    ) -> (
+        Conn,
+        mpsc::Receiver<Arc<ServerFrame>>,
+        oneshot::Receiver<u16>,
+    ) {
+        let (tx, rx) = mpsc::channel(cap);
+        let (kick, kicked) = oneshot::channel();
+        (Conn { id, tx, kick }, rx, kicked)
+    }
+
+    fn snap(epoch: String, seq: u64, pending: Vec<Command>) -> Snapshot {
+        Snapshot {
+            version: 1,
+            epoch,
+            seq,
+            server_time: 0,
+            device: None,
+            session: None,
+            pending_commands: pending,
+        }
+    }
+
+    fn ev(n: u64) -> ServerEvent {
+        ErrorMsg::event("test", n.to_string())
+    }
+
+    fn seqs(rx: &mut mpsc::Receiver<Arc<ServerFrame>>) -> Vec<Option<u64>> {
+        let mut v = Vec::new();
+        while let Ok(f) = rx.try_recv() {
+            v.push(f.seq);
+        }
+        v
+    }
+
+    #[test]
+    fn resume_replays_missed_events_in_order_without_duplicates() {
+        let mut s = DeviceStream::new(vec![]);
+        let (c, mut rx, _k) = conn(1, 64);
+        assert_eq!(s.attach(c, None, None, snap), Resumed::Snapshot);
+        for i in 0..5 {
+            s.push(ev(i));
+        }
+        assert_eq!(
+            seqs(&mut rx),
+            vec![None, Some(1), Some(2), Some(3), Some(4), Some(5)]
+        );
+        s.detach(1);
+        for i in 5..8 {
+            s.push(ev(i));
+        }
+        let epoch = s.epoch().to_string();
+        let (c, mut rx, _k) = conn(2, 64);
+        assert_eq!(
+            s.attach(c, Some(5), Some(&epoch), snap),
+            Resumed::Replayed(3)
+        );
+        assert_eq!(seqs(&mut rx), vec![Some(6), Some(7), Some(8)]);
+    }
+
+    #[test]
+    fn a_gap_too_old_or_another_epoch_gets_a_snapshot() {
+        let mut s = DeviceStream::new(vec![]);
+        for i in 0..(RING as u64 + 10) {
+            s.push(ev(i));
+        }
+        let epoch = s.epoch().to_string();
+        let (c, mut rx, _k) = conn(1, 8);
+        assert_eq!(s.attach(c, Some(3), Some(&epoch), snap), Resumed::Snapshot);
+        assert_eq!(seqs(&mut rx), vec![None]);
+        let (c, mut rx, _k) = conn(2, 8);
+        assert_eq!(
+            s.attach(c, Some(s.seq()), Some("other"), snap),
+            Resumed::Snapshot
+        );
+        assert_eq!(seqs(&mut rx), vec![None]);
+    }
+
+    #[test]
+    fn commands_are_resent_until_acknowledged() {
+        let mut s = DeviceStream::new(vec![Command {
+            id: 1,
+            name: "restart".into(),
+            text: None,
+        }]);
+        let (c, mut rx, _k) = conn(1, 64);
+        s.attach(c, None, None, snap);
+        let got = seqs(&mut rx);
+        assert_eq!(
+            got,
+            vec![None, Some(1)],
+            "snapshot, then the pending command"
+        );
+        s.command(Command {
+            id: 2,
+            name: "message".into(),
+            text: Some("hi".into()),
+        });
+        assert_eq!(s.ack(1), vec![1]);
+        assert_eq!(s.pending().len(), 1);
+        s.detach(1);
+        // Reconnect without resume: snapshot, then command 2 again with a new seq.
+        let (c, mut rx, _k) = conn(2, 64);
+        s.attach(c, None, None, snap);
+        assert_eq!(seqs(&mut rx), vec![None, Some(3)]);
+        assert_eq!(s.ack(3), vec![2]);
+        assert!(s.pending().is_empty());
+    }
+
+    #[test]
+    fn a_full_connection_is_closed_as_a_slow_consumer_and_a_new_one_replaces_the_old() {
+        let mut s = DeviceStream::new(vec![]);
+        let (c, _rx, mut kicked) = conn(1, 2);
+        s.attach(c, None, None, snap); // snapshot takes one slot
+        s.push(ev(1));
+        s.push(ev(2)); // full
+        assert_eq!(kicked.try_recv(), Ok(close::SLOW_CONSUMER));
+        assert!(!s.connected());
+        let (c, _rx, mut k1) = conn(2, 8);
+        s.attach(c, None, None, snap);
+        let (c, _rx2, _k2) = conn(3, 8);
+        s.attach(c, None, None, snap);
+        assert_eq!(k1.try_recv(), Ok(close::REPLACED));
+        s.detach(2); // stale detach of the replaced connection changes nothing
+        assert!(s.connected());
+    }
+}

@@ -1,0 +1,699 @@
+//! WebSocket adapters (SPEC §9): `/ws/kiosk` (a device's stream, authenticated by its
+//! HMAC secret before the upgrade), `/ws/user` (the phone's own session), `/ws/ops`
+//! (every event). Each connection has a reader (this task) and a writer task fed by a
+//! bounded channel: actors only ever `try_send` to it, and a connection that cannot keep
+//! up is closed with `SLOW_CONSUMER`. Refusals happen before the 101.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::ws::{CloseFrame, Message as WsMessage, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum_extra::extract::SignedCookieJar;
+use futures::{SinkExt, StreamExt};
+use hmac::{Hmac, Mac};
+use kioskd_actors::device::{Attach, Detach, FromKiosk, wire_status};
+use kioskd_actors::ids::normalize_device_code;
+use kioskd_actors::stream::Conn;
+use kioskd_actors::{Event, catalog};
+use kioskd_protocol::ws::{self as wire, ClientMessage, ErrorMsg, ServerEvent, ServerFrame, close};
+use serde::Deserialize;
+use sha2::Sha256;
+use subtle::ConstantTimeEq;
+use tokio::sync::{mpsc, oneshot};
+
+use super::AppState;
+use crate::identity::{self, Caller};
+
+/// Routes.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/ws/kiosk", get(kiosk))
+        .route("/ws/user", get(user))
+        .route("/ws/ops", get(ops))
+}
+
+fn refuse(status: StatusCode, reason: &'static str) -> Response {
+    metrics::counter!(catalog::WS_REFUSED, "reason" => reason).increment(1);
+    (status, axum::Json(serde_json::json!({ "error": reason }))).into_response()
+}
+
+/// The HMAC a kiosk sends: lowercase hex of HMAC-SHA256(secret, "<code>\n<ts>\n<nonce>").
+pub fn signature(secret: &str, device_code: &str, ts: i64, nonce: &str) -> String {
+    let mut mac =
+        Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
+    mac.update(format!("{device_code}\n{ts}\n{nonce}").as_bytes());
+    hex::encode(mac.finalize().into_bytes())
+}
+
+/// Origins browsers may connect from.
+fn origin_allowed(s: &AppState, headers: &HeaderMap) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
+        return true; // not a browser
+    };
+    let allowed = &s.cfg.ws.allowed_origins;
+    if allowed.is_empty() {
+        let base = s.cfg.public.base_url.trim_end_matches('/');
+        return origin == base;
+    }
+    allowed.iter().any(|a| a == origin)
+}
+
+/// Counts a connection for the cap; the guard gives the slot back.
+struct Slot(AppState);
+
+impl Slot {
+    fn take(s: &AppState) -> Option<Slot> {
+        let n = s.ws_connections.fetch_add(1, Ordering::AcqRel);
+        if n >= s.cfg.ws.max_connections {
+            s.ws_connections.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        Some(Slot(s.clone()))
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.ws_connections.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+fn configure(ws: WebSocketUpgrade, s: &AppState) -> WebSocketUpgrade {
+    ws.max_message_size(s.cfg.ws.max_message_bytes)
+        .max_frame_size(s.cfg.ws.max_message_bytes)
+        .read_buffer_size(s.cfg.ws.read_buffer_bytes)
+        .write_buffer_size(0)
+        .max_write_buffer_size(s.cfg.ws.max_message_bytes * 4)
+}
+
+#[derive(Deserialize)]
+struct KioskQuery {
+    device_code: Option<String>,
+    client_id: Option<String>,
+    ts: Option<String>,
+    nonce: Option<String>,
+    sig: Option<String>,
+}
+
+fn param(q: &Option<String>, headers: &HeaderMap, name: &str) -> Option<String> {
+    q.clone()
+        .or_else(|| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        })
+        .filter(|v| !v.is_empty())
+}
+
+/// `GET /ws/kiosk?device_code=..|client_id=..[&ts&nonce&sig]`.
+async fn kiosk(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    q: Result<Query<KioskQuery>, axum::extract::rejection::QueryRejection>,
+    ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> Response {
+    let Ok(Query(q)) = q else {
+        return refuse(StatusCode::BAD_REQUEST, "bad_query");
+    };
+    let ws = match ws {
+        Ok(ws) => ws,
+        Err(e) => return e.into_response(),
+    };
+    if !origin_allowed(&s, &headers) {
+        return refuse(StatusCode::FORBIDDEN, "origin");
+    }
+    let device = match (&q.device_code, &q.client_id) {
+        (Some(code), _) => match normalize_device_code(code) {
+            Some(c) => kioskd_actors::ports::Store::device_by_code(&s.db, &c).await,
+            None => return refuse(StatusCode::FORBIDDEN, "unknown_device"),
+        },
+        (None, Some(id)) => s.db.device_by_client_id(id).await,
+        (None, None) => return refuse(StatusCode::BAD_REQUEST, "no_device"),
+    };
+    let device = match device {
+        Ok(Some(d)) => d,
+        Ok(None) => return refuse(StatusCode::FORBIDDEN, "unknown_device"),
+        Err(e) => {
+            tracing::error!(error = %e, "ws kiosk lookup failed");
+            return refuse(StatusCode::SERVICE_UNAVAILABLE, "storage");
+        }
+    };
+    let secret = match s.db.device_secret(device.id).await {
+        Ok(v) => v,
+        Err(e) => {
+            tracing::error!(error = %e, "ws kiosk secret lookup failed");
+            return refuse(StatusCode::SERVICE_UNAVAILABLE, "storage");
+        }
+    };
+    match secret {
+        Some(secret) => {
+            let (Some(ts), Some(nonce), Some(sig)) = (
+                param(&q.ts, &headers, "x-kiosk-ts"),
+                param(&q.nonce, &headers, "x-kiosk-nonce"),
+                param(&q.sig, &headers, "x-kiosk-sig"),
+            ) else {
+                return refuse(StatusCode::UNAUTHORIZED, "signature_missing");
+            };
+            let Ok(ts_n) = ts.parse::<i64>() else {
+                return refuse(StatusCode::UNAUTHORIZED, "signature_bad_ts");
+            };
+            let now_s = s.coord.clock().now_ms() / 1000;
+            if (now_s - ts_n).abs() > s.cfg.ws.signature_skew_seconds {
+                return refuse(StatusCode::UNAUTHORIZED, "signature_stale");
+            }
+            if nonce.len() < 8
+                || nonce.len() > 64
+                || !nonce
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
+                return refuse(StatusCode::UNAUTHORIZED, "signature_bad_nonce");
+            }
+            let want = signature(&secret, &device.code, ts_n, &nonce);
+            if !bool::from(want.as_bytes().ct_eq(sig.to_ascii_lowercase().as_bytes())) {
+                return refuse(StatusCode::UNAUTHORIZED, "signature_wrong");
+            }
+            // A nonce is accepted once (remembered past the skew window).
+            let key = format!("{}:{nonce}", device.id);
+            let expiry = now_s + 2 * s.cfg.ws.signature_skew_seconds;
+            if !s.remember_nonce(key, expiry).await {
+                return refuse(StatusCode::UNAUTHORIZED, "signature_replayed");
+            }
+        }
+        None if s.cfg.ws.allow_unsigned => {}
+        None => return refuse(StatusCode::UNAUTHORIZED, "unsigned_not_allowed"),
+    }
+    let Some(slot) = Slot::take(&s) else {
+        return refuse(StatusCode::SERVICE_UNAVAILABLE, "too_many_connections");
+    };
+    let code = device.code.clone();
+    configure(ws, &s)
+        .on_upgrade(move |socket| kiosk_conn(s, socket, code, slot))
+        .into_response()
+}
+
+/// What ends a connection's writer.
+enum Stop {
+    /// The device (or a newer connection) closed it.
+    Kicked(u16),
+    /// The reader side is done; close with this code.
+    Local(u16),
+    /// Shutdown.
+    Shutdown,
+}
+
+/// Writes frames until told to stop, pinging on an interval; returns the close code sent.
+async fn writer(
+    mut sink: futures::stream::SplitSink<WebSocket, WsMessage>,
+    mut rx: mpsc::Receiver<Arc<ServerFrame>>,
+    mut kick: oneshot::Receiver<u16>,
+    mut local: oneshot::Receiver<u16>,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+    ping: Duration,
+    kind: &'static str,
+) {
+    let mut tick = tokio::time::interval(ping);
+    tick.tick().await;
+    let stop = loop {
+        tokio::select! {
+            biased;
+            code = &mut kick => break Stop::Kicked(code.unwrap_or(close::INTERNAL)),
+            code = &mut local => break Stop::Local(code.unwrap_or(close::NORMAL)),
+            _ = shutdown.changed() => break Stop::Shutdown,
+            f = rx.recv() => match f {
+                Some(f) => {
+                    let text = match serde_json::to_string(&*f) {
+                        Ok(t) => t,
+                        Err(_) => continue,
+                    };
+                    let sent = tokio::time::timeout(Duration::from_secs(10), sink.send(WsMessage::Text(Utf8Bytes::from(text)))).await;
+                    if !matches!(sent, Ok(Ok(()))) {
+                        break Stop::Local(close::SLOW_CONSUMER);
+                    }
+                    metrics::counter!(catalog::WS_PUSHED, "kind" => kind).increment(1);
+                }
+                None => break Stop::Local(close::NORMAL),
+            },
+            _ = tick.tick() => {
+                if sink.send(WsMessage::Ping(Default::default())).await.is_err() {
+                    break Stop::Local(close::NORMAL);
+                }
+            }
+        }
+    };
+    let code = match stop {
+        Stop::Kicked(c) | Stop::Local(c) => c,
+        Stop::Shutdown => close::GOING_AWAY,
+    };
+    let reason = match code {
+        close::REPLACED => "replaced by a newer connection",
+        close::SLOW_CONSUMER => "slow consumer",
+        close::IDLE_TIMEOUT => "idle timeout",
+        close::GOING_AWAY => "server shutting down",
+        close::UNSUPPORTED_DATA => "text frames only",
+        close::TOO_BIG => "message too big",
+        close::PROTOCOL_ERROR => "too many malformed messages",
+        _ => "",
+    };
+    let _ = tokio::time::timeout(
+        Duration::from_secs(2),
+        sink.send(WsMessage::Close(Some(CloseFrame {
+            code,
+            reason: Utf8Bytes::from_static(reason),
+        }))),
+    )
+    .await;
+    let _ = sink.close().await;
+}
+
+/// Malformed messages tolerated (each answered with an `error` event) before closing.
+const MAX_BAD_MESSAGES: u32 = 10;
+
+/// Reads one frame with the idle timeout. `Err(code)` ends the connection.
+async fn read_frame(
+    stream: &mut futures::stream::SplitStream<WebSocket>,
+    idle: Duration,
+) -> Result<WsMessage, u16> {
+    match tokio::time::timeout(idle, stream.next()).await {
+        Err(_) => Err(close::IDLE_TIMEOUT),
+        Ok(None) => Err(close::NORMAL),
+        Ok(Some(Err(e))) => {
+            let text = e.to_string();
+            Err(
+                if text.contains("too long")
+                    || text.contains("Space limit")
+                    || text.contains("size")
+                {
+                    close::TOO_BIG
+                } else {
+                    close::NORMAL
+                },
+            )
+        }
+        Ok(Some(Ok(m))) => Ok(m),
+    }
+}
+
+fn unsequenced(event: ServerEvent) -> Arc<ServerFrame> {
+    Arc::new(ServerFrame { event, seq: None })
+}
+
+async fn kiosk_conn(s: AppState, socket: WebSocket, code: String, slot: Slot) {
+    let _slot = slot;
+    metrics::gauge!(catalog::WS_CONNECTIONS, "kind" => "kiosk").increment(1);
+    let (sink, mut stream) = socket.split();
+    let idle = Duration::from_secs(s.cfg.ws.idle_timeout_seconds);
+    let (tx, rx) = mpsc::channel(s.cfg.ws.queue.max(2));
+    let (kick_tx, kick_rx) = oneshot::channel();
+    let (local_tx, local_rx) = oneshot::channel();
+    let w = tokio::spawn(writer(
+        sink,
+        rx,
+        kick_rx,
+        local_rx,
+        s.shutdown.clone(),
+        Duration::from_secs(s.cfg.ws.ping_seconds),
+        "kiosk",
+    ));
+    let conn_id = s.next_conn_id.fetch_add(1, Ordering::Relaxed);
+    let device = match s.coord.device(&code).await {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::warn!(device = %code, error = %e, "ws kiosk: device unavailable");
+            let _ = local_tx.send(close::INTERNAL);
+            let _ = w.await;
+            metrics::gauge!(catalog::WS_CONNECTIONS, "kind" => "kiosk").decrement(1);
+            return;
+        }
+    };
+    let ask_timeout = s.coord.config().ask_timeout;
+
+    // The first frame may be `hello` (resume); anything else starts fresh and is then
+    // handled as usual.
+    let first = read_frame(&mut stream, Duration::from_secs(10).min(idle)).await;
+    let (resume_from, epoch, first) = match first {
+        Ok(WsMessage::Text(t)) => match serde_json::from_str::<ClientMessage>(&t) {
+            Ok(ClientMessage::Hello(h)) => (h.resume_from, h.epoch, None),
+            _ => (None, None, Some(Ok(WsMessage::Text(t)))),
+        },
+        other => (None, None, Some(other)),
+    };
+    let conn = Conn {
+        id: conn_id,
+        tx: tx.clone(),
+        kick: kick_tx,
+    };
+    let attached = device
+        .ask(Attach {
+            conn,
+            resume_from,
+            epoch,
+        })
+        .reply_timeout(ask_timeout)
+        .await;
+    let mut local_tx = Some(local_tx);
+    let mut close_with = |code: u16| {
+        if let Some(l) = local_tx.take() {
+            let _ = l.send(code);
+        }
+    };
+    if attached.is_err() {
+        close_with(close::INTERNAL);
+    } else {
+        let mut bad = 0u32;
+        let mut pending = first;
+        loop {
+            let frame = match pending.take() {
+                Some(f) => f,
+                None => read_frame(&mut stream, idle).await,
+            };
+            let msg = match frame {
+                Ok(m) => m,
+                Err(code) => {
+                    close_with(code);
+                    break;
+                }
+            };
+            let parsed = match msg {
+                WsMessage::Text(t) => match serde_json::from_str::<ClientMessage>(&t) {
+                    Ok(m) => Some(m),
+                    Err(e) => {
+                        bad += 1;
+                        let _ = tx.try_send(unsequenced(ErrorMsg::event(
+                            "bad_message",
+                            format!("not a protocol message: {e}"),
+                        )));
+                        if bad > MAX_BAD_MESSAGES {
+                            close_with(close::PROTOCOL_ERROR);
+                            break;
+                        }
+                        // Still a sign of life.
+                        None
+                    }
+                },
+                WsMessage::Binary(_) => {
+                    close_with(close::UNSUPPORTED_DATA);
+                    break;
+                }
+                WsMessage::Close(_) => {
+                    close_with(close::NORMAL);
+                    break;
+                }
+                WsMessage::Ping(_) | WsMessage::Pong(_) => None,
+            };
+            match device
+                .ask(FromKiosk(parsed))
+                .reply_timeout(ask_timeout)
+                .await
+            {
+                Ok(Some(reply)) => {
+                    let _ = tx.try_send(unsequenced(reply));
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(device = %code, error = ?e, "ws kiosk: device did not answer");
+                }
+            }
+        }
+    }
+    let _ = device.tell(Detach(conn_id)).try_send();
+    drop(tx);
+    let _ = w.await;
+    metrics::gauge!(catalog::WS_CONNECTIONS, "kind" => "kiosk").decrement(1);
+}
+
+/// The wire form of a coordinator event (user and ops streams).
+pub fn to_wire(e: &Event, now: i64) -> ServerEvent {
+    match e.clone() {
+        Event::SessionStarted {
+            device_code,
+            session_id,
+            user_id,
+            paid_until,
+            started_at,
+            charge_mode,
+            balance,
+            units_left,
+        } => ServerEvent::SessionStarted(wire::SessionInfo {
+            session_id,
+            device_code,
+            user_id,
+            started_at,
+            charge_mode,
+            cost: charge_mode,
+            balance,
+            minutes_left: units_left,
+            paid_until,
+        }),
+        Event::Billing {
+            device_code,
+            session_id,
+            units,
+            cost,
+            balance,
+            units_left,
+            paid_until,
+            ..
+        } => ServerEvent::Billing(wire::Billing {
+            session_id,
+            device_code,
+            minutes: units,
+            cost,
+            balance,
+            minutes_left: units_left,
+            paid_until,
+            server_time: now,
+        }),
+        Event::BalanceLow {
+            device_code,
+            session_id,
+            units_left,
+            ..
+        } => ServerEvent::BalanceLow(wire::BalanceLow {
+            session_id,
+            device_code,
+            minutes_left: units_left,
+        }),
+        Event::SessionEnded {
+            device_code,
+            session_id,
+            reason,
+            cost,
+            ..
+        } => ServerEvent::SessionEnded(wire::SessionEnded {
+            session_id,
+            device_code,
+            reason: reason.as_str().to_string(),
+            cost,
+        }),
+        Event::DeviceStatus {
+            device_code,
+            status,
+        } => ServerEvent::DeviceStatus(wire::DeviceStatusMsg {
+            device_code,
+            status: wire_status(status),
+        }),
+    }
+}
+
+fn event_user(e: &Event) -> Option<i64> {
+    match e {
+        Event::SessionStarted { user_id, .. }
+        | Event::Billing { user_id, .. }
+        | Event::BalanceLow { user_id, .. }
+        | Event::SessionEnded { user_id, .. } => Some(*user_id),
+        Event::DeviceStatus { .. } => None,
+    }
+}
+
+/// A feed of coordinator events (user or ops): snapshot first, then live events that
+/// pass `filter`; incoming frames only count as liveness.
+async fn feed(
+    s: AppState,
+    socket: WebSocket,
+    kind: &'static str,
+    snapshot: ServerEvent,
+    filter: impl Fn(&Event) -> bool + Send + 'static,
+    slot: Slot,
+) {
+    let _slot = slot;
+    metrics::gauge!(catalog::WS_CONNECTIONS, "kind" => kind).increment(1);
+    let (sink, mut stream) = socket.split();
+    let (tx, rx) = mpsc::channel(s.cfg.ws.queue.max(2));
+    let (kick_tx, kick_rx) = oneshot::channel::<u16>();
+    let (local_tx, local_rx) = oneshot::channel();
+    let w = tokio::spawn(writer(
+        sink,
+        rx,
+        kick_rx,
+        local_rx,
+        s.shutdown.clone(),
+        Duration::from_secs(s.cfg.ws.ping_seconds),
+        kind,
+    ));
+    let _ = tx.try_send(unsequenced(snapshot));
+    let mut events = s.coord.events().subscribe();
+    let clock = s.coord.clock();
+    let pump_tx = tx.clone();
+    // Events to the writer; a full queue or a lagging subscription closes the feed.
+    let pump = tokio::spawn(async move {
+        loop {
+            match events.recv().await {
+                Ok(e) => {
+                    if filter(&e)
+                        && pump_tx
+                            .try_send(unsequenced(to_wire(&e, clock.now_ms())))
+                            .is_err()
+                    {
+                        metrics::counter!(catalog::WS_SLOW_CONSUMERS).increment(1);
+                        let _ = kick_tx.send(close::SLOW_CONSUMER);
+                        return;
+                    }
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                    metrics::counter!(catalog::WS_SLOW_CONSUMERS).increment(1);
+                    let _ = kick_tx.send(close::SLOW_CONSUMER);
+                    return;
+                }
+                Err(_) => return,
+            }
+        }
+    });
+    let idle = Duration::from_secs(s.cfg.ws.idle_timeout_seconds);
+    let code = loop {
+        match read_frame(&mut stream, idle).await {
+            Ok(WsMessage::Binary(_)) => break close::UNSUPPORTED_DATA,
+            Ok(WsMessage::Close(_)) => break close::NORMAL,
+            Ok(_) => {}
+            Err(code) => break code,
+        }
+    };
+    let _ = local_tx.send(code);
+    pump.abort();
+    drop(tx);
+    let _ = w.await;
+    metrics::gauge!(catalog::WS_CONNECTIONS, "kind" => kind).decrement(1);
+}
+
+/// `GET /ws/user`: the signed-in phone's own session events.
+async fn user(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    jar: SignedCookieJar,
+    ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> Response {
+    let ws = match ws {
+        Ok(ws) => ws,
+        Err(e) => return e.into_response(),
+    };
+    if !origin_allowed(&s, &headers) {
+        return refuse(StatusCode::FORBIDDEN, "origin");
+    }
+    let user = match identity::caller(&s.db, &jar).await {
+        Ok(Caller::User(u)) if u.state == crate::store::user_state::ACTIVE => u,
+        Ok(_) => return refuse(StatusCode::UNAUTHORIZED, "not_signed_in"),
+        Err(e) => {
+            tracing::error!(error = %e, "ws user lookup failed");
+            return refuse(StatusCode::SERVICE_UNAVAILABLE, "storage");
+        }
+    };
+    let now = s.coord.clock().now_ms();
+    let session = match s.coord.user_session(user.id).await {
+        Ok(v) => v.map(|v| wire::SessionInfo {
+            session_id: v.id,
+            device_code: v.device_code,
+            user_id: v.user_id,
+            started_at: v.started_at,
+            charge_mode: v.charge_mode,
+            cost: v.reserved * v.charge_mode,
+            balance: v.balance,
+            minutes_left: if v.charge_mode > 0 {
+                v.balance / v.charge_mode
+            } else {
+                0
+            },
+            paid_until: v.paid_until,
+        }),
+        Err(_) => None,
+    };
+    let snapshot = ServerEvent::Snapshot(wire::Snapshot {
+        version: wire::WS_PROTOCOL_VERSION,
+        epoch: String::new(),
+        seq: 0,
+        server_time: now,
+        device: None,
+        session,
+        pending_commands: vec![],
+    });
+    let Some(slot) = Slot::take(&s) else {
+        return refuse(StatusCode::SERVICE_UNAVAILABLE, "too_many_connections");
+    };
+    let uid = user.id;
+    configure(ws, &s)
+        .on_upgrade(move |socket| {
+            feed(
+                s,
+                socket,
+                "user",
+                snapshot,
+                move |e| event_user(e) == Some(uid),
+                slot,
+            )
+        })
+        .into_response()
+}
+
+#[derive(Deserialize)]
+struct OpsQuery {
+    token: Option<String>,
+}
+
+/// `GET /ws/ops`: every device and session event.
+async fn ops(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    q: Result<Query<OpsQuery>, axum::extract::rejection::QueryRejection>,
+    ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> Response {
+    let ws = match ws {
+        Ok(ws) => ws,
+        Err(e) => return e.into_response(),
+    };
+    if !origin_allowed(&s, &headers) {
+        return refuse(StatusCode::FORBIDDEN, "origin");
+    }
+    let want = s.cfg.ops.token.expose();
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::to_string);
+    let got = bearer
+        .or_else(|| q.ok().and_then(|Query(q)| q.token))
+        .unwrap_or_default();
+    if want.is_empty() || !bool::from(want.as_bytes().ct_eq(got.as_bytes())) {
+        return refuse(StatusCode::UNAUTHORIZED, "ops_token");
+    }
+    let snapshot = ServerEvent::Snapshot(wire::Snapshot {
+        version: wire::WS_PROTOCOL_VERSION,
+        epoch: String::new(),
+        seq: 0,
+        server_time: s.coord.clock().now_ms(),
+        device: None,
+        session: None,
+        pending_commands: vec![],
+    });
+    let Some(slot) = Slot::take(&s) else {
+        return refuse(StatusCode::SERVICE_UNAVAILABLE, "too_many_connections");
+    };
+    configure(ws, &s)
+        .on_upgrade(move |socket| feed(s, socket, "ops", snapshot, |_| true, slot))
+        .into_response()
+}

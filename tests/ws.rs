@@ -1,0 +1,513 @@
+//! The realtime protocol over real sockets (SPEC §9): pushes, resume, commands until
+//! acknowledged, device authentication before the upgrade, bad frames, the socket as the
+//! kiosk's heartbeat, and the user and ops feeds.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use futures::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+
+const CODE: &str = "11-22-33-44-55-66-77-86";
+const WS: &str = "[ws]\nallow_unsigned = true\n[billing]\nunit_seconds = 1\nfree_seconds = 0\nheartbeat_timeout_seconds = 3\n";
+
+type Sock =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+struct Client {
+    ws: Sock,
+}
+
+impl Client {
+    async fn connect(app: &TestApp, path_and_query: &str) -> Result<Client, u16> {
+        Self::connect_with(app, path_and_query, &[]).await
+    }
+
+    async fn connect_with(
+        app: &TestApp,
+        path_and_query: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<Client, u16> {
+        let url = format!("{}{}", app.base.replace("http://", "ws://"), path_and_query);
+        let mut req = url.into_client_request().unwrap();
+        for (k, v) in headers {
+            let name =
+                tokio_tungstenite::tungstenite::http::HeaderName::from_bytes(k.as_bytes()).unwrap();
+            req.headers_mut()
+                .insert(name, HeaderValue::from_str(v).unwrap());
+        }
+        match tokio_tungstenite::connect_async(req).await {
+            Ok((ws, _)) => Ok(Client { ws }),
+            Err(tokio_tungstenite::tungstenite::Error::Http(r)) => Err(r.status().as_u16()),
+            Err(e) => panic!("connect failed: {e}"),
+        }
+    }
+
+    async fn send(&mut self, v: Value) {
+        self.ws
+            .send(Message::Text(v.to_string().into()))
+            .await
+            .unwrap();
+    }
+
+    /// The next JSON frame (pings answered), or the close code.
+    async fn next(&mut self) -> Result<Value, Option<u16>> {
+        loop {
+            let m = tokio::time::timeout(Duration::from_secs(5), self.ws.next())
+                .await
+                .expect("a frame within 5 s");
+            match m {
+                Some(Ok(Message::Text(t))) => return Ok(serde_json::from_str(&t).unwrap()),
+                Some(Ok(Message::Close(c))) => return Err(c.map(|c| u16::from(c.code))),
+                Some(Ok(_)) => continue,
+                Some(Err(_)) | None => return Err(None),
+            }
+        }
+    }
+
+    /// Skips frames until one of `kind`.
+    async fn until(&mut self, kind: &str) -> Value {
+        loop {
+            let f = self
+                .next()
+                .await
+                .unwrap_or_else(|c| panic!("closed ({c:?}) before {kind}"));
+            if f["type"] == kind {
+                return f;
+            }
+        }
+    }
+
+    async fn closed_with(&mut self) -> Option<u16> {
+        loop {
+            match self.next().await {
+                Ok(_) => continue,
+                Err(c) => return c,
+            }
+        }
+    }
+}
+
+async fn setup(extra: &str) -> (TestApp, Phone, i64) {
+    let app = spawn_app(extra).await;
+    app.add_device(CODE, 5).await;
+    let (phone, uid) = app.phone("oWs", "17717462222", 1000).await;
+    (app, phone, uid)
+}
+
+#[tokio::test]
+async fn a_phone_start_reaches_the_kiosk_socket_and_billing_carries_paid_until() {
+    let (app, phone, _uid) = setup(WS).await;
+    let mut k = Client::connect(&app, &format!("/ws/kiosk?device_code={CODE}"))
+        .await
+        .unwrap();
+    k.send(json!({"type":"hello","data":{}})).await;
+    let snap = k.until("snapshot").await;
+    assert_eq!(snap["data"]["device"]["status"], "free");
+    assert!(snap["data"]["session"].is_null());
+    assert_eq!(phone.scan(CODE).await["result"], "success");
+    let started = k.until("session_started").await;
+    let s = &started["data"];
+    assert_eq!(s["charge_mode"], 5);
+    assert_eq!(s["balance"], 995);
+    assert_eq!(
+        s["paid_until"].as_i64().unwrap() - s["started_at"].as_i64().unwrap(),
+        1000
+    );
+    let b1 = k.until("billing").await;
+    let b2 = k.until("billing").await;
+    assert!(b2["seq"].as_u64() > b1["seq"].as_u64());
+    assert_eq!(
+        b2["data"]["paid_until"].as_i64().unwrap() - b1["data"]["paid_until"].as_i64().unwrap(),
+        1000,
+        "each tick pays one more unit"
+    );
+    assert_eq!(
+        b2["data"]["balance"].as_i64().unwrap(),
+        b1["data"]["balance"].as_i64().unwrap() - 5
+    );
+    // A recharge shows at once; paid_until moves only with the next tick.
+    let v = phone.get("/wechat/recharge/100").await;
+    assert_eq!(v["result"], "success");
+    let after = k.until("billing").await;
+    assert!(
+        after["data"]["balance"].as_i64().unwrap()
+            >= b2["data"]["balance"].as_i64().unwrap() + 100 - 5
+    );
+    // The same state over legacy HTTP.
+    let c = app.check(CODE).await;
+    assert_eq!(c["result"]["device_status"], "busy");
+    assert!(c["result"]["token"].is_string());
+    phone.get("/windows/offline").await;
+    let ended = k.until("session_ended").await;
+    assert_eq!(ended["data"]["reason"], "phone_offline");
+    app.assert_invariants().await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn resume_replays_missed_events_in_order_or_sends_a_snapshot() {
+    let (app, phone, _uid) = setup(WS).await;
+    let mut k = Client::connect(&app, &format!("/ws/kiosk?device_code={CODE}"))
+        .await
+        .unwrap();
+    k.send(json!({"type":"hello"})).await;
+    let snap = k.until("snapshot").await;
+    let epoch = snap["data"]["epoch"].as_str().unwrap().to_string();
+    let last = snap["data"]["seq"].as_u64().unwrap();
+    drop(k);
+    // Missed while away: the start, a status change and some ticks.
+    assert_eq!(phone.scan(CODE).await["result"], "success");
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    let mut k = Client::connect(&app, &format!("/ws/kiosk?device_code={CODE}"))
+        .await
+        .unwrap();
+    k.send(json!({"type":"hello","data":{"resume_from": last, "epoch": epoch}}))
+        .await;
+    let mut seqs = Vec::new();
+    let mut kinds = Vec::new();
+    while seqs.len() < 3 {
+        let f = k.next().await.unwrap();
+        assert_ne!(
+            f["type"], "snapshot",
+            "a resumable gap is replayed, not snapshotted"
+        );
+        seqs.push(f["seq"].as_u64().unwrap());
+        kinds.push(f["type"].as_str().unwrap().to_string());
+    }
+    assert_eq!(
+        seqs,
+        vec![last + 1, last + 2, last + 3],
+        "in order, none missing, none twice"
+    );
+    assert!(kinds.contains(&"session_started".to_string()), "{kinds:?}");
+    drop(k);
+    // Another epoch (as after a server restart): a snapshot instead.
+    let mut k = Client::connect(&app, &format!("/ws/kiosk?device_code={CODE}"))
+        .await
+        .unwrap();
+    k.send(json!({"type":"hello","data":{"resume_from": 2, "epoch": "stale-epoch"}}))
+        .await;
+    let f = k.next().await.unwrap();
+    assert_eq!(f["type"], "snapshot");
+    assert!(
+        f["data"]["session"]["paid_until"].as_i64().is_some(),
+        "the snapshot carries the session"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn commands_are_resent_until_acknowledged_and_survive_in_the_database() {
+    let (app, _phone, _uid) = setup(WS).await;
+    let (st, v) = app
+        .ops_post(
+            &format!("/ops/devices/{CODE}/command"),
+            json!({"name":"message","text":"closing at 22:00"}),
+        )
+        .await;
+    assert_eq!(st, 202, "{v}");
+    assert_eq!(v["delivered"], false);
+    let id = v["id"].as_i64().unwrap();
+    let mut k = Client::connect(&app, &format!("/ws/kiosk?device_code={CODE}"))
+        .await
+        .unwrap();
+    k.send(json!({"type":"hello"})).await;
+    let snap = k.until("snapshot").await;
+    assert_eq!(snap["data"]["pending_commands"][0]["id"], id);
+    let c1 = k.until("command").await;
+    assert_eq!(c1["data"]["text"], "closing at 22:00");
+    drop(k); // not acknowledged
+    let mut k = Client::connect(&app, &format!("/ws/kiosk?device_code={CODE}"))
+        .await
+        .unwrap();
+    k.send(json!({"type":"hello"})).await;
+    let c2 = k.until("command").await;
+    assert_eq!(c2["data"]["id"], id, "re-sent with the same id");
+    k.send(json!({"type":"ack","data":{"seq": c2["seq"]}}))
+        .await;
+    // A live command arrives at once while connected.
+    let (st, v) = app
+        .ops_post(
+            &format!("/ops/devices/{CODE}/command"),
+            json!({"name":"restart"}),
+        )
+        .await;
+    assert_eq!(st, 202);
+    assert_eq!(v["delivered"], true);
+    let c3 = k.until("command").await;
+    assert_eq!(c3["data"]["name"], "restart");
+    k.send(json!({"type":"ack","data":{"seq": c3["seq"]}}))
+        .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    drop(k);
+    let mut k = Client::connect(&app, &format!("/ws/kiosk?device_code={CODE}"))
+        .await
+        .unwrap();
+    k.send(json!({"type":"hello"})).await;
+    let snap = k.until("snapshot").await;
+    assert_eq!(
+        snap["data"]["pending_commands"],
+        json!([]),
+        "acknowledged commands are gone"
+    );
+    let pending: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM device_commands WHERE acked_at IS NULL")
+            .fetch_one(app.db.pool())
+            .await
+            .unwrap();
+    assert_eq!(pending, 0);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn devices_prove_their_secret_before_the_upgrade() {
+    let app = spawn_app("").await;
+    let secret = "0123456789abcdef-secret";
+    let (st, _) = app
+        .ops_post(
+            "/ops/devices",
+            json!({"device_code": CODE, "name": "signed", "charge_mode": 5, "secret": secret}),
+        )
+        .await;
+    assert_eq!(st, 201);
+    app.add_device("AA-BB-CC-DD-EE-02", 5).await; // no secret
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let sig = |ts: i64, nonce: &str| kioskd::http::ws::signature(secret, CODE, ts, nonce);
+    let q = |ts: i64, nonce: &str, sig: &str| {
+        format!("/ws/kiosk?device_code={CODE}&ts={ts}&nonce={nonce}&sig={sig}")
+    };
+    assert_eq!(
+        Client::connect(&app, &format!("/ws/kiosk?device_code={CODE}"))
+            .await
+            .err(),
+        Some(401)
+    );
+    assert_eq!(
+        Client::connect(&app, &q(now, "nonce-0001", "00ff"))
+            .await
+            .err(),
+        Some(401),
+        "wrong signature"
+    );
+    assert_eq!(
+        Client::connect(
+            &app,
+            &q(now - 301, "nonce-0002", &sig(now - 301, "nonce-0002"))
+        )
+        .await
+        .err(),
+        Some(401),
+        "stale timestamp"
+    );
+    let good = q(now, "nonce-0003", &sig(now, "nonce-0003"));
+    let mut k = Client::connect(&app, &good)
+        .await
+        .expect("a valid signature upgrades");
+    k.send(json!({"type":"hello"})).await;
+    assert_eq!(
+        k.until("snapshot").await["data"]["device"]["device_code"],
+        CODE
+    );
+    assert_eq!(
+        Client::connect(&app, &good).await.err(),
+        Some(401),
+        "a nonce is accepted once"
+    );
+    // Headers work as well as query parameters.
+    let ts = now.to_string();
+    let h = Client::connect_with(
+        &app,
+        &format!("/ws/kiosk?device_code={}", CODE.to_lowercase()),
+        &[
+            ("x-kiosk-ts", &ts),
+            ("x-kiosk-nonce", "nonce-0004"),
+            ("x-kiosk-sig", &sig(now, "nonce-0004")),
+        ],
+    )
+    .await;
+    assert!(h.is_ok());
+    // Unsigned devices need ws.allow_unsigned; unknown devices are refused.
+    assert_eq!(
+        Client::connect(&app, "/ws/kiosk?device_code=AA-BB-CC-DD-EE-02")
+            .await
+            .err(),
+        Some(401)
+    );
+    assert_eq!(
+        Client::connect(&app, "/ws/kiosk?device_code=AA-BB-CC-DD-EE-09")
+            .await
+            .err(),
+        Some(403)
+    );
+    assert_eq!(Client::connect(&app, "/ws/kiosk").await.err(), Some(400));
+    // Ops and user sockets: token, cookie, origin.
+    assert_eq!(Client::connect(&app, "/ws/ops").await.err(), Some(401));
+    assert_eq!(
+        Client::connect(&app, "/ws/ops?token=wrong").await.err(),
+        Some(401)
+    );
+    assert!(
+        Client::connect(&app, &format!("/ws/ops?token={OPS}"))
+            .await
+            .is_ok()
+    );
+    assert_eq!(
+        Client::connect_with(
+            &app,
+            &format!("/ws/ops?token={OPS}"),
+            &[("origin", "https://evil.example")]
+        )
+        .await
+        .err(),
+        Some(403)
+    );
+    assert_eq!(Client::connect(&app, "/ws/user").await.err(), Some(401));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn malformed_binary_and_oversized_frames_get_an_error_or_a_close_code() {
+    let (app, _phone, _uid) = setup(WS).await;
+    let mut k = Client::connect(&app, &format!("/ws/kiosk?device_code={CODE}"))
+        .await
+        .unwrap();
+    k.send(json!({"type":"hello"})).await;
+    k.until("snapshot").await;
+    k.ws.send(Message::Text("{not json".into())).await.unwrap();
+    let e = k.until("error").await;
+    assert_eq!(e["data"]["code"], "bad_message");
+    k.send(json!({"type":"ack","data":{"seq":"x"}})).await;
+    assert_eq!(k.until("error").await["data"]["code"], "bad_message");
+    k.send(json!({"type":"logout"})).await;
+    assert_eq!(k.until("error").await["data"]["code"], "not_in_session");
+    k.ws.send(Message::Binary(vec![1, 2, 3].into()))
+        .await
+        .unwrap();
+    assert_eq!(k.closed_with().await, Some(1003));
+    let mut k = Client::connect(&app, &format!("/ws/kiosk?device_code={CODE}"))
+        .await
+        .unwrap();
+    k.send(json!({"type":"hello"})).await;
+    k.until("snapshot").await;
+    let big = "x".repeat(70_000);
+    let _ = k.ws.send(Message::Text(big.into())).await;
+    let code = k.closed_with().await;
+    assert!(code == Some(1009) || code.is_none(), "oversized: {code:?}");
+    // The server is fine.
+    assert_eq!(app.check(CODE).await["success"], true);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_socket_is_the_kiosk_heartbeat_and_a_timeout_arrives_as_a_push() {
+    let (app, phone, uid) = setup(WS).await;
+    let mut k = Client::connect(&app, &format!("/ws/kiosk?device_code={CODE}"))
+        .await
+        .unwrap();
+    k.send(json!({"type":"hello"})).await;
+    k.until("snapshot").await;
+    assert_eq!(phone.scan(CODE).await["result"], "success");
+    // Heartbeats over the socket alone keep the session past the 3 s timeout.
+    for _ in 0..5 {
+        tokio::time::sleep(Duration::from_millis(900)).await;
+        k.send(json!({"type":"heartbeat"})).await;
+    }
+    assert!(
+        !app.last_session(uid).await.0,
+        "still running after 4.5 s of socket heartbeats"
+    );
+    // Silence: the session ends and the kiosk is told.
+    let ended = loop {
+        let f = tokio::time::timeout(Duration::from_secs(6), k.next())
+            .await
+            .unwrap()
+            .unwrap();
+        if f["type"] == "session_ended" {
+            break f;
+        }
+    };
+    assert_eq!(ended["data"]["reason"], "heartbeat_timeout");
+    app.assert_invariants().await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn operator_lock_and_logout_over_the_socket() {
+    let (app, phone, uid) = setup(WS).await;
+    let mut k = Client::connect(&app, &format!("/ws/kiosk?device_code={CODE}"))
+        .await
+        .unwrap();
+    k.send(json!({"type":"hello"})).await;
+    k.until("snapshot").await;
+    assert_eq!(phone.scan(CODE).await["result"], "success");
+    k.until("session_started").await;
+    // The kiosk logs out over its socket.
+    k.send(json!({"type":"logout"})).await;
+    let ended = k.until("session_ended").await;
+    assert_eq!(ended["data"]["reason"], "user_logout");
+    assert_eq!(
+        app.last_session(uid).await.1.as_deref(),
+        Some("user_logout")
+    );
+    // The operator locks: status and command pushed.
+    let (st, _) = app
+        .ops_post(
+            &format!("/ops/devices/{CODE}/command"),
+            json!({"name":"lock"}),
+        )
+        .await;
+    assert_eq!(st, 200);
+    // (After the logout the device went free; then the lock.)
+    loop {
+        let status = k.until("device_status").await;
+        if status["data"]["status"] == "lock" {
+            break;
+        }
+        assert_eq!(status["data"]["status"], "free");
+    }
+    let cmd = k.until("command").await;
+    assert_eq!(cmd["data"]["name"], "lock");
+    // A second connection for the same device replaces the first.
+    let mut k2 = Client::connect(&app, &format!("/ws/kiosk?device_code={CODE}"))
+        .await
+        .unwrap();
+    k2.send(json!({"type":"hello"})).await;
+    assert_eq!(k.closed_with().await, Some(4001));
+    assert_eq!(
+        k2.until("snapshot").await["data"]["device"]["status"],
+        "lock"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn user_and_ops_feeds_see_their_events_and_shutdown_says_going_away() {
+    let (app, phone, uid) = setup(WS).await;
+    let (other, _) = app.phone("oOtherWs", "17717463333", 1000).await;
+    app.add_device("AA-BB-CC-DD-EE-03", 5).await;
+    let mut opsc = Client::connect(&app, &format!("/ws/ops?token={OPS}"))
+        .await
+        .unwrap();
+    assert_eq!(opsc.until("snapshot").await["type"], "snapshot");
+    app.check(CODE).await;
+    app.check("AA-BB-CC-DD-EE-03").await;
+    assert_eq!(other.scan("AA-BB-CC-DD-EE-03").await["result"], "success");
+    assert_eq!(phone.scan(CODE).await["result"], "success");
+    let mut seen_users = std::collections::HashSet::new();
+    while seen_users.len() < 2 {
+        let f = opsc.until("session_started").await;
+        seen_users.insert(f["data"]["user_id"].as_i64().unwrap());
+    }
+    assert!(seen_users.contains(&uid));
+    let _ = app.stop().await;
+    assert_eq!(opsc.closed_with().await, Some(1001));
+}
