@@ -2,6 +2,7 @@
 //! configuration, HTTP adapters, storage, metrics and the CLI's building blocks. The
 //! actors live in `kioskd-actors`, the wire formats in `kioskd-protocol`.
 
+pub mod agent;
 pub mod app;
 pub mod broker;
 pub mod config;

@@ -37,6 +37,18 @@ enum Cmd {
         #[command(subcommand)]
         cmd: MaintainerCmd,
     },
+    /// Run the reference kiosk agent for one device (WebSocket client).
+    Agent {
+        /// The device's code.
+        #[arg(long)]
+        device_code: String,
+        /// Server base URL.
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        server: String,
+        /// The device's secret (or KIOSKD_DEVICE_SECRET).
+        #[arg(long, env = "KIOSKD_DEVICE_SECRET")]
+        secret: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -100,6 +112,19 @@ async fn main() -> anyhow::Result<()> {
     kioskd::telemetry::init_logging(&cfg.log.filter);
     match cli.cmd {
         Cmd::Serve => serve(cfg).await,
+        Cmd::Agent {
+            device_code,
+            server,
+            secret,
+        } => {
+            let mut ac = kioskd::agent::AgentConfig::new(&server, &device_code);
+            ac.secret = secret;
+            let clock = kioskd_actors::Clock::system();
+            let agent =
+                std::sync::Arc::new(std::sync::Mutex::new(kioskd::agent::Agent::new(clock)));
+            kioskd::agent::run(ac, agent, clock, shutdown_signal()).await;
+            Ok(())
+        }
         Cmd::Device {
             cmd:
                 DeviceCmd::Add {
