@@ -65,20 +65,17 @@ async fn the_agent_locks_itself_at_paid_until_when_the_server_is_gone() {
         "still paid"
     );
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let a = agent.lock().unwrap();
-    assert_eq!(
-        a.screen,
-        Screen::Locked,
-        "locked at paid_until: {:?}",
-        a.transitions
-    );
-    let (at, _, why) = a.transitions.last().unwrap().clone();
+    let (screen, last) = {
+        let a = agent.lock().unwrap();
+        (a.screen, a.transitions.last().cloned())
+    };
+    assert_eq!(screen, Screen::Locked, "locked at paid_until");
+    let (at, _, why) = last.unwrap();
     assert!(
         (t0 + 30_000..t0 + 30_500).contains(&at),
         "locked on time ({at})"
     );
     assert!(why.contains("paid_until"), "{why}");
-    drop(a);
     let _ = tx.send(());
     task.await.unwrap();
 }
