@@ -88,12 +88,16 @@ pub fn units_started(t: &Tariff, elapsed_ms: i64) -> i64 {
     (e + t.unit_ms - 1) / t.unit_ms
 }
 
-/// Whole units the balance still covers.
+/// Reported for free devices (price 0), where the balance never runs out: a number a
+/// JavaScript client still holds exactly.
+pub const UNLIMITED_UNITS: i64 = 1_000_000;
+
+/// Whole units the balance still covers (at most `UNLIMITED_UNITS`).
 pub fn units_left(t: &Tariff, balance: i64) -> i64 {
     if t.price <= 0 {
-        i64::MAX
+        UNLIMITED_UNITS
     } else {
-        balance.max(0) / t.price
+        (balance.max(0) / t.price).min(UNLIMITED_UNITS)
     }
 }
 

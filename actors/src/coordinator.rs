@@ -69,7 +69,8 @@ pub struct Inner {
     pub(crate) clock: Clock,
     pub(crate) cfg: CoordinatorConfig,
     pub(crate) events: Events,
-    devices: DashMap<String, ActorRef<DeviceActor>>,
+    /// Live device actors by code, with the device's id.
+    devices: DashMap<String, (i64, ActorRef<DeviceActor>)>,
     sessions: DashMap<String, ActorRef<SessionActor>>,
     by_user: DashMap<i64, String>,
     beats: mpsc::Sender<Beat>,
@@ -171,7 +172,7 @@ impl Coordinator {
     /// Finds or spawns the actor of a device (by normalised code).
     pub async fn device(&self, code: &str) -> Result<ActorRef<DeviceActor>, CoordError> {
         if let Some(a) = self.inner.devices.get(code) {
-            return Ok(a.clone());
+            return Ok(a.1.clone());
         }
         let rec = self
             .inner
@@ -184,16 +185,18 @@ impl Coordinator {
 
     fn spawn_device(&self, rec: DeviceRecord) -> ActorRef<DeviceActor> {
         let inner = self.inner.clone();
+        let id = rec.id;
         self.inner
             .devices
             .entry(rec.code.clone())
-            .or_insert_with(|| DeviceActor::spawn(DeviceArgs { rec, inner }))
+            .or_insert_with(|| (id, DeviceActor::spawn(DeviceArgs { rec, inner })))
+            .1
             .clone()
     }
 
     /// The operator changed a device's registration: the live actor picks it up.
     pub async fn device_updated(&self, rec: DeviceRecord) {
-        if let Some(a) = self.inner.devices.get(&rec.code).map(|a| a.clone()) {
+        if let Some(a) = self.inner.devices.get(&rec.code).map(|a| a.1.clone()) {
             let _ = a.tell(Reload(rec)).await;
         }
     }
@@ -365,7 +368,7 @@ impl Coordinator {
 
     /// The live view of a device whose actor is running (no spawning).
     pub async fn live_device_info(&self, code: &str) -> Option<DeviceView> {
-        let d = self.inner.devices.get(code).map(|a| a.clone())?;
+        let d = self.inner.devices.get(code).map(|a| a.1.clone())?;
         d.ask(Info)
             .reply_timeout(self.inner.cfg.ask_timeout)
             .await
@@ -409,6 +412,29 @@ impl Coordinator {
         }
     }
 
+    /// Sends a command to every live device at once: stored for all in one transaction,
+    /// then pushed by each device actor. Returns how many devices it was queued for.
+    pub async fn broadcast(&self, name: &str, text: Option<&str>) -> Result<usize, CoordError> {
+        let live: Vec<(i64, ActorRef<DeviceActor>)> =
+            self.inner.devices.iter().map(|e| e.value().clone()).collect();
+        if live.is_empty() {
+            return Ok(0);
+        }
+        let ids: Vec<i64> = live.iter().map(|(id, _)| *id).collect();
+        let now = self.inner.clock.now_ms();
+        let cmd_ids = self.inner.store.add_commands(&ids, name, text, now).await?;
+        for ((_, actor), id) in live.iter().zip(cmd_ids) {
+            let cmd = kioskd_protocol::ws::Command {
+                id,
+                name: name.to_string(),
+                text: text.map(str::to_string),
+            };
+            let _ = actor.tell(crate::device::Deliver(cmd)).try_send();
+        }
+        metrics::counter!(catalog::COMMANDS_QUEUED).increment(live.len() as u64);
+        Ok(live.len())
+    }
+
     /// Stops every actor (graceful shutdown). Sessions stay active in the database and
     /// are recovered by the next start.
     pub async fn shutdown(&self) {
@@ -427,7 +453,7 @@ impl Coordinator {
             .inner
             .devices
             .iter()
-            .map(|e| e.value().clone())
+            .map(|e| e.value().1.clone())
             .collect();
         self.inner.devices.clear();
         for d in devices {

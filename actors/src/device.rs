@@ -704,6 +704,18 @@ impl Message<SendCommand> for DeviceActor {
     }
 }
 
+/// A command already stored (a broadcast): push it and keep it pending until acked.
+#[derive(Debug)]
+pub struct Deliver(pub Command);
+
+impl Message<Deliver> for DeviceActor {
+    type Reply = ();
+
+    async fn handle(&mut self, Deliver(cmd): Deliver, _ctx: &mut Context<Self, Self::Reply>) {
+        self.stream.command(cmd);
+    }
+}
+
 /// Closes the kiosk's WebSocket with a code (shutdown, device removed).
 #[derive(Debug)]
 pub struct CloseSocket(pub u16);

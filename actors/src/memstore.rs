@@ -306,6 +306,20 @@ impl Store for MemStore {
         Ok(id)
     }
 
+    async fn add_commands(
+        &self,
+        device_ids: &[i64],
+        name: &str,
+        text: Option<&str>,
+        now: i64,
+    ) -> StoreResult<Vec<i64>> {
+        let mut ids = Vec::new();
+        for d in device_ids {
+            ids.push(self.add_command(*d, name, text, now).await?);
+        }
+        Ok(ids)
+    }
+
     async fn pending_commands(
         &self,
         device_id: i64,

@@ -256,6 +256,15 @@ pub trait Store: Send + Sync + 'static {
         text: Option<&str>,
         now: i64,
     ) -> StoreResult<i64>;
+    /// Queues one command for each of `device_ids` in one transaction; returns the
+    /// command ids in the same order.
+    async fn add_commands(
+        &self,
+        device_ids: &[i64],
+        name: &str,
+        text: Option<&str>,
+        now: i64,
+    ) -> StoreResult<Vec<i64>>;
     /// A device's commands not yet acknowledged, oldest first: (id, name, text).
     async fn pending_commands(
         &self,

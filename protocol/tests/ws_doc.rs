@@ -176,7 +176,10 @@ fn close_constants_in_source() -> Vec<(String, u16)> {
             let rest = l.trim().strip_prefix("pub const ")?;
             let (name, rest) = rest.split_once(':')?;
             let value = rest.split_once('=')?.1.trim().trim_end_matches(';').trim();
-            Some((name.trim().to_string(), value.parse().expect("a u16 literal")))
+            Some((
+                name.trim().to_string(),
+                value.parse().expect("a u16 literal"),
+            ))
         })
         .collect()
 }
@@ -222,10 +225,8 @@ fn the_close_code_table_lists_every_constant_with_the_right_reconnect_answer() {
     // (and so to the doc).
     let mut in_source = close_constants_in_source();
     in_source.sort();
-    let mut listed: Vec<(String, u16)> = constants
-        .iter()
-        .map(|(n, c)| (n.to_string(), *c))
-        .collect();
+    let mut listed: Vec<(String, u16)> =
+        constants.iter().map(|(n, c)| (n.to_string(), *c)).collect();
     listed.sort();
     assert_eq!(listed, in_source, "ws::close and this test disagree");
 
@@ -237,7 +238,11 @@ fn the_close_code_table_lists_every_constant_with_the_right_reconnect_answer() {
     );
     for (name, code) in constants {
         let matching: Vec<_> = rows.iter().filter(|(c, _)| c == code).collect();
-        assert_eq!(matching.len(), 1, "close code {code} ({name}): one row in WS.md");
+        assert_eq!(
+            matching.len(),
+            1,
+            "close code {code} ({name}): one row in WS.md"
+        );
         let cells = &matching[0].1;
         assert_eq!(
             cells.get(1).map(String::as_str),

@@ -28,6 +28,7 @@ pub fn routes() -> Router<AppState> {
         .route("/ops/devices", post(add_device).get(list_devices))
         .route("/ops/devices/{code}/command", post(command))
         .route("/ops/devices/{code}/games/{game_id}", put(want_game))
+        .route("/ops/broadcast", post(broadcast))
         .route("/ops/sessions", get(sessions))
         .route(
             "/ops/maintainers",
@@ -291,6 +292,26 @@ async fn command(
         .into_response(),
         Ok(Err(e)) => internal(e),
         Err(CoordError::NoSuchDevice) => err(StatusCode::NOT_FOUND, "no such device"),
+        Err(e) => internal(e),
+    }
+}
+
+/// `POST /ops/broadcast {name, text?}`: a `message`, `restart` or `update_games` command
+/// to every active device (each kiosk acknowledges its own copy).
+async fn broadcast(_: Operator, State(s): State<AppState>, b: Result<EnvJson<Command>, Response>) -> Response {
+    let req = match body(b).await {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    if !matches!(req.name.as_str(), "message" | "restart" | "update_games") {
+        return err(StatusCode::BAD_REQUEST, "broadcast takes message, restart or update_games");
+    }
+    let text = req.text.clone().filter(|t| !t.trim().is_empty());
+    if req.name == "message" && text.as_ref().is_none_or(|t| t.chars().count() > 500) {
+        return err(StatusCode::BAD_REQUEST, "message needs a text of 1-500 characters");
+    }
+    match s.coord.broadcast(&req.name, text.as_deref()).await {
+        Ok(n) => (StatusCode::ACCEPTED, Json(json!({"command": req.name, "devices": n}))).into_response(),
         Err(e) => internal(e),
     }
 }

@@ -221,10 +221,15 @@ async fn writer(
 ) {
     let mut tick = tokio::time::interval(ping);
     tick.tick().await;
+    // The device drops its end of `kick` when the connection detaches; that is not a kick.
+    let mut kick_open = true;
     let stop = loop {
         tokio::select! {
             biased;
-            code = &mut kick => break Stop::Kicked(code.unwrap_or(close::INTERNAL)),
+            code = &mut kick, if kick_open => match code {
+                Ok(c) => break Stop::Kicked(c),
+                Err(_) => kick_open = false,
+            },
             code = &mut local => break Stop::Local(code.unwrap_or(close::NORMAL)),
             _ = shutdown.changed() => break Stop::Shutdown,
             f = rx.recv() => match f {
@@ -615,9 +620,9 @@ async fn user(
             cost: v.reserved * v.charge_mode,
             balance: v.balance,
             minutes_left: if v.charge_mode > 0 {
-                v.balance / v.charge_mode
+                (v.balance / v.charge_mode).min(kioskd_actors::billing::UNLIMITED_UNITS)
             } else {
-                0
+                kioskd_actors::billing::UNLIMITED_UNITS
             },
             paid_until: v.paid_until,
         }),

@@ -1339,6 +1339,32 @@ impl Store for Db {
         .map_err(se)
     }
 
+    async fn add_commands(
+        &self,
+        device_ids: &[i64],
+        name: &str,
+        text: Option<&str>,
+        now: i64,
+    ) -> StoreResult<Vec<i64>> {
+        let mut tx = self.pool.begin().await.map_err(se)?;
+        let mut ids = Vec::with_capacity(device_ids.len());
+        for d in device_ids {
+            let id: i64 = sqlx::query_scalar(
+                "INSERT INTO device_commands (device_id, name, text, created_at) VALUES ($1, $2, $3, $4) RETURNING id",
+            )
+            .bind(d)
+            .bind(name)
+            .bind(text)
+            .bind(now)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(se)?;
+            ids.push(id);
+        }
+        tx.commit().await.map_err(se)?;
+        Ok(ids)
+    }
+
     async fn pending_commands(
         &self,
         device_id: i64,
