@@ -415,8 +415,12 @@ impl Coordinator {
     /// Sends a command to every live device at once: stored for all in one transaction,
     /// then pushed by each device actor. Returns how many devices it was queued for.
     pub async fn broadcast(&self, name: &str, text: Option<&str>) -> Result<usize, CoordError> {
-        let live: Vec<(i64, ActorRef<DeviceActor>)> =
-            self.inner.devices.iter().map(|e| e.value().clone()).collect();
+        let live: Vec<(i64, ActorRef<DeviceActor>)> = self
+            .inner
+            .devices
+            .iter()
+            .map(|e| e.value().clone())
+            .collect();
         if live.is_empty() {
             return Ok(0);
         }

@@ -14,6 +14,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
+
+#[path = "bench_ws/mod.rs"]
+mod bench_ws;
 use hdrhistogram::Histogram;
 use kioskd::Application;
 use kioskd::config::Config;
@@ -48,6 +51,23 @@ enum Cmd {
         /// load (a shared VM) hits them alike.
         #[arg(long, default_value_t = 5)]
         rounds: u64,
+    },
+    /// Kiosks on WebSockets against a `kioskd serve` child: memory and push latency.
+    Ws {
+        #[arg(long, default_value_t = 19000)]
+        kiosks: usize,
+        /// Loopback source addresses to spread the connections over (127.0.0.1..).
+        #[arg(long, default_value_t = 4)]
+        sources: u8,
+        /// Sessions started over HTTP during the run.
+        #[arg(long, default_value_t = 500)]
+        sessions: usize,
+        /// Single-device commands to time.
+        #[arg(long, default_value_t = 500)]
+        singles: usize,
+        /// Broadcasts to all kiosks to time.
+        #[arg(long, default_value_t = 3)]
+        broadcasts: usize,
     },
     /// Billing ticks of many concurrent sessions.
     Ticks {
@@ -388,6 +408,13 @@ async fn main() -> anyhow::Result<()> {
             seconds,
             rounds,
         } => polling(cli.database_url, devices, concurrency, seconds, rounds).await,
+        Cmd::Ws {
+            kiosks,
+            sources,
+            sessions,
+            singles,
+            broadcasts,
+        } => bench_ws::run(kiosks, sources, sessions, singles, broadcasts).await,
         Cmd::Ticks {
             sessions,
             unit_seconds,

@@ -298,20 +298,34 @@ async fn command(
 
 /// `POST /ops/broadcast {name, text?}`: a `message`, `restart` or `update_games` command
 /// to every active device (each kiosk acknowledges its own copy).
-async fn broadcast(_: Operator, State(s): State<AppState>, b: Result<EnvJson<Command>, Response>) -> Response {
+async fn broadcast(
+    _: Operator,
+    State(s): State<AppState>,
+    b: Result<EnvJson<Command>, Response>,
+) -> Response {
     let req = match body(b).await {
         Ok(r) => r,
         Err(r) => return r,
     };
     if !matches!(req.name.as_str(), "message" | "restart" | "update_games") {
-        return err(StatusCode::BAD_REQUEST, "broadcast takes message, restart or update_games");
+        return err(
+            StatusCode::BAD_REQUEST,
+            "broadcast takes message, restart or update_games",
+        );
     }
     let text = req.text.clone().filter(|t| !t.trim().is_empty());
     if req.name == "message" && text.as_ref().is_none_or(|t| t.chars().count() > 500) {
-        return err(StatusCode::BAD_REQUEST, "message needs a text of 1-500 characters");
+        return err(
+            StatusCode::BAD_REQUEST,
+            "message needs a text of 1-500 characters",
+        );
     }
     match s.coord.broadcast(&req.name, text.as_deref()).await {
-        Ok(n) => (StatusCode::ACCEPTED, Json(json!({"command": req.name, "devices": n}))).into_response(),
+        Ok(n) => (
+            StatusCode::ACCEPTED,
+            Json(json!({"command": req.name, "devices": n})),
+        )
+            .into_response(),
         Err(e) => internal(e),
     }
 }

@@ -1346,20 +1346,39 @@ impl Store for Db {
         text: Option<&str>,
         now: i64,
     ) -> StoreResult<Vec<i64>> {
+        // Multi-row inserts in chunks: one round trip per 500 devices, not per device.
         let mut tx = self.pool.begin().await.map_err(se)?;
         let mut ids = Vec::with_capacity(device_ids.len());
-        for d in device_ids {
-            let id: i64 = sqlx::query_scalar(
-                "INSERT INTO device_commands (device_id, name, text, created_at) VALUES ($1, $2, $3, $4) RETURNING id",
-            )
-            .bind(d)
-            .bind(name)
-            .bind(text)
-            .bind(now)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(se)?;
-            ids.push(id);
+        for chunk in device_ids.chunks(500) {
+            let values: Vec<String> = (0..chunk.len())
+                .map(|i| format!("(${}, $1, $2, $3)", i + 4))
+                .collect();
+            let sql = format!(
+                "INSERT INTO device_commands (device_id, name, text, created_at) VALUES {} RETURNING id, device_id",
+                values.join(", ")
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(name)
+                .bind(text)
+                .bind(now);
+            for d in chunk {
+                q = q.bind(*d);
+            }
+            let rows = q.fetch_all(&mut *tx).await.map_err(se)?;
+            // RETURNING order is not promised: match ids back to devices.
+            let mut by_device = std::collections::HashMap::with_capacity(rows.len());
+            for r in &rows {
+                let id: i64 = r.try_get(0).map_err(se)?;
+                let dev: i64 = r.try_get(1).map_err(se)?;
+                by_device.insert(dev, id);
+            }
+            for d in chunk {
+                ids.push(
+                    *by_device
+                        .get(d)
+                        .ok_or_else(|| StoreError("a broadcast row went missing".into()))?,
+                );
+            }
         }
         tx.commit().await.map_err(se)?;
         Ok(ids)

@@ -1,0 +1,322 @@
+//! `kioskd-bench ws`: N kiosks holding WebSockets to a `kioskd serve` child process (so
+//! each process stays under the open-files limit), from several loopback source
+//! addresses. Reports connections held, the server's RSS per connection (actors
+//! included), and push latency for single-device commands and for a broadcast to all.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use futures::{SinkExt, StreamExt};
+use hdrhistogram::Histogram;
+use kioskd::store::Db;
+use serde_json::json;
+use tokio::net::TcpSocket;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+
+const OPS: &str = "bench-ops-token";
+
+fn micros() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        })
+        .unwrap_or(0)
+}
+
+fn code(i: usize) -> String {
+    let b = (i as u32).to_be_bytes();
+    format!("C0-00-{:02X}-{:02X}-{:02X}-{:02X}", b[0], b[1], b[2], b[3])
+}
+
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+struct Stats {
+    single: Mutex<Histogram<u64>>,
+    broadcast: Mutex<Histogram<u64>>,
+    broadcast_seen: AtomicU64,
+    connected: AtomicUsize,
+    failed: AtomicUsize,
+}
+
+/// Runs the benchmark.
+pub async fn run(
+    kiosks: usize,
+    sources: u8,
+    sessions: usize,
+    singles: usize,
+    broadcasts: usize,
+) -> anyhow::Result<()> {
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
+    let dir = tempfile::tempdir()?;
+    let url = format!("sqlite://{}/ws-bench.db", dir.path().display());
+    // Devices and users go straight into the database before the server starts.
+    {
+        let db = Db::connect(&url, 1)
+            .await
+            .map_err(|e| anyhow::anyhow!(e.0))?;
+        let pool = db.pool();
+        let mut tx = pool.begin().await?;
+        for i in 0..kiosks {
+            sqlx::query("INSERT INTO devices (code, name, charge_mode, billing_mode, ctime, utime) VALUES ($1, $2, 5, 'prepaid', 0, 0)")
+                .bind(code(i))
+                .bind(format!("kiosk {i}"))
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        pool.close().await;
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let exe = std::env::current_exe()?.with_file_name("kioskd");
+    let child = Command::new(&exe)
+        .arg("serve")
+        .env("KIOSKD_SERVER__LISTEN", format!("127.0.0.1:{port}"))
+        .env("KIOSKD_DATABASE__URL", &url)
+        .env("KIOSKD_WS__ALLOW_UNSIGNED", "true")
+        .env("KIOSKD_WS__MAX_CONNECTIONS", (kiosks + 100).to_string())
+        .env("KIOSKD_OPS__TOKEN", OPS)
+        .env("KIOSKD_SMS__DEBUG_CODE", "123456")
+        .env("KIOSKD_LOG__FILTER", "error")
+        .stdout(Stdio::null())
+        .spawn()
+        .map_err(|e| anyhow::anyhow!("cannot start {}: {e}", exe.display()))?;
+    let server = Server(child);
+    let pid = server.0.id();
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    let mut ready = false;
+    for _ in 0..400 {
+        if http
+            .get(format!("{base}/readyz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    anyhow::ensure!(ready, "server did not become ready");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let rss0 = rss_kib(pid);
+
+    let stats = Arc::new(Stats {
+        single: Mutex::new(Histogram::new_with_bounds(1, 600_000_000, 3)?),
+        broadcast: Mutex::new(Histogram::new_with_bounds(1, 600_000_000, 3)?),
+        broadcast_seen: AtomicU64::new(0),
+        connected: AtomicUsize::new(0),
+        failed: AtomicUsize::new(0),
+    });
+    let server_addr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let t = Instant::now();
+    let sem = Arc::new(tokio::sync::Semaphore::new(256));
+    let mut tasks = Vec::with_capacity(kiosks);
+    for i in 0..kiosks {
+        let permit = sem.clone().acquire_owned().await?;
+        let stats = stats.clone();
+        let mut stop = stop_rx.clone();
+        let src = Ipv4Addr::new(127, 0, 0, 1 + (i % sources.max(1) as usize) as u8);
+        let ws_url = format!("ws://127.0.0.1:{port}/ws/kiosk?device_code={}", code(i));
+        tasks.push(tokio::spawn(async move {
+            let sock = TcpSocket::new_v4().and_then(|s| {
+                s.bind(SocketAddr::new(IpAddr::V4(src), 0))?;
+                Ok(s)
+            });
+            let stream = match sock {
+                Ok(s) => s.connect(server_addr).await,
+                Err(e) => Err(e),
+            };
+            let cfg = WebSocketConfig::default().read_buffer_size(4096).write_buffer_size(0);
+            let ws = match stream {
+                Ok(st) => tokio_tungstenite::client_async_with_config(ws_url, st, Some(cfg)).await.ok(),
+                Err(_) => None,
+            };
+            drop(permit);
+            let Some((ws, _)) = ws else {
+                stats.failed.fetch_add(1, Ordering::Relaxed);
+                return;
+            };
+            let (mut sink, mut read) = ws.split();
+            if sink.send(Message::Text(r#"{"type":"hello"}"#.into())).await.is_err() {
+                stats.failed.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            stats.connected.fetch_add(1, Ordering::Relaxed);
+            loop {
+                tokio::select! {
+                    _ = stop.changed() => break,
+                    m = read.next() => match m {
+                        Some(Ok(Message::Text(t))) => {
+                            let now = micros();
+                            let Ok(v) = serde_json::from_str::<serde_json::Value>(&t) else { continue };
+                            if v["type"] == "command" {
+                                let text = v["data"]["text"].as_str().unwrap_or("");
+                                if let Some((kind, sent)) = text.split_once(':')
+                                    && let Ok(sent) = sent.parse::<u64>()
+                                {
+                                    let lat = now.saturating_sub(sent).max(1);
+                                    if kind == "s" {
+                                        stats.single.lock().unwrap().record(lat).ok();
+                                    } else {
+                                        stats.broadcast.lock().unwrap().record(lat).ok();
+                                        stats.broadcast_seen.fetch_add(1, Ordering::Relaxed);
+                                    }
+                                }
+                                let ack = json!({"type":"ack","data":{"seq": v["seq"]}}).to_string();
+                                let _ = sink.send(Message::Text(ack.into())).await;
+                            }
+                        }
+                        Some(Ok(_)) => {}
+                        _ => break,
+                    },
+                }
+            }
+        }));
+    }
+    // Wait for the stragglers to finish their handshakes.
+    for _ in 0..200 {
+        if stats.connected.load(Ordering::Relaxed) + stats.failed.load(Ordering::Relaxed) >= kiosks
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let connect_secs = t.elapsed().as_secs_f64();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let connected = stats.connected.load(Ordering::Relaxed);
+    let rss1 = rss_kib(pid);
+    println!(
+        "connected {connected} of {kiosks} kiosks in {connect_secs:.1} s from {sources} source addresses ({} failed)",
+        stats.failed.load(Ordering::Relaxed)
+    );
+    println!(
+        "server RSS: {} MiB idle, {} MiB with the kiosks: {:.1} KB per connected kiosk (socket, device actor, stream)",
+        rss0 / 1024,
+        rss1 / 1024,
+        (rss1.saturating_sub(rss0)) as f64 * 1.024 / connected.max(1) as f64
+    );
+
+    // Sessions over HTTP on the first devices, as phones would start them.
+    let t = Instant::now();
+    let mut started = 0;
+    for i in 0..sessions.min(connected) {
+        let phone = reqwest::Client::builder().cookie_store(true).build()?;
+        phone
+            .get(format!("{base}/dev/login?openid=bench{i}"))
+            .send()
+            .await?;
+        phone
+            .post(format!("{base}/wechat/login"))
+            .json(&json!({"mobile": format!("1{:010}", i), "code": "123456"}))
+            .send()
+            .await?;
+        phone
+            .get(format!("{base}/wechat/recharge/100000"))
+            .send()
+            .await?;
+        let v: serde_json::Value = phone
+            .get(format!("{base}/windows/login/{}?from=playing", code(i)))
+            .send()
+            .await?
+            .json()
+            .await?;
+        if v["result"] == "success" {
+            started += 1;
+        }
+    }
+    println!(
+        "{started} sessions started over HTTP in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+
+    // Single-device commands, one after another on random kiosks.
+    for n in 0..singles {
+        let i = (n * 7919) % connected.max(1);
+        let r = http
+            .post(format!("{base}/ops/devices/{}/command", code(i)))
+            .bearer_auth(OPS)
+            .json(&json!({"name":"message","text": format!("s:{}", micros())}))
+            .send()
+            .await?;
+        anyhow::ensure!(
+            r.status().as_u16() == 202,
+            "command refused: {}",
+            r.status()
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Broadcasts to every kiosk.
+    for _ in 0..broadcasts {
+        let before = stats.broadcast_seen.load(Ordering::Relaxed);
+        let r = http
+            .post(format!("{base}/ops/broadcast"))
+            .bearer_auth(OPS)
+            .json(&json!({"name":"message","text": format!("b:{}", micros())}))
+            .send()
+            .await?;
+        anyhow::ensure!(
+            r.status().as_u16() == 202,
+            "broadcast refused: {}",
+            r.status()
+        );
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while stats.broadcast_seen.load(Ordering::Relaxed) < before + connected as u64
+            && Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let rss2 = rss_kib(pid);
+    let _ = stop_tx.send(true);
+    for t in tasks {
+        let _ = t.await;
+    }
+    drop(server);
+    let pct = |h: &Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+    let s = stats.single.lock().unwrap().clone();
+    let b = stats.broadcast.lock().unwrap().clone();
+    println!("| push | count | p50 ms | p99 ms | max ms |");
+    println!("| --- | ---: | ---: | ---: | ---: |");
+    println!(
+        "| single-device command (POST → kiosk) | {} | {:.2} | {:.2} | {:.2} |",
+        s.len(),
+        pct(&s, 0.5),
+        pct(&s, 0.99),
+        s.max() as f64 / 1000.0
+    );
+    println!(
+        "| broadcast to all {connected} (POST → each kiosk) | {} | {:.1} | {:.1} | {:.1} |",
+        b.len(),
+        pct(&b, 0.5),
+        pct(&b, 0.99),
+        b.max() as f64 / 1000.0
+    );
+    println!("server RSS at the end: {} MiB", rss2 / 1024);
+    Ok(())
+}
