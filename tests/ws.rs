@@ -511,3 +511,42 @@ async fn user_and_ops_feeds_see_their_events_and_shutdown_says_going_away() {
     let _ = app.stop().await;
     assert_eq!(opsc.closed_with().await, Some(1001));
 }
+
+#[tokio::test]
+async fn a_broadcast_reaches_every_connected_kiosk_with_its_own_command() {
+    let app = spawn_app(WS).await;
+    let codes = [
+        "AA-BB-CC-DD-EE-11",
+        "AA-BB-CC-DD-EE-12",
+        "AA-BB-CC-DD-EE-13",
+    ];
+    let mut kiosks = Vec::new();
+    for c in codes {
+        app.add_device(c, 5).await;
+        let mut k = Client::connect(&app, &format!("/ws/kiosk?device_code={c}"))
+            .await
+            .unwrap();
+        k.send(json!({"type":"hello"})).await;
+        k.until("snapshot").await;
+        kiosks.push(k);
+    }
+    let (st, v) = app
+        .ops_post(
+            "/ops/broadcast",
+            json!({"name":"message","text":"closing soon"}),
+        )
+        .await;
+    assert_eq!(st, 202, "{v}");
+    assert_eq!(v["devices"], 3);
+    let mut ids = std::collections::HashSet::new();
+    for k in &mut kiosks {
+        let c = k.until("command").await;
+        assert_eq!(c["data"]["text"], "closing soon");
+        ids.insert(c["data"]["id"].as_i64().unwrap());
+        k.send(json!({"type":"ack","data":{"seq": c["seq"]}})).await;
+    }
+    assert_eq!(ids.len(), 3, "one command per device");
+    let (st, _) = app.ops_post("/ops/broadcast", json!({"name":"lock"})).await;
+    assert_eq!(st, 400, "state changes are not broadcast");
+    app.stop().await;
+}
