@@ -253,6 +253,9 @@ pub struct Ws {
     pub queue: usize,
     /// Server ping interval.
     pub ping_seconds: u64,
+    /// A frame that takes longer than this to write closes the connection as a slow
+    /// consumer.
+    pub write_timeout_ms: u64,
     /// Close a connection silent this long.
     pub idle_timeout_seconds: u64,
     /// Seconds a signed upgrade's timestamp may differ from the server's clock.

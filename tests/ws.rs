@@ -550,3 +550,101 @@ async fn a_broadcast_reaches_every_connected_kiosk_with_its_own_command() {
     assert_eq!(st, 400, "state changes are not broadcast");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_connection_whose_queue_overflows_is_closed_as_a_slow_consumer_and_the_device_goes_on() {
+    // A queue of 2 frames: the snapshot plus five pending commands, pushed in one go on
+    // connect, overflow it exactly as a kiosk that stopped reading would.
+    let app = spawn_app("[ws]\nallow_unsigned = true\nqueue = 2\n").await;
+    app.add_device(CODE, 5).await;
+    for i in 0..5 {
+        let (st, _) = app
+            .ops_post(
+                &format!("/ops/devices/{CODE}/command"),
+                json!({"name":"message","text": format!("m{i}")}),
+            )
+            .await;
+        assert_eq!(st, 202);
+    }
+    let mut k = Client::connect(&app, &format!("/ws/kiosk?device_code={CODE}"))
+        .await
+        .unwrap();
+    k.send(json!({"type":"hello"})).await;
+    assert_eq!(k.closed_with().await, Some(4008));
+    // The device actor is unharmed: it answers HTTP, takes commands, and nothing was
+    // lost (all five are still pending, to be re-sent on the next connection).
+    assert_eq!(app.check(CODE).await["success"], true);
+    let (st, v) = app
+        .ops_post(
+            &format!("/ops/devices/{CODE}/command"),
+            json!({"name":"restart"}),
+        )
+        .await;
+    assert_eq!(st, 202);
+    assert_eq!(v["delivered"], false, "the slow connection was dropped");
+    let pending: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM device_commands WHERE acked_at IS NULL")
+            .fetch_one(app.db.pool())
+            .await
+            .unwrap();
+    assert_eq!(pending, 6);
+    let metrics = app
+        .http
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.lines().any(
+            |l| l.starts_with("kioskd_ws_slow_consumer_disconnects_total") && !l.ends_with(" 0")
+        ),
+        "counted in the metrics"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_phone_socket_sees_only_its_own_session() {
+    let (app, phone, uid) = setup(WS).await;
+    let (other, _) = app.phone("oNotMe", "17717465555", 1000).await;
+    app.add_device("AA-BB-CC-DD-EE-21", 5).await;
+    let cookie = phone.cookie_header();
+    assert!(cookie.contains("kioskd_sid="), "{cookie}");
+    let mut mine = Client::connect_with(&app, "/ws/user", &[("cookie", &cookie)])
+        .await
+        .unwrap();
+    let snap = mine.until("snapshot").await;
+    assert!(snap["data"]["session"].is_null());
+    // Another user's session first: nothing of it reaches this phone.
+    app.check("AA-BB-CC-DD-EE-21").await;
+    assert_eq!(other.scan("AA-BB-CC-DD-EE-21").await["result"], "success");
+    app.check(CODE).await;
+    assert_eq!(phone.scan(CODE).await["result"], "success");
+    let started = loop {
+        let f = mine.next().await.unwrap();
+        if let Some(u) = f["data"]["user_id"].as_i64() {
+            assert_eq!(u, uid, "another user's event leaked: {f}");
+        }
+        if f["type"] == "session_started" {
+            break f;
+        }
+    };
+    assert_eq!(started["data"]["device_code"], CODE);
+    let b = mine.until("billing").await;
+    assert_eq!(
+        b["data"]["device_code"], CODE,
+        "billing of this user's device only"
+    );
+    assert!(b["seq"].is_null(), "feeds carry no device sequence numbers");
+    // A forged cookie is nobody.
+    assert_eq!(
+        Client::connect_with(&app, "/ws/user", &[("cookie", "kioskd_sid=oWs")])
+            .await
+            .err(),
+        Some(401)
+    );
+    app.stop().await;
+}

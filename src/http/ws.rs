@@ -217,6 +217,7 @@ async fn writer(
     mut local: oneshot::Receiver<u16>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
     ping: Duration,
+    write_timeout: Duration,
     kind: &'static str,
 ) {
     let mut tick = tokio::time::interval(ping);
@@ -238,7 +239,7 @@ async fn writer(
                         Ok(t) => t,
                         Err(_) => continue,
                     };
-                    let sent = tokio::time::timeout(Duration::from_secs(10), sink.send(WsMessage::Text(Utf8Bytes::from(text)))).await;
+                    let sent = tokio::time::timeout(write_timeout, sink.send(WsMessage::Text(Utf8Bytes::from(text)))).await;
                     if !matches!(sent, Ok(Ok(()))) {
                         break Stop::Local(close::SLOW_CONSUMER);
                     }
@@ -325,6 +326,7 @@ async fn kiosk_conn(s: AppState, socket: WebSocket, code: String, slot: Slot) {
         local_rx,
         s.shutdown.clone(),
         Duration::from_secs(s.cfg.ws.ping_seconds),
+        Duration::from_millis(s.cfg.ws.write_timeout_ms),
         "kiosk",
     ));
     let conn_id = s.next_conn_id.fetch_add(1, Ordering::Relaxed);
@@ -541,6 +543,7 @@ async fn feed(
         local_rx,
         s.shutdown.clone(),
         Duration::from_secs(s.cfg.ws.ping_seconds),
+        Duration::from_millis(s.cfg.ws.write_timeout_ms),
         kind,
     ));
     let _ = tx.try_send(unsequenced(snapshot));

@@ -319,18 +319,31 @@ impl TestApp {
 pub struct Phone {
     pub base: String,
     pub http: reqwest::Client,
+    pub jar: std::sync::Arc<reqwest::cookie::Jar>,
 }
 
 impl Phone {
     pub fn new(base: &str) -> Self {
+        let jar = std::sync::Arc::new(reqwest::cookie::Jar::default());
         Self {
             base: base.to_string(),
             http: reqwest::Client::builder()
-                .cookie_store(true)
+                .cookie_provider(jar.clone())
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
                 .unwrap(),
+            jar,
         }
+    }
+
+    /// The `Cookie` header this phone sends (for WebSocket clients).
+    pub fn cookie_header(&self) -> String {
+        use reqwest::cookie::CookieStore;
+        let url: reqwest::Url = self.base.parse().unwrap();
+        self.jar
+            .cookies(&url)
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default()
     }
 
     pub async fn get(&self, path: &str) -> Value {
