@@ -209,6 +209,23 @@ enum Stop {
     Shutdown,
 }
 
+/// Timing and labelling of a connection's writer.
+struct WriterOpts {
+    ping: Duration,
+    write_timeout: Duration,
+    kind: &'static str,
+}
+
+impl WriterOpts {
+    fn new(s: &AppState, kind: &'static str) -> Self {
+        Self {
+            ping: Duration::from_secs(s.cfg.ws.ping_seconds),
+            write_timeout: Duration::from_millis(s.cfg.ws.write_timeout_ms),
+            kind,
+        }
+    }
+}
+
 /// Writes frames until told to stop, pinging on an interval; returns the close code sent.
 async fn writer(
     mut sink: futures::stream::SplitSink<WebSocket, WsMessage>,
@@ -216,10 +233,13 @@ async fn writer(
     mut kick: oneshot::Receiver<u16>,
     mut local: oneshot::Receiver<u16>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
-    ping: Duration,
-    write_timeout: Duration,
-    kind: &'static str,
+    opts: WriterOpts,
 ) {
+    let WriterOpts {
+        ping,
+        write_timeout,
+        kind,
+    } = opts;
     let mut tick = tokio::time::interval(ping);
     tick.tick().await;
     // The device drops its end of `kick` when the connection detaches; that is not a kick.
@@ -325,9 +345,7 @@ async fn kiosk_conn(s: AppState, socket: WebSocket, code: String, slot: Slot) {
         kick_rx,
         local_rx,
         s.shutdown.clone(),
-        Duration::from_secs(s.cfg.ws.ping_seconds),
-        Duration::from_millis(s.cfg.ws.write_timeout_ms),
-        "kiosk",
+        WriterOpts::new(&s, "kiosk"),
     ));
     let conn_id = s.next_conn_id.fetch_add(1, Ordering::Relaxed);
     let device = match s.coord.device(&code).await {
@@ -542,9 +560,7 @@ async fn feed(
         kick_rx,
         local_rx,
         s.shutdown.clone(),
-        Duration::from_secs(s.cfg.ws.ping_seconds),
-        Duration::from_millis(s.cfg.ws.write_timeout_ms),
-        kind,
+        WriterOpts::new(&s, kind),
     ));
     let _ = tx.try_send(unsequenced(snapshot));
     let mut events = s.coord.events().subscribe();
