@@ -12,6 +12,7 @@ pub mod ids;
 pub mod memstore;
 pub mod ports;
 pub mod session;
+pub mod terminal;
 
 pub use billing::EndReason;
 pub use clock::Clock;
