@@ -92,7 +92,13 @@ impl Application {
             .recover()
             .await
             .map_err(|e| BuildError::Recover(e.to_string()))?;
+        let terminals = kioskd_actors::terminal::Terminals::new(
+            Arc::new(db.clone()),
+            Clock::system(),
+            kioskd_actors::terminal::TerminalConfig::default(),
+        );
         let inner = AppInner {
+            terminals,
             tz: cfg.tz(),
             cookie_key: crate::identity::key(cfg.identity.cookie_secret.expose()),
             cfg,
@@ -134,6 +140,9 @@ impl Application {
         .await?;
         // Sessions stay active in the database; the next start recovers them.
         tokio::time::timeout(Duration::from_secs(10), self.state.coord.shutdown())
+            .await
+            .ok();
+        tokio::time::timeout(Duration::from_secs(10), self.state.terminals.shutdown())
             .await
             .ok();
         Ok(())

@@ -6,10 +6,13 @@
 // it would only add an allocation on the error path.
 #![allow(clippy::result_large_err)]
 
+pub mod attendance;
 pub mod dev;
 pub mod extract;
 pub mod health;
+pub mod iclock;
 pub mod ops;
+pub mod ops_attendance;
 pub mod wechat;
 pub mod windows;
 
@@ -48,6 +51,8 @@ pub struct AppInner {
     pub metrics: PrometheusHandle,
     /// The Redis broker, when configured.
     pub broker: Option<crate::broker::RedisBroker>,
+    /// The attendance terminal actors.
+    pub terminals: kioskd_actors::terminal::Terminals,
 }
 
 /// Handler state.
@@ -128,7 +133,12 @@ pub fn router(state: AppState) -> Router {
         .merge(windows::routes())
         .merge(wechat::routes())
         .merge(ops::routes())
-        .merge(health::routes());
+        .merge(health::routes())
+        .merge(
+            attendance::routes()
+                .merge(iclock::routes())
+                .merge(ops_attendance::routes()),
+        );
     if dev_mode {
         r = r.merge(dev::routes());
     }
