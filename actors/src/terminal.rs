@@ -21,9 +21,6 @@ use crate::catalog;
 use crate::clock::Clock;
 use crate::ports::{StoreError, StoreResult};
 
-/// The wire format of a terminal's local time.
-pub const LOCAL_TIME_FMT: &str = "%Y-%m-%d %H:%M:%S";
-
 /// A registered terminal.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TerminalRecord {
@@ -71,8 +68,28 @@ pub struct RawPunch {
     pub reserved1: String,
     /// Reserved field 2.
     pub reserved2: String,
-    /// The line or JSON it came from (kept if it must be quarantined).
+    /// The line or JSON it came from (kept if it must be quarantined); empty: the
+    /// fields are shown instead (spares rendering every record of a large batch).
     pub raw: String,
+}
+
+impl RawPunch {
+    /// What a quarantined punch shows: its raw text, or else its fields.
+    pub fn raw_text(&self) -> String {
+        if !self.raw.is_empty() {
+            return self.raw.clone();
+        }
+        format!(
+            "PIN={}&TIME={}&STATUS={}&VERIFY={}&WORKCODE={}&RESERVED1={}&RESERVED2={}",
+            self.pin,
+            self.time,
+            self.status,
+            self.verify,
+            self.workcode,
+            self.reserved1,
+            self.reserved2
+        )
+    }
 }
 
 /// A checked punch, ready to store.
@@ -339,7 +356,7 @@ pub fn command_spec(name: &str, args: &Map<String, Value>) -> Result<CommandSpec
     let s = |k: &str| args.get(k).and_then(Value::as_str);
     let window = || -> Result<(), String> {
         for k in ["StartTime", "EndTime"] {
-            let ok = s(k).is_some_and(|t| NaiveDateTime::parse_from_str(t, LOCAL_TIME_FMT).is_ok());
+            let ok = s(k).is_some_and(|t| parse_local_time(t).is_some());
             if !ok {
                 return Err(format!("{name} needs args.{k} as YYYY-MM-DD HH:MM:SS"));
             }
@@ -464,7 +481,7 @@ pub fn check_punches(tz: Tz, raw: Vec<RawPunch>, now: i64) -> (Vec<PunchRow>, Ve
     for p in raw {
         match check_punch(tz, &p, now) {
             Ok(row) => good.push(row),
-            Err(reason) => bad.push(Quarantined::new(&p.raw, reason)),
+            Err(reason) => bad.push(Quarantined::new(&p.raw_text(), reason)),
         }
     }
     (good, bad)
@@ -474,8 +491,8 @@ fn check_punch(tz: Tz, p: &RawPunch, now: i64) -> Result<PunchRow, String> {
     if !valid_pin(&p.pin) {
         return Err("PIN must be 1-24 letters or digits".into());
     }
-    let naive = NaiveDateTime::parse_from_str(p.time.trim(), LOCAL_TIME_FMT)
-        .map_err(|_| format!("time {:?} is not YYYY-MM-DD HH:MM:SS", p.time))?;
+    let naive = parse_local_time(p.time.trim())
+        .ok_or_else(|| format!("time {:?} is not YYYY-MM-DD HH:MM:SS", p.time))?;
     let at = tz
         .from_local_datetime(&naive)
         .earliest()
@@ -508,7 +525,8 @@ fn check_punch(tz: Tz, p: &RawPunch, now: i64) -> Result<PunchRow, String> {
     };
     Ok(PunchRow {
         pin: p.pin.clone(),
-        local_time: naive.format(LOCAL_TIME_FMT).to_string(),
+        // parse_local_time accepts the canonical form only, so the text is the key.
+        local_time: p.time.trim().to_string(),
         at,
         status: int(&p.status, 255, "STATUS")?,
         verify: int(&p.verify, 0, "VERIFY")?,
@@ -516,6 +534,32 @@ fn check_punch(tz: Tz, p: &RawPunch, now: i64) -> Result<PunchRow, String> {
         reserved1: text(&p.reserved1, "RESERVED1")?,
         reserved2: text(&p.reserved2, "RESERVED2")?,
     })
+}
+
+/// Parses exactly `YYYY-MM-DD HH:MM:SS` (zero-padded). Hand-written: a nightly sync
+/// parses tens of thousands of these, and chrono's strftime parser re-reads the format
+/// for each.
+pub fn parse_local_time(t: &str) -> Option<NaiveDateTime> {
+    let b = t.as_bytes();
+    if b.len() != 19
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || b[10] != b' '
+        || b[13] != b':'
+        || b[16] != b':'
+    {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<u32> {
+        b[r.clone()].iter().try_fold(0u32, |acc, &c| {
+            c.is_ascii_digit().then(|| acc * 10 + u32::from(c - b'0'))
+        })
+    };
+    chrono::NaiveDate::from_ymd_opt(num(0..4)? as i32, num(5..7)?, num(8..10)?)?.and_hms_opt(
+        num(11..13)?,
+        num(14..16)?,
+        num(17..19)?,
+    )
 }
 
 /// Parses a zone name.
@@ -1137,6 +1181,23 @@ mod tests {
         assert!(reasons[4].contains("future"));
         assert!(reasons[5].contains("STATUS"));
         assert_eq!(bad[4].raw, "future");
+    }
+
+    #[test]
+    fn local_times_parse_strictly() {
+        assert!(parse_local_time("2017-08-03 11:30:28").is_some());
+        for bad in [
+            "2017-8-03 11:30:28",
+            "2017-02-30 11:30:28",
+            "2017-08-03 24:00:00",
+            "2017-08-03T11:30:28",
+            "0000-00-00 00:00:00",
+            "2017-08-03 11:30:2x",
+            "２０17-08-03 11:30:2",
+            "",
+        ] {
+            assert!(parse_local_time(bad).is_none(), "{bad}");
+        }
     }
 
     #[test]

@@ -204,13 +204,17 @@ fn sync_records(v: &Value) -> Result<(Vec<RawPunch>, Vec<Quarantined>), String> 
     let mut good = Vec::with_capacity(arr.len());
     let mut bad = Vec::new();
     for item in arr {
-        let raw = item.to_string();
+        // Good records keep no raw text (the fields stand in if the actor refuses one):
+        // rendering 50,000 records again would double the cost of a nightly sync.
         match item {
-            Value::Object(m) => match raw_punch(m, raw.clone()) {
+            Value::Object(m) => match raw_punch(m, String::new()) {
                 Ok(p) => good.push(p),
-                Err(e) => bad.push(Quarantined::new(&raw, e)),
+                Err(e) => bad.push(Quarantined::new(&item.to_string(), e)),
             },
-            _ => bad.push(Quarantined::new(&raw, "record is not an object")),
+            _ => bad.push(Quarantined::new(
+                &item.to_string(),
+                "record is not an object",
+            )),
         }
     }
     Ok((good, bad))

@@ -18,9 +18,14 @@ const TERMINAL_COLS: &str = "id, sn, token_hash, name, timezone, last_seen_at, l
 const COMMAND_COLS: &str = "id, sn, name, args, channel, state, destructive, attempts, wire_id, return_code, result, created_at, sent_at, acked_at";
 const STAFF_COLS: &str = "pin, name, pri, passwd, card, grp, tz, all_terminals, deleted, version";
 
-/// Punch rows per INSERT statement: 8 parameters each plus 3 shared stays far below
-/// SQLite's 32,766 and PostgreSQL's 65,535 bound parameters.
-const PUNCH_CHUNK: usize = 1000;
+/// Punch rows per INSERT statement on PostgreSQL: 8 parameters each plus 3 shared stays
+/// far below its 65,535 bound parameters.
+const PUNCH_CHUNK_PG: usize = 1000;
+/// On SQLite binding costs O(parameters) per parameter (sqlx looks each name up, and
+/// SQLite finds names by a linear scan), so a statement's cost grows with the square of
+/// its rows: small statements are far cheaper (measured: 1,000 rows per statement spent
+/// half the time of a 50,000-record sync in `sqlite3_bind_parameter_name`).
+const PUNCH_CHUNK_SQLITE: usize = 64;
 
 /// A staff member (or a tombstone).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -708,7 +713,11 @@ impl TerminalStore for Db {
     ) -> StoreResult<u64> {
         let mut tx = self.pool.begin().await.map_err(se)?;
         let mut inserted = 0;
-        for chunk in punches.chunks(PUNCH_CHUNK) {
+        let rows_per_statement = match self.backend {
+            super::Backend::Sqlite => PUNCH_CHUNK_SQLITE,
+            super::Backend::Postgres => PUNCH_CHUNK_PG,
+        };
+        for chunk in punches.chunks(rows_per_statement) {
             inserted += Db::insert_punch_chunk(&mut tx, sn, source, chunk, now).await?;
         }
         for q in bad {
