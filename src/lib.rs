@@ -3,6 +3,7 @@
 //! actors live in `kioskd-actors`, the wire formats in `kioskd-protocol`.
 
 pub mod app;
+pub mod attendance;
 pub mod broker;
 pub mod config;
 pub mod http;

@@ -9,15 +9,15 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
-use kioskd_actors::terminal::{CommandRow, TermError, TerminalRecord, parse_zone, valid_pin};
+use kioskd_actors::terminal::{CommandRow, TermError, TerminalRecord};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::AppState;
-use super::attendance::token_hash;
 use super::extract::{EnvJson, EnvQuery, OpsPath};
 use super::ops::Operator;
-use crate::store::{NewStaff, PunchFilter, StaffRow, WriteError};
+use crate::attendance::{self as ops, OpError};
+use crate::store::{PunchFilter, StaffRow};
 use crate::timefmt::{parse, wire};
 
 /// A native terminal polls every `Delay` seconds; allow a few missed polls.
@@ -44,6 +44,15 @@ fn err(status: StatusCode, msg: impl Into<String>) -> Response {
     (status, Json(json!({ "error": msg.into() }))).into_response()
 }
 
+fn op_error(e: OpError) -> Response {
+    match e {
+        OpError::Invalid(m) => err(StatusCode::BAD_REQUEST, m),
+        OpError::NotFound(m) => err(StatusCode::NOT_FOUND, m),
+        OpError::Exists => err(StatusCode::CONFLICT, e.to_string()),
+        OpError::Store(m) => internal(m),
+    }
+}
+
 fn internal(e: impl std::fmt::Display) -> Response {
     tracing::error!(error = %e, "ops request failed");
     err(StatusCode::SERVICE_UNAVAILABLE, "storage unavailable")
@@ -67,16 +76,6 @@ async fn body<T: serde::de::DeserializeOwned>(
             Err(err(status, msg))
         }
     }
-}
-
-/// A terminal serial number: 1-64 letters, digits, `-` or `_` (never `all_devices`).
-pub fn valid_sn(sn: &str) -> bool {
-    !sn.is_empty()
-        && sn.len() <= 64
-        && sn != "all_devices"
-        && sn
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 fn terminal_json(t: &TerminalRecord, punches: Option<i64>, s: &AppState) -> Value {
@@ -137,41 +136,20 @@ async fn add_terminal(
         Ok(r) => r,
         Err(r) => return r,
     };
-    if !valid_sn(&req.sn) {
-        return err(
-            StatusCode::BAD_REQUEST,
-            "sn must be 1-64 letters, digits, - or _ (and not all_devices)",
-        );
-    }
-    if req.token.len() < 8 || req.token.len() > 128 || !req.token.is_ascii() {
-        return err(
-            StatusCode::BAD_REQUEST,
-            "token must be 8-128 ASCII characters",
-        );
-    }
-    let name = req.name.unwrap_or_default();
-    if name.chars().count() > 100 {
-        return err(
-            StatusCode::BAD_REQUEST,
-            "name must be at most 100 characters",
-        );
-    }
-    let zone = req.timezone.unwrap_or_else(|| s.tz.name().to_string());
-    if parse_zone(&zone).is_none() {
-        return err(
-            StatusCode::BAD_REQUEST,
-            "timezone must be an IANA zone such as Asia/Shanghai",
-        );
-    }
     let now = s.terminals.clock().now_ms();
-    match s
-        .db
-        .add_terminal(&req.sn, &token_hash(&req.token), &name, &zone, now)
-        .await
+    match ops::register_terminal(
+        &s.db,
+        &req.sn,
+        &req.token,
+        req.name.as_deref(),
+        req.timezone.as_deref(),
+        s.tz.name(),
+        now,
+    )
+    .await
     {
         Ok(t) => (StatusCode::CREATED, Json(terminal_json(&t, Some(0), &s))).into_response(),
-        Err(WriteError::Conflict) => err(StatusCode::CONFLICT, "a terminal with this sn exists"),
-        Err(e) => internal(e),
+        Err(e) => op_error(e),
     }
 }
 
@@ -381,10 +359,6 @@ struct PutStaff {
     terminals: Option<Vec<String>>,
 }
 
-fn plain(v: &str) -> bool {
-    !v.chars().any(|c| c.is_control())
-}
-
 fn staff_json(st: &StaffRow, terminals: &[String]) -> Value {
     json!({
         "pin": st.pin, "name": st.name, "pri": st.pri, "passwd": st.passwd, "card": st.card,
@@ -402,53 +376,21 @@ async fn put_staff(
         Ok(r) => r,
         Err(r) => return r,
     };
-    let bad = |m: &str| err(StatusCode::BAD_REQUEST, m);
-    if !valid_pin(&r.pin) {
-        return bad("pin must be 1-24 letters or digits");
-    }
-    if r.name.trim().is_empty() || r.name.chars().count() > 24 || !plain(&r.name) {
-        return bad("name must be 1-24 characters without control characters");
-    }
-    if ![0, 2, 6, 10, 14].contains(&r.pri) {
-        return bad("pri must be 0 (user), 2, 6, 10 or 14 (super admin)");
-    }
-    let passwd = r.passwd.unwrap_or_default();
-    if passwd.len() > 16 || !passwd.bytes().all(|b| b.is_ascii_digit()) {
-        return bad("passwd must be at most 16 digits");
-    }
-    let card = r.card.unwrap_or_default();
-    if card.len() > 32
-        || !card
-            .bytes()
-            .all(|b| b.is_ascii_hexdigit() || b == b'[' || b == b']')
-    {
-        return bad("card must be at most 32 digits (or [hex])");
-    }
-    let grp = r.grp.unwrap_or_else(|| "1".into());
-    if grp.is_empty() || grp.len() > 3 || !grp.bytes().all(|b| b.is_ascii_digit()) {
-        return bad("grp must be 1-3 digits");
-    }
-    let tz = r.tz.unwrap_or_else(|| "0000000000000000".into());
-    if tz.len() != 16 || !tz.bytes().all(|b| b.is_ascii_digit()) {
-        return bad("tz must be 16 digits");
-    }
-    if let Some(ts) = &r.terminals
-        && (ts.len() > 1000 || !ts.iter().all(|t| valid_sn(t)))
-    {
-        return bad("terminals must be a list of terminal sn");
-    }
-    let st = NewStaff {
-        pin: r.pin.clone(),
-        name: r.name,
-        pri: r.pri,
-        passwd,
-        card,
-        grp,
-        tz,
-        terminals: r.terminals,
+    let st = match ops::check_staff(
+        r.pin,
+        r.name,
+        r.pri,
+        r.passwd,
+        r.card,
+        r.grp,
+        r.tz,
+        r.terminals,
+    ) {
+        Ok(st) => st,
+        Err(e) => return op_error(e),
     };
     let now = s.terminals.clock().now_ms();
-    match s.db.put_staff(&st, now).await {
+    match ops::put_staff(&s.db, &st, now).await {
         Ok(version) => (
             StatusCode::CREATED,
             Json(json!({
@@ -457,8 +399,7 @@ async fn put_staff(
             })),
         )
             .into_response(),
-        Err(WriteError::NotFound) => err(StatusCode::BAD_REQUEST, "terminals lists an unknown sn"),
-        Err(e) => internal(e),
+        Err(e) => op_error(e),
     }
 }
 
@@ -477,16 +418,9 @@ async fn delete_staff(
     State(s): State<AppState>,
     OpsPath(pin): OpsPath<String>,
 ) -> Response {
-    if !valid_pin(&pin) {
-        return err(
-            StatusCode::BAD_REQUEST,
-            "pin must be 1-24 letters or digits",
-        );
-    }
     let now = s.terminals.clock().now_ms();
-    match s.db.delete_staff(&pin, now).await {
+    match ops::delete_staff(&s.db, &pin, now).await {
         Ok(version) => Json(json!({"deleted": pin, "version": version})).into_response(),
-        Err(WriteError::NotFound) => err(StatusCode::NOT_FOUND, "no such staff member"),
-        Err(e) => internal(e),
+        Err(e) => op_error(e),
     }
 }
