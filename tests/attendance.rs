@@ -1212,3 +1212,62 @@ async fn attendance_metrics_are_exported() {
         assert!(text.contains(name), "{name} missing");
     }
 }
+
+#[tokio::test]
+async fn chinese_language_terminals_get_names_in_gbk_and_others_in_utf8() {
+    let app = setup().await;
+    let (st, _) = app
+        .ops_post(
+            "/ops/terminals",
+            json!({"sn": "EN1", "token": "another-token"}),
+        )
+        .await;
+    assert_eq!(st, 201);
+    iclock_get(
+        &app,
+        &format!("/iclock/cdata?SN={NATIVE}&options=all&pushver=2.2.14&language=83"),
+    )
+    .await;
+    iclock_get(
+        &app,
+        "/iclock/cdata?SN=EN1&options=all&pushver=2.2.14&language=69",
+    )
+    .await;
+    let (st, _) = app
+        .ops_post("/ops/staff", json!({"pin": "7", "name": "陈", "pri": 0}))
+        .await;
+    assert_eq!(st, 201);
+    let raw = |sn: &'static str| {
+        let app = &app;
+        async move {
+            app.http
+                .get(app.url(&format!("/iclock/getrequest?SN={sn}")))
+                .send()
+                .await
+                .unwrap()
+                .bytes()
+                .await
+                .unwrap()
+                .to_vec()
+        }
+    };
+    let gbk = raw(NATIVE).await;
+    assert!(gbk.windows(2).any(|w| w == [0xB3, 0xC2]), "{gbk:?}");
+    let utf8 = String::from_utf8(raw("EN1").await).unwrap();
+    assert!(utf8.contains("Name=陈"), "{utf8}");
+    // A keypad enrolment uploaded in GBK is read back as 陈.
+    let body = [b"USER PIN=8\tName=".as_slice(), &[0xB3, 0xC2], b"\tPri=0\n"].concat();
+    let r = app
+        .http
+        .post(app.url(&format!("/iclock/cdata?SN={NATIVE}&table=OPERLOG&Stamp=5")))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.text().await.unwrap(), "OK:1");
+    let name: String = sqlx::query_scalar("SELECT name FROM terminal_users_seen WHERE pin = '8'")
+        .fetch_one(app.db.pool())
+        .await
+        .unwrap();
+    assert_eq!(name, "陈");
+}

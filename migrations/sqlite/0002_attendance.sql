@@ -19,6 +19,8 @@ CREATE TABLE terminals (
     operlog_stamp  TEXT,
     -- the last iclock INFO (getrequest) as text
     info           TEXT,
+    -- the iclock handshake's language (83 = Chinese: names travel as GBK)
+    language       TEXT,
     created_at     INTEGER NOT NULL
 );
 CREATE INDEX terminals_token ON terminals (token_hash);

@@ -118,11 +118,18 @@ async fn handshake(State(s): State<AppState>, RawQuery(q): RawQuery) -> Response
     // An unregistered terminal still gets a handshake (and `OK` polls) but its uploads
     // are refused, so it keeps its records until an operator registers it.
     let (zone, attlog, operlog) = match s.terminals.heard(&sn, "iclock").await {
-        Ok(t) => (
-            kioskd_actors::terminal::parse_zone(&t.timezone).unwrap_or(s.tz),
-            t.attlog_stamp,
-            t.operlog_stamp,
-        ),
+        Ok(t) => {
+            if let Some(lang) = q.get("language").filter(|l| l.len() <= 8)
+                && let Err(e) = s.db.set_terminal_language(&sn, lang).await
+            {
+                return failed(TermError::Store(e.0));
+            }
+            (
+                kioskd_actors::terminal::parse_zone(&t.timezone).unwrap_or(s.tz),
+                t.attlog_stamp,
+                t.operlog_stamp,
+            )
+        }
         Err(TermError::NoSuchTerminal) => (s.tz, None, None),
         Err(e) => return failed(e),
     };
@@ -238,9 +245,7 @@ async fn upload(
     if let Err(e) = s.terminals.get(&sn).await {
         return failed(e);
     }
-    // Names on Chinese firmware are GBK; punches are ASCII. Lossy decoding keeps the
-    // punch lines intact whatever the names hold.
-    let body = String::from_utf8_lossy(&body);
+    let body = decode(&body);
     let now = s.terminals.clock().now_ms();
     match table.to_ascii_uppercase().as_str() {
         "ATTLOG" => {
@@ -311,9 +316,62 @@ async fn getrequest(State(s): State<AppState>, RawQuery(q): RawQuery) -> Respons
     let info = q.get("info").map(|i| i.chars().take(1000).collect());
     match s.terminals.native_poll(&sn, info).await {
         Ok(cmds) if cmds.is_empty() => text(StatusCode::OK, "OK"),
-        Ok(cmds) => text(StatusCode::OK, render_commands(&cmds)),
+        Ok(cmds) => {
+            let gbk = match s.db.terminal_language(&sn).await {
+                Ok(l) => l.as_deref() == Some(CHINESE),
+                Err(e) => return failed(TermError::Store(e.0)),
+            };
+            let body = render_commands(&cmds);
+            let bytes = if gbk {
+                to_gbk(&body)
+            } else {
+                body.into_bytes()
+            };
+            (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "text/plain")],
+                bytes,
+            )
+                .into_response()
+        }
         Err(TermError::NoSuchTerminal) => text(StatusCode::OK, "OK"),
         Err(e) => failed(e),
+    }
+}
+
+/// The handshake `language` of Chinese firmware, which reads names as GB2312/GBK.
+pub const CHINESE: &str = "83";
+
+/// Text for a Chinese-language terminal: GBK, with `?` for what GBK cannot hold (never
+/// an HTML character reference inside a command).
+pub fn to_gbk(text: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(text.len());
+    let mut tmp = [0u8; 4];
+    for c in text.chars() {
+        if c.is_ascii() {
+            out.push(c as u8);
+            continue;
+        }
+        let one: &str = c.encode_utf8(&mut tmp);
+        let (bytes, _, unmappable) = encoding_rs::GBK.encode(one);
+        if unmappable {
+            out.push(b'?');
+        } else {
+            out.extend_from_slice(&bytes);
+        }
+    }
+    out
+}
+
+/// A terminal's body as text: UTF-8 if it is valid UTF-8, else GBK (Chinese firmware
+/// sends names so); punch lines are ASCII either way.
+pub fn decode(body: &[u8]) -> String {
+    match std::str::from_utf8(body) {
+        Ok(s) => s.to_string(),
+        Err(_) => encoding_rs::GBK
+            .decode_without_bom_handling(body)
+            .0
+            .into_owned(),
     }
 }
 
@@ -366,7 +424,7 @@ async fn devicecmd(
         Ok(b) => b,
         Err(e) => return text(e.status(), "ERROR: cannot read body"),
     };
-    let results = result_lines(&String::from_utf8_lossy(&body));
+    let results = result_lines(&decode(&body));
     match s.terminals.native_results(&sn, results).await {
         Ok(_) => text(StatusCode::OK, "OK"),
         Err(e) => failed(e),
@@ -426,6 +484,22 @@ mod tests {
         );
         assert_eq!(r[0].wire_id, "202");
         assert!(r[0].text.contains("AttlogCount=1234"));
+    }
+
+    #[test]
+    fn chinese_names_travel_as_gbk_both_ways() {
+        let line = "C:11:DATA UPDATE USERINFO PIN=1\tName=陈\n";
+        let bytes = to_gbk(line);
+        assert!(
+            bytes.windows(2).any(|w| w == [0xB3, 0xC2]),
+            "陈 is B3C2 in GBK"
+        );
+        assert_eq!(decode(&bytes), line);
+        assert_eq!(to_gbk("a😀b"), b"a?b");
+        let upload = [b"USER PIN=7\tName=".as_slice(), &[0xB3, 0xC2], b"\tPri=0\n"].concat();
+        let (users, _) = operlog_lines(&decode(&upload));
+        assert_eq!(users[0].name, "陈");
+        assert_eq!(decode("ünï".as_bytes()), "ünï");
     }
 
     #[test]

@@ -291,6 +291,28 @@ impl Db {
         rows.iter().map(terminal_from_row).collect()
     }
 
+    /// Records the language an iclock terminal announced in its handshake.
+    pub async fn set_terminal_language(&self, sn: &str, language: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE terminals SET language = $1 WHERE sn = $2")
+            .bind(language)
+            .bind(sn)
+            .execute(&self.pool)
+            .await
+            .map_err(se)?;
+        Ok(())
+    }
+
+    /// The language an iclock terminal announced, if any.
+    pub async fn terminal_language(&self, sn: &str) -> Result<Option<String>, StoreError> {
+        let v: Option<Option<String>> =
+            sqlx::query_scalar("SELECT language FROM terminals WHERE sn = $1")
+                .bind(sn)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(se)?;
+        Ok(v.flatten())
+    }
+
     /// A terminal's commands, newest first.
     pub async fn list_commands(&self, sn: &str) -> Result<Vec<CommandRow>, StoreError> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
