@@ -703,7 +703,11 @@ impl Message<Ingest> for TerminalActor {
         } else {
             "bridge"
         };
-        self.touch(via).await?;
+        // The punches are committed: failing the reply now would only make the sender
+        // re-send a batch that is already stored.
+        if let Err(e) = self.touch(via).await {
+            tracing::warn!(sn = %self.rec.sn, error = %e, "could not record last seen");
+        }
         Ok(counts)
     }
 }
