@@ -29,6 +29,20 @@ use crate::store::{NewErrorLog, StaffRow};
 /// Largest bridge body: a nightly sync re-sends every punch since the bridge booted.
 pub const MAX_BRIDGE_BODY: usize = 64 * 1024 * 1024;
 
+/// Largest JSON body: a parsed JSON tree takes several times its text, and JSON is
+/// parsed before the token is known. The real bridge sends large batches form-encoded
+/// (whose records stay text until the token is checked).
+pub const MAX_JSON_BODY: usize = 8 * 1024 * 1024;
+
+/// Bodies above this size are decoded at most two at a time, so a burst of nightly syncs
+/// (or of garbage) cannot hold many copies of tens of megabytes at once.
+const LARGE_BODY: usize = 1024 * 1024;
+
+fn large_bodies() -> &'static tokio::sync::Semaphore {
+    static SEM: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    SEM.get_or_init(|| tokio::sync::Semaphore::new(2))
+}
+
 /// The legacy path's action prefix (in the `s` query parameter).
 const LEGACY_PREFIX: &str = "/addon/DailyTime/DailyTime";
 
@@ -110,6 +124,12 @@ fn fields(bytes: &[u8]) -> Result<Map<String, Value>, String> {
         return Err("JSON body must be an object".into());
     }
     if trimmed.first() == Some(&b'{') {
+        if trimmed.len() > MAX_JSON_BODY {
+            return Err(format!(
+                "JSON bodies are limited to {} MiB; send large batches form-encoded",
+                MAX_JSON_BODY / 1024 / 1024
+            ));
+        }
         return match serde_json::from_slice::<Value>(trimmed) {
             Ok(Value::Object(m)) => Ok(m),
             Ok(_) => Err("JSON body must be an object".into()),
@@ -291,6 +311,13 @@ async fn dispatch(s: AppState, action: &str, b: Result<Bytes, BytesRejection>) -
         "getCommand" => Action::Command,
         "" | "sendErrorLogs" => Action::Errors,
         _ => return refuse(StatusCode::NOT_FOUND, format!("no such action {action:?}")),
+    };
+    let big = b.as_ref().is_ok_and(|b| b.len() > LARGE_BODY);
+    let _permit = if big {
+        // Never closed, so acquiring only waits.
+        large_bodies().acquire().await.ok()
+    } else {
+        None
     };
     let f = match body_or_refuse(b) {
         Ok(f) => f,
@@ -577,5 +604,11 @@ mod tests {
         assert!(sync_records(&json!("{}")).is_err());
         assert!(new_record(&json!(5)).is_err());
         assert!(new_record(&json!("PIN=1")).is_err(), "no TIME");
+        let huge = format!("{{\"token\":\"{}\"}}", "x".repeat(MAX_JSON_BODY));
+        assert!(
+            fields(huge.as_bytes())
+                .unwrap_err()
+                .contains("form-encoded")
+        );
     }
 }
