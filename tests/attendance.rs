@@ -1271,3 +1271,27 @@ async fn chinese_language_terminals_get_names_in_gbk_and_others_in_utf8() {
         .unwrap();
     assert_eq!(name, "陈");
 }
+
+#[tokio::test]
+async fn a_native_terminal_sharing_a_bridge_token_still_gets_its_roster_commands() {
+    let app = setup().await;
+    add_terminal(&app, "NATIVE2", TOKEN).await;
+    let (st, _) = app
+        .ops_post("/ops/staff", json!({"pin": "5", "name": "Eve", "pri": 0}))
+        .await;
+    assert_eq!(st, 201);
+    let v = bridge(
+        &app,
+        "updateStudent",
+        &format!("token={TOKEN}&SN=all_devices&timeStamp=0"),
+    )
+    .await
+    .json();
+    assert_eq!(v["users"][0]["PIN"], "5");
+    let r = iclock_get(&app, "/iclock/getrequest?SN=NATIVE2").await;
+    assert!(
+        r.body.contains(":DATA UPDATE USERINFO PIN=5\tName=Eve"),
+        "{}",
+        r.body
+    );
+}

@@ -12,8 +12,11 @@ CREATE TABLE terminals (
     last_seen_at   INTEGER,
     -- 'bridge' or 'iclock': how it was last heard
     last_seen_via  TEXT,
-    -- roster version last delivered to this terminal (0 = never)
+    -- roster version last delivered through the bridge (0 = never)
     roster_version INTEGER NOT NULL DEFAULT 0,
+    -- roster version turned into native USERINFO commands (kept apart, so a native
+    -- terminal sharing a bridge's token still gets its commands)
+    native_roster_version INTEGER NOT NULL DEFAULT 0,
     -- iclock per-table resume markers, echoed in the handshake
     attlog_stamp   TEXT,
     operlog_stamp  TEXT,

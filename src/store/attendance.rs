@@ -842,7 +842,7 @@ impl TerminalStore for Db {
             .await
             .map_err(se)?;
         let had: Option<i64> =
-            sqlx::query_scalar("SELECT roster_version FROM terminals WHERE sn = $1")
+            sqlx::query_scalar("SELECT native_roster_version FROM terminals WHERE sn = $1")
                 .bind(sn)
                 .fetch_optional(&mut *tx)
                 .await
@@ -888,7 +888,7 @@ impl TerminalStore for Db {
             .map_err(se)?;
             queued += 1;
         }
-        sqlx::query("UPDATE terminals SET roster_version = $1 WHERE sn = $2")
+        sqlx::query("UPDATE terminals SET native_roster_version = $1 WHERE sn = $2")
             .bind(version)
             .bind(sn)
             .execute(&mut *tx)
