@@ -802,6 +802,18 @@ async fn tv3_to_tv6_commands_are_polled_acknowledged_and_duplicates_change_nothi
         .await;
     assert_eq!(e["data"][0]["type"], "CMD_FAILED");
     assert_eq!(e["data"][0]["command_id"], bad);
+    let (_, ts) = app.ops_get("/ops/terminals").await;
+    let t = ts["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["sn"] == NATIVE)
+        .unwrap();
+    assert_eq!(
+        (t["open_commands"].as_i64(), t["failed_commands"].as_i64()),
+        (Some(1), Some(1)),
+        "{t}"
+    );
 }
 
 #[tokio::test]
@@ -1114,6 +1126,8 @@ async fn ops_lists_terminals_with_liveness_and_pages_punches_with_filters() {
         .find(|t| t["sn"] == NATIVE)
         .unwrap();
     assert_eq!(native["punches"], 25);
+    assert_eq!(native["quarantined"], 0);
+    assert_eq!(native["open_commands"], 0);
     assert_eq!(native["silent"], false);
     assert_eq!(native["last_seen_via"], "iclock");
     let bridge_t = v["data"]

@@ -17,7 +17,7 @@ use super::AppState;
 use super::extract::{EnvJson, EnvQuery, OpsPath};
 use super::ops::Operator;
 use crate::attendance::{self as ops, OpError};
-use crate::store::{PunchFilter, StaffRow};
+use crate::store::{PunchFilter, StaffRow, TerminalCounts};
 use crate::timefmt::{parse, wire};
 
 /// A native terminal polls every `Delay` seconds; allow a few missed polls.
@@ -78,7 +78,7 @@ async fn body<T: serde::de::DeserializeOwned>(
     }
 }
 
-fn terminal_json(t: &TerminalRecord, punches: Option<i64>, s: &AppState) -> Value {
+fn terminal_json(t: &TerminalRecord, n: TerminalCounts, s: &AppState) -> Value {
     let now = s.terminals.clock().now_ms();
     let expected = match t.last_seen_via.as_deref() {
         Some("iclock") => NATIVE_SILENT_AFTER_MS,
@@ -94,7 +94,10 @@ fn terminal_json(t: &TerminalRecord, punches: Option<i64>, s: &AppState) -> Valu
         "silent": silent,
         "silent_after_seconds": expected / 1000,
         "roster_version": t.roster_version,
-        "punches": punches,
+        "punches": n.punches,
+        "quarantined": n.quarantined,
+        "open_commands": n.open_commands,
+        "failed_commands": n.failed_commands,
         "info": t.info,
     })
 }
@@ -148,7 +151,11 @@ async fn add_terminal(
     )
     .await
     {
-        Ok(t) => (StatusCode::CREATED, Json(terminal_json(&t, Some(0), &s))).into_response(),
+        Ok(t) => (
+            StatusCode::CREATED,
+            Json(terminal_json(&t, TerminalCounts::default(), &s)),
+        )
+            .into_response(),
         Err(e) => op_error(e),
     }
 }
@@ -156,10 +163,7 @@ async fn add_terminal(
 async fn list_terminals(_: Operator, State(s): State<AppState>) -> Response {
     match s.db.list_terminals().await {
         Ok(ts) => {
-            let data: Vec<Value> = ts
-                .iter()
-                .map(|(t, n)| terminal_json(t, Some(*n), &s))
-                .collect();
+            let data: Vec<Value> = ts.iter().map(|(t, n)| terminal_json(t, *n, &s)).collect();
             Json(json!({"total": data.len(), "data": data})).into_response()
         }
         Err(e) => internal(e),

@@ -124,6 +124,19 @@ pub struct PunchFilter {
     pub to: Option<i64>,
 }
 
+/// What an operator sees counted per terminal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TerminalCounts {
+    /// Punches stored.
+    pub punches: i64,
+    /// Lines quarantined.
+    pub quarantined: i64,
+    /// Commands pending or sent without a result.
+    pub open_commands: i64,
+    /// Commands that failed.
+    pub failed_commands: i64,
+}
+
 /// A quarantined line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QuarantineOut {
@@ -263,16 +276,33 @@ impl Db {
         terminal_from_row(&row).map_err(WriteError::Store)
     }
 
-    /// Every terminal with its punch count.
-    pub async fn list_terminals(&self) -> Result<Vec<(TerminalRecord, i64)>, StoreError> {
+    /// Every terminal with its counts.
+    pub async fn list_terminals(
+        &self,
+    ) -> Result<Vec<(TerminalRecord, TerminalCounts)>, StoreError> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {TERMINAL_COLS}, (SELECT COUNT(*) FROM punches p WHERE p.sn = t.sn) FROM terminals t ORDER BY id"
+            "SELECT {TERMINAL_COLS},
+                (SELECT COUNT(*) FROM punches p WHERE p.sn = t.sn),
+                (SELECT COUNT(*) FROM punch_quarantine q WHERE q.sn = t.sn),
+                (SELECT COUNT(*) FROM terminal_commands c WHERE c.sn = t.sn AND c.state IN ('pending', 'sent')),
+                (SELECT COUNT(*) FROM terminal_commands c WHERE c.sn = t.sn AND c.state = 'failed')
+             FROM terminals t ORDER BY id"
         )))
         .fetch_all(&self.pool)
         .await
         .map_err(se)?;
         rows.iter()
-            .map(|r| Ok((terminal_from_row(r)?, r.try_get(12).map_err(se)?)))
+            .map(|r| {
+                Ok((
+                    terminal_from_row(r)?,
+                    TerminalCounts {
+                        punches: r.try_get(12).map_err(se)?,
+                        quarantined: r.try_get(13).map_err(se)?,
+                        open_commands: r.try_get(14).map_err(se)?,
+                        failed_commands: r.try_get(15).map_err(se)?,
+                    },
+                ))
+            })
             .collect()
     }
 
