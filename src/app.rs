@@ -93,8 +93,14 @@ impl Application {
             .recover()
             .await
             .map_err(|e| BuildError::Recover(e.to_string()))?;
+        let terminals = kioskd_actors::terminal::Terminals::new(
+            Arc::new(db.clone()),
+            Clock::system(),
+            kioskd_actors::terminal::TerminalConfig::default(),
+        );
         let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
         let inner = AppInner {
+            terminals,
             shutdown: shutdown_rx,
             ws_connections: Default::default(),
             next_conn_id: std::sync::atomic::AtomicU64::new(1),
@@ -147,6 +153,9 @@ impl Application {
         .await?;
         // Sessions stay active in the database; the next start recovers them.
         tokio::time::timeout(Duration::from_secs(10), self.state.coord.shutdown())
+            .await
+            .ok();
+        tokio::time::timeout(Duration::from_secs(10), self.state.terminals.shutdown())
             .await
             .ok();
         Ok(())

@@ -4,6 +4,7 @@
 
 pub mod agent;
 pub mod app;
+pub mod attendance;
 pub mod broker;
 pub mod config;
 pub mod http;

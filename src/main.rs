@@ -1,4 +1,5 @@
-//! The `kioskd` binary: `serve`, and the operator CLI (`device add`, `maintainer add`).
+//! The `kioskd` binary: `serve`, and the operator CLI (`device add`, `maintainer add`,
+//! `terminal add|command`, `staff add|delete`).
 
 use std::path::PathBuf;
 
@@ -31,6 +32,16 @@ enum Cmd {
     Device {
         #[command(subcommand)]
         cmd: DeviceCmd,
+    },
+    /// Attendance terminals.
+    Terminal {
+        #[command(subcommand)]
+        cmd: TerminalCmd,
+    },
+    /// Attendance staff roster.
+    Staff {
+        #[command(subcommand)]
+        cmd: StaffCmd,
     },
     /// Maintainer accounts.
     Maintainer {
@@ -186,6 +197,8 @@ async fn main() -> anyhow::Result<()> {
             println!("maintainer {username} added");
             Ok(())
         }
+        Cmd::Terminal { cmd } => terminal_cli(&cfg, cmd).await,
+        Cmd::Staff { cmd } => staff_cli(&cfg, cmd).await,
     }
 }
 
@@ -218,4 +231,125 @@ async fn shutdown_signal() {
         _ = term => {},
     }
     tracing::info!("shutting down");
+}
+
+#[derive(Subcommand)]
+enum TerminalCmd {
+    /// Register an attendance terminal (one bridge token may serve many).
+    Add {
+        #[arg(long)]
+        sn: String,
+        /// The bridge's token (or KIOSKD_TERMINAL_TOKEN).
+        #[arg(long, env = "KIOSKD_TERMINAL_TOKEN")]
+        token: String,
+        #[arg(long)]
+        name: Option<String>,
+        /// IANA zone of the terminal's clock (default: server.time_zone).
+        #[arg(long)]
+        timezone: Option<String>,
+    },
+    /// Queue a command for a terminal (see `POST /ops/terminals/<sn>/commands`).
+    Command {
+        #[arg(long)]
+        sn: String,
+        #[arg(long)]
+        name: String,
+        /// Arguments as a JSON object.
+        #[arg(long)]
+        args: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum StaffCmd {
+    /// Add or replace a staff member.
+    Add {
+        #[arg(long)]
+        pin: String,
+        #[arg(long)]
+        name: String,
+        /// 0 user, 14 super admin.
+        #[arg(long, default_value_t = 0)]
+        pri: i64,
+        #[arg(long)]
+        passwd: Option<String>,
+        #[arg(long)]
+        card: Option<String>,
+        #[arg(long)]
+        grp: Option<String>,
+        #[arg(long)]
+        tz: Option<String>,
+        /// Limit to these terminals (repeat); none: every terminal.
+        #[arg(long = "terminal")]
+        terminals: Vec<String>,
+    },
+    /// Delete a staff member (terminals learn of it through the roster).
+    Delete {
+        #[arg(long)]
+        pin: String,
+    },
+}
+
+async fn terminal_cli(cfg: &Config, cmd: TerminalCmd) -> anyhow::Result<()> {
+    let db = Db::connect(cfg.database.url.expose(), 2)
+        .await
+        .map_err(|e| anyhow::anyhow!(e.0))?;
+    match cmd {
+        TerminalCmd::Add {
+            sn,
+            token,
+            name,
+            timezone,
+        } => {
+            let t = kioskd::attendance::register_terminal(
+                &db,
+                &sn,
+                &token,
+                name.as_deref(),
+                timezone.as_deref(),
+                cfg.tz().name(),
+                now_ms(),
+            )
+            .await?;
+            println!("terminal {} registered ({})", t.sn, t.timezone);
+        }
+        TerminalCmd::Command { sn, name, args } => {
+            let args = match args {
+                None => serde_json::Map::new(),
+                Some(a) => serde_json::from_str(&a).context("args must be a JSON object")?,
+            };
+            let c = kioskd::attendance::queue_command(&db, &sn, &name, args, now_ms()).await?;
+            println!("command {} queued for {} ({})", c.id, c.sn, c.name);
+        }
+    }
+    Ok(())
+}
+
+async fn staff_cli(cfg: &Config, cmd: StaffCmd) -> anyhow::Result<()> {
+    let db = Db::connect(cfg.database.url.expose(), 2)
+        .await
+        .map_err(|e| anyhow::anyhow!(e.0))?;
+    match cmd {
+        StaffCmd::Add {
+            pin,
+            name,
+            pri,
+            passwd,
+            card,
+            grp,
+            tz,
+            terminals,
+        } => {
+            let terminals = (!terminals.is_empty()).then_some(terminals);
+            let s =
+                kioskd::attendance::check_staff(pin, name, pri, passwd, card, grp, tz, terminals)?;
+            let v = kioskd::attendance::put_staff(&db, &s, now_ms()).await?;
+            println!("staff {} saved (roster version {v})", s.pin);
+        }
+        StaffCmd::Delete { pin } => {
+            let v = kioskd::attendance::delete_staff(&db, &pin, now_ms()).await?;
+            println!("staff {pin} deleted (roster version {v})");
+        }
+    }
+    Ok(())
 }

@@ -74,6 +74,28 @@ fn describe() {
     describe_counter!(c::HEARTBEATS_FLUSHED, "Heartbeat rows written.");
     describe_counter!(c::STORE_ERRORS, "Storage errors, by operation.");
     describe_gauge!(c::PAYMENTS_SANDBOX, "1 when payments run in sandbox mode.");
+    describe_counter!(c::ATT_PUNCHES, "Attendance punches stored, by source.");
+    describe_counter!(
+        c::ATT_DUPLICATES,
+        "Attendance punches received again and not stored, by source."
+    );
+    describe_counter!(
+        c::ATT_QUARANTINED,
+        "Attendance lines quarantined, by source."
+    );
+    describe_counter!(
+        c::ATT_COMMANDS,
+        "Terminal command deliveries and results, by outcome."
+    );
+    describe_histogram!(
+        c::ATT_COMMAND_LATENCY,
+        Unit::Seconds,
+        "Terminal command queue-to-result (native) or queue-to-delivery (bridge) time."
+    );
+    describe_gauge!(
+        c::ATT_TERMINALS_SEEN,
+        "Attendance terminals heard in the last 10 minutes."
+    );
 }
 
 /// Metric handles of one route, registered on its first request: the hot path then

@@ -44,3 +44,16 @@ pub const WS_SLOW_CONSUMERS: &str = "kioskd_ws_slow_consumer_disconnects_total";
 pub const WS_REFUSED: &str = "kioskd_ws_refused_total";
 /// Counter: operator commands queued for kiosks.
 pub const COMMANDS_QUEUED: &str = "kioskd_commands_queued_total";
+/// Counter: attendance punches stored (new), by `source` (bridge-new, bridge-sync, iclock).
+pub const ATT_PUNCHES: &str = "kioskd_attendance_punches_total";
+/// Counter: attendance punches received again and not stored, by `source`.
+pub const ATT_DUPLICATES: &str = "kioskd_attendance_punch_duplicates_total";
+/// Counter: attendance lines quarantined as unreadable, by `source`.
+pub const ATT_QUARANTINED: &str = "kioskd_attendance_quarantined_total";
+/// Counter: terminal command deliveries and results, by `outcome` (sent, acked, failed).
+pub const ATT_COMMANDS: &str = "kioskd_attendance_commands_total";
+/// Histogram: seconds from queueing a terminal command to its result (native) or its
+/// delivery (bridge: it never answers), by `channel`.
+pub const ATT_COMMAND_LATENCY: &str = "kioskd_attendance_command_latency_seconds";
+/// Gauge: attendance terminals heard in the last 10 minutes.
+pub const ATT_TERMINALS_SEEN: &str = "kioskd_attendance_terminals_seen";

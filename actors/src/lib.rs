@@ -13,6 +13,7 @@ pub mod memstore;
 pub mod ports;
 pub mod session;
 pub mod stream;
+pub mod terminal;
 
 pub use billing::EndReason;
 pub use clock::Clock;

@@ -6,6 +6,9 @@
 //! * `ticks`: N concurrent sessions with start times spread over a window; every unit
 //!   reservation's delay from its boundary to its committed debit (the `billing` event
 //!   is published after the commit).
+//! * `attendance`: a bridge's nightly Sync AttLog of N records (the real bridge's form
+//!   body: a URL-encoded JSON array), first with every record new, then re-sent whole as
+//!   the bridge does every night; then the same records as native iclock ATTLOG posts.
 //!
 //! Figures and the commands that produced them live in BENCHMARKS.md.
 
@@ -81,6 +84,17 @@ enum Cmd {
         /// Units to observe per session after the last start.
         #[arg(long, default_value_t = 1)]
         units: u64,
+    },
+    /// A bridge's nightly sync batch and native ATTLOG uploads.
+    Attendance {
+        #[arg(long, default_value_t = 50_000)]
+        records: usize,
+        /// Re-sends of the whole batch after the first (all duplicates).
+        #[arg(long, default_value_t = 3)]
+        resends: usize,
+        /// Lines per native ATTLOG post (real captures show ~128).
+        #[arg(long, default_value_t = 128)]
+        lines_per_post: usize,
     },
 }
 
@@ -393,6 +407,122 @@ async fn ticks(
     Ok(())
 }
 
+/// The real bridge's Sync AttLog body for `n` records of one terminal.
+fn sync_body(sn: &str, token: &str, n: usize) -> String {
+    let records: Vec<serde_json::Value> = (0..n)
+        .map(|i| {
+            // 500 staff, one punch each per minute slot, spread over days.
+            let (pin, slot) = (i % 500, i / 500);
+            let day = 1 + slot / (24 * 60) % 28;
+            let minute = slot % (24 * 60);
+            json!({
+                "PIN": format!("{:012}", 100_000_000_000u64 + pin as u64),
+                "TIME": format!("2026-08-{day:02} {:02}:{:02}:{:02}", minute / 60, minute % 60, pin % 60),
+                "STATUS": 255, "VERIFY": "2", "WORKCODE": "0", "RESERVED1": "0", "RESERVED2": "0",
+            })
+        })
+        .collect();
+    serde_urlencoded::to_string([
+        ("token", token),
+        ("SN", sn),
+        ("records", &serde_json::Value::Array(records).to_string()),
+    ])
+    .expect("form encoding")
+}
+
+async fn attendance(
+    db: Option<String>,
+    records: usize,
+    resends: usize,
+    lines_per_post: usize,
+) -> anyhow::Result<()> {
+    let r = start(db, "[ops]\ntoken = \"bench-ops-token\"").await?;
+    let http = reqwest::Client::new();
+    for (sn, token) in [
+        ("BENCH1", "bench-bridge-token"),
+        ("BENCH2", "bench-native-token"),
+    ] {
+        let st = http
+            .post(format!("{}/ops/terminals", r.base))
+            .bearer_auth("bench-ops-token")
+            .json(&json!({"sn": sn, "token": token, "timezone": "Asia/Shanghai"}))
+            .send()
+            .await?
+            .status();
+        anyhow::ensure!(st.as_u16() == 201, "register {sn}: {st}");
+    }
+    let body = sync_body("BENCH1", "bench-bridge-token", records);
+    println!(
+        "attendance: {records} records, sync body {:.1} MB (form-encoded JSON, as the bridge sends it)",
+        body.len() as f64 / 1e6
+    );
+    let url = format!(
+        "{}/weiphp30/index.php?s=/addon/DailyTime/DailyTime/syncRecord",
+        r.base
+    );
+    for round in 0..=resends {
+        let t = Instant::now();
+        let resp = http
+            .post(&url)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body.clone())
+            .send()
+            .await?;
+        let status = resp.status();
+        let text = resp.text().await?;
+        anyhow::ensure!(status.is_success(), "sync failed: {status} {text}");
+        let what = if round == 0 {
+            "first sync (all new)"
+        } else {
+            "re-sent (all duplicates)"
+        };
+        println!("  {what}: {:.2} s", t.elapsed().as_secs_f64());
+    }
+    let (total, _) = r
+        .state
+        .db
+        .punches(&kioskd::store::PunchFilter::default(), 1, 1)
+        .await?;
+    anyhow::ensure!(total as usize == records, "stored {total}, want {records}");
+    // Native: the same shape of records as sequential ATTLOG posts of `lines_per_post`.
+    let lines: Vec<String> = (0..records)
+        .map(|i| {
+            let (pin, slot) = (i % 500, i / 500);
+            let day = 1 + slot / (24 * 60) % 28;
+            let minute = slot % (24 * 60);
+            format!(
+                "{}\t2026-08-{day:02} {:02}:{:02}:{:02}\t0\t1\t0\t0\t0",
+                100_000 + pin,
+                minute / 60,
+                minute % 60,
+                pin % 60
+            )
+        })
+        .collect();
+    let mut h = Histogram::<u64>::new(3)?;
+    let t = Instant::now();
+    for chunk in lines.chunks(lines_per_post.max(1)) {
+        let one = Instant::now();
+        let text = http
+            .post(format!("{}/iclock/cdata?SN=BENCH2&table=ATTLOG", r.base))
+            .body(chunk.join("\n"))
+            .send()
+            .await?
+            .text()
+            .await?;
+        anyhow::ensure!(text.starts_with("OK:"), "iclock: {text}");
+        h.record(one.elapsed().as_micros() as u64)?;
+    }
+    println!(
+        "  iclock: {} posts of {lines_per_post} lines in {:.2} s; per post p50 {:.1} ms, p99 {:.1} ms",
+        h.len(),
+        t.elapsed().as_secs_f64(),
+        pct(&h, 0.5),
+        pct(&h, 0.99)
+    );
+    Ok(())
+}
+
 /// mimalloc: faster small allocations than glibc's malloc on the request path, and it
 /// returns freed memory (glibc kept the memory of 100k stopped actors).
 #[global_allocator]
@@ -430,5 +560,10 @@ async fn main() -> anyhow::Result<()> {
             )
             .await
         }
+        Cmd::Attendance {
+            records,
+            resends,
+            lines_per_post,
+        } => attendance(cli.database_url, records, resends, lines_per_post).await,
     }
 }

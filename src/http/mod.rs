@@ -6,10 +6,13 @@
 // it would only add an allocation on the error path.
 #![allow(clippy::result_large_err)]
 
+pub mod attendance;
 pub mod dev;
 pub mod extract;
 pub mod health;
+pub mod iclock;
 pub mod ops;
+pub mod ops_attendance;
 pub mod wechat;
 pub mod windows;
 pub mod ws;
@@ -57,6 +60,8 @@ pub struct AppInner {
     pub next_conn_id: std::sync::atomic::AtomicU64,
     /// Signed-upgrade nonces seen (key → expiry, unix seconds), when there is no Redis.
     pub nonces: dashmap::DashMap<String, i64>,
+    /// The attendance terminal actors.
+    pub terminals: kioskd_actors::terminal::Terminals,
 }
 
 impl AppInner {
@@ -170,7 +175,12 @@ pub fn router(state: AppState) -> Router {
         .merge(wechat::routes())
         .merge(ops::routes())
         .merge(health::routes())
-        .merge(ws::routes());
+        .merge(ws::routes())
+        .merge(
+            attendance::routes()
+                .merge(iclock::routes())
+                .merge(ops_attendance::routes()),
+        );
     if dev_mode {
         r = r.merge(dev::routes());
     }

@@ -7,6 +7,7 @@
 //! transaction that writes its ledger row (with a deterministic id, so a replay inserts
 //! nothing) and the user's totals together.
 
+mod attendance;
 mod rows;
 
 use std::path::Path;
@@ -17,6 +18,7 @@ use kioskd_actors::ports::*;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Executor, Row};
 
+pub use attendance::*;
 pub use rows::*;
 
 /// Which database is behind the pool.
