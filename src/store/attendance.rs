@@ -25,6 +25,9 @@ const PUNCH_CHUNK_PG: usize = 1000;
 /// SQLite finds names by a linear scan), so a statement's cost grows with the square of
 /// its rows: small statements are far cheaper (measured: 1,000 rows per statement spent
 /// half the time of a 50,000-record sync in `sqlite3_bind_parameter_name`).
+/// Punches per transaction of a sync.
+const PUNCH_TX_BATCH: usize = 2_048;
+
 const PUNCH_CHUNK_SQLITE: usize = 64;
 
 /// A staff member (or a tombstone).
@@ -763,15 +766,23 @@ impl TerminalStore for Db {
         bad: &[Quarantined],
         now: i64,
     ) -> StoreResult<u64> {
-        let mut tx = self.pool.begin().await.map_err(se)?;
         let mut inserted = 0;
         let rows_per_statement = match self.backend {
             super::Backend::Sqlite => PUNCH_CHUNK_SQLITE,
             super::Backend::Postgres => PUNCH_CHUNK_PG,
         };
-        for chunk in punches.chunks(rows_per_statement) {
-            inserted += Db::insert_punch_chunk(&mut tx, sn, source, chunk, now).await?;
+        // One transaction per batch, not per sync: SQLite has a single connection, and a
+        // 50,000-punch sync must not hold billing ticks back for its whole length. The
+        // inserts are idempotent, so a sync that fails halfway is simply re-sent; the
+        // caller answers OK only after every batch is committed.
+        for batch in punches.chunks(PUNCH_TX_BATCH) {
+            let mut tx = self.pool.begin().await.map_err(se)?;
+            for chunk in batch.chunks(rows_per_statement) {
+                inserted += Db::insert_punch_chunk(&mut tx, sn, source, chunk, now).await?;
+            }
+            tx.commit().await.map_err(se)?;
         }
+        let mut tx = self.pool.begin().await.map_err(se)?;
         for q in bad {
             sqlx::query(
                 "INSERT INTO punch_quarantine (sn, source, raw, reason, received_at) VALUES ($1, $2, $3, $4, $5)
