@@ -21,13 +21,12 @@ const STAFF_COLS: &str = "pin, name, pri, passwd, card, grp, tz, all_terminals, 
 /// Punch rows per INSERT statement on PostgreSQL: 8 parameters each plus 3 shared stays
 /// far below its 65,535 bound parameters.
 const PUNCH_CHUNK_PG: usize = 1000;
+/// Punches per transaction of a sync.
+const PUNCH_TX_BATCH: usize = 2_048;
 /// On SQLite binding costs O(parameters) per parameter (sqlx looks each name up, and
 /// SQLite finds names by a linear scan), so a statement's cost grows with the square of
 /// its rows: small statements are far cheaper (measured: 1,000 rows per statement spent
 /// half the time of a 50,000-record sync in `sqlite3_bind_parameter_name`).
-/// Punches per transaction of a sync.
-const PUNCH_TX_BATCH: usize = 2_048;
-
 const PUNCH_CHUNK_SQLITE: usize = 64;
 
 /// A staff member (or a tombstone).
