@@ -41,11 +41,13 @@ pub fn routes() -> Router<AppState> {
         .route("/ops/games", post(add_game))
 }
 
-fn err(status: StatusCode, msg: impl Into<String>) -> Response {
+/// An ops error: `{"error": msg}` with `status`.
+pub(crate) fn err(status: StatusCode, msg: impl Into<String>) -> Response {
     (status, Json(json!({ "error": msg.into() }))).into_response()
 }
 
-fn internal(e: impl std::fmt::Display) -> Response {
+/// A storage failure, logged once; the client sees 503.
+pub(crate) fn internal(e: impl std::fmt::Display) -> Response {
     tracing::error!(error = %e, "ops request failed");
     err(StatusCode::SERVICE_UNAVAILABLE, "storage unavailable")
 }
@@ -73,7 +75,7 @@ impl FromRequestParts<AppState> for Operator {
 }
 
 /// Ops bodies answer malformed input as `{"error"}` 400 rather than the envelope.
-async fn body<T: serde::de::DeserializeOwned>(
+pub(crate) async fn body<T: serde::de::DeserializeOwned>(
     b: Result<EnvJson<T>, Response>,
 ) -> Result<T, Response> {
     match b {

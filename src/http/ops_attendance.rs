@@ -16,6 +16,7 @@ use serde_json::{Map, Value, json};
 use super::AppState;
 use super::extract::{EnvJson, EnvQuery, OpsPath};
 use super::ops::Operator;
+use super::ops::{body, err, internal};
 use crate::attendance::{self as ops, OpError};
 use crate::store::{PunchFilter, StaffRow, TerminalCounts};
 use crate::timefmt::{parse, wire};
@@ -40,41 +41,12 @@ pub fn routes() -> Router<AppState> {
         .route("/ops/staff/{pin}", delete(delete_staff))
 }
 
-fn err(status: StatusCode, msg: impl Into<String>) -> Response {
-    (status, Json(json!({ "error": msg.into() }))).into_response()
-}
-
 fn op_error(e: OpError) -> Response {
     match e {
         OpError::Invalid(m) => err(StatusCode::BAD_REQUEST, m),
         OpError::NotFound(m) => err(StatusCode::NOT_FOUND, m),
         OpError::Exists => err(StatusCode::CONFLICT, e.to_string()),
         OpError::Store(m) => internal(m),
-    }
-}
-
-fn internal(e: impl std::fmt::Display) -> Response {
-    tracing::error!(error = %e, "ops request failed");
-    err(StatusCode::SERVICE_UNAVAILABLE, "storage unavailable")
-}
-
-/// Ops bodies answer malformed input as `{"error"}` rather than the envelope.
-async fn body<T: serde::de::DeserializeOwned>(
-    b: Result<EnvJson<T>, Response>,
-) -> Result<T, Response> {
-    match b {
-        Ok(EnvJson(t)) => Ok(t),
-        Err(r) => {
-            let status = r.status();
-            let bytes = axum::body::to_bytes(r.into_body(), 64 * 1024)
-                .await
-                .unwrap_or_default();
-            let msg = serde_json::from_slice::<Value>(&bytes)
-                .ok()
-                .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string))
-                .unwrap_or_else(|| "bad request".into());
-            Err(err(status, msg))
-        }
     }
 }
 

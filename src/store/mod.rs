@@ -80,6 +80,11 @@ impl From<sqlx::Error> for WriteError {
 
 const DEVICE_COLS: &str = "id, code, client_id, name, province, city, area, location, charge_mode, billing_mode, status, maintainer, updating, last_seen_at";
 const USER_COLS: &str = "id, openid, nickname, head_img_url, mobile, total_account, used_account, balance_account, state, ctime, utime";
+/// A session joined with its device's location, as `expense_from_row` reads it.
+const EXPENSE_SELECT: &str =
+    "SELECT s.id, s.user_id, s.device_id, d.province, d.city, d.area, d.location, s.cost_money,
+    s.started_at, s.utime, s.ended_at, s.billed_ms, d.code, s.end_reason
+    FROM sessions s JOIN devices d ON d.id = s.device_id";
 const SESSION_COLS: &str = "s.id, s.token, s.user_id, u.openid, s.device_id, d.code, s.charge_mode, s.billing_mode, s.started_at, s.reserved_units, s.last_heard_at";
 
 impl Db {
@@ -576,11 +581,10 @@ impl Db {
         .await
         .map_err(se)?;
         let rows = sqlx::query(
-            "SELECT s.id, s.user_id, s.device_id, d.province, d.city, d.area, d.location, s.cost_money,
-                    s.started_at, s.utime, s.ended_at, s.billed_ms, d.code, s.end_reason
-             FROM sessions s JOIN devices d ON d.id = s.device_id
+            sqlx::AssertSqlSafe(format!("{EXPENSE_SELECT}
              WHERE s.user_id = $1 AND s.ended_at IS NOT NULL AND s.started_at >= $2 AND s.started_at <= $3
-             ORDER BY s.started_at DESC, s.id DESC LIMIT $4 OFFSET $5",
+             ORDER BY s.started_at DESC, s.id DESC LIMIT $4 OFFSET $5"
+            )),
         )
         .bind(user_id)
         .bind(q.from)
@@ -592,64 +596,21 @@ impl Db {
         .map_err(se)?;
         let data = rows
             .iter()
-            .map(|r| {
-                Ok(ExpenseRow {
-                    id: r.try_get(0).map_err(se)?,
-                    user_id: r.try_get(1).map_err(se)?,
-                    device_id: r.try_get(2).map_err(se)?,
-                    province: r.try_get(3).map_err(se)?,
-                    city: r.try_get(4).map_err(se)?,
-                    area: r.try_get(5).map_err(se)?,
-                    location: r.try_get(6).map_err(se)?,
-                    cost_money: r.try_get(7).map_err(se)?,
-                    started_at: r.try_get(8).map_err(se)?,
-                    utime: r.try_get(9).map_err(se)?,
-                    ended_at: r.try_get::<Option<i64>, _>(10).map_err(se)?.unwrap_or(0),
-                    billed_ms: r.try_get(11).map_err(se)?,
-                    device_code: r.try_get(12).map_err(se)?,
-                    end_reason: r
-                        .try_get::<Option<String>, _>(13)
-                        .map_err(se)?
-                        .unwrap_or_default(),
-                })
-            })
+            .map(expense_from_row)
             .collect::<Result<_, StoreError>>()?;
         Ok((total, data))
     }
 
-    /// The latest ended session of a user on a device (for tests and ops).
+    /// A session with its device's location, by id (ended or not).
     pub async fn session_by_id(&self, id: i64) -> Result<Option<ExpenseRow>, StoreError> {
-        let row = sqlx::query(
-            "SELECT s.id, s.user_id, s.device_id, d.province, d.city, d.area, d.location, s.cost_money,
-                    s.started_at, s.utime, s.ended_at, s.billed_ms, d.code, s.end_reason
-             FROM sessions s JOIN devices d ON d.id = s.device_id WHERE s.id = $1",
-        )
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{EXPENSE_SELECT} WHERE s.id = $1"
+        )))
         .bind(id)
         .fetch_optional(&self.pool)
         .await
         .map_err(se)?;
-        row.map(|r| {
-            Ok(ExpenseRow {
-                id: r.try_get(0).map_err(se)?,
-                user_id: r.try_get(1).map_err(se)?,
-                device_id: r.try_get(2).map_err(se)?,
-                province: r.try_get(3).map_err(se)?,
-                city: r.try_get(4).map_err(se)?,
-                area: r.try_get(5).map_err(se)?,
-                location: r.try_get(6).map_err(se)?,
-                cost_money: r.try_get(7).map_err(se)?,
-                started_at: r.try_get(8).map_err(se)?,
-                utime: r.try_get(9).map_err(se)?,
-                ended_at: r.try_get::<Option<i64>, _>(10).map_err(se)?.unwrap_or(0),
-                billed_ms: r.try_get(11).map_err(se)?,
-                device_code: r.try_get(12).map_err(se)?,
-                end_reason: r
-                    .try_get::<Option<String>, _>(13)
-                    .map_err(se)?
-                    .unwrap_or_default(),
-            })
-        })
-        .transpose()
+        row.as_ref().map(expense_from_row).transpose()
     }
 
     // ---- maintainers -------------------------------------------------------------------
@@ -986,6 +947,28 @@ fn device_from_row(r: &AnyRow) -> Result<DeviceRecord, StoreError> {
         maintainer: r.try_get(11).map_err(se)?,
         updating: r.try_get::<i64, _>(12).map_err(se)? != 0,
         last_seen_at: r.try_get(13).map_err(se)?,
+    })
+}
+
+fn expense_from_row(r: &AnyRow) -> Result<ExpenseRow, StoreError> {
+    Ok(ExpenseRow {
+        id: r.try_get(0).map_err(se)?,
+        user_id: r.try_get(1).map_err(se)?,
+        device_id: r.try_get(2).map_err(se)?,
+        province: r.try_get(3).map_err(se)?,
+        city: r.try_get(4).map_err(se)?,
+        area: r.try_get(5).map_err(se)?,
+        location: r.try_get(6).map_err(se)?,
+        cost_money: r.try_get(7).map_err(se)?,
+        started_at: r.try_get(8).map_err(se)?,
+        utime: r.try_get(9).map_err(se)?,
+        ended_at: r.try_get::<Option<i64>, _>(10).map_err(se)?.unwrap_or(0),
+        billed_ms: r.try_get(11).map_err(se)?,
+        device_code: r.try_get(12).map_err(se)?,
+        end_reason: r
+            .try_get::<Option<String>, _>(13)
+            .map_err(se)?
+            .unwrap_or_default(),
     })
 }
 
