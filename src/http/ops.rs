@@ -402,10 +402,7 @@ async fn list_maintainers(_: Operator, State(s): State<AppState>) -> Response {
     }
 }
 
-async fn user(_: Operator, State(s): State<AppState>, OpsPath(id): OpsPath<String>) -> Response {
-    let Ok(id) = id.parse::<i64>() else {
-        return err(StatusCode::BAD_REQUEST, "user id must be an integer");
-    };
+async fn user(_: Operator, State(s): State<AppState>, OpsPath(id): OpsPath<i64>) -> Response {
     let u = match s.db.user_by_id(id).await {
         Ok(Some(u)) => u,
         Ok(None) => return err(StatusCode::NOT_FOUND, "no such user"),
@@ -430,10 +427,7 @@ async fn user(_: Operator, State(s): State<AppState>, OpsPath(id): OpsPath<Strin
     .into_response()
 }
 
-async fn ledger(_: Operator, State(s): State<AppState>, OpsPath(id): OpsPath<String>) -> Response {
-    let Ok(id) = id.parse::<i64>() else {
-        return err(StatusCode::BAD_REQUEST, "user id must be an integer");
-    };
+async fn ledger(_: Operator, State(s): State<AppState>, OpsPath(id): OpsPath<i64>) -> Response {
     match s.db.user_by_id(id).await {
         Ok(Some(_)) => {}
         Ok(None) => return err(StatusCode::NOT_FOUND, "no such user"),
@@ -462,12 +456,9 @@ struct Adjust {
 async fn adjust(
     _: Operator,
     State(s): State<AppState>,
-    OpsPath(id): OpsPath<String>,
+    OpsPath(id): OpsPath<i64>,
     b: Result<EnvJson<Adjust>, Response>,
 ) -> Response {
-    let Ok(id) = id.parse::<i64>() else {
-        return err(StatusCode::BAD_REQUEST, "user id must be an integer");
-    };
     let req = match body(b).await {
         Ok(r) => r,
         Err(r) => return r,
@@ -516,12 +507,9 @@ struct SetState {
 async fn set_state(
     _: Operator,
     State(s): State<AppState>,
-    OpsPath(id): OpsPath<String>,
+    OpsPath(id): OpsPath<i64>,
     b: Result<EnvJson<SetState>, Response>,
 ) -> Response {
-    let Ok(id) = id.parse::<i64>() else {
-        return err(StatusCode::BAD_REQUEST, "user id must be an integer");
-    };
     let req = match body(b).await {
         Ok(r) => r,
         Err(r) => return r,
