@@ -74,6 +74,18 @@ fn describe() {
     describe_counter!(c::HEARTBEATS_FLUSHED, "Heartbeat rows written.");
     describe_counter!(c::STORE_ERRORS, "Storage errors, by operation.");
     describe_gauge!(c::PAYMENTS_SANDBOX, "1 when payments run in sandbox mode.");
+    describe_gauge!(c::WS_CONNECTIONS, "Open WebSocket connections, by kind.");
+    describe_counter!(c::WS_PUSHED, "Frames pushed to WebSocket clients, by kind.");
+    describe_counter!(
+        c::WS_RESUMES,
+        "Kiosk reconnects, by outcome (replayed, snapshot)."
+    );
+    describe_counter!(
+        c::WS_SLOW_CONSUMERS,
+        "Connections closed for not keeping up."
+    );
+    describe_counter!(c::WS_REFUSED, "WebSocket upgrades refused, by reason.");
+    describe_counter!(c::COMMANDS_QUEUED, "Operator commands queued for kiosks.");
     describe_counter!(c::ATT_PUNCHES, "Attendance punches stored, by source.");
     describe_counter!(
         c::ATT_DUPLICATES,

@@ -278,16 +278,7 @@ async fn writer(
         Stop::Kicked(c) | Stop::Local(c) => c,
         Stop::Shutdown => close::GOING_AWAY,
     };
-    let reason = match code {
-        close::REPLACED => "replaced by a newer connection",
-        close::SLOW_CONSUMER => "slow consumer",
-        close::IDLE_TIMEOUT => "idle timeout",
-        close::GOING_AWAY => "server shutting down",
-        close::UNSUPPORTED_DATA => "text frames only",
-        close::TOO_BIG => "message too big",
-        close::PROTOCOL_ERROR => "too many malformed messages",
-        _ => "",
-    };
+    let reason = close_reason(code);
     let _ = tokio::time::timeout(
         Duration::from_secs(2),
         sink.send(WsMessage::Close(Some(CloseFrame {
@@ -297,6 +288,20 @@ async fn writer(
     )
     .await;
     let _ = sink.close().await;
+}
+
+/// The reason text sent with a close code.
+fn close_reason(code: u16) -> &'static str {
+    match code {
+        close::REPLACED => "replaced by a newer connection",
+        close::SLOW_CONSUMER => "slow consumer",
+        close::IDLE_TIMEOUT => "idle timeout",
+        close::GOING_AWAY => "server shutting down",
+        close::UNSUPPORTED_DATA => "text frames only",
+        close::TOO_BIG => "message too big",
+        close::PROTOCOL_ERROR => "too many malformed messages",
+        _ => "",
+    }
 }
 
 /// Malformed messages tolerated (each answered with an `error` event) before closing.
@@ -331,127 +336,170 @@ fn unsequenced(event: ServerEvent) -> Arc<ServerFrame> {
     Arc::new(ServerFrame { event, seq: None })
 }
 
-async fn kiosk_conn(s: AppState, socket: WebSocket, code: String, slot: Slot) {
+/// Serves one kiosk in one task: frames from the device's queue go out, frames from the
+/// kiosk become `FromKiosk` messages. (One task rather than a reader and a writer: a
+/// kiosk connection is mostly idle, and its memory is what a fleet pays for.)
+async fn kiosk_conn(s: AppState, mut socket: WebSocket, code: String, slot: Slot) {
     let _slot = slot;
     metrics::gauge!(catalog::WS_CONNECTIONS, "kind" => "kiosk").increment(1);
-    let (sink, mut stream) = socket.split();
+    let code_sent = serve_kiosk(&s, &mut socket, &code).await;
+    let reason = close_reason(code_sent);
+    let _ = tokio::time::timeout(
+        Duration::from_secs(2),
+        socket.send(WsMessage::Close(Some(CloseFrame {
+            code: code_sent,
+            reason: Utf8Bytes::from_static(reason),
+        }))),
+    )
+    .await;
+    metrics::gauge!(catalog::WS_CONNECTIONS, "kind" => "kiosk").decrement(1);
+}
+
+/// What happened to one incoming frame.
+enum Incoming {
+    /// Pass this to the device (None: only a sign of life).
+    Deliver(Option<ClientMessage>),
+    /// Close with this code.
+    Close(u16),
+}
+
+fn incoming(msg: WsMessage, bad: &mut u32, tx: &mpsc::Sender<Arc<ServerFrame>>) -> Incoming {
+    match msg {
+        WsMessage::Text(t) => match serde_json::from_str::<ClientMessage>(&t) {
+            Ok(m) => Incoming::Deliver(Some(m)),
+            Err(e) => {
+                *bad += 1;
+                let _ = tx.try_send(unsequenced(ErrorMsg::event(
+                    "bad_message",
+                    format!("not a protocol message: {e}"),
+                )));
+                if *bad > MAX_BAD_MESSAGES {
+                    Incoming::Close(close::PROTOCOL_ERROR)
+                } else {
+                    // Still a sign of life.
+                    Incoming::Deliver(None)
+                }
+            }
+        },
+        WsMessage::Binary(_) => Incoming::Close(close::UNSUPPORTED_DATA),
+        WsMessage::Close(_) => Incoming::Close(close::NORMAL),
+        WsMessage::Ping(_) | WsMessage::Pong(_) => Incoming::Deliver(None),
+    }
+}
+
+fn read_error_code(e: axum::Error) -> u16 {
+    let text = e.to_string();
+    if text.contains("too long") || text.contains("Space limit") || text.contains("size") {
+        close::TOO_BIG
+    } else {
+        close::NORMAL
+    }
+}
+
+/// The connection's life; returns the close code to send.
+async fn serve_kiosk(s: &AppState, socket: &mut WebSocket, code: &str) -> u16 {
     let idle = Duration::from_secs(s.cfg.ws.idle_timeout_seconds);
-    let (tx, rx) = mpsc::channel(s.cfg.ws.queue.max(2));
-    let (kick_tx, kick_rx) = oneshot::channel();
-    let (local_tx, local_rx) = oneshot::channel();
-    let w = tokio::spawn(writer(
-        sink,
-        rx,
-        kick_rx,
-        local_rx,
-        s.shutdown.clone(),
-        WriterOpts::new(&s, "kiosk"),
-    ));
-    let conn_id = s.next_conn_id.fetch_add(1, Ordering::Relaxed);
-    let device = match s.coord.device(&code).await {
+    let write_timeout = Duration::from_millis(s.cfg.ws.write_timeout_ms);
+    let ask_timeout = s.coord.config().ask_timeout;
+    let device = match s.coord.device(code).await {
         Ok(d) => d,
         Err(e) => {
             tracing::warn!(device = %code, error = %e, "ws kiosk: device unavailable");
-            let _ = local_tx.send(close::INTERNAL);
-            let _ = w.await;
-            metrics::gauge!(catalog::WS_CONNECTIONS, "kind" => "kiosk").decrement(1);
-            return;
+            return close::INTERNAL;
         }
     };
-    let ask_timeout = s.coord.config().ask_timeout;
-
     // The first frame may be `hello` (resume); anything else starts fresh and is then
     // handled as usual.
-    let first = read_frame(&mut stream, Duration::from_secs(10).min(idle)).await;
+    let first = match tokio::time::timeout(Duration::from_secs(10).min(idle), socket.recv()).await {
+        Err(_) => return close::IDLE_TIMEOUT,
+        Ok(None) => return close::NORMAL,
+        Ok(Some(Err(e))) => return read_error_code(e),
+        Ok(Some(Ok(m))) => m,
+    };
     let (resume_from, epoch, first) = match first {
-        Ok(WsMessage::Text(t)) => match serde_json::from_str::<ClientMessage>(&t) {
+        WsMessage::Text(t) => match serde_json::from_str::<ClientMessage>(&t) {
             Ok(ClientMessage::Hello(h)) => (h.resume_from, h.epoch, None),
-            _ => (None, None, Some(Ok(WsMessage::Text(t)))),
+            _ => (None, None, Some(WsMessage::Text(t))),
         },
         other => (None, None, Some(other)),
     };
+    let (tx, mut rx) = mpsc::channel(s.cfg.ws.queue.max(2));
+    let (kick_tx, mut kick_rx) = oneshot::channel();
+    let conn_id = s.next_conn_id.fetch_add(1, Ordering::Relaxed);
     let conn = Conn {
         id: conn_id,
         tx: tx.clone(),
         kick: kick_tx,
     };
-    let attached = device
+    if device
         .ask(Attach {
             conn,
             resume_from,
             epoch,
         })
         .reply_timeout(ask_timeout)
-        .await;
-    let mut local_tx = Some(local_tx);
-    let mut close_with = |code: u16| {
-        if let Some(l) = local_tx.take() {
-            let _ = l.send(code);
-        }
-    };
-    if attached.is_err() {
-        close_with(close::INTERNAL);
-    } else {
-        let mut bad = 0u32;
-        let mut pending = first;
-        loop {
-            let frame = match pending.take() {
-                Some(f) => f,
-                None => read_frame(&mut stream, idle).await,
-            };
-            let msg = match frame {
-                Ok(m) => m,
-                Err(code) => {
-                    close_with(code);
-                    break;
-                }
-            };
-            let parsed = match msg {
-                WsMessage::Text(t) => match serde_json::from_str::<ClientMessage>(&t) {
-                    Ok(m) => Some(m),
-                    Err(e) => {
-                        bad += 1;
-                        let _ = tx.try_send(unsequenced(ErrorMsg::event(
-                            "bad_message",
-                            format!("not a protocol message: {e}"),
-                        )));
-                        if bad > MAX_BAD_MESSAGES {
-                            close_with(close::PROTOCOL_ERROR);
-                            break;
-                        }
-                        // Still a sign of life.
-                        None
+        .await
+        .is_err()
+    {
+        return close::INTERNAL;
+    }
+    let mut shutdown = s.shutdown.clone();
+    let mut ping = tokio::time::interval(Duration::from_secs(s.cfg.ws.ping_seconds));
+    ping.tick().await;
+    let mut bad = 0u32;
+    let mut kick_open = true;
+    let mut pending = first;
+    let mut idle_at = tokio::time::Instant::now() + idle;
+    let code_out = loop {
+        if let Some(m) = pending.take() {
+            match incoming(m, &mut bad, &tx) {
+                Incoming::Close(c) => break c,
+                Incoming::Deliver(parsed) => {
+                    if let Ok(Some(reply)) = device
+                        .ask(FromKiosk(parsed))
+                        .reply_timeout(ask_timeout)
+                        .await
+                    {
+                        let _ = tx.try_send(unsequenced(reply));
                     }
-                },
-                WsMessage::Binary(_) => {
-                    close_with(close::UNSUPPORTED_DATA);
-                    break;
-                }
-                WsMessage::Close(_) => {
-                    close_with(close::NORMAL);
-                    break;
-                }
-                WsMessage::Ping(_) | WsMessage::Pong(_) => None,
-            };
-            match device
-                .ask(FromKiosk(parsed))
-                .reply_timeout(ask_timeout)
-                .await
-            {
-                Ok(Some(reply)) => {
-                    let _ = tx.try_send(unsequenced(reply));
-                }
-                Ok(None) => {}
-                Err(e) => {
-                    tracing::warn!(device = %code, error = ?e, "ws kiosk: device did not answer");
                 }
             }
         }
-    }
+        tokio::select! {
+            biased;
+            // The device drops its end of `kick` when the connection detaches: not a kick.
+            k = &mut kick_rx, if kick_open => match k {
+                Ok(c) => break c,
+                Err(_) => kick_open = false,
+            },
+            _ = shutdown.changed() => break close::GOING_AWAY,
+            f = rx.recv() => {
+                let Some(f) = f else { break close::NORMAL };
+                let Ok(text) = serde_json::to_string(&*f) else { continue };
+                let sent = tokio::time::timeout(write_timeout, socket.send(WsMessage::Text(Utf8Bytes::from(text)))).await;
+                if !matches!(sent, Ok(Ok(()))) {
+                    break close::SLOW_CONSUMER;
+                }
+                metrics::counter!(catalog::WS_PUSHED, "kind" => "kiosk").increment(1);
+            }
+            m = socket.recv() => match m {
+                None => break close::NORMAL,
+                Some(Err(e)) => break read_error_code(e),
+                Some(Ok(m)) => {
+                    idle_at = tokio::time::Instant::now() + idle;
+                    pending = Some(m);
+                }
+            },
+            _ = ping.tick() => {
+                if socket.send(WsMessage::Ping(Default::default())).await.is_err() {
+                    break close::NORMAL;
+                }
+            }
+            _ = tokio::time::sleep_until(idle_at) => break close::IDLE_TIMEOUT,
+        }
+    };
     let _ = device.tell(Detach(conn_id)).try_send();
-    drop(tx);
-    let _ = w.await;
-    metrics::gauge!(catalog::WS_CONNECTIONS, "kind" => "kiosk").decrement(1);
+    code_out
 }
 
 /// The wire form of a coordinator event (user and ops streams).
