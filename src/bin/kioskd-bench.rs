@@ -71,6 +71,16 @@ enum Cmd {
         /// Broadcasts to all kiosks to time.
         #[arg(long, default_value_t = 3)]
         broadcasts: usize,
+        /// Attach to a server started by hand (e.g. under a profiler) at this base URL;
+        /// devices are registered through its ops API and only the connections are made.
+        #[arg(long)]
+        attach: Option<String>,
+        /// With --attach: the server's process id (for its RSS).
+        #[arg(long, default_value_t = 0)]
+        pid: u32,
+        /// With --attach: its ops token.
+        #[arg(long, default_value = "")]
+        ops_token: String,
     },
     /// Billing ticks of many concurrent sessions.
     Ticks {
@@ -544,7 +554,20 @@ async fn main() -> anyhow::Result<()> {
             sessions,
             singles,
             broadcasts,
-        } => bench_ws::run(kiosks, sources, sessions, singles, broadcasts).await,
+            attach,
+            pid,
+            ops_token,
+        } => match attach {
+            Some(base) => {
+                let ext = bench_ws::External {
+                    base,
+                    pid,
+                    ops_token,
+                };
+                bench_ws::run_external(ext, kiosks, sources).await
+            }
+            None => bench_ws::run(kiosks, sources, sessions, singles, broadcasts).await,
+        },
         Cmd::Ticks {
             sessions,
             unit_seconds,

@@ -59,6 +59,68 @@ struct Stats {
     failed: AtomicUsize,
 }
 
+/// A server started by hand (e.g. under a heap profiler) instead of a child process.
+pub struct External {
+    /// Its base URL.
+    pub base: String,
+    /// Its process id (for RSS).
+    pub pid: u32,
+    /// Its ops token.
+    pub ops_token: String,
+}
+
+/// Runs against a server started elsewhere: registers the devices through the ops API
+/// (already-registered ones are fine), connects the kiosks and holds them for 10 s.
+pub async fn run_external(ext: External, kiosks: usize, sources: u8) -> anyhow::Result<()> {
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
+    let http = reqwest::Client::new();
+    for i in 0..kiosks {
+        let r = http
+            .post(format!("{}/ops/devices", ext.base))
+            .bearer_auth(&ext.ops_token)
+            .json(&json!({"device_code": code(i), "name": format!("kiosk {i}"), "charge_mode": 5}))
+            .send()
+            .await?;
+        anyhow::ensure!(
+            matches!(r.status().as_u16(), 201 | 409),
+            "registering a device: {}",
+            r.status()
+        );
+    }
+    let port: u16 = ext
+        .base
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.trim_end_matches('/').parse().ok())
+        .unwrap_or(8080);
+    let rss0 = rss_kib(ext.pid);
+    let stats = Arc::new(Stats {
+        single: Mutex::new(Histogram::new_with_bounds(1, 600_000_000, 3)?),
+        broadcast: Mutex::new(Histogram::new_with_bounds(1, 600_000_000, 3)?),
+        broadcast_seen: AtomicU64::new(0),
+        connected: AtomicUsize::new(0),
+        failed: AtomicUsize::new(0),
+    });
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let tasks = connect_all(port, kiosks, sources, &stats, &stop_rx).await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let connected = stats.connected.load(Ordering::Relaxed);
+    let rss1 = rss_kib(ext.pid);
+    println!(
+        "connected {connected} of {kiosks}; server RSS {} -> {} MiB: {:.1} KB per kiosk",
+        rss0 / 1024,
+        rss1 / 1024,
+        (rss1.saturating_sub(rss0)) as f64 * 1.024 / connected.max(1) as f64
+    );
+    println!("holding the connections for 10 s (take a profile now)");
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let _ = stop_tx.send(true);
+    for t in tasks {
+        let _ = t.await;
+    }
+    Ok(())
+}
+
 /// Runs the benchmark.
 pub async fn run(
     kiosks: usize,
@@ -131,81 +193,9 @@ pub async fn run(
         connected: AtomicUsize::new(0),
         failed: AtomicUsize::new(0),
     });
-    let server_addr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let t = Instant::now();
-    let sem = Arc::new(tokio::sync::Semaphore::new(256));
-    let mut tasks = Vec::with_capacity(kiosks);
-    for i in 0..kiosks {
-        let permit = sem.clone().acquire_owned().await?;
-        let stats = stats.clone();
-        let mut stop = stop_rx.clone();
-        let src = Ipv4Addr::new(127, 0, 0, 1 + (i % sources.max(1) as usize) as u8);
-        let ws_url = format!("ws://127.0.0.1:{port}/ws/kiosk?device_code={}", code(i));
-        tasks.push(tokio::spawn(async move {
-            let sock = TcpSocket::new_v4().and_then(|s| {
-                s.bind(SocketAddr::new(IpAddr::V4(src), 0))?;
-                Ok(s)
-            });
-            let stream = match sock {
-                Ok(s) => s.connect(server_addr).await,
-                Err(e) => Err(e),
-            };
-            let cfg = WebSocketConfig::default().read_buffer_size(4096).write_buffer_size(0);
-            let ws = match stream {
-                Ok(st) => tokio_tungstenite::client_async_with_config(ws_url, st, Some(cfg)).await.ok(),
-                Err(_) => None,
-            };
-            drop(permit);
-            let Some((ws, _)) = ws else {
-                stats.failed.fetch_add(1, Ordering::Relaxed);
-                return;
-            };
-            let (mut sink, mut read) = ws.split();
-            if sink.send(Message::Text(r#"{"type":"hello"}"#.into())).await.is_err() {
-                stats.failed.fetch_add(1, Ordering::Relaxed);
-                return;
-            }
-            stats.connected.fetch_add(1, Ordering::Relaxed);
-            loop {
-                tokio::select! {
-                    _ = stop.changed() => break,
-                    m = read.next() => match m {
-                        Some(Ok(Message::Text(t))) => {
-                            let now = micros();
-                            let Ok(v) = serde_json::from_str::<serde_json::Value>(&t) else { continue };
-                            if v["type"] == "command" {
-                                let text = v["data"]["text"].as_str().unwrap_or("");
-                                if let Some((kind, sent)) = text.split_once(':')
-                                    && let Ok(sent) = sent.parse::<u64>()
-                                {
-                                    let lat = now.saturating_sub(sent).max(1);
-                                    if kind == "s" {
-                                        stats.single.lock().unwrap().record(lat).ok();
-                                    } else {
-                                        stats.broadcast.lock().unwrap().record(lat).ok();
-                                        stats.broadcast_seen.fetch_add(1, Ordering::Relaxed);
-                                    }
-                                }
-                                let ack = json!({"type":"ack","data":{"seq": v["seq"]}}).to_string();
-                                let _ = sink.send(Message::Text(ack.into())).await;
-                            }
-                        }
-                        Some(Ok(_)) => {}
-                        _ => break,
-                    },
-                }
-            }
-        }));
-    }
-    // Wait for the stragglers to finish their handshakes.
-    for _ in 0..200 {
-        if stats.connected.load(Ordering::Relaxed) + stats.failed.load(Ordering::Relaxed) >= kiosks
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let tasks = connect_all(port, kiosks, sources, &stats, &stop_rx).await?;
     let connect_secs = t.elapsed().as_secs_f64();
     tokio::time::sleep(Duration::from_secs(2)).await;
     let connected = stats.connected.load(Ordering::Relaxed);
@@ -319,4 +309,89 @@ pub async fn run(
     );
     println!("server RSS at the end: {} MiB", rss2 / 1024);
     Ok(())
+}
+
+/// Opens `kiosks` WebSockets from `sources` loopback addresses; each task answers commands
+/// with acks and records latencies until `stop` flips.
+async fn connect_all(
+    port: u16,
+    kiosks: usize,
+    sources: u8,
+    stats: &Arc<Stats>,
+    stop_rx: &tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
+    let server_addr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port);
+    let sem = Arc::new(tokio::sync::Semaphore::new(256));
+    let mut tasks = Vec::with_capacity(kiosks);
+    for i in 0..kiosks {
+        let permit = sem.clone().acquire_owned().await?;
+        let stats = stats.clone();
+        let mut stop = stop_rx.clone();
+        let src = Ipv4Addr::new(127, 0, 0, 1 + (i % sources.max(1) as usize) as u8);
+        let ws_url = format!("ws://127.0.0.1:{port}/ws/kiosk?device_code={}", code(i));
+        tasks.push(tokio::spawn(async move {
+            let sock = TcpSocket::new_v4().and_then(|s| {
+                s.bind(SocketAddr::new(IpAddr::V4(src), 0))?;
+                Ok(s)
+            });
+            let stream = match sock {
+                Ok(s) => s.connect(server_addr).await,
+                Err(e) => Err(e),
+            };
+            let cfg = WebSocketConfig::default().read_buffer_size(4096).write_buffer_size(0);
+            let ws = match stream {
+                Ok(st) => tokio_tungstenite::client_async_with_config(ws_url, st, Some(cfg)).await.ok(),
+                Err(_) => None,
+            };
+            drop(permit);
+            let Some((ws, _)) = ws else {
+                stats.failed.fetch_add(1, Ordering::Relaxed);
+                return;
+            };
+            let (mut sink, mut read) = ws.split();
+            if sink.send(Message::Text(r#"{"type":"hello"}"#.into())).await.is_err() {
+                stats.failed.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            stats.connected.fetch_add(1, Ordering::Relaxed);
+            loop {
+                tokio::select! {
+                    _ = stop.changed() => break,
+                    m = read.next() => match m {
+                        Some(Ok(Message::Text(t))) => {
+                            let now = micros();
+                            let Ok(v) = serde_json::from_str::<serde_json::Value>(&t) else { continue };
+                            if v["type"] == "command" {
+                                let text = v["data"]["text"].as_str().unwrap_or("");
+                                if let Some((kind, sent)) = text.split_once(':')
+                                    && let Ok(sent) = sent.parse::<u64>()
+                                {
+                                    let lat = now.saturating_sub(sent).max(1);
+                                    if kind == "s" {
+                                        stats.single.lock().unwrap().record(lat).ok();
+                                    } else {
+                                        stats.broadcast.lock().unwrap().record(lat).ok();
+                                        stats.broadcast_seen.fetch_add(1, Ordering::Relaxed);
+                                    }
+                                }
+                                let ack = json!({"type":"ack","data":{"seq": v["seq"]}}).to_string();
+                                let _ = sink.send(Message::Text(ack.into())).await;
+                            }
+                        }
+                        Some(Ok(_)) => {}
+                        _ => break,
+                    },
+                }
+            }
+        }));
+    }
+    // Wait for the stragglers to finish their handshakes.
+    for _ in 0..200 {
+        if stats.connected.load(Ordering::Relaxed) + stats.failed.load(Ordering::Relaxed) >= kiosks
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(tasks)
 }
