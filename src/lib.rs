@@ -9,6 +9,7 @@ pub mod broker;
 pub mod config;
 pub mod http;
 pub mod identity;
+pub mod opscli;
 pub mod passwords;
 pub mod sms;
 pub mod store;

@@ -1,5 +1,5 @@
 //! The `kioskd` binary: `serve`, and the operator CLI (`device add`, `maintainer add`,
-//! `terminal add|command`, `staff add|delete`).
+//! `terminal add|command`, `staff add|delete`) and `ops ...` over a running server's ops API.
 
 use std::path::PathBuf;
 
@@ -48,6 +48,9 @@ enum Cmd {
         #[command(subcommand)]
         cmd: MaintainerCmd,
     },
+    /// On-call operations over the ops API of a running server (devices, sessions,
+    /// lock/unlock/restart/message, end, adjust, terminal commands, audit, tail).
+    Ops(kioskd::opscli::OpsArgs),
     /// Run the reference kiosk agent for one device (WebSocket client).
     Agent {
         /// The device's code.
@@ -123,6 +126,7 @@ async fn main() -> anyhow::Result<()> {
     kioskd::telemetry::init_logging(&cfg.log.filter);
     match cli.cmd {
         Cmd::Serve => serve(cfg).await,
+        Cmd::Ops(args) => kioskd::opscli::run(args, &cfg, &mut std::io::stdout()).await,
         Cmd::Agent {
             device_code,
             server,

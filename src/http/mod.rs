@@ -7,6 +7,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod attendance;
+pub mod audit;
 pub mod dev;
 pub mod extract;
 pub mod health;
@@ -174,6 +175,7 @@ pub fn router(state: AppState) -> Router {
         .merge(windows::routes())
         .merge(wechat::routes())
         .merge(ops::routes())
+        .merge(audit::routes())
         .merge(health::routes())
         .merge(ws::routes())
         .merge(
@@ -188,6 +190,10 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(|| async {
             bad_request(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
         })
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            audit::record,
+        ))
         .layer(axum::middleware::from_fn(crate::telemetry::track))
         .layer(axum::extract::DefaultBodyLimit::max(max_body))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(panicked))

@@ -30,6 +30,7 @@ pub fn routes() -> Router<AppState> {
         .route("/ops/devices/{code}/games/{game_id}", put(want_game))
         .route("/ops/broadcast", post(broadcast))
         .route("/ops/sessions", get(sessions))
+        .route("/ops/sessions/{id}/end", post(end_session))
         .route(
             "/ops/maintainers",
             post(add_maintainer).get(list_maintainers),
@@ -354,6 +355,50 @@ async fn sessions(_: Operator, State(s): State<AppState>) -> Response {
         })
         .collect();
     Json(json!({ "total": data.len(), "data": data })).into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EndSession {
+    /// Why (kept in the audit log).
+    reason: String,
+}
+
+/// Ends a running session as the operator (`end_reason` `operator`): billed to now, the
+/// rest refunded, the kiosk told at once.
+async fn end_session(
+    _: Operator,
+    State(s): State<AppState>,
+    OpsPath(id): OpsPath<i64>,
+    b: Result<EnvJson<EndSession>, Response>,
+) -> Response {
+    let b = match body(b).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    if b.reason.trim().is_empty() {
+        return err(StatusCode::BAD_REQUEST, "reason is required");
+    }
+    let Some(v) = s.coord.sessions().await.into_iter().find(|v| v.id == id) else {
+        return err(StatusCode::NOT_FOUND, "no such running session");
+    };
+    match s
+        .coord
+        .end_by_token(&v.token, kioskd_actors::billing::EndReason::Operator)
+        .await
+    {
+        Ok(Some(e)) => Json(json!({
+            "id": e.id,
+            "end_reason": e.reason.as_str(),
+            "ended_at": wire(e.ended_at, s.tz),
+            "cost_money": e.cost,
+            "refund": e.refund,
+            "balance_account": e.balance,
+        }))
+        .into_response(),
+        Ok(None) => err(StatusCode::NOT_FOUND, "no such running session"),
+        Err(e) => internal(e),
+    }
 }
 
 #[derive(Deserialize)]

@@ -1,0 +1,636 @@
+//! `kioskd ops ...`: the on-call operator's CLI over the ops API of a running server (it
+//! never touches the database). The server address and token come from flags, the
+//! environment (`KIOSKD_OPS_SERVER`, `KIOSKD_OPS__TOKEN`) or the configuration file
+//! (`--config`: `[ops] token`, `[server] listen`). Every action names its operator
+//! (`--as`, `KIOSKD_OPERATOR`, else `$USER`) and may carry a reason; the server writes both
+//! to its audit log (`kioskd ops audit`).
+
+use std::io::Write;
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+use comfy_table::{Table, presets};
+use futures::StreamExt;
+use serde_json::{Value, json};
+
+use crate::config::Config;
+
+/// Connection flags shared by every `ops` subcommand.
+#[derive(Debug, Args)]
+pub struct OpsArgs {
+    /// Server base URL (default: http:// + [server] listen of the configuration).
+    #[arg(long, env = "KIOSKD_OPS_SERVER")]
+    pub server: Option<String>,
+    /// Ops bearer token (default: [ops] token of the configuration, KIOSKD_OPS__TOKEN).
+    #[arg(long, env = "KIOSKD_OPS_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Who is acting (recorded in the audit log).
+    #[arg(long = "as", env = "KIOSKD_OPERATOR")]
+    pub operator: Option<String>,
+    /// Print the server's JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub cmd: OpsCmd,
+}
+
+/// What to do.
+#[derive(Debug, Subcommand)]
+pub enum OpsCmd {
+    /// List devices (status, online, running session).
+    Devices,
+    /// List running sessions.
+    Sessions,
+    /// Lock a device (ends its running session, billed to now).
+    Lock {
+        /// Device code.
+        code: String,
+        /// Why (audit log).
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Unlock a device.
+    Unlock {
+        /// Device code.
+        code: String,
+        /// Why (audit log).
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Tell a kiosk to restart (delivered over its WebSocket, kept until acknowledged).
+    Restart {
+        /// Device code.
+        code: String,
+        /// Why (audit log).
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Show a message on a kiosk.
+    Message {
+        /// Device code.
+        code: String,
+        /// The text (1-500 characters).
+        text: String,
+        /// Why (audit log).
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// End a running session (billed to now, the rest refunded).
+    End {
+        /// Session id (see `kioskd ops sessions`).
+        session_id: i64,
+        /// Why (required).
+        #[arg(long)]
+        reason: String,
+    },
+    /// Credit (positive) or debit (negative) a user's balance, in fen.
+    Adjust {
+        /// User id.
+        user_id: i64,
+        /// Amount in fen.
+        #[arg(allow_negative_numbers = true)]
+        amount: i64,
+        /// Why (required).
+        #[arg(long)]
+        reason: String,
+    },
+    /// Queue a command for an attendance terminal.
+    TerminalCommand {
+        /// Terminal serial number.
+        sn: String,
+        /// Command name (e.g. `INFO`, `CHECK`, `updatestd`; see `protocol/ATTENDANCE.md`).
+        name: String,
+        /// Arguments as a JSON object.
+        #[arg(long)]
+        args: Option<String>,
+        /// Why (audit log).
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Show the audit log (newest first).
+    Audit {
+        /// How many entries.
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+        /// Only this operator.
+        #[arg(long)]
+        operator: Option<String>,
+        /// Only this target (device code, user id, sn ...).
+        #[arg(long)]
+        target: Option<String>,
+    },
+    /// Stream live events from /ws/ops, one line each.
+    Tail {
+        /// Only events of this device (repeatable).
+        #[arg(long = "device")]
+        devices: Vec<String>,
+        /// Only events of this type: session_started, billing, balance_low,
+        /// session_ended, device_status (repeatable).
+        #[arg(long = "type")]
+        types: Vec<String>,
+        /// Stop after this many events.
+        #[arg(long)]
+        count: Option<usize>,
+    },
+}
+
+/// An ops API client.
+pub struct Client {
+    base: String,
+    token: String,
+    operator: String,
+    http: reqwest::Client,
+}
+
+impl Client {
+    /// A client from the flags and the configuration.
+    pub fn new(args: &OpsArgs, cfg: &Config) -> anyhow::Result<Self> {
+        let base = args
+            .server
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", cfg.server.listen));
+        let base = base.trim_end_matches('/').to_string();
+        let token = args
+            .token
+            .clone()
+            .unwrap_or_else(|| cfg.ops.token.expose().to_string());
+        if token.is_empty() {
+            bail!("no ops token: pass --token, set KIOSKD_OPS__TOKEN or [ops] token in --config");
+        }
+        let operator = args
+            .operator
+            .clone()
+            .or_else(|| std::env::var("USER").ok())
+            .filter(|o| !o.trim().is_empty())
+            .unwrap_or_else(|| "unknown".into());
+        let http = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(30))
+            .build()?;
+        Ok(Self {
+            base,
+            token,
+            operator,
+            http,
+        })
+    }
+
+    async fn send(
+        &self,
+        req: reqwest::RequestBuilder,
+        reason: Option<&str>,
+    ) -> anyhow::Result<Value> {
+        let mut req = req
+            .bearer_auth(&self.token)
+            .header(crate::http::audit::OPERATOR_HEADER, &self.operator);
+        if let Some(r) = reason {
+            req = req.header(crate::http::audit::REASON_HEADER, r);
+        }
+        let resp = req
+            .send()
+            .await
+            .with_context(|| format!("cannot reach {}", self.base))?;
+        let status = resp.status();
+        let text = resp.text().await.unwrap_or_default();
+        let body: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        if !status.is_success() {
+            let msg = body
+                .get("error")
+                .and_then(|e| e.as_str())
+                .map(str::to_string)
+                .unwrap_or_else(|| body.to_string());
+            bail!("{} {}", status.as_u16(), msg);
+        }
+        Ok(body)
+    }
+
+    /// `GET path`.
+    pub async fn get(&self, path: &str) -> anyhow::Result<Value> {
+        self.send(self.http.get(format!("{}{path}", self.base)), None)
+            .await
+    }
+
+    /// `POST path` with a JSON body.
+    pub async fn post(
+        &self,
+        path: &str,
+        body: Value,
+        reason: Option<&str>,
+    ) -> anyhow::Result<Value> {
+        self.send(
+            self.http.post(format!("{}{path}", self.base)).json(&body),
+            reason,
+        )
+        .await
+    }
+}
+
+fn s(v: &Value, k: &str) -> String {
+    match v.get(k) {
+        None | Some(Value::Null) => "-".into(),
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+    }
+}
+
+fn yuan(fen: &Value) -> String {
+    match fen.as_i64() {
+        Some(f) => format!(
+            "{}{}.{:02}",
+            if f < 0 { "-" } else { "" },
+            f.abs() / 100,
+            f.abs() % 100
+        ),
+        None => "-".into(),
+    }
+}
+
+fn table(header: &[&str]) -> Table {
+    let mut t = Table::new();
+    t.load_preset(presets::NOTHING);
+    t.set_header(header.to_vec());
+    t
+}
+
+fn devices_table(v: &Value) -> Table {
+    let mut t = table(&[
+        "CODE",
+        "NAME",
+        "STATUS",
+        "ONLINE",
+        "LAST SEEN",
+        "PRICE",
+        "MODE",
+        "SESSION",
+    ]);
+    for d in v["data"].as_array().into_iter().flatten() {
+        t.add_row(vec![
+            s(d, "device_code"),
+            s(d, "name"),
+            s(d, "status"),
+            if d["online"].as_bool() == Some(true) {
+                "yes".into()
+            } else {
+                "no".into()
+            },
+            s(d, "last_seen"),
+            yuan(&d["charge_mode"]),
+            s(d, "billing_mode"),
+            d["session"]
+                .get("id")
+                .map(|i| format!("#{i} user {}", s(&d["session"], "user_id")))
+                .unwrap_or_else(|| "-".into()),
+        ]);
+    }
+    t
+}
+
+fn sessions_table(v: &Value) -> Table {
+    let mut t = table(&[
+        "ID",
+        "DEVICE",
+        "USER",
+        "STARTED",
+        "MINUTES",
+        "COST",
+        "BALANCE",
+        "PAID UNTIL",
+        "LAST HEARD",
+    ]);
+    for x in v["data"].as_array().into_iter().flatten() {
+        t.add_row(vec![
+            s(x, "id"),
+            s(x, "device_code"),
+            s(x, "user_id"),
+            s(x, "started_at"),
+            x["cost_time"]
+                .as_i64()
+                .map_or("-".into(), |secs| (secs / 60).to_string()),
+            yuan(&x["cost_money"]),
+            yuan(&x["balance_account"]),
+            s(x, "paid_until"),
+            s(x, "last_heard"),
+        ]);
+    }
+    t
+}
+
+fn audit_table(v: &Value) -> Table {
+    let mut t = table(&[
+        "ID", "AT", "OPERATOR", "ACTION", "TARGET", "STATUS", "REASON",
+    ]);
+    for x in v["data"].as_array().into_iter().flatten() {
+        let at = x["at"]
+            .as_i64()
+            .and_then(chrono::DateTime::from_timestamp_millis)
+            .map_or("-".into(), |t| {
+                t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
+            });
+        t.add_row(vec![
+            s(x, "id"),
+            at,
+            s(x, "operator"),
+            s(x, "action"),
+            s(x, "target"),
+            s(x, "status"),
+            s(x, "reason"),
+        ]);
+    }
+    t
+}
+
+/// One `/ws/ops` event as a line, or `None` when the filters drop it.
+pub fn tail_line(ev: &Value, devices: &[String], types: &[String]) -> Option<String> {
+    let ty = ev.get("type")?.as_str()?;
+    if ty == "snapshot" {
+        return None;
+    }
+    if !types.is_empty() && !types.iter().any(|t| t == ty) {
+        return None;
+    }
+    let data = ev.get("data").cloned().unwrap_or(Value::Null);
+    let code = data
+        .get("device_code")
+        .and_then(|c| c.as_str())
+        .unwrap_or("-")
+        .to_string();
+    if !devices.is_empty() {
+        let want = |d: &String| {
+            kioskd_actors::ids::normalize_device_code(d).is_some_and(|d| d == code) || *d == code
+        };
+        if !devices.iter().any(want) {
+            return None;
+        }
+    }
+    let mut rest = data.as_object().cloned().unwrap_or_default();
+    rest.remove("device_code");
+    let now = chrono::Utc::now().format("%H:%M:%S%.3f");
+    Some(format!("{now} {ty:<15} {code:<23} {}", Value::Object(rest)))
+}
+
+async fn tail(
+    c: &Client,
+    devices: &[String],
+    types: &[String],
+    count: Option<usize>,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let ws_base = if let Some(rest) = c.base.strip_prefix("https://") {
+        format!("wss://{rest}")
+    } else if let Some(rest) = c.base.strip_prefix("http://") {
+        format!("ws://{rest}")
+    } else {
+        bail!("server must be an http:// or https:// URL");
+    };
+    let mut req = format!("{ws_base}/ws/ops").into_client_request()?;
+    req.headers_mut().insert(
+        "authorization",
+        format!("Bearer {}", c.token)
+            .parse()
+            .context("token is not a valid header value")?,
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(req)
+        .await
+        .with_context(|| format!("cannot open {ws_base}/ws/ops"))?;
+    let mut seen = 0usize;
+    while let Some(msg) = ws.next().await {
+        match msg? {
+            Message::Text(t) => {
+                let Ok(ev) = serde_json::from_str::<Value>(&t) else {
+                    continue;
+                };
+                if let Some(line) = tail_line(&ev, devices, types) {
+                    writeln!(out, "{line}")?;
+                    out.flush()?;
+                    seen += 1;
+                    if count.is_some_and(|n| seen >= n) {
+                        return Ok(());
+                    }
+                }
+            }
+            Message::Close(f) => {
+                let why = f.map(|f| format!("{} {}", u16::from(f.code), f.reason));
+                bail!("server closed the stream: {}", why.unwrap_or_default());
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Runs one `kioskd ops` command, printing to `out`.
+pub async fn run(args: OpsArgs, cfg: &Config, out: &mut impl Write) -> anyhow::Result<()> {
+    let c = Client::new(&args, cfg)?;
+    let json_out = args.json;
+    let show = |v: &Value, t: Option<Table>, out: &mut dyn Write| -> anyhow::Result<()> {
+        match t {
+            Some(t) if !json_out => {
+                for line in t.lines() {
+                    writeln!(out, "{}", line.trim_end())?;
+                }
+            }
+            _ => writeln!(out, "{}", serde_json::to_string_pretty(v)?)?,
+        }
+        Ok(())
+    };
+    match args.cmd {
+        OpsCmd::Devices => {
+            let v = c.get("/ops/devices").await?;
+            show(&v, Some(devices_table(&v)), out)
+        }
+        OpsCmd::Sessions => {
+            let v = c.get("/ops/sessions").await?;
+            show(&v, Some(sessions_table(&v)), out)
+        }
+        OpsCmd::Lock { code, reason } => {
+            device_command(&c, &code, "lock", None, reason.as_deref(), out).await
+        }
+        OpsCmd::Unlock { code, reason } => {
+            device_command(&c, &code, "unlock", None, reason.as_deref(), out).await
+        }
+        OpsCmd::Restart { code, reason } => {
+            device_command(&c, &code, "restart", None, reason.as_deref(), out).await
+        }
+        OpsCmd::Message { code, text, reason } => {
+            device_command(&c, &code, "message", Some(&text), reason.as_deref(), out).await
+        }
+        OpsCmd::End { session_id, reason } => {
+            let v = c
+                .post(
+                    &format!("/ops/sessions/{session_id}/end"),
+                    json!({ "reason": reason }),
+                    None,
+                )
+                .await?;
+            writeln!(
+                out,
+                "session {} ended: cost {} yuan, refunded {} yuan, balance {} yuan",
+                s(&v, "id"),
+                yuan(&v["cost_money"]),
+                yuan(&v["refund"]),
+                yuan(&v["balance_account"])
+            )?;
+            Ok(())
+        }
+        OpsCmd::Adjust {
+            user_id,
+            amount,
+            reason,
+        } => {
+            let v = c
+                .post(
+                    &format!("/ops/users/{user_id}/adjust"),
+                    json!({ "amount": amount, "reason": reason }),
+                    None,
+                )
+                .await?;
+            if json_out {
+                return show(&v, None, out);
+            }
+            writeln!(
+                out,
+                "user {user_id} adjusted by {} yuan: balance {} yuan",
+                yuan(&json!(amount)),
+                yuan(&v["balance_account"])
+            )?;
+            Ok(())
+        }
+        OpsCmd::TerminalCommand {
+            sn,
+            name,
+            args: cmd_args,
+            reason,
+        } => {
+            let mut body = json!({ "name": name });
+            if let Some(a) = cmd_args {
+                let a: Value = serde_json::from_str(&a).context("--args must be a JSON object")?;
+                body["args"] = a;
+            }
+            let v = c
+                .post(
+                    &format!("/ops/terminals/{sn}/commands"),
+                    body,
+                    reason.as_deref(),
+                )
+                .await?;
+            if json_out {
+                return show(&v, None, out);
+            }
+            writeln!(
+                out,
+                "terminal {sn}: command {name} queued (id {})",
+                s(&v, "id")
+            )?;
+            Ok(())
+        }
+        OpsCmd::Audit {
+            limit,
+            operator,
+            target,
+        } => {
+            let mut q = vec![("limit".to_string(), limit.to_string())];
+            if let Some(o) = operator {
+                q.push(("operator".into(), o));
+            }
+            if let Some(t) = target {
+                q.push(("target".into(), t));
+            }
+            let qs = serde_urlencoded::to_string(&q)?;
+            let v = c.get(&format!("/ops/audit?{qs}")).await?;
+            show(&v, Some(audit_table(&v)), out)
+        }
+        OpsCmd::Tail {
+            devices,
+            types,
+            count,
+        } => tail(&c, &devices, &types, count, out).await,
+    }
+}
+
+async fn device_command(
+    c: &Client,
+    code: &str,
+    name: &str,
+    text: Option<&str>,
+    reason: Option<&str>,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
+    let mut body = json!({ "name": name });
+    if let Some(t) = text {
+        body["text"] = json!(t);
+    }
+    let v = c
+        .post(
+            &format!("/ops/devices/{}/command", urlencode(code)),
+            body,
+            reason,
+        )
+        .await?;
+    let code = s(&v, "device_code");
+    match name {
+        "lock" => match v.get("ended_session").filter(|e| !e.is_null()) {
+            Some(e) => writeln!(
+                out,
+                "device {code} locked; session {} ended (cost {} yuan, refunded {} yuan)",
+                s(e, "id"),
+                yuan(&e["cost"]),
+                yuan(&e["refund"])
+            )?,
+            None => writeln!(out, "device {code} locked")?,
+        },
+        "unlock" => writeln!(out, "device {code} unlocked")?,
+        _ => writeln!(
+            out,
+            "device {code}: {name} queued as command {} ({})",
+            s(&v, "id"),
+            if v["delivered"].as_bool() == Some(true) {
+                "delivered to the kiosk's socket"
+            } else {
+                "kiosk not connected; sent when it reconnects"
+            }
+        )?,
+    }
+    Ok(())
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b':' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn yuan_from_fen() {
+        assert_eq!(yuan(&json!(132)), "1.32");
+        assert_eq!(yuan(&json!(-5)), "-0.05");
+        assert_eq!(yuan(&json!(0)), "0.00");
+        assert_eq!(yuan(&Value::Null), "-");
+    }
+
+    #[test]
+    fn tail_filters_by_type_and_device() {
+        let ev = json!({"type":"billing","seq":3,"data":{"session_id":1,"device_code":"11-22-33-44-55-66","minutes":2}});
+        let line = tail_line(&ev, &[], &[]).unwrap();
+        assert!(line.contains("billing") && line.contains("11-22-33-44-55-66"));
+        assert!(line.contains("\"minutes\":2"));
+        assert!(tail_line(&ev, &[], &["session_ended".into()]).is_none());
+        assert!(tail_line(&ev, &["11:22:33:44:55:66".into()], &[]).is_some());
+        assert!(tail_line(&ev, &["AA-BB-CC-DD-EE-FF".into()], &[]).is_none());
+        assert!(tail_line(&json!({"type":"snapshot","data":{}}), &[], &[]).is_none());
+    }
+
+    #[test]
+    fn device_codes_are_path_safe() {
+        assert_eq!(urlencode("11-22 33/x"), "11-22%2033%2Fx");
+    }
+}
