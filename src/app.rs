@@ -87,6 +87,7 @@ impl Application {
                 .await
                 .map_err(|e| BuildError::Redis(e.to_string()))?;
             b.clone().forward(coord.events());
+            crate::telemetry::prime_broker();
             Some(b)
         };
         coord
@@ -103,6 +104,7 @@ impl Application {
             terminals,
             shutdown: shutdown_rx,
             ws_connections: Default::default(),
+            kiosk_sockets: Default::default(),
             next_conn_id: std::sync::atomic::AtomicU64::new(1),
             nonces: Default::default(),
             tz: cfg.tz(),
@@ -137,6 +139,7 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let app = router(self.state.clone());
+        let sampler = crate::sampler::spawn(self.state.clone());
         let addr = self.listener.local_addr()?;
         tracing::info!(%addr, "kioskd listening");
         let tx = self.shutdown.clone();
@@ -151,6 +154,7 @@ impl Application {
         )
         .with_graceful_shutdown(shutdown)
         .await?;
+        sampler.abort();
         // Sessions stay active in the database; the next start recovers them.
         tokio::time::timeout(Duration::from_secs(10), self.state.coord.shutdown())
             .await

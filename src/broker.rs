@@ -4,7 +4,7 @@
 //! at-most-once: it is a doorbell, never the record (the database is).
 
 use futures::{Stream, StreamExt};
-use kioskd_actors::{Event, Events};
+use kioskd_actors::{Event, Events, catalog};
 use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
@@ -108,11 +108,18 @@ impl RedisBroker {
         tokio::spawn(async move {
             loop {
                 match rx.recv().await {
-                    Ok(e) => {
-                        if let Err(err) = self.publish(&e).await {
+                    Ok(e) => match self.publish(&e).await {
+                        Ok(_) => {
+                            metrics::counter!(catalog::BROKER_PUBLISHED).increment(1);
+                            metrics::gauge!(catalog::BROKER_CONNECTED).set(1.0);
+                        }
+                        Err(err) => {
+                            metrics::counter!(catalog::BROKER_ERRORS, "op" => "publish")
+                                .increment(1);
+                            metrics::gauge!(catalog::BROKER_CONNECTED).set(0.0);
                             tracing::warn!(error = %err, "publishing an event to redis failed");
                         }
-                    }
+                    },
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
                         tracing::warn!(skipped = n, "event forwarder lagged");
                     }

@@ -95,6 +95,8 @@ pub struct Config {
     pub public: Public,
     /// Logging.
     pub log: Log,
+    /// Metric sampling.
+    pub metrics: Metrics,
     /// Telecom open platform (seed 004).
     pub open189: Open189,
     /// WeChat Pay v3.
@@ -279,6 +281,17 @@ pub struct Public {
 pub struct Log {
     /// tracing-subscriber filter.
     pub filter: String,
+}
+
+/// `[metrics]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Metrics {
+    /// How often the sampler reads storage and the actors for the gauges that are not
+    /// counted as things happen (overdue sessions, devices online, queues, mailboxes).
+    pub sample_interval_ms: u64,
+    /// How far past a deadline a running session must be to count as overdue.
+    pub overdue_grace_seconds: u64,
 }
 
 /// `[open189]`

@@ -11,6 +11,7 @@ pub mod http;
 pub mod identity;
 pub mod opscli;
 pub mod passwords;
+pub mod sampler;
 pub mod sms;
 pub mod store;
 pub mod telemetry;

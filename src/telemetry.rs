@@ -30,6 +30,14 @@ pub fn metrics() -> PrometheusHandle {
                         &[0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0],
                     )
                 })
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full(c::WS_PUSH_LATENCY.to_string()),
+                        &[
+                            0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0,
+                        ],
+                    )
+                })
                 .expect("static bucket lists are non-empty")
                 .build_recorder();
             let handle = recorder.handle();
@@ -37,6 +45,7 @@ pub fn metrics() -> PrometheusHandle {
             // this handle renders an empty registry, which is still valid output.
             let _ = metrics::set_global_recorder(recorder);
             describe();
+            prime();
             let h = handle.clone();
             tokio::spawn(async move {
                 loop {
@@ -47,6 +56,43 @@ pub fn metrics() -> PrometheusHandle {
             handle
         })
         .clone()
+}
+
+/// Registers the counters whose label values are a fixed set at zero, so that a board
+/// panel or an alert over them shows 0 (not "no data") before the first event.
+fn prime() {
+    for r in kioskd_actors::EndReason::ALL {
+        metrics::counter!(c::SESSIONS_ENDED, "reason" => r.as_str()).increment(0);
+    }
+    for outcome in ["reserved", "insufficient", "error"] {
+        metrics::counter!(c::BILLING_TICKS, "outcome" => outcome).increment(0);
+    }
+    for op in [
+        "record_heartbeats",
+        "reserve_unit",
+        "end_session",
+        "start_session",
+        "ingest_punches",
+    ] {
+        metrics::counter!(c::STORE_ERRORS, "op" => op).increment(0);
+    }
+    metrics::counter!(c::WS_SLOW_CONSUMERS).increment(0);
+    metrics::counter!(c::SAMPLER_ERRORS).increment(0);
+    for outcome in ["replayed", "snapshot"] {
+        metrics::counter!(c::WS_RESUMES, "outcome" => outcome).increment(0);
+    }
+    for dialect in ["a", "b"] {
+        metrics::counter!(c::LEGACY_POLLS, "dialect" => dialect).increment(0);
+    }
+}
+
+/// Registers the broker's series at zero once a broker is configured.
+pub fn prime_broker() {
+    metrics::counter!(c::BROKER_PUBLISHED).increment(0);
+    for op in ["publish", "nonce", "ping"] {
+        metrics::counter!(c::BROKER_ERRORS, "op" => op).increment(0);
+    }
+    metrics::gauge!(c::BROKER_CONNECTED).set(1.0);
 }
 
 fn describe() {
@@ -108,6 +154,54 @@ fn describe() {
         c::ATT_TERMINALS_SEEN,
         "Attendance terminals heard in the last 10 minutes."
     );
+    describe_histogram!(
+        c::WS_PUSH_LATENCY,
+        Unit::Seconds,
+        "Live push latency from the actor to the socket, by kind."
+    );
+    describe_gauge!(c::SESSIONS_BY_MODE, "Running sessions by billing mode.");
+    describe_gauge!(
+        c::SESSIONS_OVERDUE,
+        "Running sessions past their paid_until or heartbeat deadline by more than the grace."
+    );
+    describe_gauge!(c::DEVICES_REGISTERED, "Devices registered.");
+    describe_gauge!(
+        c::DEVICES_ONLINE,
+        "Devices heard within the heartbeat timeout, by transport."
+    );
+    describe_gauge!(c::ACTORS, "Live actors on this node, by kind.");
+    describe_gauge!(
+        c::ACTOR_MAILBOX_DEPTH,
+        "Messages waiting in actor mailboxes, by kind."
+    );
+    describe_gauge!(c::ACTOR_MAILBOX_MAX, "Deepest actor mailbox, by kind.");
+    describe_counter!(c::LEGACY_POLLS, "Legacy polling requests, by dialect.");
+    describe_gauge!(c::COMMANDS_PENDING, "Kiosk commands not yet acknowledged.");
+    describe_gauge!(
+        c::COMMANDS_OLDEST_AGE,
+        Unit::Seconds,
+        "Age of the oldest unacknowledged kiosk command."
+    );
+    describe_gauge!(
+        c::ATT_COMMANDS_PENDING,
+        "Attendance terminal commands waiting for delivery or a result."
+    );
+    describe_gauge!(
+        c::ATT_COMMANDS_OLDEST_AGE,
+        Unit::Seconds,
+        "Age of the oldest waiting attendance terminal command."
+    );
+    describe_gauge!(
+        c::ATT_TERMINALS_REGISTERED,
+        "Attendance terminals registered."
+    );
+    describe_gauge!(c::BROKER_CONNECTED, "1 while the Redis broker answers.");
+    describe_counter!(c::BROKER_PUBLISHED, "Events published to Redis.");
+    describe_counter!(c::BROKER_ERRORS, "Redis broker failures, by operation.");
+    describe_counter!(
+        c::SAMPLER_ERRORS,
+        "Metric sampler runs that could not read storage."
+    );
 }
 
 /// Metric handles of one route, registered on its first request: the hot path then
@@ -132,12 +226,24 @@ fn route_metrics(route: &str) -> dashmap::mapref::one::Ref<'static, String, Rout
         .downgrade()
 }
 
+/// The dialect of a legacy polling route.
+fn legacy_poll(route: &str) -> Option<&'static str> {
+    match route {
+        "/windows/check" | "/windows/keepalive" => Some("a"),
+        "/rest/clientStatus" | "/rest/status_client" | "/rest/orderStatus" => Some("b"),
+        _ => None,
+    }
+}
+
 /// Counts every request by its route template (bounded) and status.
 pub async fn track(req: Request, next: Next) -> Response {
     let start = Instant::now();
     let matched = req.extensions().get::<MatchedPath>().cloned();
     let resp = next.run(req).await;
     let route = matched.as_ref().map_or("unmatched", |p| p.as_str());
+    if let Some(dialect) = legacy_poll(route) {
+        metrics::counter!(c::LEGACY_POLLS, "dialect" => dialect).increment(1);
+    }
     let status = resp.status().as_u16();
     let m = route_metrics(route);
     m.duration.record(start.elapsed().as_secs_f64());

@@ -48,6 +48,7 @@ async fn the_agent_locks_itself_at_paid_until_when_the_server_is_gone() {
             pending_commands: vec![],
         }),
         seq: None,
+        queued_at: None,
     });
     assert_eq!(a.screen, Screen::InSession);
     let agent = Arc::new(Mutex::new(a));
@@ -91,6 +92,7 @@ async fn replayed_and_resent_frames_act_once_and_commands_are_acknowledged() {
             text: Some("hi".into()),
         }),
         seq: Some(seq),
+        queued_at: None,
     };
     let acks = a.on_frame(&cmd(5));
     assert_eq!(acks.len(), 1);

@@ -18,7 +18,18 @@ const NOT_METRICS: &[(&str, &str)] = &[("kioskd_sid", "session cookie name (src/
 
 /// Label names a catalog entry may declare: each has a small, fixed set of values.
 const BOUNDED_LABELS: &[&str] = &[
-    "reason", "status", "outcome", "route", "kind", "op", "source", "channel",
+    "reason",
+    "status",
+    "outcome",
+    "route",
+    "kind",
+    "op",
+    "source",
+    "channel",
+    "billing_mode",
+    "deadline",
+    "transport",
+    "dialect",
 ];
 
 #[derive(Debug, Clone, PartialEq, Eq)]

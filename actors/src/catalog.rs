@@ -57,3 +57,44 @@ pub const ATT_COMMANDS: &str = "kioskd_attendance_commands_total";
 pub const ATT_COMMAND_LATENCY: &str = "kioskd_attendance_command_latency_seconds";
 /// Gauge: attendance terminals heard in the last 10 minutes.
 pub const ATT_TERMINALS_SEEN: &str = "kioskd_attendance_terminals_seen";
+/// Histogram: seconds from an actor producing a live push to its frame being written to
+/// the socket, by `kind` (kiosk, user, ops).
+pub const WS_PUSH_LATENCY: &str = "kioskd_ws_push_latency_seconds";
+/// Gauge: running sessions by `billing_mode` (prepaid, postpaid), read from storage.
+pub const SESSIONS_BY_MODE: &str = "kioskd_sessions_active_by_mode";
+/// Gauge: running sessions past a deadline by more than the grace, by `deadline`
+/// (paid_until: a prepaid session not covered by a reserved unit; heartbeat: a session
+/// whose kiosk has been silent past the timeout). Should be 0: a stuck meter.
+pub const SESSIONS_OVERDUE: &str = "kioskd_sessions_overdue";
+/// Gauge: devices registered.
+pub const DEVICES_REGISTERED: &str = "kioskd_devices_registered";
+/// Gauge: devices heard within the heartbeat timeout, by `transport` (ws: holding a
+/// kiosk WebSocket on this node; http: the rest, polling).
+pub const DEVICES_ONLINE: &str = "kioskd_devices_online";
+/// Gauge: live actors on this node, by `kind` (device, session, terminal).
+pub const ACTORS: &str = "kioskd_actors_live";
+/// Gauge: messages waiting in actor mailboxes on this node, by `kind` (sum, sampled).
+pub const ACTOR_MAILBOX_DEPTH: &str = "kioskd_actors_mailbox_depth";
+/// Gauge: deepest single actor mailbox on this node, by `kind` (sampled).
+pub const ACTOR_MAILBOX_MAX: &str = "kioskd_actors_mailbox_max_depth";
+/// Counter: legacy polling requests, by `dialect` (a: /windows/check and keepalive;
+/// b: /rest/clientStatus, status_client, orderStatus).
+pub const LEGACY_POLLS: &str = "kioskd_http_legacy_polls_total";
+/// Gauge: kiosk commands waiting for the kiosk's acknowledgement.
+pub const COMMANDS_PENDING: &str = "kioskd_commands_pending";
+/// Gauge: age in seconds of the oldest unacknowledged kiosk command (0 when none).
+pub const COMMANDS_OLDEST_AGE: &str = "kioskd_commands_oldest_pending_seconds";
+/// Gauge: attendance terminal commands queued or sent without a result.
+pub const ATT_COMMANDS_PENDING: &str = "kioskd_attendance_commands_pending";
+/// Gauge: age in seconds of the oldest of those (0 when none).
+pub const ATT_COMMANDS_OLDEST_AGE: &str = "kioskd_attendance_commands_oldest_pending_seconds";
+/// Gauge: attendance terminals registered.
+pub const ATT_TERMINALS_REGISTERED: &str = "kioskd_attendance_terminals_registered";
+/// Gauge: 1 while the Redis broker is configured and its last operation succeeded.
+pub const BROKER_CONNECTED: &str = "kioskd_broker_connected";
+/// Counter: events published to the Redis broker.
+pub const BROKER_PUBLISHED: &str = "kioskd_broker_published_total";
+/// Counter: Redis broker failures, by `op` (publish, nonce).
+pub const BROKER_ERRORS: &str = "kioskd_broker_errors_total";
+/// Counter: metric sampler runs that failed to read storage.
+pub const SAMPLER_ERRORS: &str = "kioskd_store_sampler_errors_total";

@@ -439,6 +439,18 @@ impl Coordinator {
         Ok(live.len())
     }
 
+    /// Live actors and their mailboxes, for the metric sampler.
+    pub fn actor_stats(&self) -> ActorStats {
+        let mut st = ActorStats::default();
+        for e in self.inner.devices.iter() {
+            st.devices.add(e.value().1.mailbox_sender());
+        }
+        for e in self.inner.sessions.iter() {
+            st.sessions.add(e.value().mailbox_sender());
+        }
+        st
+    }
+
     /// Stops every actor (graceful shutdown). Sessions stay active in the database and
     /// are recovered by the next start.
     pub async fn shutdown(&self) {
@@ -464,6 +476,38 @@ impl Coordinator {
             let _ = d.stop_gracefully().await;
         }
     }
+}
+
+/// Counts of one kind of actor and the messages waiting for them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MailboxStats {
+    /// Live actors.
+    pub actors: usize,
+    /// Messages waiting, summed over their (bounded) mailboxes.
+    pub queued: usize,
+    /// The deepest single mailbox.
+    pub max_queued: usize,
+}
+
+impl MailboxStats {
+    /// Counts one actor's mailbox.
+    pub fn add<A: Actor>(&mut self, m: &kameo::mailbox::MailboxSender<A>) {
+        self.actors += 1;
+        if let (Some(max), Some(free)) = (m.max_capacity(), m.capacity()) {
+            let depth = max.saturating_sub(free);
+            self.queued += depth;
+            self.max_queued = self.max_queued.max(depth);
+        }
+    }
+}
+
+/// Device and session actors of this node.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ActorStats {
+    /// Device actors.
+    pub devices: MailboxStats,
+    /// Session actors.
+    pub sessions: MailboxStats,
 }
 
 fn session_reply<T, M>(r: Result<T, SendError<M, SessionError>>) -> Result<Option<T>, CoordError> {

@@ -103,6 +103,7 @@ impl DeviceStream {
         let frame = Arc::new(ServerFrame {
             event,
             seq: Some(self.seq),
+            queued_at: Some(std::time::Instant::now()),
         });
         if self.ring.len() == RING {
             self.ring.pop_front();
@@ -159,7 +160,14 @@ impl DeviceStream {
                 .ring
                 .iter()
                 .filter(|f| f.seq.is_some_and(|s| s > from))
-                .cloned()
+                // A replay is not a live push: it carries no push time, so the latency
+                // histogram measures live pushes only.
+                .map(|f| {
+                    Arc::new(ServerFrame {
+                        queued_at: None,
+                        ..(**f).clone()
+                    })
+                })
                 .collect();
             let n = missed.len();
             for f in missed {
@@ -173,6 +181,7 @@ impl DeviceStream {
         self.send(Arc::new(ServerFrame {
             event: ServerEvent::Snapshot(snap),
             seq: None,
+            queued_at: Some(std::time::Instant::now()),
         }));
         let pending: Vec<Command> = self.pending.iter().map(|p| p.cmd.clone()).collect();
         for cmd in pending {

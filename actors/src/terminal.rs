@@ -934,6 +934,15 @@ pub struct Terminals {
 }
 
 impl Terminals {
+    /// Live terminal actors and their mailboxes, for the metric sampler.
+    pub fn actor_stats(&self) -> crate::coordinator::MailboxStats {
+        let mut st = crate::coordinator::MailboxStats::default();
+        for e in self.inner.actors.iter() {
+            st.add(e.value().mailbox_sender());
+        }
+        st
+    }
+
     /// A directory over `store`. Spawns the task that keeps the "terminals seen" gauge.
     pub fn new(store: Arc<dyn TerminalStore>, clock: Clock, cfg: TerminalConfig) -> Self {
         let inner = Arc::new(DirInner {

@@ -138,6 +138,10 @@ pub struct ServerFrame {
     /// Per-device sequence number.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub seq: Option<u64>,
+    /// When the server produced the frame for a live push (not on the wire; the writer
+    /// measures push latency from it). `None` for replays and for frames read back.
+    #[serde(skip)]
+    pub queued_at: Option<std::time::Instant>,
 }
 
 /// Server events.
@@ -352,6 +356,7 @@ mod tests {
                 text: Some("closing in 5 minutes".into()),
             }),
             seq: Some(12),
+            queued_at: None,
         };
         let v = serde_json::to_value(&f).unwrap();
         assert_eq!(
@@ -363,6 +368,7 @@ mod tests {
         let e = ServerFrame {
             event: ErrorMsg::event("bad_message", "x"),
             seq: None,
+            queued_at: None,
         };
         assert_eq!(
             serde_json::to_value(&e).unwrap(),

@@ -57,6 +57,8 @@ pub struct AppInner {
     pub shutdown: tokio::sync::watch::Receiver<bool>,
     /// Open WebSocket connections (all kinds), for the cap.
     pub ws_connections: std::sync::atomic::AtomicUsize,
+    /// Open kiosk WebSockets (devices online over ws on this node).
+    pub kiosk_sockets: std::sync::atomic::AtomicUsize,
     /// Connection ids.
     pub next_conn_id: std::sync::atomic::AtomicU64,
     /// Signed-upgrade nonces seen (key → expiry, unix seconds), when there is no Redis.
@@ -74,6 +76,8 @@ impl AppInner {
             return match b.set_once(&format!("kioskd:nonce:{key}"), ttl).await {
                 Ok(fresh) => fresh,
                 Err(e) => {
+                    metrics::counter!(kioskd_actors::catalog::BROKER_ERRORS, "op" => "nonce")
+                        .increment(1);
                     tracing::warn!(error = %e, "nonce check in redis failed; refusing");
                     false
                 }

@@ -226,6 +226,16 @@ impl WriterOpts {
     }
 }
 
+/// Counts a written frame and, for a live push, its latency from production to the
+/// socket.
+fn pushed(kind: &'static str, f: &ServerFrame) {
+    metrics::counter!(catalog::WS_PUSHED, "kind" => kind).increment(1);
+    if let Some(at) = f.queued_at {
+        metrics::histogram!(catalog::WS_PUSH_LATENCY, "kind" => kind)
+            .record(at.elapsed().as_secs_f64());
+    }
+}
+
 /// Writes frames until told to stop, pinging on an interval; returns the close code sent.
 async fn writer(
     mut sink: futures::stream::SplitSink<WebSocket, WsMessage>,
@@ -263,7 +273,7 @@ async fn writer(
                     if !matches!(sent, Ok(Ok(()))) {
                         break Stop::Local(close::SLOW_CONSUMER);
                     }
-                    metrics::counter!(catalog::WS_PUSHED, "kind" => kind).increment(1);
+                    pushed(kind, &f);
                 }
                 None => break Stop::Local(close::NORMAL),
             },
@@ -333,7 +343,11 @@ async fn read_frame(
 }
 
 fn unsequenced(event: ServerEvent) -> Arc<ServerFrame> {
-    Arc::new(ServerFrame { event, seq: None })
+    Arc::new(ServerFrame {
+        event,
+        seq: None,
+        queued_at: Some(std::time::Instant::now()),
+    })
 }
 
 /// Serves one kiosk in one task: frames from the device's queue go out, frames from the
@@ -342,6 +356,7 @@ fn unsequenced(event: ServerEvent) -> Arc<ServerFrame> {
 async fn kiosk_conn(s: AppState, mut socket: WebSocket, code: String, slot: Slot) {
     let _slot = slot;
     metrics::gauge!(catalog::WS_CONNECTIONS, "kind" => "kiosk").increment(1);
+    s.kiosk_sockets.fetch_add(1, Ordering::Relaxed);
     let code_sent = serve_kiosk(&s, &mut socket, &code).await;
     let reason = close_reason(code_sent);
     let _ = tokio::time::timeout(
@@ -353,6 +368,7 @@ async fn kiosk_conn(s: AppState, mut socket: WebSocket, code: String, slot: Slot
     )
     .await;
     metrics::gauge!(catalog::WS_CONNECTIONS, "kind" => "kiosk").decrement(1);
+    s.kiosk_sockets.fetch_sub(1, Ordering::Relaxed);
 }
 
 /// What happened to one incoming frame.
@@ -480,7 +496,7 @@ async fn serve_kiosk(s: &AppState, socket: &mut WebSocket, code: &str) -> u16 {
                 if !matches!(sent, Ok(Ok(()))) {
                     break close::SLOW_CONSUMER;
                 }
-                metrics::counter!(catalog::WS_PUSHED, "kind" => "kiosk").increment(1);
+                pushed("kiosk", &f);
             }
             m = socket.recv() => match m {
                 None => break close::NORMAL,
