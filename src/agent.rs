@@ -223,7 +223,10 @@ impl Agent {
                     }
                 }
                 if let Some(seq) = f.seq {
-                    out.push(ClientMessage::Ack(Ack { seq }));
+                    out.push(ClientMessage::Ack(Ack {
+                        seq,
+                        epoch: self.epoch.clone(),
+                    }));
                 }
             }
             ServerEvent::Error(e) => {

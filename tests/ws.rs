@@ -227,9 +227,21 @@ async fn commands_are_resent_until_acknowledged_and_survive_in_the_database() {
         .await
         .unwrap();
     k.send(json!({"type":"hello"})).await;
+    let snap = k.until("snapshot").await;
     let c2 = k.until("command").await;
     assert_eq!(c2["data"]["id"], id, "re-sent with the same id");
-    k.send(json!({"type":"ack","data":{"seq": c2["seq"]}}))
+    // An ack naming another epoch acknowledges nothing.
+    k.send(json!({"type":"ack","data":{"seq": c2["seq"], "epoch": "not-this-one"}}))
+        .await;
+    let e = k.until("error").await;
+    assert_eq!(e["data"]["code"], "stale_epoch");
+    let pending: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM device_commands WHERE acked_at IS NULL")
+            .fetch_one(app.db.pool())
+            .await
+            .unwrap();
+    assert_eq!(pending, 1, "a stale-epoch ack changes nothing");
+    k.send(json!({"type":"ack","data":{"seq": c2["seq"], "epoch": snap["data"]["epoch"]}}))
         .await;
     // A live command arrives at once while connected.
     let (st, v) = app

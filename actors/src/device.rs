@@ -645,6 +645,14 @@ impl Message<FromKiosk> for DeviceActor {
                 "hello is only valid as the first message",
             )),
             ClientMessage::Heartbeat | ClientMessage::ClientStatus(_) => None,
+            ClientMessage::Ack(a)
+                if a.epoch.as_deref().is_some_and(|e| e != self.stream.epoch()) =>
+            {
+                Some(ErrorMsg::event(
+                    "stale_epoch",
+                    "ack for another epoch: resume with hello to get the current one",
+                ))
+            }
             ClientMessage::Ack(a) => {
                 let done = self.stream.ack(a.seq);
                 if !done.is_empty()

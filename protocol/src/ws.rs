@@ -109,10 +109,14 @@ pub struct Hello {
 }
 
 /// `ack`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ack {
     /// Highest processed sequence number.
     pub seq: u64,
+    /// The epoch the sequence number belongs to (optional; when given and not the
+    /// stream's current epoch the ack is refused with `stale_epoch`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epoch: Option<String>,
 }
 
 /// `game_state`.
@@ -326,7 +330,13 @@ mod tests {
         let bare: ClientMessage = serde_json::from_str(r#"{"type":"hello"}"#).unwrap();
         assert_eq!(bare, ClientMessage::Hello(Hello::default()));
         let a: ClientMessage = serde_json::from_str(r#"{"type":"ack","data":{"seq":42}}"#).unwrap();
-        assert_eq!(a, ClientMessage::Ack(Ack { seq: 42 }));
+        assert_eq!(
+            a,
+            ClientMessage::Ack(Ack {
+                seq: 42,
+                epoch: None
+            })
+        );
         let hb: ClientMessage = serde_json::from_str(r#"{"type":"heartbeat"}"#).unwrap();
         assert_eq!(hb, ClientMessage::Heartbeat);
         let lo: ClientMessage = serde_json::from_str(r#"{"type":"logout","data":null}"#).unwrap();
