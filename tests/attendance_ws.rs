@@ -621,3 +621,74 @@ async fn bridge_cmd_failed_logs_are_recorded_against_the_command_that_caused_the
     assert_eq!(r["data"]["state"], "ignored");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn each_path_resends_only_what_it_delivered_and_gives_up_after_five_deliveries() {
+    use kioskd_actors::terminal::TerminalStore;
+    let app = setup("").await;
+    // Delivered on the WebSocket and not acknowledged: the iclock poll does not take it
+    // over, even long after its ack timeout.
+    let info = queue(&app, SN, json!({"name": "INFO"})).await;
+    let (mut b, _) = Bridge::hello(&app, &[SN]).await;
+    assert_eq!(b.frame().await["data"]["id"], info);
+    b.ws.close(None).await.unwrap();
+    drop(b);
+    let later = app.state.terminals.clock().now_ms() + 3_600_000;
+    assert!(
+        app.db
+            .take_native_commands(SN, later, 60_000, 5, 200)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Delivered by the iclock poll: a WebSocket bridge connecting is not given it.
+    let check = queue(&app, SN, json!({"name": "CHECK"})).await;
+    let now = app.state.terminals.clock().now_ms();
+    let got = app
+        .db
+        .take_native_commands(SN, now, 60_000, 5, 200)
+        .await
+        .unwrap();
+    assert_eq!(got.iter().map(|c| c.id).collect::<Vec<_>>(), [check]);
+    // INFO's attempts 2..=5 go to bridges that never acknowledge; then it fails.
+    for attempt in 2..=5 {
+        let (mut b, _) = Bridge::hello(&app, &[SN]).await;
+        let c = b.frame().await;
+        assert_eq!(
+            (c["data"]["id"].as_i64(), c["data"]["attempt"].as_i64()),
+            (Some(info), Some(attempt)),
+            "{c}"
+        );
+        b.ws.close(None).await.unwrap();
+    }
+    let (mut b, _) = Bridge::hello(&app, &[SN]).await;
+    let fresh = queue(&app, SN, json!({"name": "LOG"})).await;
+    assert_eq!(
+        b.frame().await["data"]["id"],
+        fresh,
+        "neither INFO nor CHECK again"
+    );
+    let v = command(&app, SN, info).await;
+    assert_eq!(
+        (v["state"].as_str(), v["attempts"].as_i64()),
+        (Some("failed"), Some(5)),
+        "{v}"
+    );
+    assert_eq!(v["result"], "never acknowledged by the bridge");
+    let v = command(&app, SN, check).await;
+    assert_eq!(
+        (v["state"].as_str(), v["via"].as_str()),
+        (Some("sent"), Some("native"))
+    );
+    // The native poll re-sends its own after the ack timeout, as a new attempt.
+    let got = app
+        .db
+        .take_native_commands(SN, now + 61_000, 60_000, 5, 200)
+        .await
+        .unwrap();
+    assert_eq!(
+        got.iter().map(|c| (c.id, c.attempts)).collect::<Vec<_>>(),
+        [(check, 2)]
+    );
+    app.stop().await;
+}
