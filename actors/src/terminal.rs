@@ -1059,6 +1059,19 @@ impl Message<WsPush> for TerminalActor {
     }
 }
 
+/// The connected bridge is alive (it answers pings): counts as hearing the terminal.
+pub struct WsAlive;
+
+impl Message<WsAlive> for TerminalActor {
+    type Reply = ();
+
+    async fn handle(&mut self, _: WsAlive, _: &mut Context<Self, Self::Reply>) {
+        if let Err(e) = self.touch("bridge").await {
+            tracing::warn!(sn = %self.rec.sn, error = %e, "could not record last seen");
+        }
+    }
+}
+
 /// What an `ack` or `result` from the bridge did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WsOutcome {
@@ -1370,6 +1383,13 @@ impl Terminals {
     pub fn ws_detach(&self, sn: &str, conn_id: u64) {
         if let Some(a) = self.inner.actors.get(sn) {
             let _ = a.tell(WsDetach(conn_id)).try_send();
+        }
+    }
+
+    /// The bridge serving `sn` on a WebSocket is alive; never waits.
+    pub fn ws_alive(&self, sn: &str) {
+        if let Some(a) = self.inner.actors.get(sn) {
+            let _ = a.tell(WsAlive).try_send();
         }
     }
 

@@ -40,6 +40,9 @@ pub fn routes() -> Router<AppState> {
 /// How long a new connection has to send `hello`.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How often a live connection's terminals are recorded as heard.
+const ALIVE_EVERY: Duration = Duration::from_secs(60);
+
 #[derive(Deserialize)]
 struct TokenQuery {
     token: Option<String>,
@@ -248,8 +251,18 @@ async fn serve(
     }
     tracing::info!(bridge = ?hello.bridge, terminals = served.len(), "attendance bridge connected");
     let mut bad = 0u32;
+    let mut alive_at = tokio::time::Instant::now();
     loop {
-        let text = match read_frame(stream, idle).await {
+        let frame = read_frame(stream, idle).await;
+        // Any frame (pongs included) is a sign of life: the terminals count as heard,
+        // at most every ALIVE_EVERY.
+        if frame.is_ok() && alive_at.elapsed() >= ALIVE_EVERY {
+            alive_at = tokio::time::Instant::now();
+            for sn in served.iter() {
+                s.terminals.ws_alive(sn);
+            }
+        }
+        let text = match frame {
             Err(code) => return code,
             Ok(WsMessage::Text(t)) => t,
             Ok(WsMessage::Binary(_)) => return close::UNSUPPORTED_DATA,
