@@ -320,7 +320,7 @@ pub(super) async fn writer<F: serde::Serialize + Send + Sync + 'static>(
 }
 
 /// The reason text sent with a close code.
-pub(super) fn close_reason(code: u16) -> &'static str {
+fn close_reason(code: u16) -> &'static str {
     match code {
         close::REPLACED => "replaced by a newer connection",
         close::SLOW_CONSUMER => "slow consumer",
