@@ -692,3 +692,38 @@ async fn each_path_resends_only_what_it_delivered_and_gives_up_after_five_delive
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_backlog_larger_than_the_socket_queue_flows_as_the_bridge_acknowledges() {
+    // A queue of 3 frames: the welcome and a few commands fit; the rest must follow as
+    // the bridge acknowledges, not wait for another command or a reconnect.
+    let app = setup("[ws]\nqueue = 3\n").await;
+    let mut ids = Vec::new();
+    for i in 0..8 {
+        ids.push(
+            queue(
+                &app,
+                SN,
+                json!({"name": "DATA DELETE USERINFO", "args": {"PIN": format!("{i}")}}),
+            )
+            .await,
+        );
+    }
+    let (mut b, _) = Bridge::hello(&app, &[SN]).await;
+    let mut got = Vec::new();
+    while got.len() < ids.len() {
+        let f = b.frame().await;
+        match f["type"].as_str() {
+            Some("command") => {
+                let id = f["data"]["id"].as_i64().unwrap();
+                got.push(id);
+                b.send(json!({"type": "ack", "data": {"sn": SN, "id": id, "attempt": 1}}))
+                    .await;
+            }
+            Some("recorded") => assert_eq!(f["data"]["state"], "sent"),
+            _ => panic!("unexpected {f}"),
+        }
+    }
+    assert_eq!(got, ids, "all of them, in order, each once");
+    app.stop().await;
+}

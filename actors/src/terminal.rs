@@ -317,17 +317,18 @@ pub trait TerminalStore: Send + Sync + 'static {
         max_attempts: i64,
         limit: i64,
     ) -> StoreResult<Vec<CommandRow>>;
-    /// In one transaction, for a bridge connected on `/ws/attendance`: queues
-    /// `updatestd` if the roster moved past the terminal's version; with `redeliver`,
-    /// fails WebSocket deliveries never acknowledged by the bridge after `max_attempts`;
-    /// then takes up to `limit` commands (both channels, but `reprovision`) that are
-    /// pending or, with `redeliver`, delivered over the WebSocket, unacknowledged and not
+    /// In one transaction, for a bridge connected on `/ws/attendance` since
+    /// `redeliver_before`: queues `updatestd` if the roster moved past the terminal's
+    /// version; fails WebSocket deliveries made before `redeliver_before` and never
+    /// acknowledged after `max_attempts`; then takes up to `limit` commands (both
+    /// channels, but `reprovision`) that are pending or were delivered over the WebSocket
+    /// before `redeliver_before` (by an earlier connection), unacknowledged and not
     /// destructive, as a new attempt each (`via = 'ws'`).
     async fn take_ws_commands(
         &self,
         sn: &str,
         now: i64,
-        redeliver: bool,
+        redeliver_before: i64,
         max_attempts: i64,
         limit: i64,
     ) -> StoreResult<Vec<CommandRow>>;
@@ -638,6 +639,10 @@ pub struct TerminalActor {
     last_touch: Option<(i64, &'static str)>,
     /// The `/ws/attendance` connection serving this terminal, if any.
     ws: Option<WsLink>,
+    /// When it attached (unix ms): unacknowledged deliveries before it are re-sent.
+    ws_since: i64,
+    /// The last push stopped at its limit: push again when the bridge answers.
+    ws_backlog: bool,
 }
 
 /// Spawn arguments.
@@ -667,6 +672,8 @@ impl Actor for TerminalActor {
             inner: args.inner,
             last_touch: None,
             ws: None,
+            ws_since: 0,
+            ws_backlog: false,
         })
     }
 }
@@ -956,9 +963,10 @@ impl WsLink {
 
 impl TerminalActor {
     /// Pushes what is due to the connected bridge, never waiting on its socket: at most
-    /// as many commands as its queue has room for (the rest stay pending); a queue that
+    /// as many commands as its queue has room for, less one slot for the reader's
+    /// answers (the rest stay pending and follow when the bridge answers); a queue that
     /// is full closes the connection as a slow consumer.
-    async fn push(&mut self, redeliver: bool) -> StoreResult<usize> {
+    async fn push(&mut self) -> StoreResult<usize> {
         let Some(link) = self.ws.clone() else {
             return Ok(0);
         };
@@ -975,17 +983,20 @@ impl TerminalActor {
         }
         let now = self.inner.clock.now_ms();
         let cfg = &self.inner.cfg;
+        // One slot stays free for the reader's answer (`recorded`, `error`).
+        let limit = (room - 1).min(cfg.max_per_poll);
+        if limit == 0 {
+            self.ws_backlog = true;
+            return Ok(0);
+        }
         let rows = self
             .inner
             .store
-            .take_ws_commands(
-                &self.rec.sn,
-                now,
-                redeliver,
-                cfg.max_attempts,
-                room.min(cfg.max_per_poll),
-            )
+            .take_ws_commands(&self.rec.sn, now, self.ws_since, cfg.max_attempts, limit)
             .await?;
+        // More may be waiting: the bridge's next answer (it acknowledges every command)
+        // makes room and pushes again.
+        self.ws_backlog = rows.len() as i64 >= limit;
         let mut pushed = 0;
         for r in rows {
             let frame = wire::ServerMessage::Command(wire::Command {
@@ -1027,8 +1038,10 @@ impl Message<WsAttach> for TerminalActor {
         {
             old.close(kioskd_protocol::ws::close::REPLACED);
         }
+        self.ws_since = self.inner.clock.now_ms();
+        self.ws_backlog = false;
         self.touch("bridge").await?;
-        self.push(true).await
+        self.push().await
     }
 }
 
@@ -1053,7 +1066,7 @@ impl Message<WsPush> for TerminalActor {
     type Reply = ();
 
     async fn handle(&mut self, _: WsPush, _: &mut Context<Self, Self::Reply>) {
-        if let Err(e) = self.push(false).await {
+        if let Err(e) = self.push().await {
             tracing::warn!(sn = %self.rec.sn, error = %e, "could not push commands");
         }
     }
@@ -1127,10 +1140,17 @@ impl Message<WsAnswer> for TerminalActor {
                 done
             }
         };
+        if self.ws_backlog
+            && let Err(e) = self.push().await
+        {
+            tracing::warn!(sn = %self.rec.sn, error = %e, "could not push commands");
+        }
         if !changed {
             return Ok(WsOutcome::Ignored);
         }
-        let state = store
+        let state = self
+            .inner
+            .store
             .command(&self.rec.sn, m.id)
             .await?
             .map_or(cmd.state, |c| c.state);

@@ -1108,35 +1108,34 @@ impl TerminalStore for Db {
         &self,
         sn: &str,
         now: i64,
-        redeliver: bool,
+        redeliver_before: i64,
         max_attempts: i64,
         limit: i64,
     ) -> StoreResult<Vec<CommandRow>> {
         let mut tx = self.pool.begin().await.map_err(se)?;
         queue_updatestd_if_moved(&mut tx, sn, now).await?;
-        if redeliver {
-            sqlx::query(
-                "UPDATE terminal_commands SET state = 'failed', result = 'never acknowledged by the bridge', acked_at = $1
-                 WHERE sn = $2 AND via = 'ws' AND state = 'sent' AND delivered_at IS NULL AND destructive = 0
-                   AND attempts >= $3",
-            )
-            .bind(now)
-            .bind(sn)
-            .bind(max_attempts)
-            .execute(&mut *tx)
-            .await
-            .map_err(se)?;
-        }
+        sqlx::query(
+            "UPDATE terminal_commands SET state = 'failed', result = 'never acknowledged by the bridge', acked_at = $1
+             WHERE sn = $2 AND via = 'ws' AND state = 'sent' AND delivered_at IS NULL AND destructive = 0
+               AND attempts >= $3 AND sent_at < $4",
+        )
+        .bind(now)
+        .bind(sn)
+        .bind(max_attempts)
+        .bind(redeliver_before)
+        .execute(&mut *tx)
+        .await
+        .map_err(se)?;
         let due: Vec<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
             "SELECT id FROM terminal_commands
              WHERE sn = $1 AND name <> 'reprovision'
-               AND (state = 'pending' OR ($2 = 1 AND state = 'sent' AND via = 'ws' AND delivered_at IS NULL
-                    AND destructive = 0 AND attempts < $3))
+               AND (state = 'pending' OR (state = 'sent' AND via = 'ws' AND delivered_at IS NULL
+                    AND destructive = 0 AND attempts < $3 AND sent_at < $2))
              ORDER BY id LIMIT {}",
             limit.max(0)
         )))
         .bind(sn)
-        .bind(i64::from(redeliver))
+        .bind(redeliver_before)
         .bind(max_attempts)
         .fetch_all(&mut *tx)
         .await
