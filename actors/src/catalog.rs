@@ -32,7 +32,7 @@ pub const HEARTBEATS_FLUSHED: &str = "kioskd_store_heartbeats_flushed_total";
 pub const STORE_ERRORS: &str = "kioskd_store_errors_total";
 /// Gauge: 1 when payments run in sandbox mode (credits without payment).
 pub const PAYMENTS_SANDBOX: &str = "kioskd_payments_sandbox_mode";
-/// Gauge: open WebSocket connections, by `kind` (kiosk, user, ops).
+/// Gauge: open WebSocket connections, by `kind` (kiosk, user, ops, attendance).
 pub const WS_CONNECTIONS: &str = "kioskd_ws_connections";
 /// Counter: frames pushed to WebSocket clients, by `kind`.
 pub const WS_PUSHED: &str = "kioskd_ws_messages_pushed_total";
@@ -52,8 +52,8 @@ pub const ATT_DUPLICATES: &str = "kioskd_attendance_punch_duplicates_total";
 pub const ATT_QUARANTINED: &str = "kioskd_attendance_quarantined_total";
 /// Counter: terminal command deliveries and results, by `outcome` (sent, acked, failed).
 pub const ATT_COMMANDS: &str = "kioskd_attendance_commands_total";
-/// Histogram: seconds from queueing a terminal command to its result (native) or its
-/// delivery (bridge: it never answers), by `channel`.
+/// Histogram: seconds from queueing a terminal command to its result (native, ws) or its
+/// delivery (bridge: the legacy poll never answers), by `channel`.
 pub const ATT_COMMAND_LATENCY: &str = "kioskd_attendance_command_latency_seconds";
 /// Gauge: attendance terminals heard in the last 10 minutes.
 pub const ATT_TERMINALS_SEEN: &str = "kioskd_attendance_terminals_seen";

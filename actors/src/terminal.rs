@@ -7,7 +7,7 @@
 //! Transports (the bridge's HTTP form protocol, native iclock) decode their bytes into
 //! [`RawPunch`]es and [`CmdResult`]s and call the directory; they never touch SQL.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -15,7 +15,9 @@ use chrono::{NaiveDateTime, TimeZone};
 use chrono_tz::Tz;
 use dashmap::DashMap;
 use kameo::prelude::*;
+use kioskd_protocol::attendance as wire;
 use serde_json::{Map, Value};
+use tokio::sync::{mpsc, oneshot};
 
 use crate::catalog;
 use crate::clock::Clock;
@@ -235,6 +237,10 @@ pub struct CommandRow {
     pub sent_at: Option<i64>,
     /// Result at.
     pub acked_at: Option<i64>,
+    /// Which path delivered it last: `bridge`, `native` or `ws`.
+    pub via: Option<String>,
+    /// When a WebSocket bridge acknowledged receiving the latest delivery.
+    pub delivered_at: Option<i64>,
 }
 
 /// A command to queue.
@@ -311,6 +317,24 @@ pub trait TerminalStore: Send + Sync + 'static {
         max_attempts: i64,
         limit: i64,
     ) -> StoreResult<Vec<CommandRow>>;
+    /// In one transaction, for a bridge connected on `/ws/attendance` since
+    /// `redeliver_before`: queues `updatestd` if the roster moved past the terminal's
+    /// version; fails WebSocket deliveries made before `redeliver_before` and never
+    /// acknowledged after `max_attempts`; then takes up to `limit` commands (both
+    /// channels, but `reprovision`) that are pending or were delivered over the WebSocket
+    /// before `redeliver_before` (by an earlier connection), unacknowledged and not
+    /// destructive, as a new attempt each (`via = 'ws'`).
+    async fn take_ws_commands(
+        &self,
+        sn: &str,
+        now: i64,
+        redeliver_before: i64,
+        max_attempts: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<CommandRow>>;
+    /// The bridge acknowledged receiving `attempt` of a command delivered over the
+    /// WebSocket; true if that was news.
+    async fn mark_delivered(&self, sn: &str, id: i64, attempt: i64, now: i64) -> StoreResult<bool>;
     /// A command of this terminal.
     async fn command(&self, sn: &str, id: i64) -> StoreResult<Option<CommandRow>>;
     /// Records a result if the command is still `sent` (the first result wins; a failure
@@ -613,6 +637,12 @@ pub struct TerminalActor {
     tz: Tz,
     inner: Arc<DirInner>,
     last_touch: Option<(i64, &'static str)>,
+    /// The `/ws/attendance` connection serving this terminal, if any.
+    ws: Option<WsLink>,
+    /// When it attached (unix ms): unacknowledged deliveries before it are re-sent.
+    ws_since: i64,
+    /// The last push stopped at its limit: push again when the bridge answers.
+    ws_backlog: bool,
 }
 
 /// Spawn arguments.
@@ -641,6 +671,9 @@ impl Actor for TerminalActor {
             rec: args.rec,
             inner: args.inner,
             last_touch: None,
+            ws: None,
+            ws_since: 0,
+            ws_backlog: false,
         })
     }
 }
@@ -892,6 +925,239 @@ impl Message<SetStamp> for TerminalActor {
     }
 }
 
+// ---- a bridge on /ws/attendance -----------------------------------------------------------
+
+/// A `/ws/attendance` connection as the terminals it serves see it: its writer's bounded
+/// queue (actors only `try_send`) and a way to close it. Cheap to clone: one connection
+/// serves several terminals.
+#[derive(Clone)]
+pub struct WsLink {
+    /// Connection id (unique per process).
+    pub id: u64,
+    /// Frames to the connection's writer task.
+    pub tx: mpsc::Sender<Arc<wire::ServerMessage>>,
+    kick: Arc<Mutex<Option<oneshot::Sender<u16>>>>,
+}
+
+impl WsLink {
+    /// A link; `kick` tells the writer to close with a code.
+    pub fn new(
+        id: u64,
+        tx: mpsc::Sender<Arc<wire::ServerMessage>>,
+        kick: oneshot::Sender<u16>,
+    ) -> Self {
+        Self {
+            id,
+            tx,
+            kick: Arc::new(Mutex::new(Some(kick))),
+        }
+    }
+
+    /// Closes the connection with `code` (the first close wins).
+    pub fn close(&self, code: u16) {
+        if let Some(k) = self.kick.lock().ok().and_then(|mut k| k.take()) {
+            let _ = k.send(code);
+        }
+    }
+}
+
+impl TerminalActor {
+    /// Pushes what is due to the connected bridge, never waiting on its socket: at most
+    /// as many commands as its queue has room for, less one slot for the reader's
+    /// answers (the rest stay pending and follow when the bridge answers); a queue that
+    /// is full closes the connection as a slow consumer.
+    async fn push(&mut self) -> StoreResult<usize> {
+        let Some(link) = self.ws.clone() else {
+            return Ok(0);
+        };
+        if link.tx.is_closed() {
+            self.ws = None;
+            return Ok(0);
+        }
+        let room = link.tx.capacity() as i64;
+        if room == 0 {
+            metrics::counter!(catalog::WS_SLOW_CONSUMERS).increment(1);
+            link.close(kioskd_protocol::ws::close::SLOW_CONSUMER);
+            self.ws = None;
+            return Ok(0);
+        }
+        let now = self.inner.clock.now_ms();
+        let cfg = &self.inner.cfg;
+        // One slot stays free for the reader's answer (`recorded`, `error`).
+        let limit = (room - 1).min(cfg.max_per_poll);
+        if limit == 0 {
+            self.ws_backlog = true;
+            return Ok(0);
+        }
+        let rows = self
+            .inner
+            .store
+            .take_ws_commands(&self.rec.sn, now, self.ws_since, cfg.max_attempts, limit)
+            .await?;
+        // More may be waiting: the bridge's next answer (it acknowledges every command)
+        // makes room and pushes again.
+        self.ws_backlog = rows.len() as i64 >= limit;
+        let mut pushed = 0;
+        for r in rows {
+            let frame = wire::ServerMessage::Command(wire::Command {
+                sn: r.sn.clone(),
+                id: r.id,
+                attempt: r.attempts,
+                text: (r.channel == Channel::Native).then(|| render_native(&r.name, &r.args)),
+                args: serde_json::from_str(&r.args).unwrap_or_default(),
+                name: r.name,
+                destructive: r.destructive,
+            });
+            if link.tx.try_send(Arc::new(frame)).is_err() {
+                // Taken but not queued: a non-destructive one goes again on reconnect.
+                metrics::counter!(catalog::WS_SLOW_CONSUMERS).increment(1);
+                link.close(kioskd_protocol::ws::close::SLOW_CONSUMER);
+                self.ws = None;
+                break;
+            }
+            metrics::counter!(catalog::ATT_COMMANDS, "outcome" => "sent").increment(1);
+            pushed += 1;
+        }
+        Ok(pushed)
+    }
+}
+
+/// A bridge connected on `/ws/attendance` serves this terminal from now on (a previous
+/// connection is closed as replaced); what is pending, and what an earlier connection
+/// never acknowledged (non-destructive only), is pushed at once. Replies with the number
+/// of commands pushed.
+pub struct WsAttach(pub WsLink);
+
+impl Message<WsAttach> for TerminalActor {
+    type Reply = Result<usize, StoreError>;
+
+    async fn handle(&mut self, m: WsAttach, _: &mut Context<Self, Self::Reply>) -> Self::Reply {
+        let new_id = m.0.id;
+        if let Some(old) = self.ws.replace(m.0)
+            && old.id != new_id
+        {
+            old.close(kioskd_protocol::ws::close::REPLACED);
+        }
+        self.ws_since = self.inner.clock.now_ms();
+        self.ws_backlog = false;
+        self.touch("bridge").await?;
+        self.push().await
+    }
+}
+
+/// The connection `0` is gone.
+pub struct WsDetach(pub u64);
+
+impl Message<WsDetach> for TerminalActor {
+    type Reply = ();
+
+    async fn handle(&mut self, m: WsDetach, _: &mut Context<Self, Self::Reply>) {
+        if self.ws.as_ref().is_some_and(|l| l.id == m.0) {
+            self.ws = None;
+        }
+    }
+}
+
+/// Something was queued: push it if a bridge is connected. Never fails the actor
+/// (a storage error leaves the command pending for the next push or reconnect).
+pub struct WsPush;
+
+impl Message<WsPush> for TerminalActor {
+    type Reply = ();
+
+    async fn handle(&mut self, _: WsPush, _: &mut Context<Self, Self::Reply>) {
+        if let Err(e) = self.push().await {
+            tracing::warn!(sn = %self.rec.sn, error = %e, "could not push commands");
+        }
+    }
+}
+
+/// The connected bridge is alive (it answers pings): counts as hearing the terminal.
+pub struct WsAlive;
+
+impl Message<WsAlive> for TerminalActor {
+    type Reply = ();
+
+    async fn handle(&mut self, _: WsAlive, _: &mut Context<Self, Self::Reply>) {
+        if let Err(e) = self.touch("bridge").await {
+            tracing::warn!(sn = %self.rec.sn, error = %e, "could not record last seen");
+        }
+    }
+}
+
+/// What an `ack` or `result` from the bridge did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WsOutcome {
+    /// Stored; the command's state now (`sent`, `acked`, `failed`).
+    Recorded(CommandState),
+    /// A duplicate or stale answer: nothing changed.
+    Ignored,
+    /// No command with that id was delivered to this terminal over the WebSocket.
+    Unknown,
+}
+
+/// The bridge's `ack` (`result: None`) or `result` (`Some((code, text))`) for an attempt.
+pub struct WsAnswer {
+    /// Command id.
+    pub id: i64,
+    /// Attempt.
+    pub attempt: i64,
+    /// Return code and text, for a result.
+    pub result: Option<(i64, String)>,
+}
+
+impl Message<WsAnswer> for TerminalActor {
+    type Reply = Result<WsOutcome, StoreError>;
+
+    async fn handle(&mut self, m: WsAnswer, _: &mut Context<Self, Self::Reply>) -> Self::Reply {
+        self.touch("bridge").await?;
+        let now = self.inner.clock.now_ms();
+        let store = &self.inner.store;
+        let Some(cmd) = store.command(&self.rec.sn, m.id).await? else {
+            return Ok(WsOutcome::Unknown);
+        };
+        if cmd.via.as_deref() != Some("ws") || m.attempt < 1 || m.attempt > cmd.attempts {
+            return Ok(WsOutcome::Unknown);
+        }
+        // A result implies the command arrived.
+        let news = store
+            .mark_delivered(&self.rec.sn, m.id, m.attempt, now)
+            .await?;
+        let changed = match &m.result {
+            None => news,
+            Some((code, text)) => {
+                let ok = result_ok(&cmd.name, *code);
+                let text: String = text.chars().take(4000).collect();
+                let done = store
+                    .finish_command(&self.rec.sn, m.id, m.attempt, ok, *code, &text, now)
+                    .await?;
+                if done {
+                    let outcome = if ok { "acked" } else { "failed" };
+                    metrics::counter!(catalog::ATT_COMMANDS, "outcome" => outcome).increment(1);
+                    metrics::histogram!(catalog::ATT_COMMAND_LATENCY, "channel" => "ws")
+                        .record((now - cmd.created_at).max(0) as f64 / 1000.0);
+                }
+                done
+            }
+        };
+        if self.ws_backlog
+            && let Err(e) = self.push().await
+        {
+            tracing::warn!(sn = %self.rec.sn, error = %e, "could not push commands");
+        }
+        if !changed {
+            return Ok(WsOutcome::Ignored);
+        }
+        let state = self
+            .inner
+            .store
+            .command(&self.rec.sn, m.id)
+            .await?
+            .map_or(cmd.state, |c| c.state);
+        Ok(WsOutcome::Recorded(state))
+    }
+}
+
 // ---- the directory ----------------------------------------------------------------------
 
 /// A failed terminal operation.
@@ -1107,11 +1373,63 @@ impl Terminals {
             channel: spec.channel,
             destructive: spec.destructive,
         };
-        Ok(self
+        let row = self
             .inner
             .store
             .enqueue_command(&cmd, self.inner.clock.now_ms())
-            .await?)
+            .await?;
+        self.push(sn);
+        Ok(row)
+    }
+
+    /// Tells a live terminal actor to push what is queued to its connected bridge (if
+    /// any); never waits.
+    pub fn push(&self, sn: &str) {
+        if let Some(a) = self.inner.actors.get(sn) {
+            let _ = a.tell(WsPush).try_send();
+        }
+    }
+
+    /// The roster changed: bridges connected on `/ws/attendance` get `updatestd` now.
+    pub fn roster_changed(&self) {
+        for a in self.inner.actors.iter() {
+            let _ = a.value().tell(WsPush).try_send();
+        }
+    }
+
+    /// A `/ws/attendance` connection now serves `sn`; pushes what is due. Returns the
+    /// number of commands pushed.
+    pub async fn ws_attach(&self, sn: &str, link: WsLink) -> Result<usize, TermError> {
+        let a = self.get(sn).await?;
+        reply(
+            a.ask(WsAttach(link))
+                .reply_timeout(self.inner.cfg.ask_timeout)
+                .await,
+        )
+    }
+
+    /// The connection `conn_id` no longer serves `sn`.
+    pub fn ws_detach(&self, sn: &str, conn_id: u64) {
+        if let Some(a) = self.inner.actors.get(sn) {
+            let _ = a.tell(WsDetach(conn_id)).try_send();
+        }
+    }
+
+    /// The bridge serving `sn` on a WebSocket is alive; never waits.
+    pub fn ws_alive(&self, sn: &str) {
+        if let Some(a) = self.inner.actors.get(sn) {
+            let _ = a.tell(WsAlive).try_send();
+        }
+    }
+
+    /// The bridge's `ack` or `result` for a command of `sn`.
+    pub async fn ws_answer(&self, sn: &str, answer: WsAnswer) -> Result<WsOutcome, TermError> {
+        let a = self.get(sn).await?;
+        reply(
+            a.ask(answer)
+                .reply_timeout(self.inner.cfg.ask_timeout)
+                .await,
+        )
     }
 
     /// Whether a terminal has a live actor (tests).

@@ -3,12 +3,14 @@
 //! * [`envelope`]: the `{"success", "result", "error"}` wrapper every reply uses.
 //! * [`windows`]: dialect A, the "windows" kiosk API under `/windows/*` (seed 000, SPEC §5).
 //! * [`wechat`]: the user's phone API under `/wechat/*` (seed 001, SPEC §7).
+//! * [`ws`]: the realtime protocol (SPEC §9); [`attendance`]: `/ws/attendance` (SPEC §8).
 //!
 //! Money is always an integer number of fen (`i64`). Times are carried as the strings the
 //! server formats (`YYYY-MM-DD HH:MM:SS`); this crate never parses or formats them.
 //! Requests ignore unknown fields, so newer clients can talk to older servers.
 #![warn(missing_docs)]
 
+pub mod attendance;
 pub mod envelope;
 pub mod wechat;
 pub mod windows;

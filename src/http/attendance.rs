@@ -531,7 +531,9 @@ async fn error_logs(
         });
     }
     let now = s.terminals.clock().now_ms();
-    s.db.add_error_logs(&logs, now).await.map_err(store_error)?;
+    let failed = s.db.add_error_logs(&logs, now).await.map_err(store_error)?;
+    metrics::counter!(kioskd_actors::catalog::ATT_COMMANDS, "outcome" => "failed")
+        .increment(failed);
     Ok(reply(StatusCode::OK, json!({"state": "OK"})))
 }
 

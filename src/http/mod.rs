@@ -17,6 +17,7 @@ pub mod ops_attendance;
 pub mod wechat;
 pub mod windows;
 pub mod ws;
+pub mod ws_attendance;
 
 use std::sync::Arc;
 
@@ -182,6 +183,7 @@ pub fn router(state: AppState) -> Router {
         .merge(audit::routes())
         .merge(health::routes())
         .merge(ws::routes())
+        .merge(ws_attendance::routes())
         .merge(
             attendance::routes()
                 .merge(iclock::routes())

@@ -90,6 +90,8 @@ fn command_json(c: &CommandRow, s: &AppState) -> Value {
         "created_at": wire(c.created_at, s.tz),
         "sent_at": c.sent_at.map(|t| wire(t, s.tz)),
         "acked_at": c.acked_at.map(|t| wire(t, s.tz)),
+        "via": c.via,
+        "delivered_at": c.delivered_at.map(|t| wire(t, s.tz)),
     })
 }
 
@@ -188,12 +190,29 @@ async fn list_commands(
     if let Err(r) = known_terminal(&s, &sn).await {
         return r;
     }
-    match s.db.list_commands(&sn).await {
-        Ok(cs) => {
-            let data: Vec<Value> = cs.iter().map(|c| command_json(c, &s)).collect();
+    match (
+        s.db.list_commands(&sn).await,
+        s.db.command_errors(&sn).await,
+    ) {
+        (Ok(cs), Ok(mut logs)) => {
+            let data: Vec<Value> = cs
+                .iter()
+                .map(|c| {
+                    let mut v = command_json(c, &s);
+                    // Error logs linked to it (bridge CMD_FAILED logs, native failures).
+                    let errors: Vec<Value> = logs
+                        .remove(&c.id)
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|(kind, content)| json!({"type": kind, "content": content}))
+                        .collect();
+                    v["errors"] = Value::Array(errors);
+                    v
+                })
+                .collect();
             Json(json!({"total": data.len(), "data": data})).into_response()
         }
-        Err(e) => internal(e),
+        (Err(e), _) | (_, Err(e)) => internal(e),
     }
 }
 
@@ -367,14 +386,17 @@ async fn put_staff(
     };
     let now = s.terminals.clock().now_ms();
     match ops::put_staff(&s.db, &st, now).await {
-        Ok(version) => (
+        Ok(version) => {
+            s.terminals.roster_changed();
+            (
             StatusCode::CREATED,
             Json(json!({
                 "pin": st.pin, "name": st.name, "pri": st.pri, "passwd": st.passwd, "card": st.card,
                 "grp": st.grp, "tz": st.tz, "terminals": st.terminals, "version": version,
             })),
         )
-            .into_response(),
+            .into_response()
+        }
         Err(e) => op_error(e),
     }
 }
@@ -396,7 +418,10 @@ async fn delete_staff(
 ) -> Response {
     let now = s.terminals.clock().now_ms();
     match ops::delete_staff(&s.db, &pin, now).await {
-        Ok(version) => Json(json!({"deleted": pin, "version": version})).into_response(),
+        Ok(version) => {
+            s.terminals.roster_changed();
+            Json(json!({"deleted": pin, "version": version})).into_response()
+        }
         Err(e) => op_error(e),
     }
 }

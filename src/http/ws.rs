@@ -2,7 +2,9 @@
 //! HMAC secret before the upgrade), `/ws/user` (the phone's own session), `/ws/ops`
 //! (every event). Each connection has a reader (this task) and a writer task fed by a
 //! bounded channel: actors only ever `try_send` to it, and a connection that cannot keep
-//! up is closed with `SLOW_CONSUMER`. Refusals happen before the 101.
+//! up is closed with `SLOW_CONSUMER`. Refusals happen before the 101. The pieces shared
+//! with `/ws/attendance` (`ws_attendance.rs`): the connection cap, the upgrade limits, the
+//! generic writer task and the idle-timed reader.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -38,7 +40,7 @@ pub fn routes() -> Router<AppState> {
         .route("/ws/ops", get(ops))
 }
 
-fn refuse(status: StatusCode, reason: &'static str) -> Response {
+pub(super) fn refuse(status: StatusCode, reason: &'static str) -> Response {
     metrics::counter!(catalog::WS_REFUSED, "reason" => reason).increment(1);
     (status, axum::Json(serde_json::json!({ "error": reason }))).into_response()
 }
@@ -52,7 +54,7 @@ pub fn signature(secret: &str, device_code: &str, ts: i64, nonce: &str) -> Strin
 }
 
 /// Origins browsers may connect from.
-fn origin_allowed(s: &AppState, headers: &HeaderMap) -> bool {
+pub(super) fn origin_allowed(s: &AppState, headers: &HeaderMap) -> bool {
     let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
         return true; // not a browser
     };
@@ -65,10 +67,10 @@ fn origin_allowed(s: &AppState, headers: &HeaderMap) -> bool {
 }
 
 /// Counts a connection for the cap; the guard gives the slot back.
-struct Slot(AppState);
+pub(super) struct Slot(AppState);
 
 impl Slot {
-    fn take(s: &AppState) -> Option<Slot> {
+    pub(super) fn take(s: &AppState) -> Option<Slot> {
         let n = s.ws_connections.fetch_add(1, Ordering::AcqRel);
         if n >= s.cfg.ws.max_connections {
             s.ws_connections.fetch_sub(1, Ordering::AcqRel);
@@ -85,11 +87,21 @@ impl Drop for Slot {
 }
 
 fn configure(ws: WebSocketUpgrade, s: &AppState) -> WebSocketUpgrade {
-    ws.max_message_size(s.cfg.ws.max_message_bytes)
-        .max_frame_size(s.cfg.ws.max_message_bytes)
+    configure_limits(ws, s, s.cfg.ws.max_message_bytes)
+}
+
+/// The upgrade's limits: largest message `max_message`, the small configured read
+/// buffer, no write buffering beyond a few messages.
+pub(super) fn configure_limits(
+    ws: WebSocketUpgrade,
+    s: &AppState,
+    max_message: usize,
+) -> WebSocketUpgrade {
+    ws.max_message_size(max_message)
+        .max_frame_size(max_message)
         .read_buffer_size(s.cfg.ws.read_buffer_bytes)
         .write_buffer_size(0)
-        .max_write_buffer_size(s.cfg.ws.max_message_bytes * 4)
+        .max_write_buffer_size(max_message * 4)
 }
 
 #[derive(Deserialize)]
@@ -210,14 +222,14 @@ enum Stop {
 }
 
 /// Timing and labelling of a connection's writer.
-struct WriterOpts {
+pub(super) struct WriterOpts {
     ping: Duration,
     write_timeout: Duration,
     kind: &'static str,
 }
 
 impl WriterOpts {
-    fn new(s: &AppState, kind: &'static str) -> Self {
+    pub(super) fn new(s: &AppState, kind: &'static str) -> Self {
         Self {
             ping: Duration::from_secs(s.cfg.ws.ping_seconds),
             write_timeout: Duration::from_millis(s.cfg.ws.write_timeout_ms),
@@ -226,20 +238,35 @@ impl WriterOpts {
     }
 }
 
+/// A frame a writer can time: live pushes carry the instant they were produced.
+pub(super) trait Timed {
+    /// When the frame was produced for a live push, if it was.
+    fn queued_at(&self) -> Option<std::time::Instant> {
+        None
+    }
+}
+
+impl Timed for ServerFrame {
+    fn queued_at(&self) -> Option<std::time::Instant> {
+        self.queued_at
+    }
+}
+
 /// Counts a written frame and, for a live push, its latency from production to the
 /// socket.
-fn pushed(kind: &'static str, f: &ServerFrame) {
+fn pushed(kind: &'static str, f: &impl Timed) {
     metrics::counter!(catalog::WS_PUSHED, "kind" => kind).increment(1);
-    if let Some(at) = f.queued_at {
+    if let Some(at) = f.queued_at() {
         metrics::histogram!(catalog::WS_PUSH_LATENCY, "kind" => kind)
             .record(at.elapsed().as_secs_f64());
     }
 }
 
-/// Writes frames until told to stop, pinging on an interval; returns the close code sent.
-async fn writer(
+/// Writes frames (any serializable type) until told to stop, pinging on an interval; a
+/// frame that cannot be written within the write timeout closes with `SLOW_CONSUMER`.
+pub(super) async fn writer<F: serde::Serialize + Timed + Send + Sync + 'static>(
     mut sink: futures::stream::SplitSink<WebSocket, WsMessage>,
-    mut rx: mpsc::Receiver<Arc<ServerFrame>>,
+    mut rx: mpsc::Receiver<Arc<F>>,
     mut kick: oneshot::Receiver<u16>,
     mut local: oneshot::Receiver<u16>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
@@ -273,7 +300,7 @@ async fn writer(
                     if !matches!(sent, Ok(Ok(()))) {
                         break Stop::Local(close::SLOW_CONSUMER);
                     }
-                    pushed(kind, &f);
+                    pushed(kind, &*f);
                 }
                 None => break Stop::Local(close::NORMAL),
             },
@@ -284,6 +311,22 @@ async fn writer(
             }
         }
     };
+    if let Stop::Local(_) = stop {
+        // The reader's last words (an `error` frame saying why) go out before the close.
+        while let Ok(f) = rx.try_recv() {
+            let Ok(text) = serde_json::to_string(&*f) else {
+                continue;
+            };
+            let sent = tokio::time::timeout(
+                write_timeout,
+                sink.send(WsMessage::Text(Utf8Bytes::from(text))),
+            )
+            .await;
+            if !matches!(sent, Ok(Ok(()))) {
+                break;
+            }
+        }
+    }
     let code = match stop {
         Stop::Kicked(c) | Stop::Local(c) => c,
         Stop::Shutdown => close::GOING_AWAY,
@@ -310,15 +353,17 @@ fn close_reason(code: u16) -> &'static str {
         close::UNSUPPORTED_DATA => "text frames only",
         close::TOO_BIG => "message too big",
         close::PROTOCOL_ERROR => "too many malformed messages",
+        close::FORBIDDEN => "forbidden",
+        close::INTERNAL => "internal error",
         _ => "",
     }
 }
 
 /// Malformed messages tolerated (each answered with an `error` event) before closing.
-const MAX_BAD_MESSAGES: u32 = 10;
+pub(super) const MAX_BAD_MESSAGES: u32 = 10;
 
 /// Reads one frame with the idle timeout. `Err(code)` ends the connection.
-async fn read_frame(
+pub(super) async fn read_frame(
     stream: &mut futures::stream::SplitStream<WebSocket>,
     idle: Duration,
 ) -> Result<WsMessage, u16> {
@@ -496,7 +541,7 @@ async fn serve_kiosk(s: &AppState, socket: &mut WebSocket, code: &str) -> u16 {
                 if !matches!(sent, Ok(Ok(()))) {
                     break close::SLOW_CONSUMER;
                 }
-                pushed("kiosk", &f);
+                pushed("kiosk", &*f);
             }
             m = socket.recv() => match m {
                 None => break close::NORMAL,

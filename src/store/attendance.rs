@@ -15,7 +15,7 @@ use sqlx::{Any, Row, Transaction};
 use super::{Db, WriteError, se};
 
 const TERMINAL_COLS: &str = "id, sn, token_hash, name, timezone, last_seen_at, last_seen_via, roster_version, attlog_stamp, operlog_stamp, info, created_at";
-const COMMAND_COLS: &str = "id, sn, name, args, channel, state, destructive, attempts, wire_id, return_code, result, created_at, sent_at, acked_at";
+const COMMAND_COLS: &str = "id, sn, name, args, channel, state, destructive, attempts, wire_id, return_code, result, created_at, sent_at, acked_at, via, delivered_at";
 const STAFF_COLS: &str = "pin, name, pri, passwd, card, grp, tz, all_terminals, deleted, version";
 
 /// Punch rows per INSERT statement on PostgreSQL: 8 parameters each plus 3 shared stays
@@ -220,6 +220,8 @@ fn command_from_row(r: &AnyRow) -> Result<CommandRow, StoreError> {
         created_at: r.try_get(11).map_err(se)?,
         sent_at: r.try_get(12).map_err(se)?,
         acked_at: r.try_get(13).map_err(se)?,
+        via: r.try_get(14).map_err(se)?,
+        delivered_at: r.try_get(15).map_err(se)?,
     })
 }
 
@@ -244,6 +246,75 @@ fn placeholders(from: usize, n: usize) -> String {
         .map(|i| format!("${i}"))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// Queues `updatestd` for a bridge terminal whose roster version is behind (the bridge
+/// then asks `SN=all_devices`, which it applies without wiping), inside `tx`.
+async fn queue_updatestd_if_moved(
+    tx: &mut Transaction<'_, Any>,
+    sn: &str,
+    now: i64,
+) -> StoreResult<()> {
+    let version: i64 = sqlx::query_scalar("SELECT version FROM roster WHERE id = 1")
+        .fetch_one(&mut **tx)
+        .await
+        .map_err(se)?;
+    let moved = sqlx::query(
+        "UPDATE terminals SET roster_version = $1 WHERE sn = $2 AND roster_version < $1",
+    )
+    .bind(version)
+    .bind(sn)
+    .execute(&mut **tx)
+    .await
+    .map_err(se)?;
+    if moved.rows_affected() > 0 {
+        sqlx::query(
+            "INSERT INTO terminal_commands (sn, name, channel, args, created_at)
+             SELECT $1, 'updatestd', 'bridge', '{}', $2
+             WHERE NOT EXISTS (SELECT 1 FROM terminal_commands WHERE sn = $1 AND name = 'updatestd' AND state = 'pending')",
+        )
+        .bind(sn)
+        .bind(now)
+        .execute(&mut **tx)
+        .await
+        .map_err(se)?;
+    }
+    Ok(())
+}
+
+/// The bridge's `CMD_FAILED` content, `<terminal command line> ;return <code> . <time>`:
+/// the command line and the code.
+pub fn parse_cmd_failed(content: &str) -> Option<(&str, Option<i64>)> {
+    let i = content.rfind(" ;return ")?;
+    let line = content[..i].trim();
+    let code = content[i + " ;return ".len()..]
+        .split(" .")
+        .next()
+        .and_then(|c| c.trim().parse().ok());
+    (!line.is_empty()).then_some((line, code))
+}
+
+/// Which delivered command (newest delivery first in `cands`) a failed terminal command
+/// line came from: a terminal command kioskd rendered itself (relayed by a WebSocket
+/// bridge) with exactly that text, else the newest bridge-level command the bridge
+/// carries out with such lines (`updatestd` and `reprovision`: USERINFO lines, the
+/// latter also `CLEAR DATA`; `syncAttLog`: `DATA QUERY ATTLOG`, then `CLEAR LOG`).
+pub fn cmd_failed_cause<'a>(cands: &'a [CommandRow], line: &str) -> Option<&'a CommandRow> {
+    let exact = cands
+        .iter()
+        .find(|c| c.channel == Channel::Native && render_native(&c.name, &c.args) == line);
+    exact.or_else(|| {
+        let users = line.starts_with("DATA UPDATE USERINFO")
+            || line.starts_with("DATA DELETE USERINFO")
+            || line.starts_with("DATA USER")
+            || line.starts_with("DATA DEL_USER");
+        cands.iter().find(|c| match c.name.as_str() {
+            "updatestd" => users,
+            "reprovision" => users || line.starts_with("CLEAR DATA"),
+            "syncAttLog" => line.starts_with("DATA QUERY ATTLOG") || line.starts_with("CLEAR LOG"),
+            _ => false,
+        })
+    })
 }
 
 async fn bump_roster(tx: &mut Transaction<'_, Any>) -> StoreResult<i64> {
@@ -617,23 +688,86 @@ impl Db {
 
     // ---- error logs and observed users -------------------------------------------------
 
-    /// Stores error logs in one transaction.
-    pub async fn add_error_logs(&self, logs: &[NewErrorLog], now: i64) -> Result<(), StoreError> {
+    /// Stores error logs in one transaction. A bridge's `CMD_FAILED` log is linked to the
+    /// command that caused it when one matches ([`cmd_failed_cause`]): the log gets its
+    /// `command_id`, and the command, if still `sent`, becomes `failed` with the log's
+    /// text and return code. Returns how many commands were failed so.
+    pub async fn add_error_logs(&self, logs: &[NewErrorLog], now: i64) -> Result<u64, StoreError> {
         let mut tx = self.pool.begin().await.map_err(se)?;
+        let mut failed = 0;
         for l in logs {
+            let mut command_id = None;
+            if let (Some(sn), true) = (&l.sn, l.kind == "CMD_FAILED")
+                && let Some((line, code)) = parse_cmd_failed(&l.content)
+            {
+                let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT {COMMAND_COLS} FROM terminal_commands
+                     WHERE sn = $1 AND sent_at IS NOT NULL AND sent_at <= $2 AND state IN ('sent', 'failed')
+                     ORDER BY sent_at DESC, id DESC LIMIT 100"
+                )))
+                .bind(sn)
+                .bind(now)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(se)?;
+                let cands = rows
+                    .iter()
+                    .map(command_from_row)
+                    .collect::<StoreResult<Vec<_>>>()?;
+                if let Some(c) = cmd_failed_cause(&cands, line) {
+                    command_id = Some(c.id);
+                    let done = sqlx::query(
+                        "UPDATE terminal_commands SET state = 'failed', return_code = $1, result = $2, acked_at = $3
+                         WHERE id = $4 AND state = 'sent'",
+                    )
+                    .bind(code)
+                    .bind(&l.content)
+                    .bind(now)
+                    .bind(c.id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(se)?;
+                    failed += done.rows_affected();
+                }
+            }
             sqlx::query(
-                "INSERT INTO terminal_errors (sn, kind, content, device_time, received_at) VALUES ($1, $2, $3, $4, $5)",
+                "INSERT INTO terminal_errors (sn, kind, content, command_id, device_time, received_at) VALUES ($1, $2, $3, $4, $5, $6)",
             )
             .bind(&l.sn)
             .bind(&l.kind)
             .bind(&l.content)
+            .bind(command_id)
             .bind(l.device_time)
             .bind(now)
             .execute(&mut *tx)
             .await
             .map_err(se)?;
         }
-        tx.commit().await.map_err(se)
+        tx.commit().await.map_err(se)?;
+        Ok(failed)
+    }
+
+    /// Error logs linked to commands of a terminal: command id → (type, content), oldest
+    /// first.
+    pub async fn command_errors(
+        &self,
+        sn: &str,
+    ) -> Result<HashMap<i64, Vec<(String, String)>>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT command_id, kind, content FROM terminal_errors
+             WHERE sn = $1 AND command_id IS NOT NULL ORDER BY id",
+        )
+        .bind(sn)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(se)?;
+        let mut out: HashMap<i64, Vec<(String, String)>> = HashMap::new();
+        for r in &rows {
+            out.entry(r.try_get(0).map_err(se)?)
+                .or_default()
+                .push((r.try_get(1).map_err(se)?, r.try_get(2).map_err(se)?));
+        }
+        Ok(out)
     }
 
     /// Error logs, newest first (`sn` filters; `None` = all).
@@ -818,33 +952,9 @@ impl TerminalStore for Db {
 
     async fn take_bridge_commands(&self, sn: &str, now: i64) -> StoreResult<Vec<CommandRow>> {
         let mut tx = self.pool.begin().await.map_err(se)?;
-        let version: i64 = sqlx::query_scalar("SELECT version FROM roster WHERE id = 1")
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(se)?;
-        let moved = sqlx::query(
-            "UPDATE terminals SET roster_version = $1 WHERE sn = $2 AND roster_version < $1",
-        )
-        .bind(version)
-        .bind(sn)
-        .execute(&mut *tx)
-        .await
-        .map_err(se)?;
-        if moved.rows_affected() > 0 {
-            // The bridge then asks `SN=all_devices`, which it applies without wiping.
-            sqlx::query(
-                "INSERT INTO terminal_commands (sn, name, channel, args, created_at)
-                 SELECT $1, 'updatestd', 'bridge', '{}', $2
-                 WHERE NOT EXISTS (SELECT 1 FROM terminal_commands WHERE sn = $1 AND name = 'updatestd' AND state = 'pending')",
-            )
-            .bind(sn)
-            .bind(now)
-            .execute(&mut *tx)
-            .await
-            .map_err(se)?;
-        }
+        queue_updatestd_if_moved(&mut tx, sn, now).await?;
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "UPDATE terminal_commands SET state = 'sent', attempts = attempts + 1, sent_at = $1
+            "UPDATE terminal_commands SET state = 'sent', attempts = attempts + 1, sent_at = $1, via = 'bridge'
              WHERE sn = $2 AND channel = 'bridge' AND state = 'pending' AND name <> 'reprovision'
              RETURNING {COMMAND_COLS}"
         )))
@@ -951,7 +1061,7 @@ impl TerminalStore for Db {
         sqlx::query(
             "UPDATE terminal_commands SET state = 'failed', result = 'no result after the last attempt', acked_at = $1
              WHERE sn = $2 AND channel = 'native' AND state = 'sent' AND destructive = 0
-               AND attempts >= $3 AND sent_at <= $4",
+               AND COALESCE(via, 'native') = 'native' AND attempts >= $3 AND sent_at <= $4",
         )
         .bind(now)
         .bind(sn)
@@ -963,7 +1073,8 @@ impl TerminalStore for Db {
         let due: Vec<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
             "SELECT id FROM terminal_commands
              WHERE sn = $1 AND channel = 'native'
-               AND (state = 'pending' OR (state = 'sent' AND destructive = 0 AND attempts < $2 AND sent_at <= $3))
+               AND (state = 'pending' OR (state = 'sent' AND destructive = 0 AND COALESCE(via, 'native') = 'native'
+                    AND attempts < $2 AND sent_at <= $3))
              ORDER BY id LIMIT {}",
             limit.max(0)
         )))
@@ -978,7 +1089,7 @@ impl TerminalStore for Db {
             // The wire id carries the attempt in its last digit, so a late result of an
             // earlier attempt is recognised as such.
             let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "UPDATE terminal_commands SET state = 'sent', attempts = attempts + 1, sent_at = $1,
+                "UPDATE terminal_commands SET state = 'sent', attempts = attempts + 1, sent_at = $1, via = 'native',
                     wire_id = CAST(id * 10 + attempts + 1 AS TEXT)
                  WHERE id = $2 RETURNING {COMMAND_COLS}"
             )))
@@ -991,6 +1102,75 @@ impl TerminalStore for Db {
         }
         tx.commit().await.map_err(se)?;
         Ok(out)
+    }
+
+    async fn take_ws_commands(
+        &self,
+        sn: &str,
+        now: i64,
+        redeliver_before: i64,
+        max_attempts: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<CommandRow>> {
+        let mut tx = self.pool.begin().await.map_err(se)?;
+        queue_updatestd_if_moved(&mut tx, sn, now).await?;
+        sqlx::query(
+            "UPDATE terminal_commands SET state = 'failed', result = 'never acknowledged by the bridge', acked_at = $1
+             WHERE sn = $2 AND via = 'ws' AND state = 'sent' AND delivered_at IS NULL AND destructive = 0
+               AND attempts >= $3 AND sent_at < $4",
+        )
+        .bind(now)
+        .bind(sn)
+        .bind(max_attempts)
+        .bind(redeliver_before)
+        .execute(&mut *tx)
+        .await
+        .map_err(se)?;
+        let due: Vec<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT id FROM terminal_commands
+             WHERE sn = $1 AND name <> 'reprovision'
+               AND (state = 'pending' OR (state = 'sent' AND via = 'ws' AND delivered_at IS NULL
+                    AND destructive = 0 AND attempts < $3 AND sent_at < $2))
+             ORDER BY id LIMIT {}",
+            limit.max(0)
+        )))
+        .bind(sn)
+        .bind(redeliver_before)
+        .bind(max_attempts)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(se)?;
+        let mut out = Vec::with_capacity(due.len());
+        for id in due {
+            let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "UPDATE terminal_commands SET state = 'sent', attempts = attempts + 1, sent_at = $1, via = 'ws',
+                    delivered_at = NULL, wire_id = NULL
+                 WHERE id = $2 RETURNING {COMMAND_COLS}"
+            )))
+            .bind(now)
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(se)?;
+            out.push(command_from_row(&row)?);
+        }
+        tx.commit().await.map_err(se)?;
+        Ok(out)
+    }
+
+    async fn mark_delivered(&self, sn: &str, id: i64, attempt: i64, now: i64) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE terminal_commands SET delivered_at = $1
+             WHERE sn = $2 AND id = $3 AND via = 'ws' AND attempts = $4 AND delivered_at IS NULL",
+        )
+        .bind(now)
+        .bind(sn)
+        .bind(id)
+        .bind(attempt)
+        .execute(&self.pool)
+        .await
+        .map_err(se)?;
+        Ok(done.rows_affected() > 0)
     }
 
     async fn command(&self, sn: &str, id: i64) -> StoreResult<Option<CommandRow>> {
