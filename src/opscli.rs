@@ -93,6 +93,10 @@ pub enum OpsCmd {
         /// Why (required).
         #[arg(long)]
         reason: String,
+        /// Idempotency key (default: a fresh one per invocation). The same key never
+        /// adjusts twice, so a retry after a lost answer is safe.
+        #[arg(long)]
+        idempotency_key: Option<String>,
     },
     /// Queue a command for an attendance terminal.
     TerminalCommand {
@@ -477,14 +481,28 @@ pub async fn run(args: OpsArgs, cfg: &Config, out: &mut impl Write) -> anyhow::R
             user_id,
             amount,
             reason,
+            idempotency_key,
         } => {
-            let v = c
-                .post(
-                    &format!("/ops/users/{user_id}/adjust"),
-                    json!({ "amount": amount, "reason": reason }),
-                    None,
-                )
-                .await?;
+            let key = idempotency_key
+                .unwrap_or_else(|| format!("cli-{}", kioskd_actors::ids::new_token()));
+            let path = format!("/ops/users/{user_id}/adjust");
+            let body = json!({ "amount": amount, "reason": reason });
+            // One retry on a transport failure: the key makes it safe.
+            let mut attempt = 0;
+            let v = loop {
+                attempt += 1;
+                let req = c
+                    .http
+                    .post(format!("{}{path}", c.base))
+                    .header("idempotency-key", &key)
+                    .json(&body);
+                match c.send(req, None).await {
+                    Err(e) if attempt < 2 && e.downcast_ref::<reqwest::Error>().is_some() => {
+                        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                    }
+                    r => break r?,
+                }
+            };
             if json_out {
                 return show(&v, None, out);
             }

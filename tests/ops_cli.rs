@@ -148,6 +148,61 @@ async fn every_ops_command_does_what_it_says_and_is_audited() {
     assert!(!ok, "a debit below zero is refused");
     assert!(err.contains("409"), "{err}");
     assert_eq!(app.balance(uid).await, before + 249);
+    // The same idempotency key never adjusts twice; reused for another amount, refused.
+    let mut outs = Vec::new();
+    for _ in 0..2 {
+        let (ok, out, err) = ops(
+            &app,
+            &[
+                "adjust",
+                &uid.to_string(),
+                "100",
+                "--reason",
+                "retry-safe",
+                "--idempotency-key",
+                "ticket-77",
+            ],
+        )
+        .await;
+        assert!(ok, "{err}");
+        outs.push(out);
+    }
+    assert_eq!(outs[0], outs[1], "the retry answers as the first did");
+    assert_eq!(app.balance(uid).await, before + 349);
+    let r = app
+        .http
+        .post(app.url(&format!("/ops/users/{uid}/adjust")))
+        .bearer_auth(OPS)
+        .header("idempotency-key", "ticket-77")
+        .json(&json!({"amount": 100, "reason": "retry-safe"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["replayed"], true);
+    assert_eq!(v["ledger_id"], "adjust:key:ticket-77");
+    let r = app
+        .http
+        .post(app.url(&format!("/ops/users/{uid}/adjust")))
+        .bearer_auth(OPS)
+        .header("idempotency-key", "ticket-77")
+        .json(&json!({"amount": 5, "reason": "other"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 409);
+    let r = app
+        .http
+        .post(app.url(&format!("/ops/users/{uid}/adjust")))
+        .bearer_auth(OPS)
+        .header("idempotency-key", "bad key!")
+        .json(&json!({"amount": 5, "reason": "other"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(app.balance(uid).await, before + 349);
     app.assert_invariants().await;
 
     // A terminal command.
@@ -208,7 +263,7 @@ async fn every_ops_command_does_what_it_says_and_is_audited() {
         .iter()
         .filter(|e| e["action"] == "POST /ops/users/{id}/adjust")
         .collect();
-    assert_eq!(adj.len(), 3, "{adj:#?}");
+    assert_eq!(adj.len(), 8, "{adj:#?}");
     assert!(
         adj.iter()
             .any(|e| e["reason"] == "goodwill" && e["status"] == 200)

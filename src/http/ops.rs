@@ -498,12 +498,41 @@ struct Adjust {
     reason: String,
 }
 
+/// The `Idempotency-Key` header: 1-64 of `[A-Za-z0-9_.:-]`.
+fn idempotency_key(h: &axum::http::HeaderMap) -> Result<Option<String>, Response> {
+    let Some(v) = h.get("idempotency-key") else {
+        return Ok(None);
+    };
+    match v.to_str() {
+        Ok(k)
+            if !k.is_empty()
+                && k.len() <= 64
+                && k.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_.:-".contains(c)) =>
+        {
+            Ok(Some(k.to_string()))
+        }
+        _ => Err(err(
+            StatusCode::BAD_REQUEST,
+            "Idempotency-Key must be 1-64 of [A-Za-z0-9_.:-]",
+        )),
+    }
+}
+
+/// `POST /ops/users/<id>/adjust {amount, reason}`. With an `Idempotency-Key` header the
+/// ledger id is `adjust:key:<key>`, so a retried request changes nothing and answers
+/// the same (`"replayed": true`); a key reused for a different adjustment is refused.
 async fn adjust(
     _: Operator,
     State(s): State<AppState>,
     OpsPath(id): OpsPath<i64>,
+    headers: axum::http::HeaderMap,
     b: Result<EnvJson<Adjust>, Response>,
 ) -> Response {
+    let key = match idempotency_key(&headers) {
+        Ok(k) => k,
+        Err(r) => return r,
+    };
     let req = match body(b).await {
         Ok(r) => r,
         Err(r) => return r,
@@ -520,7 +549,10 @@ async fn adjust(
     if let Ok(None) = s.db.user_by_id(id).await {
         return err(StatusCode::NOT_FOUND, "no such user");
     }
-    let ledger_id = format!("adjust:{}", kioskd_actors::ids::new_token());
+    let ledger_id = match &key {
+        Some(k) => format!("adjust:key:{k}"),
+        None => format!("adjust:{}", kioskd_actors::ids::new_token()),
+    };
     match s
         .db
         .adjust(
@@ -539,6 +571,26 @@ async fn adjust(
         }
         Err(WriteError::Refused) => err(StatusCode::CONFLICT, "the balance would go below zero"),
         Err(WriteError::NotFound) => err(StatusCode::NOT_FOUND, "no such user"),
+        Err(WriteError::Conflict) if key.is_some() => match s.db.ledger_entry(&ledger_id).await {
+            Ok(Some((user, amount))) if user == id && amount == req.amount => {
+                match s.db.user_by_id(id).await {
+                    Ok(Some(u)) => Json(json!({
+                        "user_id": id,
+                        "balance_account": u.balance_account,
+                        "ledger_id": ledger_id,
+                        "replayed": true,
+                    }))
+                    .into_response(),
+                    Ok(None) => err(StatusCode::NOT_FOUND, "no such user"),
+                    Err(e) => internal(e),
+                }
+            }
+            Ok(_) => err(
+                StatusCode::CONFLICT,
+                "Idempotency-Key already used for a different adjustment",
+            ),
+            Err(e) => internal(e),
+        },
         Err(e) => internal(e),
     }
 }

@@ -122,6 +122,17 @@ impl Db {
         row.try_get::<i64, _>(0).map_err(se)
     }
 
+    /// A ledger row's user and amount (to answer a repeated idempotent request).
+    pub async fn ledger_entry(&self, id: &str) -> Result<Option<(i64, i64)>, StoreError> {
+        let row = sqlx::query("SELECT user_id, amount FROM ledger WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(se)?;
+        row.map(|r| Ok((r.try_get(0).map_err(se)?, r.try_get(1).map_err(se)?)))
+            .transpose()
+    }
+
     /// Audit entries, newest first.
     pub async fn audit(&self, q: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
         let rows = sqlx::query(
