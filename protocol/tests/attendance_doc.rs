@@ -5,6 +5,8 @@
 //! close-code table names `ws::close` constants with the right "reconnect?" answer; the
 //! documented `bad_message` reason is the real one.
 
+mod doc;
+
 use kioskd_protocol::attendance::{BridgeMessage, ServerMessage};
 use kioskd_protocol::ws::close;
 use serde::Serialize;
@@ -19,70 +21,19 @@ enum Kind {
     Server,
 }
 
-struct Example {
-    kind: Kind,
-    line: usize,
-    text: String,
-}
+type Example = doc::Example<Kind>;
 
 fn examples() -> Vec<Example> {
-    let mut out = Vec::new();
-    let mut open: Option<(Option<Kind>, usize, String)> = None;
-    for (i, line) in DOC.lines().enumerate() {
-        let line_no = i + 1;
-        let trimmed = line.trim_end();
-        match &mut open {
-            None => {
-                if let Some(info) = trimmed.strip_prefix("```") {
-                    let kind = match info {
-                        "json bridge" => Some(Kind::Bridge),
-                        "json server" => Some(Kind::Server),
-                        other => {
-                            assert!(
-                                !other.trim_start().starts_with("json"),
-                                "ATTENDANCE.md:{line_no}: a json block must be tagged exactly \
-                                 `json bridge` or `json server`, not {other:?}"
-                            );
-                            None
-                        }
-                    };
-                    open = Some((kind, line_no, String::new()));
-                }
-            }
-            Some((kind, start, body)) => {
-                if trimmed == "```" {
-                    if let Some(kind) = *kind {
-                        out.push(Example {
-                            kind,
-                            line: *start,
-                            text: std::mem::take(body),
-                        });
-                    }
-                    open = None;
-                } else {
-                    body.push_str(line);
-                    body.push('\n');
-                }
-            }
-        }
-    }
-    assert!(open.is_none(), "ATTENDANCE.md ends inside a fenced block");
-    out
+    doc::examples(
+        "ATTENDANCE.md",
+        DOC,
+        &[("json bridge", Kind::Bridge), ("json server", Kind::Server)],
+    )
 }
 
 #[track_caller]
 fn round_trip<T: DeserializeOwned + Serialize>(e: &Example) -> Value {
-    let at = format!("ATTENDANCE.md:{} ({:?} example)", e.line, e.kind);
-    let value: Value = serde_json::from_str(&e.text)
-        .unwrap_or_else(|err| panic!("{at}: not exactly one JSON value: {err}\n{}", e.text));
-    let typed: T = serde_json::from_value(value.clone())
-        .unwrap_or_else(|err| panic!("{at}: does not deserialize: {err}\n{}", e.text));
-    assert_eq!(
-        serde_json::to_value(&typed).unwrap(),
-        value,
-        "{at}: re-serializing changes the JSON"
-    );
-    value
+    doc::round_trip::<T, Kind>("ATTENDANCE.md", e).0
 }
 
 fn kinds_of<T: DeserializeOwned + Serialize>(kind: Kind) -> std::collections::BTreeSet<String> {

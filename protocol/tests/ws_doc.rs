@@ -4,6 +4,8 @@
 //! the close-code table must list every constant of `ws::close` with the right
 //! "reconnect?" answer.
 
+mod doc;
+
 use kioskd_protocol::ws::{ClientMessage, ServerFrame, close};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -18,74 +20,19 @@ enum Kind {
     Server,
 }
 
-struct Example {
-    kind: Kind,
-    line: usize,
-    text: String,
-}
+type Example = doc::Example<Kind>;
 
-/// Every fenced block of the doc whose info string starts with `json`. Any such block
-/// must be tagged exactly `json client` or `json server`.
 fn examples() -> Vec<Example> {
-    let mut out = Vec::new();
-    let mut open: Option<(Option<Kind>, usize, String)> = None;
-    for (i, line) in DOC.lines().enumerate() {
-        let line_no = i + 1;
-        let trimmed = line.trim_end();
-        match &mut open {
-            None => {
-                if let Some(info) = trimmed.strip_prefix("```") {
-                    let kind = match info {
-                        "json client" => Some(Kind::Client),
-                        "json server" => Some(Kind::Server),
-                        other => {
-                            assert!(
-                                !other.trim_start().starts_with("json"),
-                                "WS.md:{line_no}: a json block must be tagged exactly \
-                                 `json client` or `json server`, not {other:?}"
-                            );
-                            None
-                        }
-                    };
-                    open = Some((kind, line_no, String::new()));
-                }
-            }
-            Some((kind, start, body)) => {
-                if trimmed == "```" {
-                    if let Some(kind) = *kind {
-                        out.push(Example {
-                            kind,
-                            line: *start,
-                            text: std::mem::take(body),
-                        });
-                    }
-                    open = None;
-                } else {
-                    body.push_str(line);
-                    body.push('\n');
-                }
-            }
-        }
-    }
-    assert!(open.is_none(), "WS.md ends inside a fenced block");
-    out
+    doc::examples(
+        "WS.md",
+        DOC,
+        &[("json client", Kind::Client), ("json server", Kind::Server)],
+    )
 }
 
-/// Parses `text` as one JSON value, reads it as `T`, writes it back and compares.
 #[track_caller]
 fn round_trip<T: DeserializeOwned + Serialize>(e: &Example) -> (Value, T) {
-    let at = format!("WS.md:{} ({:?} example)", e.line, e.kind);
-    let value: Value = serde_json::from_str(&e.text)
-        .unwrap_or_else(|err| panic!("{at}: not exactly one JSON value: {err}\n{}", e.text));
-    assert!(
-        value.is_object() && value.get("type").is_some_and(Value::is_string),
-        "{at}: an example is an object with a string `type`"
-    );
-    let typed: T = serde_json::from_value(value.clone())
-        .unwrap_or_else(|err| panic!("{at}: does not deserialize: {err}\n{}", e.text));
-    let back = serde_json::to_value(&typed).unwrap();
-    assert_eq!(back, value, "{at}: re-serializing changes the JSON");
-    (value, typed)
+    doc::round_trip("WS.md", e)
 }
 
 #[test]

@@ -783,16 +783,31 @@ async fn user(
         .into_response()
 }
 
+/// `?token=` on an upgrade (for clients that cannot set headers).
 #[derive(Deserialize)]
-struct OpsQuery {
+pub(super) struct TokenQuery {
     token: Option<String>,
+}
+
+/// The token an upgrade presents: `Authorization: Bearer` first, else `?token=`.
+pub(super) fn presented_token(
+    headers: &HeaderMap,
+    q: Result<Query<TokenQuery>, axum::extract::rejection::QueryRejection>,
+) -> Option<String> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::to_string)
+        .or_else(|| q.ok().and_then(|Query(q)| q.token))
+        .filter(|t| !t.is_empty())
 }
 
 /// `GET /ws/ops`: every device and session event.
 async fn ops(
     State(s): State<AppState>,
     headers: HeaderMap,
-    q: Result<Query<OpsQuery>, axum::extract::rejection::QueryRejection>,
+    q: Result<Query<TokenQuery>, axum::extract::rejection::QueryRejection>,
     ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Response {
     let ws = match ws {
@@ -803,14 +818,7 @@ async fn ops(
         return refuse(StatusCode::FORBIDDEN, "origin");
     }
     let want = s.cfg.ops.token.expose();
-    let bearer = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::to_string);
-    let got = bearer
-        .or_else(|| q.ok().and_then(|Query(q)| q.token))
-        .unwrap_or_default();
+    let got = presented_token(&headers, q).unwrap_or_default();
     if want.is_empty() || !bool::from(want.as_bytes().ct_eq(got.as_bytes())) {
         return refuse(StatusCode::UNAUTHORIZED, "ops_token");
     }

@@ -14,7 +14,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::ws::{Message as WsMessage, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use futures::StreamExt;
@@ -22,14 +22,13 @@ use kioskd_actors::catalog;
 use kioskd_actors::terminal::{TermError, TerminalRecord, WsAnswer, WsLink, WsOutcome};
 use kioskd_protocol::attendance::{self as wire, BridgeMessage, ServerMessage};
 use kioskd_protocol::ws::close;
-use serde::Deserialize;
 use tokio::sync::{mpsc, oneshot};
 
 use super::AppState;
 use super::attendance::token_hash;
 use super::ws::{
-    MAX_BAD_MESSAGES, Slot, Timed, WriterOpts, configure_limits, origin_allowed, read_frame,
-    refuse, writer,
+    MAX_BAD_MESSAGES, Slot, Timed, TokenQuery, WriterOpts, configure_limits, origin_allowed,
+    presented_token, read_frame, refuse, writer,
 };
 
 /// Routes.
@@ -42,11 +41,6 @@ const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How often a live connection's terminals are recorded as heard.
 const ALIVE_EVERY: Duration = Duration::from_secs(60);
-
-#[derive(Deserialize)]
-struct TokenQuery {
-    token: Option<String>,
-}
 
 /// `GET /ws/attendance` with `Authorization: Bearer <bridge token>` (or `?token=`).
 async fn upgrade(
@@ -62,15 +56,7 @@ async fn upgrade(
     if !origin_allowed(&s, &headers) {
         return refuse(StatusCode::FORBIDDEN, "origin");
     }
-    let bearer = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::to_string);
-    let token = bearer
-        .or_else(|| q.ok().and_then(|Query(q)| q.token))
-        .filter(|t| !t.is_empty());
-    let Some(token) = token else {
+    let Some(token) = presented_token(&headers, q) else {
         return refuse(StatusCode::UNAUTHORIZED, "no_token");
     };
     let owned = match s.db.terminals_by_token(&token_hash(&token)).await {
