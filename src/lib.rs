@@ -10,10 +10,12 @@ pub mod config;
 pub mod http;
 pub mod identity;
 pub mod passwords;
+pub mod payments;
 pub mod sms;
 pub mod store;
 pub mod telemetry;
 pub mod timefmt;
+pub mod upstream;
 
 pub use app::Application;
 pub use config::Config;

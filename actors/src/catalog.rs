@@ -57,3 +57,15 @@ pub const ATT_COMMANDS: &str = "kioskd_attendance_commands_total";
 pub const ATT_COMMAND_LATENCY: &str = "kioskd_attendance_command_latency_seconds";
 /// Gauge: attendance terminals heard in the last 10 minutes.
 pub const ATT_TERMINALS_SEEN: &str = "kioskd_attendance_terminals_seen";
+/// Counter: calls to upstreams (open platform, official account, WeChat Pay), by `op`
+/// and `outcome` (ok, transport, token_rejected, code_40005, platform, bad_reply, ...).
+pub const UPSTREAM_CALLS: &str = "kioskd_upstream_calls_total";
+/// Counter: WeChat Pay notifications, by `outcome` (credited, duplicate, mismatch,
+/// unknown_order, refused, other_event, error).
+pub const PAYMENT_NOTIFICATIONS: &str = "kioskd_payments_notifications_total";
+/// Counter: unpaid orders queried by the reconciler, by `outcome`.
+pub const PAYMENTS_RECONCILED: &str = "kioskd_payments_reconciled_total";
+/// Gauge: outbox sends not yet accepted by the open platform.
+pub const OUTBOX_DEPTH: &str = "kioskd_outbox_pending";
+/// Counter: outbox send attempts, by `outcome` (sent, retry, failed).
+pub const OUTBOX_SENDS: &str = "kioskd_outbox_sends_total";

@@ -8,6 +8,7 @@
 //! nothing) and the user's totals together.
 
 mod attendance;
+mod upstream;
 mod rows;
 
 use std::path::Path;
@@ -19,6 +20,7 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Executor, Row};
 
 pub use attendance::*;
+pub use upstream::*;
 pub use rows::*;
 
 /// Which database is behind the pool.
