@@ -84,7 +84,9 @@ impl Application {
             );
         }
         if cfg.identity.mode == IdentityMode::Dev {
-            tracing::warn!("identity.mode = dev: GET /dev/login signs anyone in as anyone; never expose this");
+            tracing::warn!(
+                "identity.mode = dev: GET /dev/login signs anyone in as anyone; never expose this"
+            );
         }
         let upstream = Arc::new(
             crate::upstream::Upstream::new(&cfg, db.clone(), Clock::system())

@@ -514,7 +514,9 @@ impl Config {
         if self.open189.token_ttl_seconds <= self.open189.token_refresh_margin_seconds {
             return bad("open189.token_ttl_seconds must exceed token_refresh_margin_seconds");
         }
-        if self.outbox.max_attempts < 1 || self.outbox.retry_base_ms == 0 || self.outbox.poll_ms == 0
+        if self.outbox.max_attempts < 1
+            || self.outbox.retry_base_ms == 0
+            || self.outbox.poll_ms == 0
         {
             return bad("outbox.max_attempts, retry_base_ms and poll_ms must be positive");
         }
@@ -570,7 +572,10 @@ mod tests {
     #[test]
     fn production_refuses_sandbox_and_dev() {
         let prod = "[server]\nenvironment = \"production\"\n";
-        assert!(Config::load_layers(None, &[prod]).is_err(), "sandbox in production");
+        assert!(
+            Config::load_layers(None, &[prod]).is_err(),
+            "sandbox in production"
+        );
         let c = Config::load_layers(None, &[prod, "[identity]\nmode = \"dev\"\n"]);
         assert!(c.is_err(), "dev identity in production");
         let c = Config::load_layers(None, &["[identity]\nmode = \"dev\"\n"]).unwrap();

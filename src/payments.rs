@@ -85,11 +85,10 @@ pub async fn settle_transaction(s: &AppState, t: &Transaction) -> Result<Verdict
         // Issue 4 settles postpaid orders here.
         Some(OrderKind::Postpaid) | None => return Ok(Verdict::Unknown),
     }
-    let Some(order) = s
-        .db
-        .recharge_order(&t.out_trade_no)
-        .await
-        .map_err(|e| e.to_string())?
+    let Some(order) =
+        s.db.recharge_order(&t.out_trade_no)
+            .await
+            .map_err(|e| e.to_string())?
     else {
         return Ok(Verdict::Unknown);
     };
@@ -164,11 +163,10 @@ pub async fn reconcile_once(s: &AppState) -> Result<usize, String> {
     let cfg = &s.cfg.wechatpay;
     let now = s.coord.clock().now_ms();
     let after = cfg.reconcile_after_seconds * 1000;
-    let orders = s
-        .db
-        .unpaid_wechat_orders(now - after, now - after, 100)
-        .await
-        .map_err(|e| e.to_string())?;
+    let orders =
+        s.db.unpaid_wechat_orders(now - after, now - after, 100)
+            .await
+            .map_err(|e| e.to_string())?;
     let n = orders.len();
     for (no, ctime) in orders {
         let r = pay.query(&no).await;
@@ -183,11 +181,15 @@ pub async fn reconcile_once(s: &AppState) -> Result<usize, String> {
                 v.outcome()
             }
             Ok(Some(t)) if t.trade_state == "CLOSED" || t.trade_state == "PAYERROR" => {
-                s.db.mark_closed(&no, now).await.map_err(|e| e.to_string())?;
+                s.db.mark_closed(&no, now)
+                    .await
+                    .map_err(|e| e.to_string())?;
                 "closed"
             }
             Ok(None) if expired => {
-                s.db.mark_closed(&no, now).await.map_err(|e| e.to_string())?;
+                s.db.mark_closed(&no, now)
+                    .await
+                    .map_err(|e| e.to_string())?;
                 "closed"
             }
             Ok(Some(t)) if expired && t.trade_state == "NOTPAY" => {
@@ -201,7 +203,9 @@ pub async fn reconcile_once(s: &AppState) -> Result<usize, String> {
                         settle_transaction(s, &t).await?;
                         "credited"
                     } else {
-                        s.db.mark_closed(&no, now).await.map_err(|e| e.to_string())?;
+                        s.db.mark_closed(&no, now)
+                            .await
+                            .map_err(|e| e.to_string())?;
                         "closed"
                     }
                 } else {
@@ -218,7 +222,9 @@ pub async fn reconcile_once(s: &AppState) -> Result<usize, String> {
                 "error"
             }
         };
-        s.db.mark_checked(&no, now).await.map_err(|e| e.to_string())?;
+        s.db.mark_checked(&no, now)
+            .await
+            .map_err(|e| e.to_string())?;
         metrics::counter!(catalog::PAYMENTS_RECONCILED, "outcome" => outcome).increment(1);
     }
     Ok(n)

@@ -118,8 +118,7 @@ pub fn safe_return(s: &AppState, path_and_query: &str) -> String {
         && !p.chars().any(|c| c.is_control())
         && p.len() <= 1024;
     if local
-        && s
-            .cfg
+        && s.cfg
             .identity
             .return_paths
             .iter()
@@ -237,12 +236,18 @@ async fn callback(
         return forged();
     };
     let Some(code) = q.code.filter(|c| valid_code(c)) else {
-        return bad_request(StatusCode::BAD_REQUEST, "the callback carries no valid code");
+        return bad_request(
+            StatusCode::BAD_REQUEST,
+            "the callback carries no valid code",
+        );
     };
     let cd = code.as_str();
     let openid = match s
         .upstream
-        .open189_call(op::OPENID, |c, t| async move { c.openid_by_code(&t, cd).await })
+        .open189_call(
+            op::OPENID,
+            |c, t| async move { c.openid_by_code(&t, cd).await },
+        )
         .await
     {
         Ok(o) => o,
@@ -261,11 +266,17 @@ async fn callback(
         let oi = openid.as_str();
         match s
             .upstream
-            .open189_call(op::USER_INFO, |c, t| async move { c.user_info(&t, oi).await })
+            .open189_call(
+                op::USER_INFO,
+                |c, t| async move { c.user_info(&t, oi).await },
+            )
             .await
         {
             Ok(pr) => {
-                if let Err(e) = s.db.set_profile(user.id, &pr.nickname, &pr.headimg, now).await {
+                if let Err(e) =
+                    s.db.set_profile(user.id, &pr.nickname, &pr.headimg, now)
+                        .await
+                {
                     tracing::warn!(error = %e, "could not store the profile");
                 }
             }
@@ -307,7 +318,10 @@ async fn pay_callback(
         return forged();
     };
     let Some(code) = q.code.filter(|c| valid_code(c)) else {
-        return bad_request(StatusCode::BAD_REQUEST, "the callback carries no valid code");
+        return bad_request(
+            StatusCode::BAD_REQUEST,
+            "the callback carries no valid code",
+        );
     };
     let r = s.upstream.mp.openid_by_code(&code).await;
     crate::upstream::record(crate::upstream::mp::op::OAUTH, &r);
@@ -350,7 +364,10 @@ async fn app_login(
     let tk = ticket.as_str();
     let mobile = match s
         .upstream
-        .open189_call(op::TICKET, |c, t| async move { c.ticket_mobile(&t, tk).await })
+        .open189_call(
+            op::TICKET,
+            |c, t| async move { c.ticket_mobile(&t, tk).await },
+        )
         .await
     {
         Ok(m) => m,

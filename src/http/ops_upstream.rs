@@ -42,7 +42,9 @@ struct PrizeReq {
 }
 
 fn text_ok(v: &str, max: usize, required: bool) -> bool {
-    (!required || !v.trim().is_empty()) && v.chars().count() <= max && !v.chars().any(char::is_control)
+    (!required || !v.trim().is_empty())
+        && v.chars().count() <= max
+        && !v.chars().any(char::is_control)
 }
 
 fn key_ok(k: &Option<String>) -> bool {
@@ -82,7 +84,10 @@ async fn prize(
         Err(r) => return r,
     };
     if !valid_openid(&r.openid) {
-        return err(StatusCode::BAD_REQUEST, "openid must be 1-64 of [A-Za-z0-9_-]");
+        return err(
+            StatusCode::BAD_REQUEST,
+            "openid must be 1-64 of [A-Za-z0-9_-]",
+        );
     }
     if !text_ok(&r.first, 200, true)
         || !text_ok(&r.activity, 100, true)
@@ -101,7 +106,10 @@ async fn prize(
         return err(StatusCode::BAD_REQUEST, "url must be an http(s) URL");
     }
     if !key_ok(&r.idempotency_key) {
-        return err(StatusCode::BAD_REQUEST, "idempotency_key must be 1-128 characters");
+        return err(
+            StatusCode::BAD_REQUEST,
+            "idempotency_key must be 1-128 characters",
+        );
     }
     let n = PrizeNotice {
         openid: r.openid,

@@ -32,7 +32,11 @@ fn answer(status: StatusCode, outcome: &'static str, msg: &str) -> Response {
 
 async fn notify(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
     let Some(pay) = &s.upstream.pay else {
-        return answer(StatusCode::NOT_FOUND, "refused", "payments are not WeChat Pay");
+        return answer(
+            StatusCode::NOT_FOUND,
+            "refused",
+            "payments are not WeChat Pay",
+        );
     };
     let now = s.coord.clock().now_ms() / 1000;
     let t = match pay.verify_notification(&headers, &body, now) {
@@ -55,11 +59,19 @@ async fn notify(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> R
         }
         Ok(Verdict::Unknown) => {
             tracing::error!(out_trade_no = %t.out_trade_no, "verified notification for an unknown order");
-            answer(StatusCode::BAD_REQUEST, "unknown_order", "unknown out_trade_no")
+            answer(
+                StatusCode::BAD_REQUEST,
+                "unknown_order",
+                "unknown out_trade_no",
+            )
         }
         Err(e) => {
             tracing::error!(error = %e, "settling a notification failed");
-            answer(StatusCode::INTERNAL_SERVER_ERROR, "error", "storage unavailable")
+            answer(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "error",
+                "storage unavailable",
+            )
         }
     }
 }

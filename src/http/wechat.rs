@@ -350,7 +350,12 @@ pub async fn report_binding(s: &AppState, openid: &str, mobile: &str) {
     let now = s.coord.clock().now_ms();
     match s
         .db
-        .outbox_add(crate::upstream::outbox::kind::WEEK_BIND, Some(&key), &payload, now)
+        .outbox_add(
+            crate::upstream::outbox::kind::WEEK_BIND,
+            Some(&key),
+            &payload,
+            now,
+        )
         .await
     {
         Ok(_) => s.upstream.outbox_wake.notify_one(),

@@ -8,8 +8,8 @@
 //! nothing) and the user's totals together.
 
 mod attendance;
-mod upstream;
 mod rows;
+mod upstream;
 
 use std::path::Path;
 use std::time::Duration;
@@ -20,8 +20,8 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Executor, Row};
 
 pub use attendance::*;
-pub use upstream::*;
 pub use rows::*;
+pub use upstream::*;
 
 /// Which database is behind the pool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -79,7 +79,13 @@ impl PlatformKey {
 }
 
 /// The string a Pay API request signs: `METHOD\nURL\nTS\nNONCE\nBODY\n`.
-pub fn request_message(method: &str, canonical_url: &str, ts: i64, nonce: &str, body: &str) -> String {
+pub fn request_message(
+    method: &str,
+    canonical_url: &str,
+    ts: i64,
+    nonce: &str,
+    body: &str,
+) -> String {
     format!("{method}\n{canonical_url}\n{ts}\n{nonce}\n{body}\n")
 }
 
@@ -139,7 +145,9 @@ pub fn decrypt_resource(
         return Err(DecryptError::Nonce);
     }
     let cipher = Aes256Gcm::new_from_slice(apiv3_key).map_err(|_| DecryptError::Key)?;
-    let ct = B64.decode(ciphertext_b64).map_err(|_| DecryptError::Base64)?;
+    let ct = B64
+        .decode(ciphertext_b64)
+        .map_err(|_| DecryptError::Base64)?;
     cipher
         .decrypt(
             Nonce::from_slice(nonce.as_bytes()),
@@ -248,7 +256,12 @@ mod tests {
         // Another key, nonce or AAD fails the tag; bad sizes fail cleanly.
         let c = r["ciphertext"].as_str().unwrap();
         assert_eq!(
-            decrypt_resource(b"5OxGtgpZRdbnPrA8CrcE57xBbUtrT9vX", "fCl8IqDd5HBp", "transaction", c),
+            decrypt_resource(
+                b"5OxGtgpZRdbnPrA8CrcE57xBbUtrT9vX",
+                "fCl8IqDd5HBp",
+                "transaction",
+                c
+            ),
             Err(DecryptError::Tag)
         );
         assert_eq!(
@@ -293,7 +306,10 @@ mod tests {
             key.sign(msg.as_bytes()),
             "V5UvvvNSiB+RWRoaeMLqo7UbXly+w1bd0nFCoWttJ4TFLZE3xtWV9fXMXcozIWRztwT6y7hGCeAcToBbDvwDZO+8DqGwgEYP2JSTNfxe2Cc5laQwntkHOU00hTKTyV1fRLrqPJsVGa1TPTpXTbquhyapwfnPObuWmSG54x8P/2H0FwaixDFUGvSVc5QQF+9S9U2A/1fM+ZIItLEOjMLqimih3T+3zgO5G1Q7OVjcxx71VUkohSEQZDlWJVUfn3HFFQyZSDoFZi6TT786+lEfI8lnLp8IKICFxNNSjLy7zpJ1G5wnvpiNOxYqat0JOKqNcxlXEih6w/Gh+QVVjAfEuA=="
         );
-        assert!(key.public().verify(msg.as_bytes(), &key.sign(msg.as_bytes())));
+        assert!(
+            key.public()
+                .verify(msg.as_bytes(), &key.sign(msg.as_bytes()))
+        );
     }
 
     #[test]
@@ -301,7 +317,13 @@ mod tests {
         let key = MerchantKey::from_pem(KEY).unwrap();
         let body = r#"{"appid":"wx0123456789abcdef","mchid":"1900000109","description":"Kiosk balance top-up","out_trade_no":"R20250115103000A1B2","notify_url":"https://kiosk.example.com/wechat/notify","amount":{"total":1000,"currency":"CNY"},"payer":{"openid":"oUpF8uMuAJO_M2pxb1Q9zNjWeS6o"}}"#;
         let nonce = "593BEC0C930BF1AFEB40B4A08C8FB242";
-        let msg = request_message("POST", "/v3/pay/transactions/jsapi", 1736908199, nonce, body);
+        let msg = request_message(
+            "POST",
+            "/v3/pay/transactions/jsapi",
+            1736908199,
+            nonce,
+            body,
+        );
         let sig = key.sign(msg.as_bytes());
         assert_eq!(
             authorization(
@@ -331,7 +353,12 @@ mod tests {
     fn jsapi_signature_vectors() {
         let t = "sM4AOVdWfPE4DxkXGEs8VMCPGGVi4C3VM0P37wVUCFvkVAy_90u5h9nbSlYy3-Sl-HhTdfl2fzFy1AOcHKP7qg";
         assert_eq!(
-            jsapi_signature(t, "Wm3WZYTPz0wzccnW", "1414587457", "http://mp.weixin.qq.com"),
+            jsapi_signature(
+                t,
+                "Wm3WZYTPz0wzccnW",
+                "1414587457",
+                "http://mp.weixin.qq.com"
+            ),
             "f4d90daf4b3bca3078ab155816175ba34c443a7b"
         );
         assert_eq!(

@@ -69,7 +69,12 @@ impl Mp {
         &self.cfg.appid
     }
 
-    async fn get(&self, op: &'static str, path: &str, q: &[(&str, &str)]) -> Result<Value, UpstreamError> {
+    async fn get(
+        &self,
+        op: &'static str,
+        path: &str,
+        q: &[(&str, &str)],
+    ) -> Result<Value, UpstreamError> {
         if !self.configured() {
             return Err(UpstreamError::NotConfigured(
                 "wechat_mp.appid and wechat_mp.secret are not set".into(),

@@ -106,7 +106,7 @@ fn text(v: &Value) -> String {
 
 /// The platform's message in whichever field this envelope uses.
 fn message(v: &Value) -> String {
-    for k in ["errMsg", "errmsg", "msg", "result", "data"] {
+    for k in ["errMsg", "errmsg", "result", "data", "msg"] {
         if let Some(x) = v.get(k).filter(|x| !x.is_null()) {
             if let Some(m) = x.get("mobile") {
                 return text(m);
@@ -198,7 +198,12 @@ impl Open189 {
         }
     }
 
-    async fn get(&self, op: &'static str, path: &str, q: &[(&str, &str)]) -> Result<Value, UpstreamError> {
+    async fn get(
+        &self,
+        op: &'static str,
+        path: &str,
+        q: &[(&str, &str)],
+    ) -> Result<Value, UpstreamError> {
         let u = self.url(path, q)?;
         Self::read(op, self.http.get(u)).await
     }
@@ -269,7 +274,9 @@ impl Open189 {
         check_status(&v)?;
         match v.get("redirect").and_then(Value::as_str) {
             Some(u) if u.starts_with("http://") || u.starts_with("https://") => Ok(u.to_string()),
-            _ => Err(UpstreamError::BadReply("getBaseUrl reply without redirect".into())),
+            _ => Err(UpstreamError::BadReply(
+                "getBaseUrl reply without redirect".into(),
+            )),
         }
     }
 
@@ -336,7 +343,11 @@ impl Open189 {
     }
 
     /// `POST sendPrizeNotice` → the platform's `result` text.
-    pub async fn prize_notice(&self, token: &str, n: &PrizeNotice) -> Result<String, UpstreamError> {
+    pub async fn prize_notice(
+        &self,
+        token: &str,
+        n: &PrizeNotice,
+    ) -> Result<String, UpstreamError> {
         let v = self
             .post(
                 op::PRIZE,
@@ -392,7 +403,9 @@ impl Open189 {
                 if crate::sms::valid_mobile(m) {
                     Ok(m.to_string())
                 } else {
-                    Err(UpstreamError::BadReply("ticket reply without a mobile".into()))
+                    Err(UpstreamError::BadReply(
+                        "ticket reply without a mobile".into(),
+                    ))
                 }
             }
             Some(code) => Err(UpstreamError::Platform {
@@ -401,7 +414,9 @@ impl Open189 {
             }),
             None => {
                 check_status(&v)?;
-                Err(UpstreamError::BadReply("ticket reply without errcode".into()))
+                Err(UpstreamError::BadReply(
+                    "ticket reply without errcode".into(),
+                ))
             }
         }
     }
@@ -418,7 +433,10 @@ mod tests {
 
     #[test]
     fn seed_replies_are_classified() {
-        assert!(st(r#"{"data":"=jLdmlnLUyr-BzKfriqsMEr3X9=rRjrtSln9ryLcH","status":200,"info":0}"#).is_ok());
+        assert!(
+            st(r#"{"data":"=jLdmlnLUyr-BzKfriqsMEr3X9=rRjrtSln9ryLcH","status":200,"info":0}"#)
+                .is_ok()
+        );
         assert!(matches!(
             st(r#"{"status":40005,"errMsg":"code 已过期"}"#),
             Err(UpstreamError::Code40005(m)) if m == "code 已过期"

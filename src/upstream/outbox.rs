@@ -64,11 +64,10 @@ pub fn spawn(s: AppState, mut shutdown: tokio::sync::watch::Receiver<bool>) {
 pub async fn drain(s: &AppState) -> Result<(), String> {
     loop {
         let now = s.coord.clock().now_ms();
-        let Some(row) = s
-            .db
-            .outbox_claim(now, claim_ms(s))
-            .await
-            .map_err(|e| e.to_string())?
+        let Some(row) =
+            s.db.outbox_claim(now, claim_ms(s))
+                .await
+                .map_err(|e| e.to_string())?
         else {
             return Ok(());
         };
@@ -127,7 +126,9 @@ async fn send(s: &AppState, row: OutboxRow) -> Result<(), String> {
             }
             Err(e) => Err(UpstreamError::BadReply(format!("stored payload: {e}"))),
         },
-        other => Err(UpstreamError::BadReply(format!("unknown outbox kind {other}"))),
+        other => Err(UpstreamError::BadReply(format!(
+            "unknown outbox kind {other}"
+        ))),
     };
     let now = s.coord.clock().now_ms();
     let ob = &s.cfg.outbox;

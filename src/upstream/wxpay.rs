@@ -77,6 +77,7 @@ pub struct PayParams {
     /// SHA256withRSA of `appId\ntimeStamp\nnonceStr\npackage\n`.
     pub pay_sign: String,
     /// Our order number (to poll).
+    #[serde(rename = "out_trade_no")]
     pub out_trade_no: String,
 }
 
@@ -130,7 +131,9 @@ pub struct WxPay {
 
 impl std::fmt::Debug for WxPay {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WxPay").field("mchid", &self.cfg.mchid).finish()
+        f.debug_struct("WxPay")
+            .field("mchid", &self.cfg.mchid)
+            .finish()
     }
 }
 
@@ -206,14 +209,13 @@ impl WxPay {
             crypto::request_message(method.as_str(), path_and_query, ts, &nonce, &body_s)
                 .as_bytes(),
         );
-        let auth = crypto::authorization(
-            &self.cfg.mchid,
-            &self.cfg.merchant_serial,
-            &nonce,
-            ts,
-            &sig,
+        let auth =
+            crypto::authorization(&self.cfg.mchid, &self.cfg.merchant_serial, &nonce, ts, &sig);
+        let url = format!(
+            "{}{}",
+            self.cfg.base_url.trim_end_matches('/'),
+            path_and_query
         );
-        let url = format!("{}{}", self.cfg.base_url.trim_end_matches('/'), path_and_query);
         let mut r = self
             .http
             .request(method, url)
@@ -241,8 +243,16 @@ impl WxPay {
 
     fn error_of(status: u16, body: &[u8]) -> UpstreamError {
         let v: Value = serde_json::from_slice(body).unwrap_or_default();
-        let code = v.get("code").and_then(Value::as_str).unwrap_or("").to_string();
-        let msg = v.get("message").and_then(Value::as_str).unwrap_or("").to_string();
+        let code = v
+            .get("code")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        let msg = v
+            .get("message")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
         if status >= 500 || status == 429 {
             UpstreamError::Transport(format!("WeChat Pay HTTP {status} {code}: {msg}"))
         } else {
@@ -272,7 +282,12 @@ impl WxPay {
         })
         .to_string();
         let (st, b) = self
-            .call(op::ORDER, reqwest::Method::POST, "/v3/pay/transactions/jsapi", Some(body))
+            .call(
+                op::ORDER,
+                reqwest::Method::POST,
+                "/v3/pay/transactions/jsapi",
+                Some(body),
+            )
             .await?;
         if st != 200 {
             return Err(Self::error_of(st, &b));
@@ -290,9 +305,9 @@ impl WxPay {
         let ts = now_s().to_string();
         let nonce = crypto::nonce_str(32);
         let package = format!("prepay_id={prepay_id}");
-        let pay_sign = self.merchant.sign(
-            crypto::pay_sign_message(&self.cfg.appid, &ts, &nonce, &package).as_bytes(),
-        );
+        let pay_sign = self
+            .merchant
+            .sign(crypto::pay_sign_message(&self.cfg.appid, &ts, &nonce, &package).as_bytes());
         PayParams {
             app_id: self.cfg.appid.clone(),
             time_stamp: ts,
@@ -311,7 +326,9 @@ impl WxPay {
             "/v3/pay/transactions/out-trade-no/{out_trade_no}?mchid={}",
             self.cfg.mchid
         );
-        let (st, b) = self.call(op::QUERY, reqwest::Method::GET, &pq, None).await?;
+        let (st, b) = self
+            .call(op::QUERY, reqwest::Method::GET, &pq, None)
+            .await?;
         match st {
             200 => serde_json::from_slice(&b)
                 .map(Some)
@@ -438,9 +455,15 @@ mod tests {
     fn headers(sig: &str, serial: &str) -> HeaderMap {
         let mut h = HeaderMap::new();
         h.insert("Wechatpay-Timestamp", "1736908206".parse().unwrap());
-        h.insert("Wechatpay-Nonce", "5K8264ILTKCH16CQ2502SI8ZNMTM67VS".parse().unwrap());
+        h.insert(
+            "Wechatpay-Nonce",
+            "5K8264ILTKCH16CQ2502SI8ZNMTM67VS".parse().unwrap(),
+        );
         h.insert("Wechatpay-Serial", serial.parse().unwrap());
-        h.insert("Wechatpay-Signature-Type", "WECHATPAY2-SHA256-RSA2048".parse().unwrap());
+        h.insert(
+            "Wechatpay-Signature-Type",
+            "WECHATPAY2-SHA256-RSA2048".parse().unwrap(),
+        );
         h.insert("Wechatpay-Signature", sig.parse().unwrap());
         h
     }
@@ -459,8 +482,14 @@ mod tests {
         assert_eq!(t.amount.payer_total, Some(1000));
         assert_eq!(t.trade_state, "SUCCESS");
         // Within the window on either side.
-        assert!(p.verify_notification(&headers(SIG, SERIAL), BODY, 1736908206 + 299).is_ok());
-        assert!(p.verify_notification(&headers(SIG, SERIAL), BODY, 1736908206 - 299).is_ok());
+        assert!(
+            p.verify_notification(&headers(SIG, SERIAL), BODY, 1736908206 + 299)
+                .is_ok()
+        );
+        assert!(
+            p.verify_notification(&headers(SIG, SERIAL), BODY, 1736908206 - 299)
+                .is_ok()
+        );
         // Without the optional signature-type header too.
         let mut h = headers(SIG, SERIAL);
         h.remove("Wechatpay-Signature-Type");
@@ -507,7 +536,10 @@ mod tests {
         );
         let mut h = headers(SIG, SERIAL);
         h.insert("Wechatpay-Signature-Type", "OTHER".parse().unwrap());
-        assert_eq!(p.verify_notification(&h, BODY, at), Err(Refused::SignatureType));
+        assert_eq!(
+            p.verify_notification(&h, BODY, at),
+            Err(Refused::SignatureType)
+        );
         // A changed APIv3 key fails the tag.
         let other = pay("5OxGtgpZRdbnPrA8CrcE57xBbUtrT9vX");
         assert_eq!(
