@@ -29,13 +29,8 @@ async fn follow(p: &Phone, app: &TestApp, r: reqwest::Response) -> reqwest::Resp
     );
     let loc = r.headers()["location"].to_str().unwrap().to_string();
     let loc = loc.split('#').next().unwrap().to_string();
-    if loc.starts_with("http://127.0.0.1:8080") {
-        p.get_raw(&format!(
-            "{}{}",
-            app.base,
-            &loc["http://127.0.0.1:8080".len()..]
-        ))
-        .await
+    if let Some(rest) = loc.strip_prefix("http://127.0.0.1:8080") {
+        p.get_raw(&format!("{}{rest}", app.base)).await
     } else if loc.starts_with('/') {
         p.get_raw(&format!("{}{loc}", app.base)).await
     } else {
@@ -587,7 +582,8 @@ async fn forged_tampered_stale_and_mismatched_notifications_credit_nothing() {
     n.0.remove(1);
     assert_eq!(notify(&app, &n).await.0, 401);
     // Verified but not matching our order: wrong amount, mchid, appid, state, order.
-    let cases: Vec<Box<dyn Fn(&mut Value)>> = vec![
+    type Edit = Box<dyn Fn(&mut Value)>;
+    let cases: Vec<Edit> = vec![
         Box::new(|t| t["amount"]["total"] = json!(501)),
         Box::new(|t| t["mchid"] = json!("1900000000")),
         Box::new(|t| t["appid"] = json!("wx1b0d10b65d395395")),

@@ -129,12 +129,12 @@ impl TokenKeeper {
         let deadline = tokio::time::Instant::now()
             + Duration::from_millis(self.args.lease_ms.max(1000) as u64 * 2);
         loop {
-            if let Some(t) = db.token(name).await.map_err(UpstreamError::store)? {
-                if self.fresh(&t) {
-                    let token = t.token.clone();
-                    self.cache.insert(kind, t);
-                    return Ok(token);
-                }
+            if let Some(t) = db.token(name).await.map_err(UpstreamError::store)?
+                && self.fresh(&t)
+            {
+                let token = t.token.clone();
+                self.cache.insert(kind, t);
+                return Ok(token);
             }
             let now = self.args.clock.now_ms();
             if db

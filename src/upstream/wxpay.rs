@@ -361,10 +361,10 @@ impl WxPay {
         if h.get_all("wechatpay-signature-type").iter().count() > 1 {
             return Err(Refused::Header("wechatpay-signature-type"));
         }
-        if let Some(t) = h.get("wechatpay-signature-type") {
-            if t.as_bytes() != b"WECHATPAY2-SHA256-RSA2048" {
-                return Err(Refused::SignatureType);
-            }
+        if let Some(t) = h.get("wechatpay-signature-type")
+            && t.as_bytes() != b"WECHATPAY2-SHA256-RSA2048"
+        {
+            return Err(Refused::SignatureType);
         }
         let t: i64 = ts.parse().map_err(|_| Refused::Stale)?;
         if (now - t).abs() >= self.cfg.notify_max_skew_seconds {
