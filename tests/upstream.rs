@@ -398,7 +398,7 @@ async fn jsapi_signature_signs_our_pages_with_the_shared_ticket() {
     let expect = crypto::jsapi_signature(
         "TICKET1",
         r["nonceStr"].as_str().unwrap(),
-        r["timestamp"].as_str().unwrap(),
+        &r["timestamp"].as_i64().unwrap().to_string(),
         "http://127.0.0.1:8080/h5/index.html?device=K0001&from=scan",
     );
     assert_eq!(r["signature"], expect.as_str());

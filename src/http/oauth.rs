@@ -25,7 +25,6 @@ use axum_extra::extract::SignedCookieJar;
 use axum_extra::extract::cookie::{Cookie, SameSite};
 use kioskd_protocol::Envelope;
 use serde::Deserialize;
-use serde_json::json;
 use subtle::ConstantTimeEq;
 
 use super::extract::{EnvJson, EnvPath, EnvQuery};
@@ -418,14 +417,12 @@ async fn app_login(
     }
 }
 
-#[derive(Deserialize)]
-struct SigReq {
-    url: String,
-}
-
 /// `POST /wechat/jsapi/signature {url}` → `{appId, timestamp, nonceStr, signature}` for
 /// `wx.config` (only pages on the host of `public.base_url`; the fragment is cut).
-async fn jsapi(State(s): State<AppState>, EnvJson(req): EnvJson<SigReq>) -> Response {
+async fn jsapi(
+    State(s): State<AppState>,
+    EnvJson(req): EnvJson<kioskd_protocol::wechat::JsapiSignatureRequest>,
+) -> Response {
     let page = req.url.split('#').next().unwrap_or_default().to_string();
     let ours = reqwest::Url::parse(&s.cfg.public.base_url).ok();
     let theirs = reqwest::Url::parse(&page).ok();
@@ -455,12 +452,12 @@ async fn jsapi(State(s): State<AppState>, EnvJson(req): EnvJson<SigReq>) -> Resp
         Err(e) => return upstream_failed(&e),
     };
     let nonce = nonce_str(16);
-    let ts = identity::now_s().to_string();
-    let signature = jsapi_signature(&ticket, &nonce, &ts, &page);
-    ok(json!({
-        "appId": s.upstream.mp.appid(),
-        "timestamp": ts,
-        "nonceStr": nonce,
-        "signature": signature,
-    }))
+    let ts = identity::now_s();
+    let signature = jsapi_signature(&ticket, &nonce, &ts.to_string(), &page);
+    ok(kioskd_protocol::wechat::JsapiSignature {
+        app_id: s.upstream.mp.appid().to_string(),
+        timestamp: ts,
+        nonce_str: nonce,
+        signature,
+    })
 }
