@@ -836,3 +836,91 @@ async fn sandbox_is_refused_in_production() {
     let e = r.unwrap_err().to_string();
     assert!(e.contains("sandbox"), "{e}");
 }
+
+#[tokio::test]
+async fn two_nodes_on_one_database_fetch_the_token_once() {
+    let si = Standin::start().await;
+    si.w().token_delay_ms = 300;
+    let a = app_with(&si, false, "").await;
+    let shared = format!("[database]\nurl = \"{}\"\n", a.db_url);
+    let b = common::spawn_layers(&[&si.toml(false), &shared]).await;
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let base = if i % 2 == 0 {
+            a.base.clone()
+        } else {
+            b.base.clone()
+        };
+        tasks.push(tokio::spawn(async move {
+            Phone::new(&base)
+                .get_raw("/wechat/user")
+                .await
+                .status()
+                .as_u16()
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), 303);
+    }
+    assert_eq!(si.w().token_fetches, 1, "one fetch across both nodes");
+    b.stop().await;
+    a.stop().await;
+}
+
+#[tokio::test]
+async fn platform_failure_replies_are_clear_errors() {
+    let si = Standin::start().await;
+    // A wrong secret: the token call's {"data":"appid或secret错误","status":0}.
+    let app = app_with(&si, false, "[open189]\nsecret = \"wrong\"\n").await;
+    let r = Phone::new(&app.base).get_raw("/wechat/user").await;
+    assert_eq!(r.status(), 503);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["result"], -16);
+    assert!(
+        v["error"].as_str().unwrap().contains("appid或secret错误"),
+        "{v}"
+    );
+    app.stop().await;
+    // getBaseUrl failing: a clear error, no redirect.
+    let app = app_with(&si, false, "[open189]\nreport_flow_orders = true\n").await;
+    si.script(
+        "base_url",
+        vec![Reply::Json(json!({"status": 0, "errMsg": "系统繁忙"}))],
+    );
+    let r = Phone::new(&app.base).get_raw("/wechat/user").await;
+    assert_eq!(r.status(), 503);
+    let v: Value = r.json().await.unwrap();
+    assert!(v["error"].as_str().unwrap().contains("系统繁忙"), "{v}");
+    // getOpenidByCode failing otherwise than 40005 signs no one in.
+    si.script(
+        "openid",
+        vec![Reply::Json(json!({"status": 0, "errMsg": "服务异常"}))],
+    );
+    let p = Phone::new(&app.base);
+    let r = p.get_raw("/wechat/user").await;
+    let r = follow(&p, &app, r).await;
+    let r = follow(&p, &app, r).await;
+    assert_eq!(r.status(), 503);
+    assert_eq!(
+        p.get_raw("/wechat/check").await.status(),
+        303,
+        "still not signed in"
+    );
+    // 爱流量's failure reply {"data":"错误信息","status":0,"info":0} is a visible failure.
+    si.script(
+        "flow_order",
+        vec![Reply::Json(
+            json!({"data": "错误信息", "status": 0, "info": 0}),
+        )],
+    );
+    let (_, v) = app
+        .ops_post(
+            "/ops/callbacks/flow-order",
+            json!({"openid": "oA", "deviceno": "17717463317", "traffic_package_name": "x"}),
+        )
+        .await;
+    let row = wait_status(&app, v["id"].as_i64().unwrap(), "failed").await;
+    assert_eq!(row["status"], "failed");
+    assert!(row["last_error"].as_str().unwrap().contains("错误信息"));
+    app.stop().await;
+}
