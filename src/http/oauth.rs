@@ -113,8 +113,7 @@ pub fn safe_return(s: &AppState, path_and_query: &str) -> String {
     let local = p.starts_with('/')
         && !p.starts_with("//")
         && !p.contains('\\')
-        && !p.contains('|')
-        && !p.chars().any(|c| c.is_control())
+        && !p.chars().any(|c| c.is_control() || "|;, \"".contains(c))
         && p.len() <= 1024;
     if local
         && s.cfg
