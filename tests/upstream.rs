@@ -760,6 +760,18 @@ async fn prize_notices_are_retried_through_failures_and_never_sent_twice() {
     assert!(row["last_error"].as_str().unwrap().contains("发送失败"));
     let v = app.ops_get("/ops/outbox").await.1;
     assert_eq!(v["data"][0]["id"], id, "failures are listed");
+    // An operator retries it once the platform works again: sent once.
+    let (st, _) = app
+        .ops_post(&format!("/ops/outbox/{id}/retry"), json!({}))
+        .await;
+    assert_eq!(st, 200);
+    let row = wait_status(&app, id, "sent").await;
+    assert_eq!(row["status"], "sent", "{row}");
+    assert_eq!(si.w().notices.len(), 2);
+    let (st, _) = app
+        .ops_post(&format!("/ops/outbox/{id}/retry"), json!({}))
+        .await;
+    assert_eq!(st, 409, "a sent row is never sent again");
     // Transport errors past max_attempts (5) fail visibly too.
     si.script("prize", vec![Reply::Http500; 10]);
     let (_, v) = app

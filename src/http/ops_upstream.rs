@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::AppState;
-use super::extract::{EnvJson, EnvQuery};
+use super::extract::{EnvJson, EnvQuery, OpsPath};
 use super::ops::{Operator, body, err, internal};
 use crate::identity::valid_openid;
 use crate::upstream::open189::{FlowOrder, PrizeNotice};
@@ -24,6 +24,20 @@ pub fn routes() -> Router<AppState> {
         .route("/ops/notices/prize", post(prize))
         .route("/ops/callbacks/flow-order", post(flow_order))
         .route("/ops/outbox", get(list))
+        .route("/ops/outbox/{id}/retry", post(retry))
+}
+
+/// `POST /ops/outbox/<id>/retry`: a failed send is tried again (409 unless it failed).
+async fn retry(_: Operator, State(s): State<AppState>, OpsPath(id): OpsPath<i64>) -> Response {
+    let now = s.coord.clock().now_ms();
+    match s.db.outbox_retry(id, now).await {
+        Ok(true) => {
+            s.upstream.outbox_wake.notify_one();
+            axum::Json(json!({"id": id, "status": "pending"})).into_response()
+        }
+        Ok(false) => err(StatusCode::CONFLICT, "no failed outbox row with that id"),
+        Err(e) => internal(e),
+    }
 }
 
 #[derive(Deserialize)]

@@ -450,6 +450,20 @@ impl Db {
         rows.iter().map(outbox_from_row).collect()
     }
 
+    /// An operator asks for a failed send to be tried again: due now, attempts from 0.
+    /// False when the row is not `failed`.
+    pub async fn outbox_retry(&self, id: i64, now: i64) -> Result<bool, StoreError> {
+        let r = sqlx::query(
+            "UPDATE outbox SET status = 'pending', attempts = 0, next_attempt_at = $1 WHERE id = $2 AND status = 'failed'",
+        )
+        .bind(now)
+        .bind(id)
+        .execute(&self.pool)
+        .await
+        .map_err(se)?;
+        Ok(r.rows_affected() == 1)
+    }
+
     /// Sends not yet accepted (pending or in flight).
     pub async fn outbox_depth(&self) -> Result<i64, StoreError> {
         sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE status IN ('pending', 'sending')")
