@@ -9,7 +9,7 @@ use std::time::Duration;
 use kioskd_actors::{Clock, Coordinator, CoordinatorConfig, Events, catalog};
 use tokio::net::TcpListener;
 
-use crate::config::{Config, PaymentsMode};
+use crate::config::{Config, IdentityMode, PaymentsMode};
 use crate::http::{AppInner, AppState, router};
 use crate::sms::{LogSender, SmsSender};
 use crate::store::{Db, WriteError};
@@ -36,6 +36,9 @@ pub enum BuildError {
     /// Socket trouble.
     #[error("listener: {0}")]
     Io(#[from] std::io::Error),
+    /// An upstream client could not be set up (e.g. an unreadable WeChat Pay key).
+    #[error("upstream: {0}")]
+    Upstream(String),
 }
 
 /// The coordinator settings a configuration implies.
@@ -73,6 +76,22 @@ impl Application {
         } else {
             metrics::gauge!(catalog::PAYMENTS_SANDBOX).set(0.0);
         }
+        if cfg.identity.mode == IdentityMode::Open189
+            && (cfg.open189.appid.is_empty() || cfg.open189.secret.is_empty())
+        {
+            tracing::warn!(
+                "identity.mode = open189 but open189.appid / open189.secret are not set: phones CANNOT sign in (they get a clear error) until they are configured; set identity.mode = \"dev\" for local use"
+            );
+        }
+        if cfg.identity.mode == IdentityMode::Dev {
+            tracing::warn!(
+                "identity.mode = dev: GET /dev/login signs anyone in as anyone; never expose this"
+            );
+        }
+        let upstream = Arc::new(
+            crate::upstream::Upstream::new(&cfg, db.clone(), Clock::system())
+                .map_err(BuildError::Upstream)?,
+        );
         let coord = Coordinator::new(
             Arc::new(db.clone()),
             Clock::system(),
@@ -115,6 +134,7 @@ impl Application {
             sms,
             metrics,
             broker,
+            upstream,
         };
         Ok(Self {
             listener,
@@ -142,6 +162,8 @@ impl Application {
         let sampler = crate::sampler::spawn(self.state.clone());
         let addr = self.listener.local_addr()?;
         tracing::info!(%addr, "kioskd listening");
+        crate::upstream::outbox::spawn(self.state.clone(), self.shutdown.subscribe());
+        crate::payments::spawn_reconciler(self.state.clone(), self.shutdown.subscribe());
         let tx = self.shutdown.clone();
         let shutdown = async move {
             shutdown.await;
@@ -162,6 +184,7 @@ impl Application {
         tokio::time::timeout(Duration::from_secs(10), self.state.terminals.shutdown())
             .await
             .ok();
+        self.state.upstream.tokens.stop().await;
         Ok(())
     }
 }

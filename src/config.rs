@@ -101,6 +101,10 @@ pub struct Config {
     pub open189: Open189,
     /// WeChat Pay v3.
     pub wechatpay: WechatPay,
+    /// kioskd's own WeChat official account (JS-SDK ticket, payment openids).
+    pub wechat_mp: WechatMp,
+    /// The durable outbox of upstream sends (prize notices, campaign callbacks).
+    pub outbox: Outbox,
 }
 
 /// `[server]`
@@ -113,6 +117,19 @@ pub struct Server {
     pub max_body_bytes: usize,
     /// Wire time zone.
     pub time_zone: String,
+    /// `development` or `production` (production refuses sandbox payments and dev
+    /// identity).
+    pub environment: Environment,
+}
+
+/// Where this server runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Environment {
+    /// Local use, tests.
+    Development,
+    /// Real users and real money.
+    Production,
 }
 
 /// `[database]`
@@ -159,6 +176,12 @@ pub struct Identity {
     pub mode: IdentityMode,
     /// Cookie signing secret.
     pub cookie_secret: Secret,
+    /// How long a phone's sign-in lasts (the cookie expires then).
+    pub session_ttl_seconds: i64,
+    /// How long a sign-in started at the open platform may take to come back.
+    pub signin_ttl_seconds: i64,
+    /// Path prefixes a sign-in may return to (open-redirect guard).
+    pub return_paths: Vec<String>,
 }
 
 /// `[billing]`
@@ -305,8 +328,30 @@ pub struct Open189 {
     pub appid: String,
     /// App secret.
     pub secret: Secret,
-    /// Path of the user-info call.
+    /// Path of the user-info call (missing from seed 004; empty: not called).
     pub user_info_path: String,
+    /// How POST parameters are sent: `form` (x-www-form-urlencoded) or `json`.
+    pub post_format: PostFormat,
+    /// Lifetime of an access token (the platform says 7,200 s).
+    pub token_ttl_seconds: i64,
+    /// Refresh a token this long before it runs out.
+    pub token_refresh_margin_seconds: i64,
+    /// Timeout of one call.
+    pub timeout_ms: u64,
+    /// Report mobile bindings to the platform (爱流量 `weekBind/create`).
+    pub report_bindings: bool,
+    /// Accept `POST /ops/callbacks/flow-order` (爱流量 `flowOrders/create`).
+    pub report_flow_orders: bool,
+}
+
+/// Body encoding of the open platform's POST calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PostFormat {
+    /// `application/x-www-form-urlencoded`.
+    Form,
+    /// `application/json`.
+    Json,
 }
 
 /// `[wechatpay]`
@@ -333,8 +378,52 @@ pub struct WechatPay {
     pub platform_serial: String,
     /// Platform public key (PEM file).
     pub platform_public_key_file: String,
-    /// Notification URL.
+    /// Notification URL (empty: `public.base_url` + `/wechat/notify`).
     pub notify_url: String,
+    /// The open platform's appid is bound to the merchant: its openids can pay. When
+    /// false, a silent OAuth pass of `wechat_mp` gets each user's payment openid.
+    pub platform_appid_is_merchant: bool,
+    /// Notifications whose timestamp is further from now than this are refused.
+    pub notify_max_skew_seconds: i64,
+    /// Query an unpaid order this long after it was created.
+    pub reconcile_after_seconds: i64,
+    /// How often the reconciler looks for unpaid orders.
+    pub reconcile_interval_seconds: u64,
+    /// Give up on (close) an order unpaid this long.
+    pub order_expire_seconds: i64,
+    /// Timeout of one call.
+    pub timeout_ms: u64,
+    /// `description` of recharge orders (shown on the user's bill).
+    pub description: String,
+}
+
+/// `[wechat_mp]`: kioskd's own official account (服务号).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WechatMp {
+    /// App id (empty: none).
+    #[serde(deserialize_with = "string_like")]
+    pub appid: String,
+    /// AppSecret.
+    pub secret: Secret,
+    /// `https://api.weixin.qq.com`.
+    pub api_base_url: String,
+    /// `https://open.weixin.qq.com`.
+    pub oauth_base_url: String,
+}
+
+/// `[outbox]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Outbox {
+    /// How often the worker looks for due sends when nothing woke it.
+    pub poll_ms: u64,
+    /// First retry delay; doubles per attempt.
+    pub retry_base_ms: u64,
+    /// Longest retry delay.
+    pub retry_max_ms: u64,
+    /// Attempts before a send is marked failed.
+    pub max_attempts: i64,
 }
 
 /// A configuration that cannot be used.
@@ -399,15 +488,53 @@ impl Config {
         if self.server.time_zone.parse::<chrono_tz::Tz>().is_err() {
             return bad("server.time_zone is not a known IANA zone");
         }
-        if self.payments.mode == PaymentsMode::Wechatpay {
+        let prod = self.server.environment == Environment::Production;
+        if prod && self.payments.mode == PaymentsMode::Sandbox {
             return bad(
-                "payments.mode = \"wechatpay\" is not available in this build yet; use \"sandbox\"",
+                "payments.mode = \"sandbox\" credits without payment and is refused with server.environment = \"production\"",
             );
         }
-        if self.identity.mode == IdentityMode::Open189 {
+        if prod && self.identity.mode == IdentityMode::Dev {
             return bad(
-                "identity.mode = \"open189\" is not available in this build yet; use \"dev\"",
+                "identity.mode = \"dev\" lets anyone sign in as anyone and is refused with server.environment = \"production\"",
             );
+        }
+        if self.payments.mode == PaymentsMode::Wechatpay {
+            let w = &self.wechatpay;
+            if w.appid.is_empty()
+                || w.mchid.is_empty()
+                || w.merchant_serial.is_empty()
+                || w.merchant_key_file.is_empty()
+                || w.platform_serial.is_empty()
+                || w.platform_public_key_file.is_empty()
+            {
+                return bad(
+                    "payments.mode = \"wechatpay\" needs wechatpay.appid, mchid, merchant_serial, merchant_key_file, platform_serial and platform_public_key_file",
+                );
+            }
+            if w.apiv3_key.expose().len() != 32 {
+                return bad("wechatpay.apiv3_key must be 32 bytes");
+            }
+            if !w.platform_appid_is_merchant && self.wechat_mp.appid != w.appid {
+                return bad(
+                    "wechatpay.platform_appid_is_merchant = false needs wechat_mp.appid equal to wechatpay.appid (the account whose openids pay)",
+                );
+            }
+        }
+        if self.identity.session_ttl_seconds <= 0 || self.identity.signin_ttl_seconds <= 0 {
+            return bad("identity.session_ttl_seconds and signin_ttl_seconds must be positive");
+        }
+        if self.open189.token_ttl_seconds <= self.open189.token_refresh_margin_seconds {
+            return bad("open189.token_ttl_seconds must exceed token_refresh_margin_seconds");
+        }
+        if self.outbox.max_attempts < 1
+            || self.outbox.retry_base_ms == 0
+            || self.outbox.poll_ms == 0
+        {
+            return bad("outbox.max_attempts, retry_base_ms and poll_ms must be positive");
+        }
+        if self.wechatpay.reconcile_interval_seconds == 0 {
+            return bad("wechatpay.reconcile_interval_seconds must be at least 1");
         }
         if !self.sms.debug_code.is_empty() && self.identity.mode != IdentityMode::Dev {
             return bad("sms.debug_code is only allowed with identity.mode = \"dev\"");
@@ -447,8 +574,37 @@ mod tests {
 
     #[test]
     fn numbers_are_accepted_where_strings_are_expected() {
-        let c = Config::load_with(None, "[sms]\ndebug_code = 123456").unwrap();
+        let c = Config::load_with(
+            None,
+            "[identity]\nmode = \"dev\"\n[sms]\ndebug_code = 123456",
+        )
+        .unwrap();
         assert_eq!(c.sms.debug_code.expose(), "123456");
+    }
+
+    #[test]
+    fn production_refuses_sandbox_and_dev() {
+        let prod = "[server]\nenvironment = \"production\"\n";
+        assert!(
+            Config::load_layers(None, &[prod]).is_err(),
+            "sandbox in production"
+        );
+        let c = Config::load_layers(None, &[prod, "[identity]\nmode = \"dev\"\n"]);
+        assert!(c.is_err(), "dev identity in production");
+        let c = Config::load_layers(None, &["[identity]\nmode = \"dev\"\n"]).unwrap();
+        assert_eq!(c.server.environment, Environment::Development);
+    }
+
+    #[test]
+    fn open189_is_the_default_and_starts_unconfigured() {
+        let c = Config::load_with(None, "").unwrap();
+        assert_eq!(c.identity.mode, IdentityMode::Open189);
+        assert!(c.open189.appid.is_empty());
+    }
+
+    #[test]
+    fn wechatpay_needs_its_keys() {
+        assert!(Config::load_with(None, "[payments]\nmode = \"wechatpay\"").is_err());
     }
 
     #[test]

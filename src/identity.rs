@@ -24,19 +24,50 @@ pub fn key(secret: &str) -> Key {
     }
 }
 
-/// The signed-in openid, if any.
-pub fn openid(jar: &SignedCookieJar) -> Option<String> {
-    jar.get(COOKIE)
-        .map(|c| c.value().to_string())
-        .filter(|v| !v.is_empty())
+/// Name of the short cookie that carries a sign-in in progress (its nonce, deadline,
+/// restarts and return path) between the redirect out and the callback.
+pub const PRE_COOKIE: &str = "kioskd_pre";
+
+/// Default lifetime of a sign-in (the configured one is passed to `sign_in_for`).
+pub const DEFAULT_TTL_SECONDS: i64 = 30 * 86_400;
+
+pub(crate) fn now_s() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
 }
 
-/// Signs a phone in.
+/// The signed-in openid, if any. The signed value is `<openid>.<expiry unix s>`: an
+/// expired sign-in counts as none even if the phone kept the cookie.
+pub fn openid(jar: &SignedCookieJar) -> Option<String> {
+    let c = jar.get(COOKIE)?;
+    let (openid, exp) = c.value().rsplit_once('.')?;
+    let exp: i64 = exp.parse().ok()?;
+    (exp > now_s() && valid_openid(openid)).then(|| openid.to_string())
+}
+
+/// Signs a phone in for the default lifetime.
 pub fn sign_in(jar: SignedCookieJar, openid: &str) -> SignedCookieJar {
-    let mut c = Cookie::new(COOKIE, openid.to_string());
+    sign_in_for(jar, openid, DEFAULT_TTL_SECONDS, false)
+}
+
+/// Signs a phone in for `ttl_seconds`: a signed, HttpOnly, SameSite=Lax cookie that
+/// expires (and is `Secure` when phones use HTTPS). A new value replaces any earlier
+/// one, so the session rotates at every sign-in.
+pub fn sign_in_for(
+    jar: SignedCookieJar,
+    openid: &str,
+    ttl_seconds: i64,
+    secure: bool,
+) -> SignedCookieJar {
+    let exp = now_s() + ttl_seconds;
+    let mut c = Cookie::new(COOKIE, format!("{openid}.{exp}"));
     c.set_http_only(true);
     c.set_same_site(SameSite::Lax);
     c.set_path("/");
+    c.set_secure(secure);
+    c.set_max_age(time::Duration::seconds(ttl_seconds));
     jar.add(c)
 }
 

@@ -11,11 +11,13 @@ pub mod http;
 pub mod identity;
 pub mod opscli;
 pub mod passwords;
+pub mod payments;
 pub mod sampler;
 pub mod sms;
 pub mod store;
 pub mod telemetry;
 pub mod timefmt;
+pub mod upstream;
 
 pub use app::Application;
 pub use config::Config;

@@ -81,6 +81,20 @@ fn prime() {
     for outcome in ["replayed", "snapshot"] {
         metrics::counter!(c::WS_RESUMES, "outcome" => outcome).increment(0);
     }
+    for outcome in [
+        "credited",
+        "duplicate",
+        "mismatch",
+        "unknown_order",
+        "refused",
+        "other_event",
+        "error",
+    ] {
+        metrics::counter!(c::PAYMENT_NOTIFICATIONS, "outcome" => outcome).increment(0);
+    }
+    for outcome in ["sent", "retry", "failed"] {
+        metrics::counter!(c::OUTBOX_SENDS, "outcome" => outcome).increment(0);
+    }
     for dialect in ["a", "b"] {
         metrics::counter!(c::LEGACY_POLLS, "dialect" => dialect).increment(0);
     }

@@ -201,7 +201,14 @@ async fn dev_login_exists_only_in_dev_mode_and_cookies_are_signed() {
         .unwrap();
     assert_eq!(r.status(), 400);
     app.stop().await;
-    // open189 mode is refused at start in this build, so the route's absence outside dev
-    // mode is checked at the router level.
-    assert!(kioskd::config::Config::load_with(None, "[identity]\nmode = \"open189\"").is_err());
+    // Outside dev mode (open189, the default) the route does not exist.
+    let app = spawn_app("[identity]\nmode = \"open189\"\n[sms]\ndebug_code = \"\"\n").await;
+    let r = app
+        .http
+        .get(app.url("/dev/login?openid=oZed"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    app.stop().await;
 }

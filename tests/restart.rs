@@ -37,6 +37,7 @@ async fn start(db_url: &str, port: u16) -> Server {
         .env("KIOSKD_SERVER__LISTEN", format!("127.0.0.1:{port}"))
         .env("KIOSKD_DATABASE__URL", db_url)
         .env("KIOSKD_OPS__TOKEN", OPS)
+        .env("KIOSKD_IDENTITY__MODE", "dev")
         .env("KIOSKD_SMS__DEBUG_CODE", "123456")
         .env("KIOSKD_IDENTITY__COOKIE_SECRET", "restart-test-secret")
         .env("KIOSKD_BILLING__UNIT_SECONDS", "1")

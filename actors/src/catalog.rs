@@ -98,3 +98,15 @@ pub const BROKER_PUBLISHED: &str = "kioskd_broker_published_total";
 pub const BROKER_ERRORS: &str = "kioskd_broker_errors_total";
 /// Counter: metric sampler runs that failed to read storage.
 pub const SAMPLER_ERRORS: &str = "kioskd_store_sampler_errors_total";
+/// Counter: calls to upstreams (open platform, official account, WeChat Pay), by `op`
+/// and `outcome` (ok, transport, token_rejected, code_40005, platform, bad_reply, ...).
+pub const UPSTREAM_CALLS: &str = "kioskd_upstream_calls_total";
+/// Counter: WeChat Pay notifications, by `outcome` (credited, duplicate, mismatch,
+/// unknown_order, refused, other_event, error).
+pub const PAYMENT_NOTIFICATIONS: &str = "kioskd_payments_notifications_total";
+/// Counter: unpaid orders queried by the reconciler, by `outcome`.
+pub const PAYMENTS_RECONCILED: &str = "kioskd_payments_reconciled_total";
+/// Gauge: outbox sends not yet accepted by the open platform.
+pub const OUTBOX_DEPTH: &str = "kioskd_outbox_pending";
+/// Counter: outbox send attempts, by `outcome` (sent, retry, failed).
+pub const OUTBOX_SENDS: &str = "kioskd_outbox_sends_total";

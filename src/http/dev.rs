@@ -42,7 +42,12 @@ async fn login(
     let now = s.coord.clock().now_ms();
     match s.db.ensure_user(&q.openid, &nick, "", now).await {
         Ok(u) => (
-            identity::sign_in(jar, &q.openid),
+            identity::sign_in_for(
+                jar,
+                &q.openid,
+                s.cfg.identity.session_ttl_seconds,
+                s.cfg.public.base_url.starts_with("https://"),
+            ),
             ok(super::wechat::user_info(&u, s.tz)),
         )
             .into_response(),

@@ -12,8 +12,11 @@ pub mod dev;
 pub mod extract;
 pub mod health;
 pub mod iclock;
+pub mod oauth;
 pub mod ops;
 pub mod ops_attendance;
+pub mod ops_upstream;
+pub mod pay;
 pub mod wechat;
 pub mod windows;
 pub mod ws;
@@ -66,6 +69,9 @@ pub struct AppInner {
     pub nonces: dashmap::DashMap<String, i64>,
     /// The attendance terminal actors.
     pub terminals: kioskd_actors::terminal::Terminals,
+    /// Upstream clients (open platform, official account, WeChat Pay) and the token
+    /// keeper.
+    pub upstream: Arc<crate::upstream::Upstream>,
 }
 
 impl AppInner {
@@ -142,6 +148,11 @@ pub mod codes {
     pub const BAD_AMOUNT: i32 = -14;
     /// Maintainer credentials refused.
     pub const BAD_CREDENTIALS: i32 = -15;
+    /// An upstream (open platform, WeChat, WeChat Pay) is unavailable, not configured,
+    /// or refused; the message says which (HTTP 503 when retrying may help).
+    pub const UPSTREAM: i32 = -16;
+    /// WeChat Pay needs the user's payment openid, which a fresh sign-in gets.
+    pub const NO_PAY_OPENID: i32 = -17;
 }
 
 /// `{"success":true,"result":..,"error":null}`, HTTP 200.
@@ -175,10 +186,24 @@ pub fn internal(e: impl std::fmt::Display) -> Response {
 /// Every route.
 pub fn router(state: AppState) -> Router {
     let max_body = state.cfg.server.max_body_bytes;
-    let dev_mode = state.cfg.identity.mode == crate::config::IdentityMode::Dev;
-    let mut r = Router::new()
+    let mode = state.cfg.identity.mode;
+    let dev_mode = mode == crate::config::IdentityMode::Dev;
+    let mut phone = Router::new()
         .merge(windows::routes())
         .merge(wechat::routes())
+        .merge(oauth::routes(mode));
+    if mode == crate::config::IdentityMode::Open189 {
+        phone = phone.route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            oauth::require_sign_in,
+        ));
+    }
+    if state.cfg.payments.mode == crate::config::PaymentsMode::Wechatpay {
+        phone = phone.merge(pay::routes());
+    }
+    let mut r = Router::new()
+        .merge(phone)
+        .merge(ops_upstream::routes())
         .merge(ops::routes())
         .merge(audit::routes())
         .merge(health::routes())

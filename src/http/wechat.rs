@@ -4,7 +4,7 @@
 use axum::Router;
 use axum::extract::{ConnectInfo, State};
 use axum::http::StatusCode;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum_extra::extract::SignedCookieJar;
 use kioskd_actors::catalog;
@@ -15,7 +15,7 @@ use subtle::ConstantTimeEq;
 
 use super::extract::{EnvJson, EnvPath};
 use super::{AppState, bad_request, codes, fail, internal, ok};
-use crate::config::IdentityMode;
+use crate::config::{IdentityMode, PaymentsMode};
 use crate::identity::{self, Caller};
 use crate::sms;
 use crate::store::{PageQuery, Settle, UserRow, WriteError, user_state};
@@ -187,7 +187,10 @@ async fn login(
     }
     let now = s.coord.clock().now_ms();
     match s.db.bind_mobile(u.id, &req.mobile, now).await {
-        Ok(u) => ok(user_info(&u, s.tz)),
+        Ok(u) => {
+            report_binding(&s, &u.openid, &req.mobile).await;
+            ok(user_info(&u, s.tz))
+        }
         Err(WriteError::Conflict) => fail(codes::BINDING_CONFLICT, "该手机号已绑定其他微信"),
         Err(WriteError::Refused) => fail(codes::BINDING_CONFLICT, "当前微信已绑定其他手机号"),
         Err(e) => internal(e),
@@ -240,6 +243,9 @@ async fn recharge(
             );
         }
     };
+    if s.cfg.payments.mode == PaymentsMode::Wechatpay {
+        return wechatpay_recharge(&s, &u, amount).await;
+    }
     let now = s.coord.clock().now_ms();
     let out_trade_no = format!("R{}", kioskd_actors::ids::new_token());
     if let Err(e) =
@@ -267,6 +273,93 @@ async fn recharge(
         }
         Ok(other) => internal(format!("sandbox settlement: {other:?}")),
         Err(e) => internal(e),
+    }
+}
+
+/// `payments.mode = "wechatpay"`: the order is stored first, then created at WeChat Pay
+/// (JSAPI); the reply is what the H5 page passes to `getBrandWCPayRequest`. Nothing is
+/// credited here: only a verified notification or the reconciler's query credits.
+async fn wechatpay_recharge(s: &AppState, u: &UserRow, amount: i64) -> Response {
+    let Some(pay) = &s.upstream.pay else {
+        return internal("wechatpay mode without a WeChat Pay client");
+    };
+    let payer = if s.cfg.wechatpay.platform_appid_is_merchant {
+        Some(u.openid.clone())
+    } else {
+        match s.db.pay_openid(u.id).await {
+            Ok(p) => p,
+            Err(e) => return internal(e),
+        }
+    };
+    let Some(payer) = payer else {
+        return fail(
+            codes::NO_PAY_OPENID,
+            "尚未完成微信支付授权，请重新从微信打开页面",
+        );
+    };
+    let now = s.coord.clock().now_ms();
+    // 32 characters at most (WeChat Pay's limit).
+    let out_trade_no: String = format!("R{}", kioskd_actors::ids::new_token())
+        .chars()
+        .take(32)
+        .collect();
+    if let Err(e) =
+        s.db.create_recharge(u.id, amount, "wechatpay", &out_trade_no, now)
+            .await
+    {
+        return internal(e);
+    }
+    let r = pay
+        .jsapi_order(&out_trade_no, amount, &s.cfg.wechatpay.description, &payer)
+        .await;
+    crate::upstream::record(crate::upstream::wxpay::op::ORDER, &r);
+    let prepay = match r {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::warn!(error = %e, "WeChat Pay order failed");
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                axum::Json(kioskd_protocol::Envelope::fail(
+                    codes::UPSTREAM,
+                    "微信支付下单失败，请稍后再试",
+                )),
+            )
+                .into_response();
+        }
+    };
+    if let Err(e) = s.db.set_prepay_id(&out_trade_no, &prepay, now).await {
+        return internal(e);
+    }
+    ok(pay.pay_params(&prepay, &out_trade_no))
+}
+
+/// Records a mobile binding for the 爱流量 `weekBind/create` callback (when
+/// `open189.report_bindings`); the outbox sends it.
+pub async fn report_binding(s: &AppState, openid: &str, mobile: &str) {
+    if !s.cfg.open189.report_bindings {
+        return;
+    }
+    let b = crate::upstream::open189::WeekBind {
+        openid: openid.to_string(),
+        deviceno: mobile.to_string(),
+        operators: String::new(),
+        qcellcore: String::new(),
+    };
+    let payload = serde_json::to_string(&b).unwrap_or_default();
+    let key = format!("week_bind:{openid}:{mobile}");
+    let now = s.coord.clock().now_ms();
+    match s
+        .db
+        .outbox_add(
+            crate::upstream::outbox::kind::WEEK_BIND,
+            Some(&key),
+            &payload,
+            now,
+        )
+        .await
+    {
+        Ok(_) => s.upstream.outbox_wake.notify_one(),
+        Err(e) => tracing::error!(error = %e, "could not record a binding callback"),
     }
 }
 

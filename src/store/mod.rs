@@ -10,6 +10,7 @@
 mod attendance;
 mod audit;
 mod rows;
+mod upstream;
 
 use std::path::Path;
 use std::time::Duration;
@@ -22,6 +23,7 @@ use sqlx::{AnyPool, Executor, Row};
 pub use attendance::*;
 pub use audit::*;
 pub use rows::*;
+pub use upstream::*;
 
 /// Which database is behind the pool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -3,6 +3,8 @@
 //! cookie jars, a kiosk speaking dialect A, and the money invariants.
 #![allow(dead_code)]
 
+pub mod standin;
+
 use std::time::Duration;
 
 use kioskd::Application;
@@ -90,9 +92,44 @@ pub struct TestApp {
 
 pub fn config(db_url: &str, extra: &str) -> Config {
     let base = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\n[database]\nurl = \"{db_url}\"\n[ops]\ntoken = \"{OPS}\"\n[sms]\ndebug_code = \"123456\"\n[identity]\ncookie_secret = \"test-cookie-secret\"\n"
+        "[server]\nlisten = \"127.0.0.1:0\"\n[database]\nurl = \"{db_url}\"\n[ops]\ntoken = \"{OPS}\"\n[sms]\ndebug_code = \"123456\"\n[identity]\nmode = \"dev\"\ncookie_secret = \"test-cookie-secret\"\n"
     );
     Config::load_layers(None, &[&base, extra]).expect("test config")
+}
+
+/// Starts the app with several TOML layers over the test defaults (later ones win).
+pub async fn spawn_layers(layers: &[&str]) -> TestApp {
+    let (tdb, url) = TestDb::new().await;
+    let base = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n[database]\nurl = \"{url}\"\n[ops]\ntoken = \"{OPS}\"\n[sms]\ndebug_code = \"123456\"\n[identity]\nmode = \"dev\"\ncookie_secret = \"test-cookie-secret\"\n"
+    );
+    let mut all = vec![base.as_str()];
+    all.extend_from_slice(layers);
+    let cfg = Config::load_layers(None, &all).expect("test config");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let app = Application::build_with(cfg, listener, std::sync::Arc::new(kioskd::sms::LogSender))
+        .await
+        .expect("app builds");
+    let addr = app.local_addr().unwrap();
+    let state = app.state();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let join = tokio::spawn(async move {
+        app.run(async {
+            let _ = rx.await;
+        })
+        .await
+        .unwrap();
+    });
+    TestApp {
+        base: format!("http://{addr}"),
+        db: state.db.clone(),
+        state,
+        http: reqwest::Client::new(),
+        shutdown: Some(tx),
+        join: Some(join),
+        _db: tdb,
+        db_url: url,
+    }
 }
 
 /// Starts the app. `extra` is TOML merged over the test defaults.
@@ -344,6 +381,16 @@ impl Phone {
             .cookies(&url)
             .map(|v| v.to_str().unwrap().to_string())
             .unwrap_or_default()
+    }
+
+    /// A GET whose response is returned as is (redirects are not followed).
+    pub async fn get_raw(&self, url: &str) -> reqwest::Response {
+        let url = if url.starts_with("http") {
+            url.to_string()
+        } else {
+            format!("{}{}", self.base, url)
+        };
+        self.http.get(url).send().await.unwrap()
     }
 
     pub async fn get(&self, path: &str) -> Value {

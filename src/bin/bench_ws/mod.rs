@@ -160,6 +160,7 @@ pub async fn run(
         .env("KIOSKD_WS__ALLOW_UNSIGNED", "true")
         .env("KIOSKD_WS__MAX_CONNECTIONS", (kiosks + 100).to_string())
         .env("KIOSKD_OPS__TOKEN", OPS)
+        .env("KIOSKD_IDENTITY__MODE", "dev")
         .env("KIOSKD_SMS__DEBUG_CODE", "123456")
         .env("KIOSKD_LOG__FILTER", "error")
         .stdout(Stdio::null())

@@ -1,0 +1,462 @@
+//! WeChat sign-in through the telecom open platform (`identity.mode = "open189"`, seed
+//! 004, issue 6), the app quick entry and the JS-SDK signature.
+//!
+//! The dance: a phone without a valid session that opens a phone page (`GET
+//! /windows/login/<code>`, `GET /wechat/*`) is sent through `getBaseUrl` with our own
+//! return URL `/wechat/oauth/cb/<nonce>` as the platform's `state` (the platform appends
+//! `?code=`). The nonce is random, lives in the return URL's path and in a short signed
+//! cookie (`kioskd_pre`, with the deadline, the number of restarts and the page to go
+//! back to), so a forged or replayed callback finds no matching cookie. The code becomes
+//! an openid (`getOpenidByCode`, server side only); an expired code (`40005`) restarts the
+//! dance (at most twice). Then the session cookie is set (rotated) and the phone goes
+//! back to the page it opened, which must match `identity.return_paths`.
+//!
+//! When the platform's appid cannot pay (`wechatpay.platform_appid_is_merchant = false`)
+//! a silent `snsapi_base` pass of kioskd's own account follows once per user and stores
+//! the payment openid (`/wechat/oauth/pay/<nonce>`).
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum_extra::extract::SignedCookieJar;
+use axum_extra::extract::cookie::{Cookie, SameSite};
+use kioskd_protocol::Envelope;
+use serde::Deserialize;
+use subtle::ConstantTimeEq;
+
+use super::extract::{EnvJson, EnvPath, EnvQuery};
+use super::{AppState, bad_request, codes, fail, internal, ok};
+use crate::config::{IdentityMode, PaymentsMode};
+use crate::identity::{self, PRE_COOKIE};
+use crate::store::WriteError;
+use crate::upstream::UpstreamError;
+use crate::upstream::crypto::{jsapi_signature, nonce_str};
+use crate::upstream::open189::op;
+use crate::upstream::token::TokenKind;
+
+/// Routes (the callbacks exist in open189 mode only; the app entry and the JS-SDK
+/// signature in every mode).
+pub fn routes(mode: IdentityMode) -> Router<AppState> {
+    let r = Router::new()
+        .route("/wechat/app/login", get(app_login))
+        .route("/wechat/jsapi/signature", post(jsapi));
+    if mode == IdentityMode::Open189 {
+        r.route("/wechat/oauth/cb/{nonce}", get(callback))
+            .route("/wechat/oauth/pay/{nonce}", get(pay_callback))
+    } else {
+        r
+    }
+}
+
+/// Restarts allowed after an expired code.
+const MAX_RESTARTS: u32 = 2;
+
+/// A sign-in in progress, as the pre-auth cookie carries it.
+struct Pending {
+    nonce: String,
+    deadline: i64,
+    restarts: u32,
+    back: String,
+}
+
+impl Pending {
+    fn encode(&self) -> String {
+        format!(
+            "{}|{}|{}|{}",
+            self.nonce, self.deadline, self.restarts, self.back
+        )
+    }
+
+    fn decode(v: &str) -> Option<Self> {
+        let mut it = v.splitn(4, '|');
+        Some(Self {
+            nonce: it.next()?.to_string(),
+            deadline: it.next()?.parse().ok()?,
+            restarts: it.next()?.parse().ok()?,
+            back: it.next()?.to_string(),
+        })
+    }
+
+    /// The pending sign-in this callback belongs to: same nonce, not expired.
+    fn matching(jar: &SignedCookieJar, nonce: &str) -> Option<Self> {
+        let p = Self::decode(jar.get(PRE_COOKIE)?.value())?;
+        let same = bool::from(p.nonce.as_bytes().ct_eq(nonce.as_bytes()));
+        (same && p.deadline > identity::now_s()).then_some(p)
+    }
+}
+
+fn secure(s: &AppState) -> bool {
+    s.cfg.public.base_url.starts_with("https://")
+}
+
+fn pre_cookie(s: &AppState, p: &Pending) -> Cookie<'static> {
+    let mut c = Cookie::new(PRE_COOKIE, p.encode());
+    c.set_http_only(true);
+    c.set_same_site(SameSite::Lax);
+    c.set_path("/wechat/oauth");
+    c.set_secure(secure(s));
+    c.set_max_age(time::Duration::seconds(s.cfg.identity.signin_ttl_seconds));
+    c
+}
+
+fn drop_pre(jar: SignedCookieJar) -> SignedCookieJar {
+    jar.remove(Cookie::build(PRE_COOKIE).path("/wechat/oauth"))
+}
+
+/// The page a sign-in may return to: a local path under one of the allowed prefixes,
+/// else the user page.
+pub fn safe_return(s: &AppState, path_and_query: &str) -> String {
+    let p = path_and_query;
+    let local = p.starts_with('/')
+        && !p.starts_with("//")
+        && !p.contains('\\')
+        && !p.chars().any(|c| c.is_control() || "|;, \"".contains(c))
+        && p.len() <= 1024;
+    if local
+        && s.cfg
+            .identity
+            .return_paths
+            .iter()
+            .any(|pre| !pre.is_empty() && p.starts_with(pre.as_str()))
+    {
+        p.to_string()
+    } else {
+        "/wechat/user".to_string()
+    }
+}
+
+/// A sign-in failure in the phone envelope (HTTP 503 for upstream trouble).
+fn upstream_failed(e: &UpstreamError) -> Response {
+    tracing::warn!(error = %e, "sign-in at the open platform failed");
+    let msg = match e {
+        UpstreamError::NotConfigured(_) => {
+            "微信登录未配置（open189.appid / open189.secret），请联系管理员".to_string()
+        }
+        UpstreamError::Platform { msg, .. } | UpstreamError::Code40005(msg) if !msg.is_empty() => {
+            format!("微信登录失败：{msg}")
+        }
+        _ => "微信登录暂时不可用，请稍后再试".to_string(),
+    };
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        axum::Json(Envelope::fail(codes::UPSTREAM, msg)),
+    )
+        .into_response()
+}
+
+/// Sends the phone through `getBaseUrl`, remembering where it wanted to go.
+async fn start(s: &AppState, jar: SignedCookieJar, back: String, restarts: u32) -> Response {
+    if !s.upstream.open189.configured() {
+        return upstream_failed(&UpstreamError::NotConfigured(String::new()));
+    }
+    let nonce = kioskd_actors::ids::new_token();
+    let return_url = format!(
+        "{}/wechat/oauth/cb/{nonce}",
+        s.cfg.public.base_url.trim_end_matches('/')
+    );
+    let ru = return_url.as_str();
+    let redirect = match s
+        .upstream
+        .open189_call(op::BASE_URL, |c, t| async move { c.base_url(&t, ru).await })
+        .await
+    {
+        Ok(u) => u,
+        Err(e) => return upstream_failed(&e),
+    };
+    let p = Pending {
+        nonce,
+        deadline: identity::now_s() + s.cfg.identity.signin_ttl_seconds,
+        restarts,
+        back,
+    };
+    (jar.add(pre_cookie(s, &p)), Redirect::to(&redirect)).into_response()
+}
+
+/// Middleware (open189 mode): phone pages opened without a valid session start the
+/// sign-in.
+pub async fn require_sign_in(State(s): State<AppState>, req: Request, next: Next) -> Response {
+    let path = req.uri().path();
+    let phone_page = (path.starts_with("/windows/login/") || path.starts_with("/wechat/"))
+        && !path.starts_with("/wechat/oauth/")
+        && path != "/wechat/notify"
+        && path != "/wechat/app/login";
+    if req.method() != Method::GET || !phone_page {
+        return next.run(req).await;
+    }
+    let jar = SignedCookieJar::from_headers(req.headers(), s.cookie_key.clone());
+    if identity::openid(&jar).is_some() {
+        return next.run(req).await;
+    }
+    let pq = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| path.to_string());
+    let back = safe_return(&s, &pq);
+    start(&s, jar, back, 0).await
+}
+
+#[derive(Deserialize)]
+struct CodeQ {
+    code: Option<String>,
+    state: Option<String>,
+}
+
+fn forged() -> Response {
+    (
+        StatusCode::FORBIDDEN,
+        axum::Json(Envelope::fail(
+            codes::NOT_SIGNED_IN,
+            "登录状态无效或已过期，请重新打开页面",
+        )),
+    )
+        .into_response()
+}
+
+fn valid_code(c: &str) -> bool {
+    !c.is_empty()
+        && c.len() <= 256
+        && c.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_=+/.".contains(c))
+}
+
+/// `GET /wechat/oauth/cb/<nonce>?code=`: the platform sends the phone back here.
+async fn callback(
+    State(s): State<AppState>,
+    jar: SignedCookieJar,
+    EnvPath(nonce): EnvPath<String>,
+    EnvQuery(q): EnvQuery<CodeQ>,
+) -> Response {
+    let Some(p) = Pending::matching(&jar, &nonce) else {
+        return forged();
+    };
+    let Some(code) = q.code.filter(|c| valid_code(c)) else {
+        return bad_request(
+            StatusCode::BAD_REQUEST,
+            "the callback carries no valid code",
+        );
+    };
+    let cd = code.as_str();
+    let openid = match s
+        .upstream
+        .open189_call(
+            op::OPENID,
+            |c, t| async move { c.openid_by_code(&t, cd).await },
+        )
+        .await
+    {
+        Ok(o) => o,
+        Err(UpstreamError::Code40005(_)) if p.restarts < MAX_RESTARTS => {
+            // The code expired on the way: start over (a fresh nonce and code).
+            return start(&s, drop_pre(jar), p.back, p.restarts + 1).await;
+        }
+        Err(e) => return upstream_failed(&e),
+    };
+    let now = s.coord.clock().now_ms();
+    let user = match s.db.ensure_user(&openid, "", "", now).await {
+        Ok(u) => u,
+        Err(e) => return internal(e),
+    };
+    if s.upstream.open189.has_user_info() {
+        let oi = openid.as_str();
+        match s
+            .upstream
+            .open189_call(
+                op::USER_INFO,
+                |c, t| async move { c.user_info(&t, oi).await },
+            )
+            .await
+        {
+            Ok(pr) => {
+                if let Err(e) =
+                    s.db.set_profile(user.id, &pr.nickname, &pr.headimg, now)
+                        .await
+                {
+                    tracing::warn!(error = %e, "could not store the profile");
+                }
+            }
+            // The profile is a nicety: sign-in goes on without it.
+            Err(e) => tracing::warn!(error = %e, "user info call failed"),
+        }
+    }
+    let jar = identity::sign_in_for(jar, &openid, s.cfg.identity.session_ttl_seconds, secure(&s));
+    let needs_pay_openid = s.cfg.payments.mode == PaymentsMode::Wechatpay
+        && !s.cfg.wechatpay.platform_appid_is_merchant
+        && s.upstream.mp.configured();
+    if needs_pay_openid && matches!(s.db.pay_openid(user.id).await, Ok(None)) {
+        let redirect_uri = format!(
+            "{}/wechat/oauth/pay/{}",
+            s.cfg.public.base_url.trim_end_matches('/'),
+            p.nonce
+        );
+        let url = s.upstream.mp.authorize_url(&redirect_uri, &p.nonce);
+        return (jar, Redirect::to(&url)).into_response();
+    }
+    (drop_pre(jar), Redirect::to(&p.back)).into_response()
+}
+
+/// `GET /wechat/oauth/pay/<nonce>?code=&state=`: the silent pass of kioskd's own account
+/// returns here with a code for the payment openid.
+async fn pay_callback(
+    State(s): State<AppState>,
+    jar: SignedCookieJar,
+    EnvPath(nonce): EnvPath<String>,
+    EnvQuery(q): EnvQuery<CodeQ>,
+) -> Response {
+    let Some(p) = Pending::matching(&jar, &nonce) else {
+        return forged();
+    };
+    if q.state.as_deref() != Some(p.nonce.as_str()) {
+        return forged();
+    }
+    let Some(openid) = identity::openid(&jar) else {
+        return forged();
+    };
+    let Some(code) = q.code.filter(|c| valid_code(c)) else {
+        return bad_request(
+            StatusCode::BAD_REQUEST,
+            "the callback carries no valid code",
+        );
+    };
+    let r = s.upstream.mp.openid_by_code(&code).await;
+    crate::upstream::record(crate::upstream::mp::op::OAUTH, &r);
+    let pay_openid = match r {
+        Ok(o) => o,
+        Err(e) => return upstream_failed(&e),
+    };
+    let now = s.coord.clock().now_ms();
+    match s.db.user_by_openid(&openid).await {
+        Ok(Some(u)) => {
+            if let Err(e) = s.db.set_pay_openid(u.id, &pay_openid, now).await {
+                return internal(e);
+            }
+        }
+        Ok(None) => return forged(),
+        Err(e) => return internal(e),
+    }
+    (drop_pre(jar), Redirect::to(&p.back)).into_response()
+}
+
+#[derive(Deserialize)]
+struct TicketQ {
+    ticket: Option<String>,
+}
+
+/// `GET /wechat/app/login?ticket=`: the telecom app's quick entry. The ticket becomes a
+/// mobile at the platform; a signed-in phone gets it bound, otherwise the user who owns
+/// that mobile is signed in.
+async fn app_login(
+    State(s): State<AppState>,
+    jar: SignedCookieJar,
+    EnvQuery(q): EnvQuery<TicketQ>,
+) -> Response {
+    let Some(ticket) = q
+        .ticket
+        .filter(|t| !t.is_empty() && t.len() <= 512 && !t.chars().any(char::is_control))
+    else {
+        return bad_request(StatusCode::BAD_REQUEST, "ticket must be given");
+    };
+    let tk = ticket.as_str();
+    let mobile = match s
+        .upstream
+        .open189_call(
+            op::TICKET,
+            |c, t| async move { c.ticket_mobile(&t, tk).await },
+        )
+        .await
+    {
+        Ok(m) => m,
+        Err(UpstreamError::Platform { msg, .. }) => {
+            return fail(codes::UPSTREAM, format!("手机号码获取失败：{msg}"));
+        }
+        Err(e) => return upstream_failed(&e),
+    };
+    let now = s.coord.clock().now_ms();
+    let signed_in = match identity::caller(&s.db, &jar).await {
+        Ok(identity::Caller::User(u)) => Some(u),
+        Ok(identity::Caller::Unknown) => match identity::openid(&jar) {
+            Some(o) => match s.db.ensure_user(&o, "", "", now).await {
+                Ok(u) => Some(u),
+                Err(e) => return internal(e),
+            },
+            None => None,
+        },
+        Ok(identity::Caller::Anonymous) => None,
+        Err(e) => return internal(e),
+    };
+    match signed_in {
+        Some(u) => match s.db.bind_mobile(u.id, &mobile, now).await {
+            Ok(u) => {
+                super::wechat::report_binding(&s, &u.openid, &mobile).await;
+                ok(super::wechat::user_info(&u, s.tz))
+            }
+            Err(WriteError::Conflict) => fail(codes::BINDING_CONFLICT, "该手机号已绑定其他微信"),
+            Err(WriteError::Refused) => fail(codes::BINDING_CONFLICT, "当前微信已绑定其他手机号"),
+            Err(e) => internal(e),
+        },
+        None => match s.db.user_by_mobile(&mobile).await {
+            Ok(Some(u)) if u.state != crate::store::user_state::DELETED => {
+                let jar = identity::sign_in_for(
+                    jar,
+                    &u.openid,
+                    s.cfg.identity.session_ttl_seconds,
+                    secure(&s),
+                );
+                (jar, ok(super::wechat::user_info(&u, s.tz))).into_response()
+            }
+            Ok(_) => fail(
+                codes::NOT_SIGNED_IN,
+                "该手机号尚未注册，请先在微信中打开并绑定手机号",
+            ),
+            Err(e) => internal(e),
+        },
+    }
+}
+
+/// `POST /wechat/jsapi/signature {url}` → `{appId, timestamp, nonceStr, signature}` for
+/// `wx.config` (only pages on the host of `public.base_url`; the fragment is cut).
+async fn jsapi(
+    State(s): State<AppState>,
+    EnvJson(req): EnvJson<kioskd_protocol::wechat::JsapiSignatureRequest>,
+) -> Response {
+    let page = req.url.split('#').next().unwrap_or_default().to_string();
+    let ours = reqwest::Url::parse(&s.cfg.public.base_url).ok();
+    let theirs = reqwest::Url::parse(&page).ok();
+    let same_host = match (&ours, &theirs) {
+        (Some(a), Some(b)) => {
+            a.host_str() == b.host_str()
+                && a.port_or_known_default() == b.port_or_known_default()
+                && matches!(b.scheme(), "http" | "https")
+        }
+        _ => false,
+    };
+    if !same_host || page.len() > 2048 {
+        return bad_request(
+            StatusCode::BAD_REQUEST,
+            "url must be a page on the host of public.base_url",
+        );
+    }
+    if !s.upstream.mp.configured() {
+        return upstream_failed(&UpstreamError::NotConfigured(
+            "wechat_mp.appid / wechat_mp.secret".into(),
+        ));
+    }
+    let r = s.upstream.tokens.get(TokenKind::MpTicket).await;
+    crate::upstream::record(crate::upstream::mp::op::TICKET, &r);
+    let ticket = match r {
+        Ok(t) => t,
+        Err(e) => return upstream_failed(&e),
+    };
+    let nonce = nonce_str(16);
+    let ts = identity::now_s();
+    let signature = jsapi_signature(&ticket, &nonce, &ts.to_string(), &page);
+    ok(kioskd_protocol::wechat::JsapiSignature {
+        app_id: s.upstream.mp.appid().to_string(),
+        timestamp: ts,
+        nonce_str: nonce,
+        signature,
+    })
+}

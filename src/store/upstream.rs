@@ -1,0 +1,474 @@
+//! Upstream storage (issue 6): the open platform's access tokens with a fetch lease (one
+//! fetcher across nodes), payment openids and profiles, the WeChat Pay side of recharge
+//! orders (prepay id, reconciliation), and the durable outbox.
+
+use kioskd_actors::ports::StoreError;
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use super::{Db, WriteError, se};
+
+/// A stored token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredToken {
+    /// The token.
+    pub token: String,
+    /// When it runs out (unix ms).
+    pub expires_at: i64,
+}
+
+/// A recharge order as payments see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RechargeOrder {
+    /// The user.
+    pub user_id: i64,
+    /// Fen.
+    pub amount: i64,
+    /// `pending` or `paid`.
+    pub status: String,
+    /// `sandbox` or `wechatpay`.
+    pub provider: String,
+    /// WeChat Pay prepay id, once ordered.
+    pub prepay_id: Option<String>,
+    /// Created (unix ms).
+    pub ctime: i64,
+    /// Given up (unix ms).
+    pub closed_at: Option<i64>,
+}
+
+/// One outbox row.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct OutboxRow {
+    /// Id.
+    pub id: i64,
+    /// `prize_notice`, `week_bind` or `flow_order`.
+    pub kind: String,
+    /// Caller's idempotency key.
+    pub dedupe_key: Option<String>,
+    /// The call's parameters (JSON text).
+    pub payload: String,
+    /// `pending`, `sending`, `sent` or `failed`.
+    pub status: String,
+    /// Attempts so far.
+    pub attempts: i64,
+    /// Next attempt (pending) or end of the claim (sending), unix ms.
+    pub next_attempt_at: i64,
+    /// Why the last attempt failed.
+    pub last_error: Option<String>,
+    /// The platform's answer when it was accepted.
+    pub result: Option<String>,
+    /// Recorded (unix ms).
+    pub created_at: i64,
+    /// Accepted (unix ms).
+    pub sent_at: Option<i64>,
+}
+
+const OUTBOX_COLS: &str = "id, kind, dedupe_key, payload, status, attempts, next_attempt_at, last_error, result, created_at, sent_at";
+
+fn outbox_from_row(r: &AnyRow) -> Result<OutboxRow, StoreError> {
+    Ok(OutboxRow {
+        id: r.try_get(0).map_err(se)?,
+        kind: r.try_get(1).map_err(se)?,
+        dedupe_key: r.try_get(2).map_err(se)?,
+        payload: r.try_get(3).map_err(se)?,
+        status: r.try_get(4).map_err(se)?,
+        attempts: r.try_get(5).map_err(se)?,
+        next_attempt_at: r.try_get(6).map_err(se)?,
+        last_error: r.try_get(7).map_err(se)?,
+        result: r.try_get(8).map_err(se)?,
+        created_at: r.try_get(9).map_err(se)?,
+        sent_at: r.try_get(10).map_err(se)?,
+    })
+}
+
+impl Db {
+    // ---- tokens --------------------------------------------------------------------
+
+    /// The stored token of `name`, if any was ever fetched.
+    pub async fn token(&self, name: &str) -> Result<Option<StoredToken>, StoreError> {
+        let row = sqlx::query("SELECT token, expires_at FROM upstream_tokens WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(se)?;
+        row.map(|r| {
+            Ok(StoredToken {
+                token: r.try_get(0).map_err(se)?,
+                expires_at: r.try_get(1).map_err(se)?,
+            })
+        })
+        .transpose()
+        .map(|t: Option<StoredToken>| t.filter(|t| !t.token.is_empty()))
+    }
+
+    /// Takes the right to fetch `name` until `now + lease_ms`; false while another
+    /// owner's lease runs.
+    pub async fn token_lease(
+        &self,
+        name: &str,
+        owner: &str,
+        now: i64,
+        lease_ms: i64,
+    ) -> Result<bool, StoreError> {
+        sqlx::query("INSERT INTO upstream_tokens (name) VALUES ($1) ON CONFLICT (name) DO NOTHING")
+            .bind(name)
+            .execute(&self.pool)
+            .await
+            .map_err(se)?;
+        let r = sqlx::query(
+            "UPDATE upstream_tokens SET lease_until = $1, lease_owner = $2
+             WHERE name = $3 AND (lease_until < $4 OR lease_owner = $2)",
+        )
+        .bind(now + lease_ms)
+        .bind(owner)
+        .bind(name)
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map_err(se)?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// Stores a fetched token and ends the lease.
+    pub async fn token_store(
+        &self,
+        name: &str,
+        token: &str,
+        expires_at: i64,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE upstream_tokens SET token = $1, expires_at = $2, fetched_at = $3, lease_until = 0, lease_owner = ''
+             WHERE name = $4",
+        )
+        .bind(token)
+        .bind(expires_at)
+        .bind(now)
+        .bind(name)
+        .execute(&self.pool)
+        .await
+        .map_err(se)?;
+        Ok(())
+    }
+
+    /// Ends `owner`'s lease without a token (the fetch failed).
+    pub async fn token_release(&self, name: &str, owner: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE upstream_tokens SET lease_until = 0, lease_owner = '' WHERE name = $1 AND lease_owner = $2",
+        )
+        .bind(name)
+        .bind(owner)
+        .execute(&self.pool)
+        .await
+        .map_err(se)?;
+        Ok(())
+    }
+
+    /// Marks `token` of `name` as dead (the platform rejected it) unless a newer one
+    /// replaced it already.
+    pub async fn token_invalidate(&self, name: &str, token: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE upstream_tokens SET expires_at = 0 WHERE name = $1 AND token = $2")
+            .bind(name)
+            .bind(token)
+            .execute(&self.pool)
+            .await
+            .map_err(se)?;
+        Ok(())
+    }
+
+    // ---- users -----------------------------------------------------------------------
+
+    /// Nickname and head image from the platform.
+    pub async fn set_profile(
+        &self,
+        user_id: i64,
+        nickname: &str,
+        head_img_url: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE users SET nickname = $1, head_img_url = $2, utime = $3 WHERE id = $4")
+            .bind(nickname)
+            .bind(head_img_url)
+            .bind(now)
+            .bind(user_id)
+            .execute(&self.pool)
+            .await
+            .map_err(se)?;
+        Ok(())
+    }
+
+    /// The user's openid under the merchant's appid, when it differs from the sign-in one.
+    pub async fn pay_openid(&self, user_id: i64) -> Result<Option<String>, StoreError> {
+        let v: Option<Option<String>> =
+            sqlx::query_scalar("SELECT pay_openid FROM users WHERE id = $1")
+                .bind(user_id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(se)?;
+        Ok(v.flatten().filter(|s| !s.is_empty()))
+    }
+
+    /// Stores the payment openid.
+    pub async fn set_pay_openid(
+        &self,
+        user_id: i64,
+        openid: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE users SET pay_openid = $1, utime = $2 WHERE id = $3")
+            .bind(openid)
+            .bind(now)
+            .bind(user_id)
+            .execute(&self.pool)
+            .await
+            .map_err(se)?;
+        Ok(())
+    }
+
+    // ---- WeChat Pay orders -------------------------------------------------------------
+
+    /// A recharge order by its `out_trade_no`.
+    pub async fn recharge_order(
+        &self,
+        out_trade_no: &str,
+    ) -> Result<Option<RechargeOrder>, StoreError> {
+        let row = sqlx::query(
+            "SELECT user_id, amount, status, provider, prepay_id, ctime, closed_at FROM recharges WHERE out_trade_no = $1",
+        )
+        .bind(out_trade_no)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(se)?;
+        row.map(|r| {
+            Ok(RechargeOrder {
+                user_id: r.try_get(0).map_err(se)?,
+                amount: r.try_get(1).map_err(se)?,
+                status: r.try_get(2).map_err(se)?,
+                provider: r.try_get(3).map_err(se)?,
+                prepay_id: r.try_get(4).map_err(se)?,
+                ctime: r.try_get(5).map_err(se)?,
+                closed_at: r.try_get(6).map_err(se)?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Records the prepay id WeChat Pay gave the order.
+    pub async fn set_prepay_id(
+        &self,
+        out_trade_no: &str,
+        prepay_id: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE recharges SET prepay_id = $1, utime = $2 WHERE out_trade_no = $3")
+            .bind(prepay_id)
+            .bind(now)
+            .bind(out_trade_no)
+            .execute(&self.pool)
+            .await
+            .map_err(se)?;
+        Ok(())
+    }
+
+    /// Records what the payer paid (smaller than the amount with a coupon).
+    pub async fn set_payer_total(
+        &self,
+        out_trade_no: &str,
+        payer_total: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE recharges SET payer_total = $1 WHERE out_trade_no = $2")
+            .bind(payer_total)
+            .bind(out_trade_no)
+            .execute(&self.pool)
+            .await
+            .map_err(se)?;
+        Ok(())
+    }
+
+    /// WeChat Pay orders still unpaid and open, created before `created_before` and not
+    /// asked about since `checked_before`: what the reconciler queries.
+    pub async fn unpaid_wechat_orders(
+        &self,
+        created_before: i64,
+        checked_before: i64,
+        limit: i64,
+    ) -> Result<Vec<(String, i64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT out_trade_no, ctime FROM recharges
+             WHERE status = 'pending' AND provider = 'wechatpay' AND closed_at IS NULL
+               AND ctime <= $1 AND (checked_at IS NULL OR checked_at <= $2)
+             ORDER BY ctime LIMIT $3",
+        )
+        .bind(created_before)
+        .bind(checked_before)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(se)?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0).map_err(se)?, r.try_get(1).map_err(se)?)))
+            .collect()
+    }
+
+    /// The reconciler asked about this order now.
+    pub async fn mark_checked(&self, out_trade_no: &str, now: i64) -> Result<(), StoreError> {
+        sqlx::query("UPDATE recharges SET checked_at = $1 WHERE out_trade_no = $2")
+            .bind(now)
+            .bind(out_trade_no)
+            .execute(&self.pool)
+            .await
+            .map_err(se)?;
+        Ok(())
+    }
+
+    /// Gives up on an unpaid order.
+    pub async fn mark_closed(&self, out_trade_no: &str, now: i64) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE recharges SET closed_at = $1, utime = $1 WHERE out_trade_no = $2 AND status = 'pending'",
+        )
+        .bind(now)
+        .bind(out_trade_no)
+        .execute(&self.pool)
+        .await
+        .map_err(se)?;
+        Ok(())
+    }
+
+    // ---- outbox --------------------------------------------------------------------
+
+    /// Records a send. With a `dedupe_key` seen before, nothing is added and the existing
+    /// row's id comes back with `false`.
+    pub async fn outbox_add(
+        &self,
+        kind: &str,
+        dedupe_key: Option<&str>,
+        payload: &str,
+        now: i64,
+    ) -> Result<(i64, bool), WriteError> {
+        let id: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO outbox (kind, dedupe_key, payload, next_attempt_at, created_at) VALUES ($1, $2, $3, $4, $4)
+             ON CONFLICT (dedupe_key) DO NOTHING RETURNING id",
+        )
+        .bind(kind)
+        .bind(dedupe_key)
+        .bind(payload)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        if let Some(id) = id {
+            return Ok((id, true));
+        }
+        let id: i64 = sqlx::query_scalar("SELECT id FROM outbox WHERE dedupe_key = $1")
+            .bind(dedupe_key)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok((id, false))
+    }
+
+    /// Claims the next due send until `now + lease_ms` (a crashed sender's claim runs
+    /// out and the row is due again) and counts the attempt.
+    pub async fn outbox_claim(
+        &self,
+        now: i64,
+        lease_ms: i64,
+    ) -> Result<Option<OutboxRow>, StoreError> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE outbox SET status = 'sending', next_attempt_at = $1, attempts = attempts + 1
+             WHERE id = (SELECT id FROM outbox WHERE status IN ('pending', 'sending') AND next_attempt_at <= $2
+                         ORDER BY next_attempt_at, id LIMIT 1)
+               AND status IN ('pending', 'sending') AND next_attempt_at <= $2
+             RETURNING {OUTBOX_COLS}"
+        )))
+        .bind(now + lease_ms)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(se)?;
+        row.as_ref().map(outbox_from_row).transpose()
+    }
+
+    /// The platform accepted the send.
+    pub async fn outbox_sent(&self, id: i64, result: &str, now: i64) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE outbox SET status = 'sent', result = $1, sent_at = $2, last_error = NULL WHERE id = $3",
+        )
+        .bind(result)
+        .bind(now)
+        .bind(id)
+        .execute(&self.pool)
+        .await
+        .map_err(se)?;
+        Ok(())
+    }
+
+    /// The attempt failed: try again at `next_attempt_at`, or give up (`failed`) when
+    /// `next_attempt_at` is `None`.
+    pub async fn outbox_failed(
+        &self,
+        id: i64,
+        error: &str,
+        next_attempt_at: Option<i64>,
+    ) -> Result<(), StoreError> {
+        let (status, next) = match next_attempt_at {
+            Some(t) => ("pending", t),
+            None => ("failed", i64::MAX),
+        };
+        sqlx::query(
+            "UPDATE outbox SET status = $1, next_attempt_at = $2, last_error = $3 WHERE id = $4 AND status = 'sending'",
+        )
+        .bind(status)
+        .bind(next)
+        .bind(error)
+        .bind(id)
+        .execute(&self.pool)
+        .await
+        .map_err(se)?;
+        Ok(())
+    }
+
+    /// Outbox rows, newest first; `status` filters (empty: pending, sending and failed,
+    /// what operators need to see).
+    pub async fn outbox_list(
+        &self,
+        status: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<OutboxRow>, StoreError> {
+        let rows = match status {
+            Some(s) => sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {OUTBOX_COLS} FROM outbox WHERE status = $1 ORDER BY id DESC LIMIT $2"
+            )))
+            .bind(s.to_string())
+            .bind(limit),
+            None => sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {OUTBOX_COLS} FROM outbox WHERE status <> 'sent' ORDER BY id DESC LIMIT $1"
+            )))
+            .bind(limit),
+        }
+        .fetch_all(&self.pool)
+        .await
+        .map_err(se)?;
+        rows.iter().map(outbox_from_row).collect()
+    }
+
+    /// An operator asks for a failed send to be tried again: due now, attempts from 0.
+    /// False when the row is not `failed`.
+    pub async fn outbox_retry(&self, id: i64, now: i64) -> Result<bool, StoreError> {
+        let r = sqlx::query(
+            "UPDATE outbox SET status = 'pending', attempts = 0, next_attempt_at = $1 WHERE id = $2 AND status = 'failed'",
+        )
+        .bind(now)
+        .bind(id)
+        .execute(&self.pool)
+        .await
+        .map_err(se)?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// Sends not yet accepted (pending or in flight).
+    pub async fn outbox_depth(&self) -> Result<i64, StoreError> {
+        sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE status IN ('pending', 'sending')")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(se)
+    }
+}
