@@ -109,6 +109,14 @@ impl Application {
             crate::telemetry::prime_broker();
             Some(b)
         };
+        // Other nodes' events, for this node's /ws/ops and /ws/user feeds.
+        let (remote, _) = tokio::sync::broadcast::channel(1024);
+        if let Some(b) = &broker {
+            b.clone()
+                .relay_remote(remote.clone())
+                .await
+                .map_err(|e| BuildError::Redis(e.to_string()))?;
+        }
         coord
             .recover()
             .await
@@ -134,6 +142,7 @@ impl Application {
             sms,
             metrics,
             broker,
+            remote,
             upstream,
         };
         Ok(Self {

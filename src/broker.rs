@@ -101,6 +101,49 @@ impl RedisBroker {
         }))
     }
 
+    /// This node's name on the channel.
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    /// Subscribes now, then relays every event another node publishes to `to` (this
+    /// node's own are skipped: they are already on its bus). Resubscribes with backoff
+    /// when the subscription drops.
+    pub async fn relay_remote(
+        self,
+        to: tokio::sync::broadcast::Sender<Event>,
+    ) -> Result<(), BrokerError> {
+        let first = self.subscribe().await?;
+        tokio::spawn(async move {
+            let mut sub = Some(first);
+            let mut backoff = std::time::Duration::from_millis(200);
+            loop {
+                if let Some(mut s) = sub.take() {
+                    while let Some(env) = s.next().await {
+                        if env.node != self.node {
+                            let _ = to.send(env.event);
+                        }
+                    }
+                    metrics::counter!(catalog::BROKER_ERRORS, "op" => "subscribe").increment(1);
+                    tracing::warn!("redis subscription closed; resubscribing");
+                }
+                tokio::time::sleep(backoff).await;
+                match self.subscribe().await {
+                    Ok(s) => {
+                        sub = Some(s);
+                        backoff = std::time::Duration::from_millis(200);
+                    }
+                    Err(e) => {
+                        metrics::counter!(catalog::BROKER_ERRORS, "op" => "subscribe").increment(1);
+                        tracing::warn!(error = %e, "redis resubscribe failed");
+                        backoff = (backoff * 2).min(std::time::Duration::from_secs(10));
+                    }
+                }
+            }
+        });
+        Ok(())
+    }
+
     /// Forwards this node's events to Redis until the bus closes. A lagging forwarder
     /// skips events (pub/sub is best effort anyway) rather than slowing the actors.
     pub fn forward(self, events: &Events) -> tokio::task::JoinHandle<()> {

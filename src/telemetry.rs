@@ -103,7 +103,7 @@ fn prime() {
 /// Registers the broker's series at zero once a broker is configured.
 pub fn prime_broker() {
     metrics::counter!(c::BROKER_PUBLISHED).increment(0);
-    for op in ["publish", "nonce", "ping"] {
+    for op in ["publish", "nonce", "ping", "subscribe"] {
         metrics::counter!(c::BROKER_ERRORS, "op" => op).increment(0);
     }
     metrics::gauge!(c::BROKER_CONNECTED).set(1.0);

@@ -83,3 +83,68 @@ async fn the_app_forwards_session_events_to_redis() {
     assert_ne!(started.node, "watcher");
     app.stop().await;
 }
+
+/// Two nodes on one database and one Redis: an operator watching `/ws/ops` on node B
+/// sees a session that started on node A, once, and node A's own feed does not see its
+/// events twice.
+#[tokio::test]
+async fn ops_feeds_see_sessions_of_other_nodes_once() {
+    let redis = format!("[redis]\nurl = \"{}\"\n", redis_url());
+    let (tdb, url) = TestDb::new().await;
+    let a = spawn_on(tdb, url.clone(), &redis).await;
+    let b = spawn_on(TestDb::Sqlite(tempfile::tempdir().unwrap()), url, &redis).await;
+    let code = "11-22-33-44-55-66-77-98";
+    a.add_device(code, 5).await;
+    let connect = |app: &TestApp| {
+        let u = format!(
+            "{}/ws/ops?token={OPS}",
+            app.base.replace("http://", "ws://")
+        );
+        async move { tokio_tungstenite::connect_async(u).await.unwrap().0 }
+    };
+    let mut on_b = connect(&b).await;
+    let mut on_a = connect(&a).await;
+    // Both feeds are subscribed once their snapshot arrived.
+    for ws in [&mut on_a, &mut on_b] {
+        let first = tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert!(first.to_text().unwrap().contains("\"snapshot\""));
+    }
+    let (phone, uid) = a.phone("oCross", "17717462222", 100).await;
+    a.check(code).await;
+    assert_eq!(phone.scan(code).await["result"], "success");
+    assert_eq!(
+        count_started(&mut on_b, uid).await,
+        1,
+        "node B relays node A's event once"
+    );
+    assert_eq!(
+        count_started(&mut on_a, uid).await,
+        1,
+        "node A does not echo its own event"
+    );
+    b.stop().await;
+    a.stop().await;
+}
+
+/// `session_started` frames for `uid` arriving within 1.5 s.
+async fn count_started(
+    ws: &mut tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+    uid: i64,
+) -> usize {
+    let mut n = 0;
+    let end = tokio::time::Instant::now() + Duration::from_millis(1500);
+    while let Ok(Some(Ok(m))) = tokio::time::timeout_at(end, ws.next()).await {
+        if m.to_text().is_ok_and(|t| {
+            t.contains("\"session_started\"") && t.contains(&format!("\"user_id\":{uid}"))
+        }) {
+            n += 1;
+        }
+    }
+    n
+}

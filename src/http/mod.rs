@@ -57,6 +57,8 @@ pub struct AppInner {
     pub metrics: PrometheusHandle,
     /// The Redis broker, when configured.
     pub broker: Option<crate::broker::RedisBroker>,
+    /// Events other nodes published through the broker (fed to /ws/ops and /ws/user).
+    pub remote: tokio::sync::broadcast::Sender<kioskd_actors::Event>,
     /// Flips to true when the server shuts down (WebSockets close with 1001).
     pub shutdown: tokio::sync::watch::Receiver<bool>,
     /// Open WebSocket connections (all kinds), for the cap.

@@ -673,12 +673,18 @@ async fn feed(
     ));
     let _ = tx.try_send(unsequenced(snapshot));
     let mut events = s.coord.events().subscribe();
+    // Events of other nodes (through the Redis broker, when configured).
+    let mut remote = s.remote.subscribe();
     let clock = s.coord.clock();
     let pump_tx = tx.clone();
     // Events to the writer; a full queue or a lagging subscription closes the feed.
     let pump = tokio::spawn(async move {
         loop {
-            match events.recv().await {
+            let next = tokio::select! {
+                e = events.recv() => e,
+                e = remote.recv() => e,
+            };
+            match next {
                 Ok(e) => {
                     if filter(&e)
                         && pump_tx
