@@ -9,6 +9,7 @@ pub mod broker;
 pub mod config;
 pub mod http;
 pub mod identity;
+pub mod orders;
 pub mod passwords;
 pub mod sms;
 pub mod store;

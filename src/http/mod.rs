@@ -9,10 +9,12 @@
 pub mod attendance;
 pub mod dev;
 pub mod extract;
+pub mod files;
 pub mod health;
 pub mod iclock;
 pub mod ops;
 pub mod ops_attendance;
+pub mod rest;
 pub mod wechat;
 pub mod windows;
 pub mod ws;
@@ -62,6 +64,8 @@ pub struct AppInner {
     pub nonces: dashmap::DashMap<String, i64>,
     /// The attendance terminal actors.
     pub terminals: kioskd_actors::terminal::Terminals,
+    /// Dialect B client id → device code (client ids never change once registered).
+    pub client_ids: dashmap::DashMap<String, String>,
 }
 
 impl AppInner {
@@ -136,6 +140,8 @@ pub mod codes {
     pub const BAD_AMOUNT: i32 = -14;
     /// Maintainer credentials refused.
     pub const BAD_CREDENTIALS: i32 = -15;
+    /// Postpaid order unknown (or another user's).
+    pub const NO_SUCH_ORDER: i32 = -17;
 }
 
 /// `{"success":true,"result":..,"error":null}`, HTTP 200.
@@ -176,6 +182,8 @@ pub fn router(state: AppState) -> Router {
         .merge(ops::routes())
         .merge(health::routes())
         .merge(ws::routes())
+        .merge(files::routes())
+        .nest("/rest", rest::routes())
         .merge(
             attendance::routes()
                 .merge(iclock::routes())

@@ -1,5 +1,6 @@
 //! The phone API (`/wechat/*`, seed 001, SPEC §7): captcha and mobile binding, user
-//! info, registration check, recharge and the recharge and expense lists.
+//! info, registration check, recharge and the recharge and expense lists, and the
+//! postpaid orders (list and pay).
 
 use axum::Router;
 use axum::extract::{ConnectInfo, State};
@@ -13,12 +14,12 @@ use kioskd_protocol::windows::NOT_SIGNED_IN_MSG;
 use std::net::SocketAddr;
 use subtle::ConstantTimeEq;
 
-use super::extract::{EnvJson, EnvPath};
+use super::extract::{EnvJson, EnvPath, EnvQuery};
 use super::{AppState, bad_request, codes, fail, internal, ok};
-use crate::config::IdentityMode;
+use crate::config::{IdentityMode, PaymentsMode};
 use crate::identity::{self, Caller};
 use crate::sms;
-use crate::store::{PageQuery, Settle, UserRow, WriteError, user_state};
+use crate::store::{OrderSettle, PageQuery, Settle, UserRow, WriteError, user_state};
 use crate::timefmt::{parse, wire};
 
 /// Routes.
@@ -31,6 +32,8 @@ pub fn routes() -> Router<AppState> {
         .route("/wechat/recharge/{amount}", get(recharge))
         .route("/wechat/recharge/list", post(recharge_list))
         .route("/wechat/expense/list", post(expense_list))
+        .route("/wechat/orders", get(orders))
+        .route("/wechat/order/pay", post(order_pay))
 }
 
 /// The seed's user object.
@@ -362,6 +365,80 @@ async fn expense_list(
                 })
                 .collect(),
         }),
+        Err(e) => internal(e),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct OrdersQuery {
+    page: Option<u32>,
+    size: Option<u32>,
+}
+
+/// `GET /wechat/orders[?page&size]`: the user's postpaid orders, unpaid first.
+async fn orders(
+    State(s): State<AppState>,
+    jar: SignedCookieJar,
+    EnvQuery(q): EnvQuery<OrdersQuery>,
+) -> Response {
+    let u = match signed_in(&s, &jar).await {
+        Ok(u) => u,
+        Err(r) => return r,
+    };
+    let size = q.size.unwrap_or(10).clamp(1, 100) as i64;
+    let page = q.page.unwrap_or(1).max(1) as i64;
+    match s.db.orders_page(u.id, size, (page - 1) * size).await {
+        Ok((total, rows)) => ok(Page {
+            total,
+            data: rows
+                .into_iter()
+                .map(|o| OrderItem {
+                    order_id: o.id,
+                    device_code: o.device_code,
+                    cost_money: o.amount,
+                    cost_time: crate::orders::billed_minutes(s.coord.config(), o.billed_ms),
+                    ctime: wire(o.started_at, s.tz),
+                    end_time: wire(o.ended_at, s.tz),
+                    paid: o.paid,
+                })
+                .collect(),
+        }),
+        Err(e) => internal(e),
+    }
+}
+
+/// `POST /wechat/order/pay {orderId}`: pays a postpaid order. Sandbox settles it at
+/// once through `orders::settle_order`, the function a verified WeChat Pay notification
+/// uses. Paying a paid order again answers success and changes nothing.
+async fn order_pay(
+    State(s): State<AppState>,
+    jar: SignedCookieJar,
+    EnvJson(req): EnvJson<OrderPayRequest>,
+) -> Response {
+    let u = match signed_in(&s, &jar).await {
+        Ok(u) => u,
+        Err(r) => return r,
+    };
+    if !crate::orders::valid_order_id(&req.order_id) {
+        return fail(codes::NO_SUCH_ORDER, "订单不存在");
+    }
+    let o = match s.db.order(&req.order_id).await {
+        Ok(Some(o)) if o.user_id == u.id => o,
+        // Someone else's order is as unknown as a missing one.
+        Ok(_) => return fail(codes::NO_SUCH_ORDER, "订单不存在"),
+        Err(e) => return internal(e),
+    };
+    if o.paid {
+        return ok(SUCCESS);
+    }
+    if s.cfg.payments.mode != PaymentsMode::Sandbox {
+        return internal("wechatpay order payments are not built yet");
+    }
+    match crate::orders::settle_order(&s, &o.id, "sandbox", &format!("sandbox-{}", o.id), o.amount)
+        .await
+    {
+        Ok(OrderSettle::Paid { .. } | OrderSettle::AlreadyPaid { .. }) => ok(SUCCESS),
+        Ok(other) => internal(format!("sandbox order settlement: {other:?}")),
         Err(e) => internal(e),
     }
 }
