@@ -24,14 +24,19 @@ pub async fn settle_order(
     amount_fen: i64,
 ) -> Result<OrderSettle, StoreError> {
     let now = s.coord.clock().now_ms();
-    let r = s
-        .db
-        .settle_order(order_id, provider, transaction_id, amount_fen, now)
-        .await?;
+    let r =
+        s.db.settle_order(order_id, provider, transaction_id, amount_fen, now)
+            .await?;
     match r {
         OrderSettle::Paid { user_id } => {
             metrics::counter!(catalog::ORDERS_PAID_FEN).increment(amount_fen.max(0) as u64);
-            tracing::info!(order = order_id, user = user_id, amount_fen, provider, "order paid");
+            tracing::info!(
+                order = order_id,
+                user = user_id,
+                amount_fen,
+                provider,
+                "order paid"
+            );
         }
         OrderSettle::AlreadyPaid { .. } => {}
         OrderSettle::AlreadyPaidOtherwise | OrderSettle::AmountMismatch => {

@@ -492,7 +492,8 @@ impl Message<StartSession> for DeviceActor {
             return Err(StartRefusal::UserBusyElsewhere);
         }
         // Postpaid sessions need no balance: the cost becomes an order at the end.
-        if self.rec.billing_mode == BillingMode::Prepaid && msg.user.balance < self.rec.charge_mode {
+        if self.rec.billing_mode == BillingMode::Prepaid && msg.user.balance < self.rec.charge_mode
+        {
             return Err(StartRefusal::BalanceTooLow);
         }
         let new = NewSession {

@@ -94,7 +94,12 @@ async fn spec_vector_offline_at_185_seconds_is_four_minutes_528_fen() {
 #[tokio::test(start_paused = true)]
 async fn long_sessions_cost_exactly_minutes_times_price() {
     // The seed's in-session example: 2457 whole minutes and 45 s at 1.32 yuan.
-    for (price, secs) in [(132_i64, 2457 * 60 + 45), (1, 29), (7, 30), (99_999, 3 * 3600)] {
+    for (price, secs) in [
+        (132_i64, 2457 * 60 + 45),
+        (1, 29),
+        (7, 30),
+        (99_999, 3 * 3600),
+    ] {
         let (store, coord) = setup(price);
         coord.heard(CODE).await.unwrap();
         let s = coord.start_session(CODE, user(9)).await.unwrap().unwrap();
@@ -105,7 +110,11 @@ async fn long_sessions_cost_exactly_minutes_times_price() {
             .unwrap()
             .unwrap();
         let secs = secs as i64;
-        let want = if secs < 30 { 0 } else { (secs + 59) / 60 * price };
+        let want = if secs < 30 {
+            0
+        } else {
+            (secs + 59) / 60 * price
+        };
         assert_eq!(e.cost, want, "price {price}, {secs} s");
         let (_, amount, paid) = store.order(&e.order_id.unwrap()).unwrap();
         assert_eq!(amount, want);

@@ -455,6 +455,9 @@ mod tests {
             assert!(c.map.contains_key(k), "{k} in {j}");
         }
         assert_eq!(endpoint("/rest/nope"), None);
-        assert_eq!(fallback("/rest/nope", "m").to_json(), r#"{"data":0,"msg":"m"}"#);
+        assert_eq!(
+            fallback("/rest/nope", "m").to_json(),
+            r#"{"data":0,"msg":"m"}"#
+        );
     }
 }

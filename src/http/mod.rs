@@ -184,6 +184,7 @@ pub fn router(state: AppState) -> Router {
         .merge(ws::routes())
         .merge(files::routes())
         .nest("/rest", rest::routes())
+        .merge(rest::bare_routes())
         .merge(
             attendance::routes()
                 .merge(iclock::routes())

@@ -33,7 +33,22 @@ pub fn routes() -> Router<AppState> {
         .route("/offline", get(offline).post(offline))
         .route("/orderStatus", get(order_status).post(order_status))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn(guard))
+}
+
+/// `/rest` and `/rest/` themselves (the nested router sees neither): a flat 404.
+pub fn bare_routes() -> Router<AppState> {
+    Router::new()
+        .route("/rest", axum::routing::any(bare))
+        .route("/rest/", axum::routing::any(bare))
+}
+
+async fn bare() -> Response {
+    reply(
+        StatusCode::NOT_FOUND,
+        fallback("/rest/", "no such endpoint"),
+    )
 }
 
 /// Marks a reply written here, so `guard` leaves it alone.
@@ -69,7 +84,11 @@ fn refuse(route: &'static str, status: StatusCode, msg: &str) -> Response {
 
 fn internal(route: &'static str, e: impl std::fmt::Display) -> Response {
     tracing::error!(route, error = %e, "dialect B request failed");
-    refuse(route, StatusCode::INTERNAL_SERVER_ERROR, "internal error; retry")
+    refuse(
+        route,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal error; retry",
+    )
 }
 
 /// Whatever leaves the `/rest` router is a flat object: replies from the handlers pass;
@@ -111,6 +130,13 @@ async fn guard(req: Request, next: Next) -> Response {
 
 async fn not_found() -> Response {
     StatusCode::NOT_FOUND.into_response()
+}
+
+async fn method_not_allowed(OriginalUri(uri): OriginalUri) -> Response {
+    reply(
+        StatusCode::METHOD_NOT_ALLOWED,
+        fallback(uri.path(), "method not allowed; use GET or POST"),
+    )
 }
 
 /// Query string, then a form or JSON object body (body values win).

@@ -1103,13 +1103,12 @@ impl Store for Db {
         };
         if new.billing_mode == BillingMode::Postpaid {
             // Nothing is reserved: the cost becomes an order at the end.
-            let balance: Option<i64> = sqlx::query_scalar(
-                "SELECT balance_account FROM users WHERE id = $1 AND state = 0",
-            )
-            .bind(new.user_id)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(se)?;
+            let balance: Option<i64> =
+                sqlx::query_scalar("SELECT balance_account FROM users WHERE id = $1 AND state = 0")
+                    .bind(new.user_id)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(se)?;
             let Some(balance) = balance else {
                 return Err(StartError::UserNotAllowed);
             };

@@ -84,7 +84,8 @@ pub enum OrderSettle {
     AmountMismatch,
 }
 
-const ORDER_SELECT: &str = "SELECT o.id, o.session_id, o.user_id, o.device_id, d.code, d.client_id, o.amount, o.status,
+const ORDER_SELECT: &str =
+    "SELECT o.id, o.session_id, o.user_id, o.device_id, d.code, d.client_id, o.amount, o.status,
     s.started_at, s.ended_at, s.billed_ms, s.charge_mode, o.transaction_id, o.pay_time
     FROM orders o JOIN sessions s ON s.id = o.session_id JOIN devices d ON d.id = o.device_id";
 
