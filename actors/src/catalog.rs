@@ -27,8 +27,8 @@ pub const RECHARGED_FEN: &str = "kioskd_payments_recharged_fen_total";
 pub const ORDERS_CREATED: &str = "kioskd_payments_orders_created_total";
 /// Counter: fen paid for postpaid orders.
 pub const ORDERS_PAID_FEN: &str = "kioskd_payments_orders_paid_fen_total";
-/// Counter: dialect B (`/rest/*`) replies, by `route` and `outcome` (ok: `data` 1 or a
-/// state; refused: unknown client or order; bad_request; error).
+/// Counter: dialect B (/rest/*) replies, by `route` and `outcome` (ok: an answer;
+/// refused: unknown client or order; bad_request; error).
 pub const REST_REQUESTS: &str = "kioskd_http_rest_requests_total";
 /// Counter: HTTP requests, by `route` and `status`.
 pub const HTTP_REQUESTS: &str = "kioskd_http_requests_total";
