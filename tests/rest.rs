@@ -718,3 +718,61 @@ async fn dialect_b_devices_need_the_service_number() {
     assert!(err.contains("KIOSKD_REST__SERVICE_NUMBER"), "{err}");
     drop(tdb);
 }
+
+#[tokio::test]
+async fn a_dialect_b_kiosk_on_the_websocket_sees_the_same_session() {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let dir = tempfile::tempdir().unwrap();
+    let app = spawn_app(&format!(
+        "{}[ws]\nallow_unsigned = true\n",
+        extra(dir.path(), 300)
+    ))
+    .await;
+    add_b_device(&app, CODE, CLIENT, 132).await;
+    let url = format!(
+        "{}/ws/kiosk?client_id={CLIENT}",
+        app.base.replace("http://", "ws://")
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    ws.send(Message::Text(
+        json!({"type": "hello", "data": {}}).to_string().into(),
+    ))
+    .await
+    .unwrap();
+    async fn until(
+        ws: &mut (impl StreamExt<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin),
+        kind: &str,
+    ) -> Value {
+        loop {
+            let m = tokio::time::timeout(Duration::from_secs(5), ws.next())
+                .await
+                .expect("a frame within 5 s")
+                .expect("open")
+                .unwrap();
+            if let Message::Text(t) = m {
+                let v: Value = serde_json::from_str(&t).unwrap();
+                if v["type"] == kind {
+                    return v;
+                }
+            }
+        }
+    }
+    until(&mut ws, "snapshot").await;
+    // The socket is the kiosk's heartbeat: the phone can start at once.
+    let (phone, _) = app.phone("oW", "17700000009", 0).await;
+    assert_eq!(phone.scan(CODE).await["result"], "success");
+    until(&mut ws, "session_started").await;
+    let mut k = Kiosk::new(&app, CLIENT);
+    k.status_client().await;
+    assert_eq!(k.online_status(), 2);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    until(&mut ws, "billing").await;
+    k.get("offline", &[("clientId", CLIENT)]).await;
+    let ended = until(&mut ws, "session_ended").await;
+    let cost = ended["data"]["cost"].as_i64().unwrap();
+    assert!(cost > 0);
+    k.status_client().await;
+    assert_eq!(k.online_status(), 3);
+    assert_eq!(parse_yuan(k.seen.str("cost")), Some(cost));
+}
