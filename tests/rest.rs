@@ -776,3 +776,37 @@ async fn a_dialect_b_kiosk_on_the_websocket_sees_the_same_session() {
     assert_eq!(k.online_status(), 3);
     assert_eq!(parse_yuan(k.seen.str("cost")), Some(cost));
 }
+
+#[tokio::test]
+async fn a_postpaid_session_survives_a_restart_and_bills_the_outage() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = spawn_app(&extra(dir.path(), 300)).await;
+    add_b_device(&app, CODE, CLIENT, 132).await;
+    let mut k = Kiosk::new(&app, CLIENT);
+    k.client_status().await;
+    let (phone, uid) = app.phone("oR", "17700000010", 0).await;
+    assert_eq!(phone.scan(CODE).await["result"], "success");
+    let url = app.db_url.clone();
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    k.client_status().await;
+    let tdb = app.stop().await;
+    // Down for a while; the kiosk keeps polling once it is back.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let app = spawn_on(tdb, url, &extra(dir.path(), 300)).await;
+    let mut k = Kiosk::new(&app, CLIENT);
+    assert_eq!(k.client_status().await, 1);
+    k.status_client().await;
+    assert_eq!(k.online_status(), 2, "recovered and still running");
+    let (cost, minutes) = k.assert_cost_consistent();
+    assert!(minutes >= 3, "the outage is billed: {minutes}");
+    k.get("offline", &[("clientId", CLIENT)]).await;
+    let order = k.seen.str("orderId").to_string();
+    let o = app.db.order(&order).await.unwrap().unwrap();
+    assert!(o.amount >= cost);
+    assert_eq!(o.amount, (o.billed_ms + 999) / 1000 * 132);
+    assert!(!o.paid);
+    let (ended, reason, ..) = app.last_session(uid).await;
+    assert!(ended);
+    assert_eq!(reason.as_deref(), Some("user_logout"));
+    app.assert_invariants().await;
+}
