@@ -8,7 +8,7 @@ use std::sync::Arc;
 use kameo::prelude::*;
 use tokio::task::JoinHandle;
 
-use crate::billing::{EndReason, Meter, Step, Tariff, UNLIMITED_UNITS, units_left};
+use crate::billing::{EndReason, Meter, Step, Tariff, UNLIMITED_UNITS, units_left, units_started};
 use crate::catalog;
 use crate::coordinator::Inner;
 use crate::device::{DeviceActor, SessionClosed, SessionUpdate};
@@ -290,7 +290,7 @@ impl SessionActor {
                 return Ok(());
             };
             match step {
-                Step::Reserve { unit, .. } if self.meter.postpaid => self.accrue(unit),
+                Step::Reserve { unit, .. } if self.meter.postpaid => self.accrue(unit, now),
                 Step::Reserve { unit, due_at } => self.reserve(unit, due_at).await?,
                 Step::End {
                     reason,
@@ -304,12 +304,14 @@ impl SessionActor {
         Ok(())
     }
 
-    /// Postpaid: a unit begins without a debit. Nothing is written: the cost is a function
+    /// Postpaid: units begin without a debit. Nothing is written: the cost is a function
     /// of the start and the end, and a recovered session re-counts its units from the
-    /// start time.
-    fn accrue(&mut self, unit: i64) {
+    /// start time — all the units begun by `now` at once, with one event (a session
+    /// recovered after hours must not flood its kiosk's stream).
+    fn accrue(&mut self, unit: i64, now: i64) {
         metrics::counter!(catalog::BILLING_TICKS, "outcome" => "accrued").increment(1);
-        self.meter.reserved(unit);
+        let begun = units_started(&self.meter.tariff, now - self.rec.started_at);
+        self.meter.reserved(unit.max(begun));
         let price = self.rec.charge_mode;
         self.inner.events.publish(Event::Billing {
             device_code: self.rec.device_code.clone(),

@@ -159,3 +159,44 @@ async fn operator_lock_ends_a_postpaid_session_with_an_order() {
     assert_eq!(e.reason, EndReason::Operator);
     assert_eq!(store.order(&e.order_id.unwrap()), Some((7, 264, false)));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_recovered_postpaid_session_catches_up_in_one_step_and_bills_the_outage() {
+    let (store, coord) = setup(132);
+    // Written before a restart: started 3 hours ago, kiosk heard just now.
+    store.insert_running(SessionRecord {
+        id: 5,
+        token: "t5".into(),
+        user_id: 7,
+        openid: "o7".into(),
+        device_id: 1,
+        device_code: CODE.into(),
+        charge_mode: 132,
+        billing_mode: BillingMode::Postpaid,
+        started_at: T0 - 3 * 3_600_000 - 1_000,
+        reserved_units: 1,
+        last_heard_at: T0,
+    });
+    let mut events = coord.events().subscribe();
+    assert_eq!(coord.recover().await.unwrap(), 1);
+    coord.heard(CODE).await.unwrap();
+    let v = coord.user_session(7).await.unwrap().unwrap();
+    assert_eq!(v.cost_money, 181 * 132, "3 h 1 s: 181 minutes begun");
+    let mut billing = 0;
+    while let Ok(e) = events.try_recv() {
+        if matches!(e, kioskd_actors::Event::Billing { .. }) {
+            billing += 1;
+        }
+    }
+    assert!(billing <= 2, "{billing} billing events for one catch-up");
+    let e = coord
+        .end_by_token("t5", EndReason::UserLogout)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(e.cost, 181 * 132);
+    assert_eq!(
+        store.order(&e.order_id.unwrap()),
+        Some((7, 181 * 132, false))
+    );
+}
