@@ -84,7 +84,7 @@ impl Application {
         }
         if cfg.payments.mode == PaymentsMode::Sandbox {
             tracing::warn!(
-                "payments.mode = sandbox: recharges are credited WITHOUT payment; never run this in production"
+                "payments.mode = sandbox: recharges and postpaid orders are credited WITHOUT payment; never run this in production"
             );
             metrics::gauge!(catalog::PAYMENTS_SANDBOX).set(1.0);
         } else {
