@@ -33,6 +33,9 @@ pub enum BuildError {
     /// Sessions could not be recovered.
     #[error("recovery: {0}")]
     Recover(String),
+    /// The configuration does not fit what the database holds.
+    #[error("configuration: {0}")]
+    Config(String),
     /// Socket trouble.
     #[error("listener: {0}")]
     Io(#[from] std::io::Error),
@@ -68,9 +71,23 @@ impl Application {
         let db = Db::connect(cfg.database.url.expose(), cfg.database.max_connections)
             .await
             .map_err(|e| BuildError::Db(e.0))?;
+        // The field dialect-B client never leaves its start screen without a service
+        // number: refuse to run such a fleet without one (SPEC §6).
+        if cfg.rest.service_number.trim().is_empty() {
+            let n = db
+                .dialect_b_devices()
+                .await
+                .map_err(|e| BuildError::Db(e.0))?;
+            if n > 0 {
+                return Err(BuildError::Config(format!(
+                    "{n} dialect-B device(s) (with a client_id) are registered but rest.service_number is empty; \
+                     set it (KIOSKD_REST__SERVICE_NUMBER=...): their kiosks do not start without it"
+                )));
+            }
+        }
         if cfg.payments.mode == PaymentsMode::Sandbox {
             tracing::warn!(
-                "payments.mode = sandbox: recharges are credited WITHOUT payment; never run this in production"
+                "payments.mode = sandbox: recharges and postpaid orders are credited WITHOUT payment; never run this in production"
             );
             metrics::gauge!(catalog::PAYMENTS_SANDBOX).set(1.0);
         } else {
@@ -129,6 +146,7 @@ impl Application {
         let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
         let inner = AppInner {
             terminals,
+            client_ids: Default::default(),
             shutdown: shutdown_rx,
             ws_connections: Default::default(),
             kiosk_sockets: Default::default(),

@@ -10,6 +10,7 @@ pub mod config;
 pub mod http;
 pub mod identity;
 pub mod opscli;
+pub mod orders;
 pub mod passwords;
 pub mod payments;
 pub mod sampler;

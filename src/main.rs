@@ -78,9 +78,9 @@ enum DeviceCmd {
         /// Price in fen per minute.
         #[arg(long)]
         charge_mode: i64,
-        /// prepaid or postpaid.
-        #[arg(long, default_value = "prepaid")]
-        billing_mode: String,
+        /// prepaid or postpaid (default: postpaid with --client-id, else prepaid).
+        #[arg(long)]
+        billing_mode: Option<String>,
         /// Dialect B numeric client id.
         #[arg(long)]
         client_id: Option<String>,
@@ -157,7 +157,16 @@ async fn main() -> anyhow::Result<()> {
         } => {
             let code = normalize_device_code(&code)
                 .context("device code must look like 11-22-33-44-55-66")?;
-            let billing_mode = BillingMode::parse(&billing_mode)
+            let default_mode = if client_id.is_some() {
+                "postpaid"
+            } else {
+                "prepaid"
+            };
+            anyhow::ensure!(
+                client_id.is_none() || !cfg.rest.service_number.trim().is_empty(),
+                "dialect-B devices (--client-id) need rest.service_number set first (KIOSKD_REST__SERVICE_NUMBER): kioskd refuses to start without it"
+            );
+            let billing_mode = BillingMode::parse(billing_mode.as_deref().unwrap_or(default_mode))
                 .context("billing mode must be prepaid or postpaid")?;
             anyhow::ensure!(
                 (0..=100_000).contains(&charge_mode),

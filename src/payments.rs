@@ -5,8 +5,8 @@
 //! `out_trade_no` names decides what "settle" means.
 //!
 //! Order kinds: recharges (`recharges`, `out_trade_no` starting with `R`) credit the
-//! user's balance. Postpaid orders (issue 4) will plug in at [`settle_transaction`]'s
-//! `OrderKind::Postpaid` arm; until then such a number is an unknown order.
+//! user's balance; postpaid orders (`O` + the order id without its leading `o`) pay the
+//! order through `orders::settle_order`.
 
 use std::time::Duration;
 
@@ -22,7 +22,7 @@ use crate::upstream::{UpstreamError, record, wxpay};
 pub enum OrderKind {
     /// A balance recharge (`R...`).
     Recharge,
-    /// A postpaid session order (issue 4; not settled here yet).
+    /// A postpaid session order (`O...`).
     Postpaid,
 }
 
@@ -82,8 +82,8 @@ pub async fn settle_transaction(s: &AppState, t: &Transaction) -> Result<Verdict
     }
     match OrderKind::of(&t.out_trade_no) {
         Some(OrderKind::Recharge) => {}
-        // Issue 4 settles postpaid orders here.
-        Some(OrderKind::Postpaid) | None => return Ok(Verdict::Unknown),
+        Some(OrderKind::Postpaid) => return settle_postpaid(s, t).await,
+        None => return Ok(Verdict::Unknown),
     }
     let Some(order) =
         s.db.recharge_order(&t.out_trade_no)
@@ -131,6 +131,39 @@ pub async fn settle_transaction(s: &AppState, t: &Transaction) -> Result<Verdict
         tracing::warn!(error = %e, "could not store payer_total");
     }
     Ok(v)
+}
+
+/// The WeChat Pay order number of a postpaid order (`o` + 30 characters → `O` + 30).
+pub fn postpaid_trade_no(order_id: &str) -> String {
+    format!("O{}", order_id.strip_prefix('o').unwrap_or(order_id))
+}
+
+/// A verified transaction for a postpaid order: pays the order once (the amount must be
+/// the order's), through the same function as sandbox payments.
+async fn settle_postpaid(s: &AppState, t: &Transaction) -> Result<Verdict, String> {
+    let order_id = format!("o{}", &t.out_trade_no[1..]);
+    if !crate::orders::valid_order_id(&order_id) {
+        return Ok(Verdict::Unknown);
+    }
+    use crate::store::OrderSettle;
+    match crate::orders::settle_order(s, &order_id, "wechatpay", &t.transaction_id, t.amount.total)
+        .await
+        .map_err(|e| e.to_string())?
+    {
+        OrderSettle::Paid { .. } => Ok(Verdict::Credited),
+        OrderSettle::AlreadyPaid { .. } => Ok(Verdict::Duplicate),
+        OrderSettle::AlreadyPaidOtherwise => {
+            tracing::error!(
+                out_trade_no = %t.out_trade_no,
+                "postpaid order already paid by another transaction: needs a refund by hand"
+            );
+            Ok(Verdict::Mismatch(
+                "order paid by another transaction".into(),
+            ))
+        }
+        OrderSettle::UnknownOrder => Ok(Verdict::Unknown),
+        OrderSettle::AmountMismatch => Ok(Verdict::Mismatch("amount".into())),
+    }
 }
 
 /// Settles WeChat Pay orders that never got a notification: every

@@ -125,6 +125,15 @@ fn describe() {
     describe_counter!(c::REFUNDED_FEN, "Fen refunded at session ends.");
     describe_counter!(c::BALANCE_LOW, "Low-balance warnings.");
     describe_counter!(c::RECHARGED_FEN, "Fen credited by recharges.");
+    describe_counter!(
+        c::ORDERS_CREATED,
+        "Postpaid orders created at session ends, by outcome (unpaid, free)."
+    );
+    describe_counter!(c::ORDERS_PAID_FEN, "Fen paid for postpaid orders.");
+    describe_counter!(
+        c::REST_REQUESTS,
+        "Dialect B replies, by route and outcome (ok, refused, bad_request, error)."
+    );
     describe_counter!(c::HTTP_REQUESTS, "HTTP requests, by route and status.");
     describe_histogram!(
         c::HTTP_DURATION,

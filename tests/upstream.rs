@@ -936,3 +936,83 @@ async fn platform_failure_replies_are_clear_errors() {
     assert!(row["last_error"].as_str().unwrap().contains("错误信息"));
     app.stop().await;
 }
+
+/// A postpaid session's order paid through WeChat Pay: `/wechat/order/pay` creates a JSAPI
+/// order (`O` + the order id), nothing is paid until a verified notification, which pays
+/// the order once however often it arrives.
+#[tokio::test]
+async fn a_postpaid_order_is_paid_once_by_a_wechat_pay_notification() {
+    let si = Standin::start().await;
+    let app = app_with(
+        &si,
+        true,
+        "[billing]\nunit_seconds = 1\nfree_seconds = 0\nheartbeat_timeout_seconds = 30\n",
+    )
+    .await;
+    let code = "11-22-33-44-55-66-77-55";
+    let (st, v) = app
+        .ops_post(
+            "/ops/devices",
+            json!({"device_code": code, "name": "VR post", "charge_mode": 132, "billing_mode": "postpaid"}),
+        )
+        .await;
+    assert_eq!(st, 201, "{v}");
+    let (p, uid) = paying_phone(&si, &app, 7).await;
+    app.check(code).await;
+    assert_eq!(p.scan(code).await["result"], "success");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let v = p.get("/windows/offline").await;
+    assert_eq!(v["success"], true, "{v}");
+    let v = p.get("/wechat/orders").await;
+    let item = v["result"]["data"][0].clone();
+    let order = item["orderId"].as_str().unwrap().to_string();
+    let amount = item["cost_money"].as_i64().unwrap();
+    assert!(amount >= 132, "{item}");
+    assert_eq!(item["paid"], false);
+
+    let pay = p.post("/wechat/order/pay", json!({"orderId": order})).await;
+    assert_eq!(pay["success"], true, "{pay}");
+    let no = pay["result"]["out_trade_no"].as_str().unwrap().to_string();
+    assert!(no.starts_with('O') && no.len() <= 32, "{no}");
+    assert_eq!(si.w().orders[&no]["amount"]["total"], amount);
+    assert_eq!(si.w().orders[&no]["payer"]["openid"], "oPay7");
+    let v = p.get("/wechat/orders").await;
+    assert_eq!(
+        v["result"]["data"][0]["paid"], false,
+        "not paid before the notification"
+    );
+
+    // A wrong amount pays nothing; the right one pays once, however often.
+    let wrong = si.notification(
+        &no,
+        "4200009999000000000000000001",
+        amount + 1,
+        standin::now_s(),
+        |_| {},
+    );
+    assert_eq!(notify(&app, &wrong).await.0, 400, "a mismatch is refused");
+    let v = p.get("/wechat/orders").await;
+    assert_eq!(v["result"]["data"][0]["paid"], false);
+    let n = si.notification(
+        &no,
+        "4200009999000000000000000002",
+        amount,
+        standin::now_s(),
+        |_| {},
+    );
+    for _ in 0..3 {
+        assert_eq!(notify(&app, &n).await.0, 204);
+    }
+    let v = p.get("/wechat/orders").await;
+    assert_eq!(v["result"]["data"][0]["paid"], true, "{v}");
+    let ledger = app.db.ledger(uid).await.unwrap();
+    let ids: Vec<&str> = ledger.iter().map(|l| l.id.as_str()).collect();
+    assert_eq!(ledger.len(), 2, "{ids:?}");
+    assert!(ids.contains(&format!("order:{order}").as_str()));
+    assert!(ids.contains(&format!("order:{order}:debit").as_str()));
+    app.assert_invariants().await;
+    // Paid: the user may start again.
+    app.check(code).await;
+    assert_eq!(p.scan(code).await["result"], "success");
+    app.stop().await;
+}

@@ -7,6 +7,11 @@
 //! (reserve the next unit, or end the session); the session actor carries it out against
 //! the store. Ledger ids are a function of the session and the unit index, so replaying a
 //! step can never debit twice.
+//!
+//! A postpaid session (SPEC §3, dialect B) runs the same clock with nothing reserved: a
+//! unit "begins" (the kiosk sees the cost grow) without touching the balance, the balance
+//! never runs out, and the end costs `cost(billed)` with nothing to refund; the store turns
+//! that cost into an order the user pays afterwards.
 
 use serde::{Deserialize, Serialize};
 
@@ -150,6 +155,8 @@ pub struct Meter {
     pub reserved: i64,
     /// The last time the kiosk was heard from.
     pub last_heard: i64,
+    /// Postpaid: units begin without a debit and the end bills the cost as an order.
+    pub postpaid: bool,
 }
 
 impl Meter {
@@ -214,8 +221,17 @@ impl Meter {
         }
     }
 
-    /// Settles an end at `billed_to` (the end time, or the last heartbeat).
+    /// Settles an end at `billed_to` (the end time, or the last heartbeat). Postpaid:
+    /// nothing was reserved, the whole cost is due and nothing is refunded.
     pub fn settle(&self, billed_to: i64) -> Settlement {
+        if self.postpaid {
+            let billed_ms = (billed_to - self.started_at).max(0);
+            return Settlement {
+                billed_ms,
+                cost: cost(&self.tariff, billed_ms),
+                refund: 0,
+            };
+        }
         settle(&self.tariff, self.reserved, billed_to - self.started_at)
     }
 
@@ -247,6 +263,7 @@ mod tests {
             started_at: started,
             reserved: 1,
             last_heard: started,
+            postpaid: false,
         }
     }
 
@@ -369,7 +386,41 @@ mod tests {
         assert_eq!(units_left(&t, 12), 2);
     }
 
+    /// SPEC §3's postpaid vector: 1.32 yuan a minute, `offline` at t=185 s: 4 minutes,
+    /// 528 fen, nothing refunded.
+    #[test]
+    fn spec_postpaid_offline_at_185_costs_four_minutes() {
+        let mut m = meter(0);
+        m.tariff.price = 132;
+        m.postpaid = true;
+        assert_eq!(
+            m.settle(185_000),
+            Settlement {
+                billed_ms: 185_000,
+                cost: 528,
+                refund: 0
+            }
+        );
+        assert_eq!(m.settle(29_999).cost, 0);
+        // Units not yet "begun" on the meter do not cap the bill (nothing was reserved).
+        m.reserved = 1;
+        assert_eq!(m.settle(3_600_000).cost, 60 * 132);
+    }
+
     proptest! {
+        /// Postpaid: the cost is `ceil(billed / unit) * price` after the free start, for
+        /// any length, and never refunds.
+        #[test]
+        fn postpaid_cost_follows_the_formula(price in 0i64..100_000, secs in 0i64..400_000) {
+            let mut m = meter(0);
+            m.tariff.price = price;
+            m.postpaid = true;
+            let s = m.settle(secs * 1_000);
+            let expect = if secs < 30 { 0 } else { ((secs + 59) / 60) * price };
+            prop_assert_eq!(s.cost, expect);
+            prop_assert_eq!(s.refund, 0);
+        }
+
         /// Any sequence of heartbeats and an optional end: the cost is 0 within the free
         /// start, else ceil(billed / unit) * price, billed never past the last heartbeat
         /// (heartbeat timeout) nor past what was reserved; the wallet never goes negative

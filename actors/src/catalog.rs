@@ -10,7 +10,8 @@ pub const SESSIONS_STARTED: &str = "kioskd_sessions_started_total";
 pub const SESSIONS_ENDED: &str = "kioskd_sessions_ended_total";
 /// Gauge: devices with a live actor, by `status` (free, busy, lock, maintain).
 pub const DEVICES: &str = "kioskd_devices";
-/// Counter: billing ticks, by `outcome` (reserved, insufficient, error).
+/// Counter: billing ticks, by `outcome` (reserved, insufficient, error; accrued for
+/// postpaid units, which debit nothing).
 pub const BILLING_TICKS: &str = "kioskd_billing_ticks_total";
 /// Histogram: seconds from a unit's boundary to its debit being committed.
 pub const BILLING_TICK_LAG: &str = "kioskd_billing_tick_lag_seconds";
@@ -22,6 +23,13 @@ pub const REFUNDED_FEN: &str = "kioskd_billing_refunded_fen_total";
 pub const BALANCE_LOW: &str = "kioskd_billing_balance_low_total";
 /// Counter: fen credited by recharges.
 pub const RECHARGED_FEN: &str = "kioskd_payments_recharged_fen_total";
+/// Counter: postpaid orders created at session ends, by `outcome` (unpaid, free).
+pub const ORDERS_CREATED: &str = "kioskd_payments_orders_created_total";
+/// Counter: fen paid for postpaid orders.
+pub const ORDERS_PAID_FEN: &str = "kioskd_payments_orders_paid_fen_total";
+/// Counter: dialect B (/rest/*) replies, by `route` and `outcome` (ok: an answer;
+/// refused: unknown client or order; bad_request; error).
+pub const REST_REQUESTS: &str = "kioskd_http_rest_requests_total";
 /// Counter: HTTP requests, by `route` and `status`.
 pub const HTTP_REQUESTS: &str = "kioskd_http_requests_total";
 /// Histogram: HTTP request duration in seconds, by `route`.

@@ -232,12 +232,12 @@ impl Coordinator {
         }
     }
 
-    /// A sign of life from a kiosk outside a session call (e.g. a keepalive with a dead
-    /// token).
+    /// A sign of life from a kiosk outside a session call (a keepalive with a dead token,
+    /// dialect B's `clientStatus`): refreshes the device and its running session.
     pub async fn heard(&self, code: &str) -> Result<(), CoordError> {
         let d = self.device(code).await?;
         let _ = d
-            .tell(crate::device::Heard(self.inner.clock.now_ms()))
+            .tell(crate::device::KioskHeard(self.inner.clock.now_ms()))
             .try_send();
         Ok(())
     }

@@ -157,9 +157,9 @@ pub enum StartRefusal {
     /// Disabled or deleted user.
     #[error("user not allowed")]
     UserNotAllowed,
-    /// Postpaid devices start through dialect B (not in this build).
-    #[error("billing mode not supported")]
-    Unsupported,
+    /// The user has a postpaid order to pay first.
+    #[error("user has an unpaid order")]
+    UnpaidOrder,
     /// Storage failed.
     #[error("internal error")]
     Internal,
@@ -434,6 +434,19 @@ impl Message<Heard> for DeviceActor {
     }
 }
 
+/// A sign of life from the kiosk outside a session call (dialect B's `clientStatus`, a
+/// keepalive with a dead token): refreshes the device and its running session.
+#[derive(Debug)]
+pub struct KioskHeard(pub i64);
+
+impl Message<KioskHeard> for DeviceActor {
+    type Reply = ();
+
+    async fn handle(&mut self, KioskHeard(at): KioskHeard, _ctx: &mut Context<Self, Self::Reply>) {
+        self.heard(at, false);
+    }
+}
+
 /// Starts a session for a user (the phone scanned the QR code).
 #[derive(Debug)]
 pub struct StartSession {
@@ -475,13 +488,12 @@ impl Message<StartSession> for DeviceActor {
         if !self.online(now) || self.rec.status != PersistedStatus::Free || self.rec.updating {
             return Err(StartRefusal::DeviceUnavailable);
         }
-        if self.rec.billing_mode != BillingMode::Prepaid {
-            return Err(StartRefusal::Unsupported);
-        }
         if self.inner.user_has_session(msg.user.id) {
             return Err(StartRefusal::UserBusyElsewhere);
         }
-        if msg.user.balance < self.rec.charge_mode {
+        // Postpaid sessions need no balance: the cost becomes an order at the end.
+        if self.rec.billing_mode == BillingMode::Prepaid && msg.user.balance < self.rec.charge_mode
+        {
             return Err(StartRefusal::BalanceTooLow);
         }
         let new = NewSession {
@@ -497,6 +509,7 @@ impl Message<StartSession> for DeviceActor {
             StartError::DeviceBusy => StartRefusal::DeviceTaken,
             StartError::InsufficientBalance => StartRefusal::BalanceTooLow,
             StartError::UserNotAllowed => StartRefusal::UserNotAllowed,
+            StartError::UnpaidOrder => StartRefusal::UnpaidOrder,
             StartError::Store(e) => {
                 metrics::counter!(catalog::STORE_ERRORS, "op" => "start_session").increment(1);
                 tracing::warn!(device = %self.rec.code, error = %e, "starting a session failed");

@@ -33,6 +33,8 @@ struct State {
     next_session: i64,
     /// Commands: id → (device, name, text, acked).
     commands: BTreeMap<i64, (i64, String, Option<String>, bool)>,
+    /// Postpaid orders: id → (user, amount, paid).
+    orders: BTreeMap<String, (i64, i64, bool)>,
 }
 
 impl MemStore {
@@ -85,6 +87,18 @@ impl MemStore {
         s.sessions
             .get(&id)
             .map(|m| (m.ended, m.reason.clone(), m.cost))
+    }
+
+    /// A postpaid order: (user, amount, paid).
+    pub fn order(&self, id: &str) -> Option<(i64, i64, bool)> {
+        self.state.lock().unwrap().orders.get(id).copied()
+    }
+
+    /// Marks an order paid (as a settled payment would).
+    pub fn pay_order(&self, id: &str) {
+        if let Some(o) = self.state.lock().unwrap().orders.get_mut(id) {
+            o.2 = true;
+        }
     }
 
     /// Inserts a running session as if written before a restart.
@@ -152,10 +166,15 @@ impl Store for MemStore {
         {
             return Err(StartError::DeviceBusy);
         }
+        if s.orders.values().any(|o| o.0 == new.user_id && !o.2) {
+            return Err(StartError::UnpaidOrder);
+        }
+        let postpaid = new.billing_mode == BillingMode::Postpaid;
         let bal = s.balances.get(&new.user_id).copied().unwrap_or(0);
-        if bal < new.charge_mode {
+        if !postpaid && bal < new.charge_mode {
             return Err(StartError::InsufficientBalance);
         }
+        let first = if postpaid { 0 } else { new.charge_mode };
         s.next_session += 1;
         let id = s.next_session;
         let code = s
@@ -177,9 +196,10 @@ impl Store for MemStore {
             reserved_units: 1,
             last_heard_at: new.started_at,
         };
-        s.ledger
-            .insert(format!("{id}:1"), (new.user_id, -new.charge_mode));
-        *s.balances.entry(new.user_id).or_default() -= new.charge_mode;
+        if !postpaid {
+            s.ledger.insert(format!("{id}:1"), (new.user_id, -first));
+        }
+        *s.balances.entry(new.user_id).or_default() -= first;
         s.sessions.insert(
             id,
             MemSession {
@@ -191,7 +211,7 @@ impl Store for MemStore {
         );
         Ok(Started {
             session: rec,
-            balance: bal - new.charge_mode,
+            balance: bal - first,
         })
     }
 
@@ -245,6 +265,10 @@ impl Store for MemStore {
         m.ended = true;
         m.reason = Some(end.reason.as_str().to_string());
         m.cost = end.cost;
+        if let Some(id) = &end.order_id {
+            s.orders
+                .insert(id.clone(), (end.user_id, end.cost, end.cost == 0));
+        }
         if end.refund > 0 {
             s.ledger.insert(
                 format!("{}:refund", end.session_id),

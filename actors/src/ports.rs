@@ -155,12 +155,16 @@ pub enum StartError {
     /// The user is disabled or deleted.
     #[error("user not allowed")]
     UserNotAllowed,
+    /// The user has a postpaid order not yet paid (SPEC §3: blocked until it is).
+    #[error("user has an unpaid order")]
+    UnpaidOrder,
     /// Storage failed.
     #[error(transparent)]
     Store(#[from] StoreError),
 }
 
-/// A started session and the balance after its first reservation.
+/// A started session and the balance after its first reservation (postpaid: the balance,
+/// untouched).
 #[derive(Debug, Clone)]
 pub struct Started {
     /// The session row.
@@ -181,7 +185,7 @@ pub enum Reserve {
 }
 
 /// How a session ends.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct SessionEnd {
     /// Session id.
     pub session_id: i64,
@@ -197,6 +201,9 @@ pub struct SessionEnd {
     pub cost: i64,
     /// Fen refunded (unused reservations).
     pub refund: i64,
+    /// Postpaid: the id of the order to create for `cost`, in the same transaction
+    /// (created paid when the cost is 0).
+    pub order_id: Option<String>,
 }
 
 /// The outcome of ending a session.
@@ -223,7 +230,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<()>;
     /// Persists a device's game-update flag.
     async fn set_device_updating(&self, device_id: i64, updating: bool) -> StoreResult<()>;
-    /// Creates a session and reserves its first unit in one transaction.
+    /// Creates a session and reserves its first unit in one transaction (postpaid: no
+    /// reservation and no balance check). Refused while the user has an unpaid order.
     async fn start_session(&self, new: NewSession) -> Result<Started, StartError>;
     /// Reserves unit `unit` of a session (ledger id `<session>:<unit>`) and records the
     /// last heartbeat, in one transaction, at `now`.
@@ -236,7 +244,8 @@ pub trait Store: Send + Sync + 'static {
         last_heard_at: i64,
         now: i64,
     ) -> StoreResult<Reserve>;
-    /// Ends a session and refunds unused reservations, in one transaction.
+    /// Ends a session and refunds unused reservations (postpaid: creates its order), in
+    /// one transaction.
     async fn end_session(&self, end: SessionEnd) -> StoreResult<Ended>;
     /// Every session that has not ended (for recovery after a restart).
     async fn active_sessions(&self) -> StoreResult<Vec<SessionRecord>>;

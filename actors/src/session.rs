@@ -8,12 +8,12 @@ use std::sync::Arc;
 use kameo::prelude::*;
 use tokio::task::JoinHandle;
 
-use crate::billing::{EndReason, Meter, Step, Tariff, units_left};
+use crate::billing::{EndReason, Meter, Step, Tariff, UNLIMITED_UNITS, units_left, units_started};
 use crate::catalog;
 use crate::coordinator::Inner;
 use crate::device::{DeviceActor, SessionClosed, SessionUpdate};
 use crate::events::Event;
-use crate::ports::{Reserve, SessionEnd, SessionRecord};
+use crate::ports::{BillingMode, Reserve, SessionEnd, SessionRecord};
 use kioskd_protocol::ws::{self as wire, ServerEvent, SessionInfo};
 
 /// What adapters see of a running session.
@@ -52,7 +52,7 @@ pub struct SessionView {
 }
 
 /// The final account of an ended session.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EndedView {
     /// Session id.
     pub id: i64,
@@ -66,6 +66,8 @@ pub struct EndedView {
     pub refund: i64,
     /// Balance after (fen).
     pub balance: i64,
+    /// Postpaid: the order created for `cost` (paid already when the cost is 0).
+    pub order_id: Option<String>,
 }
 
 /// The session is gone (ended, or never existed here).
@@ -134,6 +136,7 @@ impl Actor for SessionActor {
             started_at: args.rec.started_at,
             reserved: args.rec.reserved_units,
             last_heard: args.rec.last_heard_at,
+            postpaid: args.rec.billing_mode == BillingMode::Postpaid,
         };
         metrics::gauge!(catalog::SESSIONS_ACTIVE).increment(1.0);
         let mut s = SessionActor {
@@ -215,6 +218,11 @@ impl SessionActor {
     /// The session as the kiosk's stream shows it.
     fn info(&self) -> SessionInfo {
         let paid_until = self.meter.paid_until();
+        let minutes_left = if self.meter.postpaid {
+            UNLIMITED_UNITS
+        } else {
+            units_left(&self.meter.tariff, self.balance)
+        };
         SessionInfo {
             session_id: self.rec.id,
             device_code: self.rec.device_code.clone(),
@@ -223,7 +231,7 @@ impl SessionActor {
             charge_mode: self.rec.charge_mode,
             cost: self.meter.reserved * self.rec.charge_mode,
             balance: self.balance,
-            minutes_left: units_left(&self.meter.tariff, self.balance),
+            minutes_left,
             paid_until,
         }
     }
@@ -282,6 +290,7 @@ impl SessionActor {
                 return Ok(());
             };
             match step {
+                Step::Reserve { unit, .. } if self.meter.postpaid => self.accrue(unit, now),
                 Step::Reserve { unit, due_at } => self.reserve(unit, due_at).await?,
                 Step::End {
                     reason,
@@ -293,6 +302,28 @@ impl SessionActor {
             }
         }
         Ok(())
+    }
+
+    /// Postpaid: units begin without a debit. Nothing is written: the cost is a function
+    /// of the start and the end, and a recovered session re-counts its units from the
+    /// start time — all the units begun by `now` at once, with one event (a session
+    /// recovered after hours must not flood its kiosk's stream).
+    fn accrue(&mut self, unit: i64, now: i64) {
+        metrics::counter!(catalog::BILLING_TICKS, "outcome" => "accrued").increment(1);
+        let begun = units_started(&self.meter.tariff, now - self.rec.started_at);
+        self.meter.reserved(unit.max(begun));
+        let price = self.rec.charge_mode;
+        self.inner.events.publish(Event::Billing {
+            device_code: self.rec.device_code.clone(),
+            session_id: self.rec.id,
+            user_id: self.rec.user_id,
+            units: self.meter.reserved,
+            cost: self.meter.reserved * price,
+            balance: self.balance,
+            units_left: UNLIMITED_UNITS,
+            paid_until: self.meter.paid_until(),
+        });
+        self.tell_device(Some(self.billing_event()));
     }
 
     async fn reserve(&mut self, unit: i64, due_at: i64) -> Result<(), String> {
@@ -359,6 +390,9 @@ impl SessionActor {
     }
 
     fn maybe_warn_low(&mut self) {
+        if self.meter.postpaid {
+            return;
+        }
         let left = units_left(&self.meter.tariff, self.balance);
         if !self.warned_low && left <= self.inner.cfg.low_balance_units {
             self.warned_low = true;
@@ -388,7 +422,14 @@ impl SessionActor {
             billed_ms: s.billed_ms,
             cost: s.cost,
             refund: s.refund,
+            order_id: self
+                .meter
+                .postpaid
+                // 31 characters, so that `O` + the rest is a WeChat Pay out_trade_no
+                // (at most 32).
+                .then(|| format!("o{}", &crate::ids::new_token()[..30])),
         };
+        let order_id = end.order_id.clone();
         let ended = match self.inner.store.end_session(end).await {
             Ok(e) => e,
             Err(e) => {
@@ -405,6 +446,10 @@ impl SessionActor {
         metrics::counter!(catalog::SESSIONS_ENDED, "reason" => reason.as_str()).increment(1);
         metrics::counter!(catalog::REVENUE_FEN).increment(s.cost.max(0) as u64);
         metrics::counter!(catalog::REFUNDED_FEN).increment(s.refund.max(0) as u64);
+        if order_id.is_some() {
+            let outcome = if s.cost == 0 { "free" } else { "unpaid" };
+            metrics::counter!(catalog::ORDERS_CREATED, "outcome" => outcome).increment(1);
+        }
         self.ended = Some(EndedView {
             id: self.rec.id,
             reason,
@@ -412,6 +457,7 @@ impl SessionActor {
             cost: s.cost,
             refund: s.refund,
             balance: ended.balance,
+            order_id: order_id.clone(),
         });
         self.inner.forget_session(&self.rec.token, self.rec.user_id);
         if let Some(device) = self.device.upgrade() {
@@ -452,6 +498,7 @@ impl SessionActor {
             cost: 0,
             refund: 0,
             balance: self.balance,
+            order_id: None,
         });
     }
 
@@ -584,7 +631,7 @@ impl Message<End> for SessionActor {
             result = self.finish(msg.reason, now, now).await;
         }
         self.after(ctx, result.is_err());
-        match (result, self.ended) {
+        match (result, self.ended.clone()) {
             (Err(e), _) => Err(SessionError::Store(e)),
             // Ended by the catch-up (balance or heartbeat) before this request: report
             // that end; the caller sees the session as gone.

@@ -398,11 +398,14 @@ pub enum LoginCode {
     UserBusyElsewhere = -8,
     /// -9: the device is not free, offline or updating.
     DeviceUnavailable = -9,
+    /// -18: the user has a postpaid order to pay first (SPEC §3; after the server's
+    /// other codes -10 … -17).
+    UnpaidOrder = -18,
 }
 
 impl LoginCode {
-    /// Every code, from -1 to -9.
-    pub const ALL: [LoginCode; 9] = [
+    /// Every code: SPEC §5's -1 to -9, then -18.
+    pub const ALL: [LoginCode; 10] = [
         Self::NotSignedIn,
         Self::UserDeleted,
         Self::UserDisabled,
@@ -412,6 +415,7 @@ impl LoginCode {
         Self::DeviceTaken,
         Self::UserBusyElsewhere,
         Self::DeviceUnavailable,
+        Self::UnpaidOrder,
     ];
 
     /// The numeric wire code.
@@ -436,6 +440,7 @@ impl LoginCode {
             Self::DeviceTaken => "设备正在被其他用户使用",
             Self::UserBusyElsewhere => "用户正在其他设备上机",
             Self::DeviceUnavailable => "设备当前不可用(非空闲、离线或正在更新)",
+            Self::UnpaidOrder => "您有未支付的订单，请先支付",
         }
     }
 
@@ -485,7 +490,8 @@ mod tests {
     #[test]
     fn login_codes_are_numbered_and_worded() {
         for (i, c) in LoginCode::ALL.into_iter().enumerate() {
-            assert_eq!(c.code(), -(i as i32) - 1);
+            let want = if i < 9 { -(i as i32) - 1 } else { -18 };
+            assert_eq!(c.code(), want);
             assert_eq!(LoginCode::from_code(c.code()), Some(c));
             assert!(!c.message().is_empty());
             assert_eq!(serde_json::to_string(&c).unwrap(), c.code().to_string());

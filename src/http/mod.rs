@@ -10,6 +10,7 @@ pub mod attendance;
 pub mod audit;
 pub mod dev;
 pub mod extract;
+pub mod files;
 pub mod health;
 pub mod iclock;
 pub mod oauth;
@@ -17,6 +18,7 @@ pub mod ops;
 pub mod ops_attendance;
 pub mod ops_upstream;
 pub mod pay;
+pub mod rest;
 pub mod wechat;
 pub mod windows;
 pub mod ws;
@@ -74,6 +76,8 @@ pub struct AppInner {
     /// Upstream clients (open platform, official account, WeChat Pay) and the token
     /// keeper.
     pub upstream: Arc<crate::upstream::Upstream>,
+    /// Dialect B client id → device code (client ids never change once registered).
+    pub client_ids: dashmap::DashMap<String, String>,
 }
 
 impl AppInner {
@@ -155,6 +159,8 @@ pub mod codes {
     pub const UPSTREAM: i32 = -16;
     /// WeChat Pay needs the user's payment openid, which a fresh sign-in gets.
     pub const NO_PAY_OPENID: i32 = -17;
+    /// Postpaid order unknown (or another user's).
+    pub const NO_SUCH_ORDER: i32 = -19;
 }
 
 /// `{"success":true,"result":..,"error":null}`, HTTP 200.
@@ -211,6 +217,9 @@ pub fn router(state: AppState) -> Router {
         .merge(health::routes())
         .merge(ws::routes())
         .merge(ws_attendance::routes())
+        .merge(files::routes())
+        .nest("/rest", rest::routes())
+        .merge(rest::bare_routes())
         .merge(
             attendance::routes()
                 .merge(iclock::routes())

@@ -175,7 +175,13 @@ async fn add_device(
             "charge_mode must be fen per minute, 0-100000",
         );
     }
-    let Some(mode) = BillingMode::parse(req.billing_mode.as_deref().unwrap_or("prepaid")) else {
+    // SPEC §3: postpaid is dialect B's default, prepaid dialect A's.
+    let default_mode = if req.client_id.is_some() {
+        "postpaid"
+    } else {
+        "prepaid"
+    };
+    let Some(mode) = BillingMode::parse(req.billing_mode.as_deref().unwrap_or(default_mode)) else {
         return err(
             StatusCode::BAD_REQUEST,
             "billing_mode must be prepaid or postpaid",
@@ -187,6 +193,13 @@ async fn add_device(
         .is_some_and(|c| c.is_empty() || c.len() > 32 || !c.chars().all(|x| x.is_ascii_digit()))
     {
         return err(StatusCode::BAD_REQUEST, "client_id must be 1-32 digits");
+    }
+    if req.client_id.is_some() && s.cfg.rest.service_number.trim().is_empty() {
+        // kioskd would refuse its next start: the field client needs the number.
+        return err(
+            StatusCode::BAD_REQUEST,
+            "dialect-B devices (client_id) need rest.service_number (KIOSKD_REST__SERVICE_NUMBER) set first",
+        );
     }
     if req.secret.as_deref().is_some_and(|x| x.len() < 16) {
         return err(

@@ -1,5 +1,6 @@
 //! The phone API (`/wechat/*`, seed 001, SPEC §7): captcha and mobile binding, user
-//! info, registration check, recharge and the recharge and expense lists.
+//! info, registration check, recharge and the recharge and expense lists, and the
+//! postpaid orders (list and pay).
 
 use axum::Router;
 use axum::extract::{ConnectInfo, State};
@@ -13,12 +14,12 @@ use kioskd_protocol::windows::NOT_SIGNED_IN_MSG;
 use std::net::SocketAddr;
 use subtle::ConstantTimeEq;
 
-use super::extract::{EnvJson, EnvPath};
+use super::extract::{EnvJson, EnvPath, EnvQuery};
 use super::{AppState, bad_request, codes, fail, internal, ok};
 use crate::config::{IdentityMode, PaymentsMode};
 use crate::identity::{self, Caller};
 use crate::sms;
-use crate::store::{PageQuery, Settle, UserRow, WriteError, user_state};
+use crate::store::{OrderSettle, PageQuery, Settle, UserRow, WriteError, user_state};
 use crate::timefmt::{parse, wire};
 
 /// Routes.
@@ -31,6 +32,8 @@ pub fn routes() -> Router<AppState> {
         .route("/wechat/recharge/{amount}", get(recharge))
         .route("/wechat/recharge/list", post(recharge_list))
         .route("/wechat/expense/list", post(expense_list))
+        .route("/wechat/orders", get(orders))
+        .route("/wechat/order/pay", post(order_pay))
 }
 
 /// The seed's user object.
@@ -280,22 +283,9 @@ async fn recharge(
 /// (JSAPI); the reply is what the H5 page passes to `getBrandWCPayRequest`. Nothing is
 /// credited here: only a verified notification or the reconciler's query credits.
 async fn wechatpay_recharge(s: &AppState, u: &UserRow, amount: i64) -> Response {
-    let Some(pay) = &s.upstream.pay else {
-        return internal("wechatpay mode without a WeChat Pay client");
-    };
-    let payer = if s.cfg.wechatpay.platform_appid_is_merchant {
-        Some(u.openid.clone())
-    } else {
-        match s.db.pay_openid(u.id).await {
-            Ok(p) => p,
-            Err(e) => return internal(e),
-        }
-    };
-    let Some(payer) = payer else {
-        return fail(
-            codes::NO_PAY_OPENID,
-            "尚未完成微信支付授权，请重新从微信打开页面",
-        );
+    let payer = match payer_openid(s, u).await {
+        Ok(p) => p,
+        Err(r) => return r,
     };
     let now = s.coord.clock().now_ms();
     // 32 characters at most (WeChat Pay's limit).
@@ -309,28 +299,60 @@ async fn wechatpay_recharge(s: &AppState, u: &UserRow, amount: i64) -> Response 
     {
         return internal(e);
     }
-    let r = pay
-        .jsapi_order(&out_trade_no, amount, &s.cfg.wechatpay.description, &payer)
-        .await;
-    crate::upstream::record(crate::upstream::wxpay::op::ORDER, &r);
-    let prepay = match r {
+    let prepay = match jsapi_order(s, &out_trade_no, amount, &payer).await {
         Ok(p) => p,
-        Err(e) => {
-            tracing::warn!(error = %e, "WeChat Pay order failed");
-            return (
-                StatusCode::SERVICE_UNAVAILABLE,
-                axum::Json(kioskd_protocol::Envelope::fail(
-                    codes::UPSTREAM,
-                    "微信支付下单失败，请稍后再试",
-                )),
-            )
-                .into_response();
-        }
+        Err(r) => return r,
     };
     if let Err(e) = s.db.set_prepay_id(&out_trade_no, &prepay, now).await {
         return internal(e);
     }
-    ok(pay.pay_params(&prepay, &out_trade_no))
+    match &s.upstream.pay {
+        Some(pay) => ok(pay.pay_params(&prepay, &out_trade_no)),
+        None => internal("wechatpay mode without a WeChat Pay client"),
+    }
+}
+
+/// The openid WeChat Pay knows the user by (the platform's, or kioskd's own official
+/// account's from the silent sign-in), or the envelope telling the phone to reopen.
+async fn payer_openid(s: &AppState, u: &UserRow) -> Result<String, Response> {
+    let payer = if s.cfg.wechatpay.platform_appid_is_merchant {
+        Some(u.openid.clone())
+    } else {
+        s.db.pay_openid(u.id).await.map_err(internal)?
+    };
+    payer.ok_or_else(|| {
+        fail(
+            codes::NO_PAY_OPENID,
+            "尚未完成微信支付授权，请重新从微信打开页面",
+        )
+    })
+}
+
+/// Creates a JSAPI order at WeChat Pay; its prepay id, or the envelope for a failure.
+async fn jsapi_order(
+    s: &AppState,
+    out_trade_no: &str,
+    amount: i64,
+    payer: &str,
+) -> Result<String, Response> {
+    let Some(pay) = &s.upstream.pay else {
+        return Err(internal("wechatpay mode without a WeChat Pay client"));
+    };
+    let r = pay
+        .jsapi_order(out_trade_no, amount, &s.cfg.wechatpay.description, payer)
+        .await;
+    crate::upstream::record(crate::upstream::wxpay::op::ORDER, &r);
+    r.map_err(|e| {
+        tracing::warn!(error = %e, "WeChat Pay order failed");
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(kioskd_protocol::Envelope::fail(
+                codes::UPSTREAM,
+                "微信支付下单失败，请稍后再试",
+            )),
+        )
+            .into_response()
+    })
 }
 
 /// Records a mobile binding for the 爱流量 `weekBind/create` callback (when
@@ -455,6 +477,93 @@ async fn expense_list(
                 })
                 .collect(),
         }),
+        Err(e) => internal(e),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct OrdersQuery {
+    page: Option<u32>,
+    size: Option<u32>,
+}
+
+/// `GET /wechat/orders[?page&size]`: the user's postpaid orders, unpaid first.
+async fn orders(
+    State(s): State<AppState>,
+    jar: SignedCookieJar,
+    EnvQuery(q): EnvQuery<OrdersQuery>,
+) -> Response {
+    let u = match signed_in(&s, &jar).await {
+        Ok(u) => u,
+        Err(r) => return r,
+    };
+    let size = q.size.unwrap_or(10).clamp(1, 100) as i64;
+    let page = q.page.unwrap_or(1).max(1) as i64;
+    match s.db.orders_page(u.id, size, (page - 1) * size).await {
+        Ok((total, rows)) => ok(Page {
+            total,
+            data: rows
+                .into_iter()
+                .map(|o| OrderItem {
+                    order_id: o.id,
+                    device_code: o.device_code,
+                    cost_money: o.amount,
+                    cost_time: crate::orders::billed_minutes(s.coord.config(), o.billed_ms),
+                    ctime: wire(o.started_at, s.tz),
+                    end_time: wire(o.ended_at, s.tz),
+                    paid: o.paid,
+                })
+                .collect(),
+        }),
+        Err(e) => internal(e),
+    }
+}
+
+/// `POST /wechat/order/pay {orderId}`: pays a postpaid order. Sandbox settles it at
+/// once through `orders::settle_order`, the function a verified WeChat Pay notification
+/// uses. Paying a paid order again answers success and changes nothing.
+async fn order_pay(
+    State(s): State<AppState>,
+    jar: SignedCookieJar,
+    EnvJson(req): EnvJson<OrderPayRequest>,
+) -> Response {
+    let u = match signed_in(&s, &jar).await {
+        Ok(u) => u,
+        Err(r) => return r,
+    };
+    if !crate::orders::valid_order_id(&req.order_id) {
+        return fail(codes::NO_SUCH_ORDER, "订单不存在");
+    }
+    let o = match s.db.order(&req.order_id).await {
+        Ok(Some(o)) if o.user_id == u.id => o,
+        // Someone else's order is as unknown as a missing one.
+        Ok(_) => return fail(codes::NO_SUCH_ORDER, "订单不存在"),
+        Err(e) => return internal(e),
+    };
+    if o.paid {
+        return ok(SUCCESS);
+    }
+    if s.cfg.payments.mode != PaymentsMode::Sandbox {
+        // WeChat Pay: only a verified notification (or the order query) pays it.
+        let payer = match payer_openid(&s, &u).await {
+            Ok(p) => p,
+            Err(r) => return r,
+        };
+        let out_trade_no = crate::payments::postpaid_trade_no(&o.id);
+        let prepay = match jsapi_order(&s, &out_trade_no, o.amount, &payer).await {
+            Ok(p) => p,
+            Err(r) => return r,
+        };
+        return match &s.upstream.pay {
+            Some(pay) => ok(pay.pay_params(&prepay, &out_trade_no)),
+            None => internal("wechatpay mode without a WeChat Pay client"),
+        };
+    }
+    match crate::orders::settle_order(&s, &o.id, "sandbox", &format!("sandbox-{}", o.id), o.amount)
+        .await
+    {
+        Ok(OrderSettle::Paid { .. } | OrderSettle::AlreadyPaid { .. }) => ok(SUCCESS),
+        Ok(other) => internal(format!("sandbox order settlement: {other:?}")),
         Err(e) => internal(e),
     }
 }

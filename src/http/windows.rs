@@ -150,9 +150,8 @@ async fn login(
             let c = match r {
                 StartRefusal::DeviceTaken => LoginCode::DeviceTaken,
                 StartRefusal::UserBusyElsewhere => LoginCode::UserBusyElsewhere,
-                StartRefusal::DeviceUnavailable | StartRefusal::Unsupported => {
-                    LoginCode::DeviceUnavailable
-                }
+                StartRefusal::DeviceUnavailable => LoginCode::DeviceUnavailable,
+                StartRefusal::UnpaidOrder => LoginCode::UnpaidOrder,
                 StartRefusal::BalanceTooLow => LoginCode::BalanceTooLow,
                 StartRefusal::UserNotAllowed => LoginCode::UserDisabled,
                 StartRefusal::Internal => LoginCode::Internal,

@@ -9,6 +9,7 @@
 
 mod attendance;
 mod audit;
+mod orders;
 mod rows;
 mod upstream;
 
@@ -22,6 +23,7 @@ use sqlx::{AnyPool, Executor, Row};
 
 pub use attendance::*;
 pub use audit::*;
+pub use orders::*;
 pub use rows::*;
 pub use upstream::*;
 
@@ -1058,6 +1060,20 @@ impl Store for Db {
 
     async fn start_session(&self, new: NewSession) -> Result<Started, StartError> {
         let mut tx = self.pool.begin().await.map_err(se)?;
+        // SPEC §3: a user with an unpaid postpaid order is blocked until it is paid. The
+        // order is written in the transaction that ends its session, and one active
+        // session per user is unique, so no order can appear between this read and the
+        // insert below.
+        let unpaid: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM orders WHERE user_id = $1 AND status = 'unpaid'",
+        )
+        .bind(new.user_id)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(se)?;
+        if unpaid > 0 {
+            return Err(StartError::UnpaidOrder);
+        }
         let ins = sqlx::query_scalar::<_, i64>(
             "INSERT INTO sessions (token, user_id, device_id, charge_mode, billing_mode, started_at, reserved_units, last_heard_at, utime)
              VALUES ($1, $2, $3, $4, $5, $6, 1, $6, $6) RETURNING id",
@@ -1089,6 +1105,28 @@ impl Store for Db {
             }
             Err(e) => return Err(se(e).into()),
         };
+        if new.billing_mode == BillingMode::Postpaid {
+            // Nothing is reserved: the cost becomes an order at the end.
+            let balance: Option<i64> =
+                sqlx::query_scalar("SELECT balance_account FROM users WHERE id = $1 AND state = 0")
+                    .bind(new.user_id)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(se)?;
+            let Some(balance) = balance else {
+                return Err(StartError::UserNotAllowed);
+            };
+            let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {SESSION_COLS} FROM sessions s JOIN users u ON u.id = s.user_id JOIN devices d ON d.id = s.device_id WHERE s.id = $1"
+            )))
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(se)?;
+            let session = session_from_row(&row)?;
+            tx.commit().await.map_err(se)?;
+            return Ok(Started { session, balance });
+        }
         sqlx::query(
             "INSERT INTO ledger (id, user_id, amount, kind, session_id, created_at) VALUES ($1, $2, $3, 'debit', $4, $5)",
         )
@@ -1224,6 +1262,24 @@ impl Store for Db {
                 changed: false,
                 balance: self.user_balance(end.user_id).await?,
             });
+        }
+        if let Some(order_id) = &end.order_id {
+            // A free session (within the free start) owes nothing: its order is born paid.
+            let status = if end.cost == 0 { "paid" } else { "unpaid" };
+            sqlx::query(
+                "INSERT INTO orders (id, session_id, user_id, device_id, amount, status, provider, pay_time, ctime, utime)
+                 SELECT $1, id, user_id, device_id, $2, $3, $4, $5, $6, $6 FROM sessions WHERE id = $7",
+            )
+            .bind(order_id)
+            .bind(end.cost)
+            .bind(status)
+            .bind((end.cost == 0).then_some("free"))
+            .bind((end.cost == 0).then_some(end.ended_at))
+            .bind(end.ended_at)
+            .bind(end.session_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(se)?;
         }
         if end.refund > 0 {
             sqlx::query(
