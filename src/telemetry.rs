@@ -64,7 +64,7 @@ fn prime() {
     for r in kioskd_actors::EndReason::ALL {
         metrics::counter!(c::SESSIONS_ENDED, "reason" => r.as_str()).increment(0);
     }
-    for outcome in ["reserved", "insufficient", "error"] {
+    for outcome in ["reserved", "accrued", "insufficient", "error"] {
         metrics::counter!(c::BILLING_TICKS, "outcome" => outcome).increment(0);
     }
     for op in [

@@ -117,12 +117,12 @@ async fn ops_feeds_see_sessions_of_other_nodes_once() {
     a.check(code).await;
     assert_eq!(phone.scan(code).await["result"], "success");
     assert_eq!(
-        count_started(&mut on_b, uid).await,
+        count_started(&mut on_b, code, uid).await,
         1,
         "node B relays node A's event once"
     );
     assert_eq!(
-        count_started(&mut on_a, uid).await,
+        count_started(&mut on_a, code, uid).await,
         1,
         "node A does not echo its own event"
     );
@@ -130,18 +130,22 @@ async fn ops_feeds_see_sessions_of_other_nodes_once() {
     a.stop().await;
 }
 
-/// `session_started` frames for `uid` arriving within 1.5 s.
+/// `session_started` frames of `code` for `uid` arriving within 1.5 s.
 async fn count_started(
     ws: &mut tokio_tungstenite::WebSocketStream<
         tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
     >,
+    code: &str,
     uid: i64,
 ) -> usize {
     let mut n = 0;
     let end = tokio::time::Instant::now() + Duration::from_millis(1500);
     while let Ok(Some(Ok(m))) = tokio::time::timeout_at(end, ws.next()).await {
         if m.to_text().is_ok_and(|t| {
-            t.contains("\"session_started\"") && t.contains(&format!("\"user_id\":{uid}"))
+            // Other tests share the Redis channel: match the device too.
+            t.contains("\"session_started\"")
+                && t.contains(code)
+                && t.contains(&format!("\"user_id\":{uid}"))
         }) {
             n += 1;
         }
