@@ -92,6 +92,10 @@ fn prime() {
     ] {
         metrics::counter!(c::PAYMENT_NOTIFICATIONS, "outcome" => outcome).increment(0);
     }
+    for outcome in ["unpaid", "free"] {
+        metrics::counter!(c::ORDERS_CREATED, "outcome" => outcome).increment(0);
+    }
+    metrics::counter!(c::ORDERS_PAID_FEN).increment(0);
     for outcome in ["sent", "retry", "failed"] {
         metrics::counter!(c::OUTBOX_SENDS, "outcome" => outcome).increment(0);
     }
