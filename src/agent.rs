@@ -84,6 +84,8 @@ pub struct Agent {
     pub last_seq: u64,
     /// When D's restart is due (local ms).
     pub restart_at: Option<i64>,
+    /// The unpaid postpaid order screen E waits for.
+    pub unpaid_order: Option<String>,
     /// Recently executed command ids (dedupe of re-sent commands).
     done: VecDeque<i64>,
     /// Screen transitions: (local ms, screen, why).
@@ -108,6 +110,7 @@ impl Agent {
             epoch: None,
             last_seq: 0,
             restart_at: None,
+            unpaid_order: None,
             done: VecDeque::new(),
             transitions: Vec::new(),
             messages: Vec::new(),
@@ -200,8 +203,32 @@ impl Agent {
             }
             ServerEvent::SessionEnded(e) => {
                 if self.session.take().is_some() || self.screen == Screen::InSession {
-                    self.go(Screen::EndConfirm, &format!("session ended: {}", e.reason));
-                    self.restart_at = Some(now + RESTART_AFTER_MS);
+                    if let Some(order) = &e.order_id {
+                        // Postpaid: E until the phone pays (no restart timer: the
+                        // kiosk restarts once the order is paid).
+                        self.unpaid_order = Some(order.clone());
+                        self.restart_at = None;
+                        self.go(
+                            Screen::WaitPayment,
+                            &format!(
+                                "session ended ({}): pay order {order} on the phone",
+                                e.reason
+                            ),
+                        );
+                    } else {
+                        self.go(Screen::EndConfirm, &format!("session ended: {}", e.reason));
+                        self.restart_at = Some(now + RESTART_AFTER_MS);
+                    }
+                }
+            }
+            ServerEvent::OrderPaid(o) => {
+                if self.unpaid_order.as_deref() == Some(o.order_id.as_str()) {
+                    self.unpaid_order = None;
+                    self.restarts += 1;
+                    self.go(
+                        Screen::Standby,
+                        &format!("order {} paid: restarted", o.order_id),
+                    );
                 }
             }
             ServerEvent::DeviceStatus(d) => self.device_status(d.status, "device status"),

@@ -30,6 +30,14 @@ pub async fn settle_order(
     match r {
         OrderSettle::Paid { user_id } => {
             metrics::counter!(catalog::ORDERS_PAID_FEN).increment(amount_fen.max(0) as u64);
+            // The kiosk left on "pay on your phone" restarts.
+            match s.db.order(order_id).await {
+                Ok(Some(o)) => s.coord.order_paid(&o.device_code, order_id),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(order = order_id, error = %e, "paid order not found again")
+                }
+            }
             tracing::info!(
                 order = order_id,
                 user = user_id,

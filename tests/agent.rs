@@ -175,3 +175,72 @@ async fn the_agent_follows_a_session_on_the_real_server_and_locks_when_it_goes()
     let _ = tx.send(());
     task.await.unwrap();
 }
+
+/// Screen E: a postpaid end naming an order waits for payment (no restart timer), a
+/// payment of another order changes nothing, the right one restarts the kiosk.
+#[test]
+fn a_postpaid_end_waits_on_screen_e_until_its_order_is_paid() {
+    use kioskd_protocol::ws::{OrderPaid, SessionEnded};
+    let t0 = 1_800_000_000_000;
+    let clock = Clock::starting_at(t0);
+    let mut a = Agent::new(clock);
+    let frame = |event, seq| ServerFrame {
+        event,
+        seq: Some(seq),
+        queued_at: None,
+    };
+    a.on_frame(&frame(
+        ServerEvent::SessionStarted(SessionInfo {
+            session_id: 5,
+            device_code: CODE.into(),
+            user_id: 1,
+            started_at: t0,
+            charge_mode: 132,
+            cost: 0,
+            balance: 0,
+            minutes_left: 0,
+            paid_until: t0,
+        }),
+        1,
+    ));
+    assert_eq!(a.screen, Screen::InSession);
+    a.on_frame(&frame(
+        ServerEvent::SessionEnded(SessionEnded {
+            session_id: 5,
+            device_code: CODE.into(),
+            reason: "phone_offline".into(),
+            cost: 264,
+            order_id: Some("o1234".into()),
+        }),
+        2,
+    ));
+    assert_eq!(a.screen, Screen::WaitPayment);
+    assert_eq!(a.restart_at, None, "E waits for the payment, not a timer");
+    assert_eq!(a.unpaid_order.as_deref(), Some("o1234"));
+    a.on_frame(&frame(
+        ServerEvent::OrderPaid(OrderPaid {
+            order_id: "o9999".into(),
+            device_code: CODE.into(),
+        }),
+        3,
+    ));
+    assert_eq!(
+        a.screen,
+        Screen::WaitPayment,
+        "another order changes nothing"
+    );
+    a.on_frame(&frame(
+        ServerEvent::OrderPaid(OrderPaid {
+            order_id: "o1234".into(),
+            device_code: CODE.into(),
+        }),
+        4,
+    ));
+    assert_eq!(a.screen, Screen::Standby);
+    assert_eq!(a.restarts, 1);
+    assert!(
+        a.transitions
+            .iter()
+            .any(|(_, s, why)| *s == Screen::WaitPayment && why.contains("o1234"))
+    );
+}

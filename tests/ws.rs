@@ -660,3 +660,47 @@ async fn a_phone_socket_sees_only_its_own_session() {
     );
     app.stop().await;
 }
+
+/// A postpaid session on a socket: `session_ended` names the unpaid order (screen E),
+/// and paying it from the phone pushes `order_paid` (the kiosk restarts).
+#[tokio::test]
+async fn a_postpaid_end_names_its_order_and_paying_it_is_pushed() {
+    let app = spawn_app(WS).await;
+    let code = "11-22-33-44-55-66-77-44";
+    let (st, v) = app
+        .ops_post(
+            "/ops/devices",
+            json!({"device_code": code, "name": "post", "charge_mode": 7, "billing_mode": "postpaid"}),
+        )
+        .await;
+    assert_eq!(st, 201, "{v}");
+    let (phone, _) = app.phone("oWsPost", "17717463333", 0).await;
+    let mut k = Client::connect(&app, &format!("/ws/kiosk?device_code={code}"))
+        .await
+        .unwrap();
+    k.send(json!({"type":"hello","data":{}})).await;
+    k.until("snapshot").await;
+    assert_eq!(phone.scan(code).await["result"], "success");
+    k.until("session_started").await;
+    k.until("billing").await; // at least one minute accrued
+    let v = phone.get("/windows/offline").await;
+    assert_eq!(v["success"], true, "{v}");
+    let ended = k.until("session_ended").await;
+    let order = ended["data"]["order_id"]
+        .as_str()
+        .expect("an unpaid order")
+        .to_string();
+    assert!(ended["data"]["cost"].as_i64().unwrap() >= 7, "{ended}");
+    let v = phone
+        .post("/wechat/order/pay", json!({"orderId": order}))
+        .await;
+    assert_eq!(v["result"], "success", "{v}");
+    let paid = k.until("order_paid").await;
+    assert_eq!(paid["data"]["order_id"], order.as_str());
+    assert_eq!(paid["data"]["device_code"], code);
+    assert!(
+        paid["seq"].is_u64(),
+        "sequenced: a kiosk that missed it gets it on resume"
+    );
+    app.stop().await;
+}

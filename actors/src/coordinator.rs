@@ -439,6 +439,17 @@ impl Coordinator {
         Ok(live.len())
     }
 
+    /// A postpaid order of `code`'s was paid: its kiosk is told (when its actor is live).
+    pub fn order_paid(&self, code: &str, order_id: &str) {
+        if let Some(d) = self.inner.devices.get(code).map(|e| e.value().1.clone()) {
+            let _ = d
+                .tell(crate::device::OrderPaidNotice {
+                    order_id: order_id.to_string(),
+                })
+                .try_send();
+        }
+    }
+
     /// Live actors and their mailboxes, for the metric sampler.
     pub fn actor_stats(&self) -> ActorStats {
         let mut st = ActorStats::default();

@@ -18,8 +18,8 @@ use crate::session::{End, EndedView, Heard as SessionHeard, SessionActor, Sessio
 use crate::stream::{Conn, DeviceStream, Resumed};
 use kioskd_protocol::windows::{DeviceStatus as WireStatus, UpdateState};
 use kioskd_protocol::ws::{
-    ClientMessage, Command, DeviceInfo, DeviceStatusMsg, ErrorMsg, ServerEvent, SessionEnded,
-    SessionInfo, Snapshot, WS_PROTOCOL_VERSION,
+    ClientMessage, Command, DeviceInfo, DeviceStatusMsg, ErrorMsg, OrderPaid, ServerEvent,
+    SessionEnded, SessionInfo, Snapshot, WS_PROTOCOL_VERSION,
 };
 
 /// The wire form of a status.
@@ -223,7 +223,13 @@ impl DeviceActor {
 
     /// The running session is over: tell the kiosk, free (or lock) the device. Whichever
     /// comes first — the session's own notice or the reply to our `End` — does it.
-    fn session_closed(&mut self, session_id: i64, reason: Option<EndReason>, cost: i64) {
+    fn session_closed(
+        &mut self,
+        session_id: i64,
+        reason: Option<EndReason>,
+        cost: i64,
+        order_id: Option<String>,
+    ) {
         if self.session.as_ref().is_none_or(|s| s.id != session_id) {
             return;
         }
@@ -235,6 +241,7 @@ impl DeviceActor {
                 device_code: self.rec.code.clone(),
                 reason: reason.as_str().to_string(),
                 cost,
+                order_id,
             }));
         }
         if reason == Some(EndReason::BalanceExhausted) {
@@ -370,7 +377,8 @@ impl DeviceActor {
             .await;
         match r {
             Ok(v) => {
-                self.session_closed(v.id, Some(v.reason), v.cost);
+                let unpaid = v.order_id.clone().filter(|_| v.cost > 0);
+                self.session_closed(v.id, Some(v.reason), v.cost, unpaid);
                 Ok(Some(v))
             }
             Err(SendError::HandlerError(crate::session::SessionError::Gone))
@@ -560,13 +568,33 @@ pub struct SessionClosed {
     pub reason: Option<EndReason>,
     /// Final cost (fen).
     pub cost: i64,
+    /// The unpaid postpaid order it left, if any.
+    pub order_id: Option<String>,
 }
 
 impl Message<SessionClosed> for DeviceActor {
     type Reply = ();
 
     async fn handle(&mut self, msg: SessionClosed, _ctx: &mut Context<Self, Self::Reply>) {
-        self.session_closed(msg.session_id, msg.reason, msg.cost);
+        self.session_closed(msg.session_id, msg.reason, msg.cost, msg.order_id);
+    }
+}
+
+/// The unpaid order of one of this device's sessions was paid: tell the kiosk.
+#[derive(Debug)]
+pub struct OrderPaidNotice {
+    /// The order.
+    pub order_id: String,
+}
+
+impl Message<OrderPaidNotice> for DeviceActor {
+    type Reply = ();
+
+    async fn handle(&mut self, msg: OrderPaidNotice, _ctx: &mut Context<Self, Self::Reply>) {
+        self.stream.push(ServerEvent::OrderPaid(OrderPaid {
+            order_id: msg.order_id,
+            device_code: self.rec.code.clone(),
+        }));
     }
 }
 

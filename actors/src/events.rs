@@ -102,6 +102,9 @@ pub enum Event {
         reason: EndReason,
         /// Final cost (fen).
         cost: i64,
+        /// The unpaid postpaid order it left (absent for prepaid and free sessions).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        order_id: Option<String>,
     },
     /// A device changed status.
     DeviceStatus {

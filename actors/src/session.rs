@@ -466,6 +466,7 @@ impl SessionActor {
                     session_id: self.rec.id,
                     reason: Some(reason),
                     cost: s.cost,
+                    order_id: order_id.clone().filter(|_| s.cost > 0),
                 })
                 .try_send();
         }
@@ -475,6 +476,7 @@ impl SessionActor {
             user_id: self.rec.user_id,
             reason,
             cost: s.cost,
+            order_id: order_id.filter(|_| s.cost > 0),
         });
         tracing::info!(session = self.rec.id, device = %self.rec.device_code, reason = reason.as_str(), cost = s.cost, refund = s.refund, "session ended");
         Ok(())
@@ -488,6 +490,7 @@ impl SessionActor {
                     session_id: self.rec.id,
                     reason: None,
                     cost: 0,
+                    order_id: None,
                 })
                 .try_send();
         }

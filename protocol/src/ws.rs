@@ -162,6 +162,8 @@ pub enum ServerEvent {
     BalanceLow(BalanceLow),
     /// The session ended.
     SessionEnded(SessionEnded),
+    /// The unpaid order of the device's last session was paid.
+    OrderPaid(OrderPaid),
     /// The device's status changed.
     DeviceStatus(DeviceStatusMsg),
     /// An operator command; stays pending until acknowledged (`ack` with its seq).
@@ -267,6 +269,20 @@ pub struct SessionEnded {
     pub reason: String,
     /// Final cost (fen).
     pub cost: i64,
+    /// A postpaid session's unpaid order (the kiosk shows "pay on your phone" until
+    /// `order_paid`); absent for prepaid sessions and free postpaid ones.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub order_id: Option<String>,
+}
+
+/// `order_paid`: the postpaid order left by this device's last session is paid (the
+/// kiosk restarts, as dialect B's does when `orderStatus` turns 1).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderPaid {
+    /// The order.
+    pub order_id: String,
+    /// Device code.
+    pub device_code: String,
 }
 
 /// `device_status`.

@@ -620,12 +620,14 @@ pub fn to_wire(e: &Event, now: i64) -> ServerEvent {
             session_id,
             reason,
             cost,
+            order_id,
             ..
         } => ServerEvent::SessionEnded(wire::SessionEnded {
             session_id,
             device_code,
             reason: reason.as_str().to_string(),
             cost,
+            order_id,
         }),
         Event::DeviceStatus {
             device_code,
