@@ -134,13 +134,10 @@ async fn kiosk(
     let Ok(Query(q)) = q else {
         return refuse(StatusCode::BAD_REQUEST, "bad_query");
     };
-    let ws = match ws {
+    let ws = match accept(ws, &s, &headers) {
         Ok(ws) => ws,
-        Err(e) => return e.into_response(),
+        Err(r) => return r,
     };
-    if !origin_allowed(&s, &headers) {
-        return refuse(StatusCode::FORBIDDEN, "origin");
-    }
     let device = match (&q.device_code, &q.client_id) {
         (Some(code), _) => match normalize_device_code(code) {
             Some(c) => kioskd_actors::ports::Store::device_by_code(&s.db, &c).await,
@@ -730,13 +727,10 @@ async fn user(
     jar: SignedCookieJar,
     ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Response {
-    let ws = match ws {
+    let ws = match accept(ws, &s, &headers) {
         Ok(ws) => ws,
-        Err(e) => return e.into_response(),
+        Err(r) => return r,
     };
-    if !origin_allowed(&s, &headers) {
-        return refuse(StatusCode::FORBIDDEN, "origin");
-    }
     let user = match identity::caller(&s.db, &jar).await {
         Ok(Caller::User(u)) if u.state == crate::store::user_state::ACTIVE => u,
         Ok(_) => return refuse(StatusCode::UNAUTHORIZED, "not_signed_in"),
@@ -791,6 +785,20 @@ async fn user(
         .into_response()
 }
 
+/// The upgrade itself (or axum's refusal of a request that is not one) and the browser
+/// Origin check every WebSocket endpoint makes first.
+pub(super) fn accept(
+    ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+    s: &AppState,
+    headers: &HeaderMap,
+) -> Result<WebSocketUpgrade, Response> {
+    let ws = ws.map_err(IntoResponse::into_response)?;
+    if !origin_allowed(s, headers) {
+        return Err(refuse(StatusCode::FORBIDDEN, "origin"));
+    }
+    Ok(ws)
+}
+
 /// `?token=` on an upgrade (for clients that cannot set headers).
 #[derive(Deserialize)]
 pub(super) struct TokenQuery {
@@ -818,13 +826,10 @@ async fn ops(
     q: Result<Query<TokenQuery>, axum::extract::rejection::QueryRejection>,
     ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Response {
-    let ws = match ws {
+    let ws = match accept(ws, &s, &headers) {
         Ok(ws) => ws,
-        Err(e) => return e.into_response(),
+        Err(r) => return r,
     };
-    if !origin_allowed(&s, &headers) {
-        return refuse(StatusCode::FORBIDDEN, "origin");
-    }
     let want = s.cfg.ops.token.expose();
     let got = presented_token(&headers, q).unwrap_or_default();
     if want.is_empty() || !bool::from(want.as_bytes().ct_eq(got.as_bytes())) {

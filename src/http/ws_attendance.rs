@@ -27,7 +27,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::AppState;
 use super::attendance::token_hash;
 use super::ws::{
-    MAX_BAD_MESSAGES, Slot, Timed, TokenQuery, WriterOpts, configure_limits, origin_allowed,
+    MAX_BAD_MESSAGES, Slot, Timed, TokenQuery, WriterOpts, accept, configure_limits,
     presented_token, read_frame, refuse, writer,
 };
 
@@ -49,13 +49,10 @@ async fn upgrade(
     q: Result<Query<TokenQuery>, axum::extract::rejection::QueryRejection>,
     ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Response {
-    let ws = match ws {
+    let ws = match accept(ws, &s, &headers) {
         Ok(ws) => ws,
-        Err(e) => return e.into_response(),
+        Err(r) => return r,
     };
-    if !origin_allowed(&s, &headers) {
-        return refuse(StatusCode::FORBIDDEN, "origin");
-    }
     let Some(token) = presented_token(&headers, q) else {
         return refuse(StatusCode::UNAUTHORIZED, "no_token");
     };

@@ -90,24 +90,37 @@ pub struct TestApp {
     pub db_url: String,
 }
 
-pub fn config(db_url: &str, extra: &str) -> Config {
-    let base = format!(
+/// The test defaults every app starts from (dev identity, a fixed ops token).
+fn base_layer(db_url: &str) -> String {
+    format!(
         "[server]\nlisten = \"127.0.0.1:0\"\n[database]\nurl = \"{db_url}\"\n[ops]\ntoken = \"{OPS}\"\n[sms]\ndebug_code = \"123456\"\n[identity]\nmode = \"dev\"\ncookie_secret = \"test-cookie-secret\"\n"
-    );
+    )
+}
+
+pub fn config(db_url: &str, extra: &str) -> Config {
+    let base = base_layer(db_url);
     Config::load_layers(None, &[&base, extra]).expect("test config")
 }
 
 /// Starts the app with several TOML layers over the test defaults (later ones win).
 pub async fn spawn_layers(layers: &[&str]) -> TestApp {
     let (tdb, url) = TestDb::new().await;
-    let base = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\n[database]\nurl = \"{url}\"\n[ops]\ntoken = \"{OPS}\"\n[sms]\ndebug_code = \"123456\"\n[identity]\nmode = \"dev\"\ncookie_secret = \"test-cookie-secret\"\n"
-    );
+    let base = base_layer(&url);
     let mut all = vec![base.as_str()];
     all.extend_from_slice(layers);
     let cfg = Config::load_layers(None, &all).expect("test config");
+    start(cfg, tdb, url, std::sync::Arc::new(kioskd::sms::LogSender)).await
+}
+
+/// Builds and runs the app on port 0.
+async fn start(
+    cfg: Config,
+    tdb: TestDb,
+    url: String,
+    sms: std::sync::Arc<dyn kioskd::sms::SmsSender>,
+) -> TestApp {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let app = Application::build_with(cfg, listener, std::sync::Arc::new(kioskd::sms::LogSender))
+    let app = Application::build_with(cfg, listener, sms)
         .await
         .expect("app builds");
     let addr = app.local_addr().unwrap();
@@ -150,30 +163,7 @@ pub async fn spawn_with(
     sms: std::sync::Arc<dyn kioskd::sms::SmsSender>,
 ) -> TestApp {
     let cfg = config(&url, extra);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let app = Application::build_with(cfg, listener, sms)
-        .await
-        .expect("app builds");
-    let addr = app.local_addr().unwrap();
-    let state = app.state();
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let join = tokio::spawn(async move {
-        app.run(async {
-            let _ = rx.await;
-        })
-        .await
-        .unwrap();
-    });
-    TestApp {
-        base: format!("http://{addr}"),
-        db: state.db.clone(),
-        state,
-        http: reqwest::Client::new(),
-        shutdown: Some(tx),
-        join: Some(join),
-        _db: tdb,
-        db_url: url,
-    }
+    start(cfg, tdb, url, sms).await
 }
 
 impl TestApp {
