@@ -1016,3 +1016,55 @@ async fn a_postpaid_order_is_paid_once_by_a_wechat_pay_notification() {
     assert_eq!(p.scan(code).await["result"], "success");
     app.stop().await;
 }
+
+/// A postpaid order paid at WeChat Pay whose notification never came is paid by the
+/// reconciler's query, once.
+#[tokio::test]
+async fn an_unnotified_postpaid_payment_is_settled_by_query() {
+    let si = Standin::start().await;
+    let app = app_with(
+        &si,
+        true,
+        "[billing]\nunit_seconds = 1\nfree_seconds = 0\nheartbeat_timeout_seconds = 30\n",
+    )
+    .await;
+    let code = "11-22-33-44-55-66-77-56";
+    let (st, v) = app
+        .ops_post(
+            "/ops/devices",
+            json!({"device_code": code, "name": "VR post", "charge_mode": 100, "billing_mode": "postpaid"}),
+        )
+        .await;
+    assert_eq!(st, 201, "{v}");
+    let (p, uid) = paying_phone(&si, &app, 8).await;
+    app.check(code).await;
+    assert_eq!(p.scan(code).await["result"], "success");
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(p.get("/windows/offline").await["success"], true);
+    let order = p.get("/wechat/orders").await["result"]["data"][0]["orderId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let pay = p.post("/wechat/order/pay", json!({"orderId": order})).await;
+    let no = pay["result"]["out_trade_no"].as_str().unwrap().to_string();
+    // Not paid yet: the query says NOTPAY, nothing changes.
+    kioskd::payments::reconcile_once(&app.state).await.unwrap();
+    assert_eq!(
+        p.get("/wechat/orders").await["result"]["data"][0]["paid"],
+        false
+    );
+    si.pay(&no, "4200008888");
+    assert!(kioskd::payments::reconcile_once(&app.state).await.unwrap() >= 1);
+    assert_eq!(
+        p.get("/wechat/orders").await["result"]["data"][0]["paid"],
+        true
+    );
+    // Paid orders are no longer queried; the ledger has the pair once.
+    assert_eq!(
+        kioskd::payments::reconcile_once(&app.state).await.unwrap(),
+        0
+    );
+    assert_eq!(app.db.ledger(uid).await.unwrap().len(), 2);
+    app.assert_invariants().await;
+    app.stop().await;
+}

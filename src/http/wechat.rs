@@ -554,6 +554,14 @@ async fn order_pay(
             Ok(p) => p,
             Err(r) => return r,
         };
+        // Kept so the reconciler can settle it by query if no notification comes.
+        let now = s.coord.clock().now_ms();
+        if let Err(e) =
+            s.db.add_order_payment(&out_trade_no, &o.id, o.amount, &prepay, now)
+                .await
+        {
+            return internal(e);
+        }
         return match &s.upstream.pay {
             Some(pay) => ok(pay.pay_params(&prepay, &out_trade_no)),
             None => internal("wechatpay mode without a WeChat Pay client"),

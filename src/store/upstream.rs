@@ -294,9 +294,15 @@ impl Db {
         limit: i64,
     ) -> Result<Vec<(String, i64)>, StoreError> {
         let rows = sqlx::query(
-            "SELECT out_trade_no, ctime FROM recharges
-             WHERE status = 'pending' AND provider = 'wechatpay' AND closed_at IS NULL
-               AND ctime <= $1 AND (checked_at IS NULL OR checked_at <= $2)
+            "SELECT out_trade_no, ctime FROM (
+               SELECT out_trade_no, ctime FROM recharges
+               WHERE status = 'pending' AND provider = 'wechatpay' AND closed_at IS NULL
+                 AND ctime <= $1 AND (checked_at IS NULL OR checked_at <= $2)
+               UNION ALL
+               SELECT p.out_trade_no, p.ctime FROM order_payments p JOIN orders o ON o.id = p.order_id
+               WHERE o.status = 'unpaid' AND p.closed_at IS NULL
+                 AND p.ctime <= $1 AND (p.checked_at IS NULL OR p.checked_at <= $2)
+             ) t
              ORDER BY ctime LIMIT $3",
         )
         .bind(created_before)
@@ -312,22 +318,55 @@ impl Db {
 
     /// The reconciler asked about this order now.
     pub async fn mark_checked(&self, out_trade_no: &str, now: i64) -> Result<(), StoreError> {
-        sqlx::query("UPDATE recharges SET checked_at = $1 WHERE out_trade_no = $2")
-            .bind(now)
-            .bind(out_trade_no)
-            .execute(&self.pool)
-            .await
-            .map_err(se)?;
+        for sql in [
+            "UPDATE recharges SET checked_at = $1 WHERE out_trade_no = $2",
+            "UPDATE order_payments SET checked_at = $1 WHERE out_trade_no = $2",
+        ] {
+            sqlx::query(sql)
+                .bind(now)
+                .bind(out_trade_no)
+                .execute(&self.pool)
+                .await
+                .map_err(se)?;
+        }
         Ok(())
     }
 
     /// Gives up on an unpaid order.
     pub async fn mark_closed(&self, out_trade_no: &str, now: i64) -> Result<(), StoreError> {
-        sqlx::query(
+        for sql in [
             "UPDATE recharges SET closed_at = $1, utime = $1 WHERE out_trade_no = $2 AND status = 'pending'",
+            "UPDATE order_payments SET closed_at = $1 WHERE out_trade_no = $2 AND closed_at IS NULL",
+        ] {
+            sqlx::query(sql)
+                .bind(now)
+                .bind(out_trade_no)
+                .execute(&self.pool)
+                .await
+                .map_err(se)?;
+        }
+        Ok(())
+    }
+
+    /// Records the WeChat Pay order made to pay a postpaid order (again: a new attempt
+    /// reopens it for the reconciler).
+    pub async fn add_order_payment(
+        &self,
+        out_trade_no: &str,
+        order_id: &str,
+        amount: i64,
+        prepay_id: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO order_payments (out_trade_no, order_id, amount, prepay_id, ctime) VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (out_trade_no) DO UPDATE SET prepay_id = $4, ctime = $5, checked_at = NULL, closed_at = NULL",
         )
-        .bind(now)
         .bind(out_trade_no)
+        .bind(order_id)
+        .bind(amount)
+        .bind(prepay_id)
+        .bind(now)
         .execute(&self.pool)
         .await
         .map_err(se)?;
