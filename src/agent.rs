@@ -173,9 +173,29 @@ impl Agent {
                         self.go(Screen::InSession, "snapshot: session running");
                     }
                     None => {
-                        if self.session.take().is_some() {
-                            self.go(Screen::EndConfirm, "snapshot: session over");
-                            self.restart_at = Some(now + RESTART_AFTER_MS);
+                        let ended = self.session.take().is_some();
+                        match (&s.unpaid_order, ended || self.screen == Screen::WaitPayment) {
+                            // The last session left an unpaid order: screen E.
+                            (Some(order), _) => {
+                                self.restart_at = None;
+                                if self.unpaid_order.as_ref() != Some(order) {
+                                    self.unpaid_order = Some(order.clone());
+                                    self.go(
+                                        Screen::WaitPayment,
+                                        &format!("snapshot: order {order} unpaid"),
+                                    );
+                                }
+                            }
+                            // Waiting for a payment that is no longer due: paid meanwhile.
+                            (None, true) if self.unpaid_order.take().is_some() => {
+                                self.restarts += 1;
+                                self.go(Screen::Standby, "snapshot: order paid: restarted");
+                            }
+                            (None, true) if ended => {
+                                self.go(Screen::EndConfirm, "snapshot: session over");
+                                self.restart_at = Some(now + RESTART_AFTER_MS);
+                            }
+                            _ => {}
                         }
                         if let Some(d) = &s.device {
                             self.device_status(d.status, "snapshot");

@@ -46,6 +46,7 @@ async fn the_agent_locks_itself_at_paid_until_when_the_server_is_gone() {
                 paid_until: t0 + 30_000,
             }),
             pending_commands: vec![],
+            unpaid_order: None,
         }),
         seq: None,
         queued_at: None,
@@ -238,6 +239,33 @@ fn a_postpaid_end_waits_on_screen_e_until_its_order_is_paid() {
     ));
     assert_eq!(a.screen, Screen::Standby);
     assert_eq!(a.restarts, 1);
+    // After a reconnect the snapshot says what is due: an unpaid order means E, and
+    // E with nothing due any more means it was paid meanwhile.
+    let snap = |unpaid: Option<&str>| {
+        ServerEvent::Snapshot(Snapshot {
+            version: 1,
+            epoch: "e2".into(),
+            seq: 1,
+            server_time: t0,
+            device: None,
+            session: None,
+            pending_commands: vec![],
+            unpaid_order: unpaid.map(str::to_string),
+        })
+    };
+    a.on_frame(&ServerFrame {
+        event: snap(Some("o7777")),
+        seq: None,
+        queued_at: None,
+    });
+    assert_eq!(a.screen, Screen::WaitPayment);
+    a.on_frame(&ServerFrame {
+        event: snap(None),
+        seq: None,
+        queued_at: None,
+    });
+    assert_eq!(a.screen, Screen::Standby);
+    assert_eq!(a.restarts, 2);
     assert!(
         a.transitions
             .iter()

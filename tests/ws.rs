@@ -691,6 +691,14 @@ async fn a_postpaid_end_names_its_order_and_paying_it_is_pushed() {
         .expect("an unpaid order")
         .to_string();
     assert!(ended["data"]["cost"].as_i64().unwrap() >= 7, "{ended}");
+    // A kiosk reconnecting without resume learns the unpaid order from the snapshot.
+    drop(k);
+    let mut k = Client::connect(&app, &format!("/ws/kiosk?device_code={code}"))
+        .await
+        .unwrap();
+    k.send(json!({"type":"hello","data":{}})).await;
+    let snap = k.until("snapshot").await;
+    assert_eq!(snap["data"]["unpaid_order"], order.as_str(), "{snap}");
     let v = phone
         .post("/wechat/order/pay", json!({"orderId": order}))
         .await;
@@ -701,6 +709,16 @@ async fn a_postpaid_end_names_its_order_and_paying_it_is_pushed() {
     assert!(
         paid["seq"].is_u64(),
         "sequenced: a kiosk that missed it gets it on resume"
+    );
+    drop(k);
+    let mut k = Client::connect(&app, &format!("/ws/kiosk?device_code={code}"))
+        .await
+        .unwrap();
+    k.send(json!({"type":"hello","data":{}})).await;
+    let snap = k.until("snapshot").await;
+    assert!(
+        snap["data"].get("unpaid_order").is_none(),
+        "paid: nothing due: {snap}"
     );
     app.stop().await;
 }

@@ -61,6 +61,8 @@ pub struct DeviceActor {
     stream: DeviceStream,
     /// The running session as last reported by its actor (for snapshots).
     session_info: Option<SessionInfo>,
+    /// The unpaid postpaid order the last session left (screen E), for snapshots.
+    unpaid_order: Option<String>,
 }
 
 /// Heartbeats are passed on at most this often (see the session actor).
@@ -92,9 +94,17 @@ impl Actor for DeviceActor {
             .into_iter()
             .map(|(id, name, text)| Command { id, name, text })
             .collect();
+        let unpaid_order = match args.inner.store.unpaid_order_of_device(args.rec.id).await {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::warn!(device = %args.rec.code, error = %e, "loading the unpaid order failed");
+                None
+            }
+        };
         let mut d = DeviceActor {
             stream: DeviceStream::new(pending),
             session_info: None,
+            unpaid_order,
             last_heard: args.rec.last_seen_at,
             rec: args.rec,
             session: None,
@@ -235,13 +245,16 @@ impl DeviceActor {
         }
         self.session = None;
         self.session_info = None;
+        if order_id.is_some() {
+            self.unpaid_order = order_id.clone();
+        }
         if let Some(reason) = reason {
             self.stream.push(ServerEvent::SessionEnded(SessionEnded {
                 session_id,
                 device_code: self.rec.code.clone(),
                 reason: reason.as_str().to_string(),
                 cost,
-                order_id,
+                order_id: order_id.clone(),
             }));
         }
         if reason == Some(EndReason::BalanceExhausted) {
@@ -262,6 +275,7 @@ impl DeviceActor {
             }),
             session: self.session_info.clone(),
             pending_commands: pending,
+            unpaid_order: self.unpaid_order.clone(),
         }
     }
 
@@ -355,6 +369,8 @@ impl DeviceActor {
             fresh,
         });
         self.inner.remember_session(&token, user_id, actor.clone());
+        // Someone else sits down: the last session's order is the phone's business now.
+        self.unpaid_order = None;
         self.session = Some(Running {
             id,
             token,
@@ -591,6 +607,9 @@ impl Message<OrderPaidNotice> for DeviceActor {
     type Reply = ();
 
     async fn handle(&mut self, msg: OrderPaidNotice, _ctx: &mut Context<Self, Self::Reply>) {
+        if self.unpaid_order.as_deref() == Some(msg.order_id.as_str()) {
+            self.unpaid_order = None;
+        }
         self.stream.push(ServerEvent::OrderPaid(OrderPaid {
             order_id: msg.order_id,
             device_code: self.rec.code.clone(),

@@ -281,4 +281,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<Vec<(i64, String, Option<String>)>>;
     /// Marks commands acknowledged.
     async fn ack_commands(&self, ids: &[i64], now: i64) -> StoreResult<()>;
+    /// The unpaid postpaid order left by the device's most recent session, if any.
+    async fn unpaid_order_of_device(&self, _device_id: i64) -> StoreResult<Option<String>> {
+        Ok(None)
+    }
 }

@@ -250,6 +250,7 @@ mod tests {
             device: None,
             session: None,
             pending_commands: pending,
+            unpaid_order: None,
         }
     }
 

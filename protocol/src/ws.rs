@@ -191,6 +191,10 @@ pub struct Snapshot {
     /// Commands not yet acknowledged (they follow as `command` events).
     #[serde(default)]
     pub pending_commands: Vec<Command>,
+    /// Kiosk streams only: the unpaid postpaid order the device's last session left
+    /// (screen E), absent when nothing is due.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub unpaid_order: Option<String>,
 }
 
 /// A device.

@@ -766,6 +766,7 @@ async fn user(
         device: None,
         session,
         pending_commands: vec![],
+        unpaid_order: None,
     });
     let Some(slot) = Slot::take(&s) else {
         return refuse(StatusCode::SERVICE_UNAVAILABLE, "too_many_connections");
@@ -843,6 +844,7 @@ async fn ops(
         device: None,
         session: None,
         pending_commands: vec![],
+        unpaid_order: None,
     });
     let Some(slot) = Slot::take(&s) else {
         return refuse(StatusCode::SERVICE_UNAVAILABLE, "too_many_connections");

@@ -1464,4 +1464,16 @@ impl Store for Db {
         }
         Ok(())
     }
+
+    async fn unpaid_order_of_device(&self, device_id: i64) -> StoreResult<Option<String>> {
+        sqlx::query_scalar(
+            "SELECT o.id FROM orders o
+             WHERE o.status = 'unpaid'
+               AND o.session_id = (SELECT MAX(id) FROM sessions WHERE device_id = $1)",
+        )
+        .bind(device_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(se)
+    }
 }
