@@ -9,7 +9,7 @@ pub const SESSIONS_STARTED: &str = "kioskd_sessions_started_total";
 /// Counter: sessions ended, by `reason`.
 pub const SESSIONS_ENDED: &str = "kioskd_sessions_ended_total";
 /// Gauge: devices with a live actor, by `status` (free, busy, lock, maintain).
-pub const DEVICES: &str = "kioskd_devices";
+pub const DEVICES: &str = "kioskd_devices_by_status";
 /// Counter: billing ticks, by `outcome` (reserved, insufficient, error; accrued for
 /// postpaid units, which debit nothing).
 pub const BILLING_TICKS: &str = "kioskd_billing_ticks_total";
