@@ -94,12 +94,17 @@ impl Actor for DeviceActor {
             .into_iter()
             .map(|(id, name, text)| Command { id, name, text })
             .collect();
-        let unpaid_order = match args.inner.store.unpaid_order_of_device(args.rec.id).await {
-            Ok(o) => o,
-            Err(e) => {
-                tracing::warn!(device = %args.rec.code, error = %e, "loading the unpaid order failed");
-                None
+        // Only postpaid sessions leave orders: prepaid devices skip the query.
+        let unpaid_order = if args.rec.billing_mode == crate::ports::BillingMode::Postpaid {
+            match args.inner.store.unpaid_order_of_device(args.rec.id).await {
+                Ok(o) => o,
+                Err(e) => {
+                    tracing::warn!(device = %args.rec.code, error = %e, "loading the unpaid order failed");
+                    None
+                }
             }
+        } else {
+            None
         };
         let mut d = DeviceActor {
             stream: DeviceStream::new(pending),

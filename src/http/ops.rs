@@ -392,12 +392,14 @@ async fn end_session(
     if b.reason.trim().is_empty() {
         return err(StatusCode::BAD_REQUEST, "reason is required");
     }
-    let Some(v) = s.coord.sessions().await.into_iter().find(|v| v.id == id) else {
-        return err(StatusCode::NOT_FOUND, "no such running session");
+    let token = match s.db.running_session_token(id).await {
+        Ok(Some(t)) => t,
+        Ok(None) => return err(StatusCode::NOT_FOUND, "no such running session"),
+        Err(e) => return internal(e),
     };
     match s
         .coord
-        .end_by_token(&v.token, kioskd_actors::billing::EndReason::Operator)
+        .end_by_token(&token, kioskd_actors::billing::EndReason::Operator)
         .await
     {
         Ok(Some(e)) => Json(json!({

@@ -299,17 +299,14 @@ async fn wechatpay_recharge(s: &AppState, u: &UserRow, amount: i64) -> Response 
     {
         return internal(e);
     }
-    let prepay = match jsapi_order(s, &out_trade_no, amount, &payer).await {
+    let (prepay, params) = match jsapi_order(s, &out_trade_no, amount, &payer).await {
         Ok(p) => p,
         Err(r) => return r,
     };
     if let Err(e) = s.db.set_prepay_id(&out_trade_no, &prepay, now).await {
         return internal(e);
     }
-    match &s.upstream.pay {
-        Some(pay) => ok(pay.pay_params(&prepay, &out_trade_no)),
-        None => internal("wechatpay mode without a WeChat Pay client"),
-    }
+    ok(params)
 }
 
 /// The openid WeChat Pay knows the user by (the platform's, or kioskd's own official
@@ -328,13 +325,14 @@ async fn payer_openid(s: &AppState, u: &UserRow) -> Result<String, Response> {
     })
 }
 
-/// Creates a JSAPI order at WeChat Pay; its prepay id, or the envelope for a failure.
+/// Creates a JSAPI order at WeChat Pay: its prepay id and the parameters the H5 page
+/// passes to `getBrandWCPayRequest`, or the envelope for a failure.
 async fn jsapi_order(
     s: &AppState,
     out_trade_no: &str,
     amount: i64,
     payer: &str,
-) -> Result<String, Response> {
+) -> Result<(String, crate::upstream::wxpay::PayParams), Response> {
     let Some(pay) = &s.upstream.pay else {
         return Err(internal("wechatpay mode without a WeChat Pay client"));
     };
@@ -342,7 +340,11 @@ async fn jsapi_order(
         .jsapi_order(out_trade_no, amount, &s.cfg.wechatpay.description, payer)
         .await;
     crate::upstream::record(crate::upstream::wxpay::op::ORDER, &r);
-    r.map_err(|e| {
+    r.map(|prepay| {
+        let params = pay.pay_params(&prepay, out_trade_no);
+        (prepay, params)
+    })
+    .map_err(|e| {
         tracing::warn!(error = %e, "WeChat Pay order failed");
         (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -550,7 +552,7 @@ async fn order_pay(
             Err(r) => return r,
         };
         let out_trade_no = crate::payments::postpaid_trade_no(&o.id);
-        let prepay = match jsapi_order(&s, &out_trade_no, o.amount, &payer).await {
+        let (prepay, params) = match jsapi_order(&s, &out_trade_no, o.amount, &payer).await {
             Ok(p) => p,
             Err(r) => return r,
         };
@@ -562,10 +564,7 @@ async fn order_pay(
         {
             return internal(e);
         }
-        return match &s.upstream.pay {
-            Some(pay) => ok(pay.pay_params(&prepay, &out_trade_no)),
-            None => internal("wechatpay mode without a WeChat Pay client"),
-        };
+        return ok(params);
     }
     match crate::orders::settle_order(&s, &o.id, "sandbox", &format!("sandbox-{}", o.id), o.amount)
         .await

@@ -490,6 +490,15 @@ impl Db {
         Ok(balance)
     }
 
+    /// The token of the running session with this id (None: no such running session).
+    pub async fn running_session_token(&self, id: i64) -> Result<Option<String>, StoreError> {
+        sqlx::query_scalar("SELECT token FROM sessions WHERE id = $1 AND ended_at IS NULL")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(se)
+    }
+
     /// A user's ledger, newest first.
     pub async fn ledger(&self, user_id: i64) -> Result<Vec<LedgerRow>, StoreError> {
         let rows = sqlx::query(
