@@ -134,6 +134,30 @@ impl Application {
                 .await
                 .map_err(|e| BuildError::Redis(e.to_string()))?;
         }
+        // Several nodes: device ownership and forwarding through Redis.
+        let cluster = match &broker {
+            None => None,
+            Some(b) => {
+                let c = crate::cluster::Cluster::join(
+                    b.client(),
+                    b.conn(),
+                    b.node(),
+                    crate::cluster::ClusterConfig {
+                        lease: Duration::from_millis(cfg.redis.lease_ms.max(300)),
+                        timeout: coordinator_config(&cfg).ask_timeout,
+                        namespace: cfg.redis.namespace.clone(),
+                    },
+                )
+                .await
+                .map_err(|e| BuildError::Redis(e.to_string()))?;
+                coord.set_placement(c.clone());
+                c.clone()
+                    .run(coord.clone())
+                    .await
+                    .map_err(|e| BuildError::Redis(e.to_string()))?;
+                Some(c)
+            }
+        };
         coord
             .recover()
             .await
@@ -160,6 +184,7 @@ impl Application {
             sms,
             metrics,
             broker,
+            cluster,
             remote,
             upstream,
         };
@@ -208,6 +233,10 @@ impl Application {
         tokio::time::timeout(Duration::from_secs(10), self.state.coord.shutdown())
             .await
             .ok();
+        // The other nodes take over this node's running sessions right away.
+        if let Some(c) = &self.state.cluster {
+            c.leave().await;
+        }
         tokio::time::timeout(Duration::from_secs(10), self.state.terminals.shutdown())
             .await
             .ok();

@@ -101,6 +101,16 @@ impl RedisBroker {
         }))
     }
 
+    /// The client (for subscriptions of its own).
+    pub fn client(&self) -> redis::Client {
+        self.client.clone()
+    }
+
+    /// The shared connection.
+    pub fn conn(&self) -> ConnectionManager {
+        self.conn.clone()
+    }
+
     /// This node's name on the channel.
     pub fn node(&self) -> &str {
         &self.node

@@ -148,6 +148,20 @@ pub struct Database {
 pub struct Redis {
     /// URL; empty: none.
     pub url: Secret,
+    /// A node's lease on its devices (ms): silent longer, it is taken for dead.
+    #[serde(default = "default_lease_ms")]
+    pub lease_ms: u64,
+    /// Prefix of the cluster's keys and channels: one per deployment sharing a Redis.
+    #[serde(default = "default_namespace")]
+    pub namespace: String,
+}
+
+fn default_namespace() -> String {
+    "kioskd".into()
+}
+
+fn default_lease_ms() -> u64 {
+    6000
 }
 
 /// `[ops]`

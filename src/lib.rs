@@ -6,6 +6,7 @@ pub mod agent;
 pub mod app;
 pub mod attendance;
 pub mod broker;
+pub mod cluster;
 pub mod config;
 pub mod http;
 pub mod identity;

@@ -107,7 +107,8 @@ fn prime() {
 /// Registers the broker's series at zero once a broker is configured.
 pub fn prime_broker() {
     metrics::counter!(c::BROKER_PUBLISHED).increment(0);
-    for op in ["publish", "nonce", "ping", "subscribe"] {
+    metrics::counter!(c::CLUSTER_FORWARDED).increment(0);
+    for op in ["publish", "nonce", "ping", "subscribe", "forward", "lease"] {
         metrics::counter!(c::BROKER_ERRORS, "op" => op).increment(0);
     }
     metrics::gauge!(c::BROKER_CONNECTED).set(1.0);
@@ -225,6 +226,10 @@ fn describe() {
     describe_gauge!(c::BROKER_CONNECTED, "1 while the Redis broker answers.");
     describe_counter!(c::BROKER_PUBLISHED, "Events published to Redis.");
     describe_counter!(c::BROKER_ERRORS, "Redis broker failures, by operation.");
+    describe_counter!(
+        c::CLUSTER_FORWARDED,
+        "Requests forwarded to the node that owns their device."
+    );
     describe_counter!(
         c::SAMPLER_ERRORS,
         "Metric sampler runs that could not read storage."

@@ -102,7 +102,10 @@ pub const ATT_TERMINALS_REGISTERED: &str = "kioskd_attendance_terminals_register
 pub const BROKER_CONNECTED: &str = "kioskd_broker_connected";
 /// Counter: events published to the Redis broker.
 pub const BROKER_PUBLISHED: &str = "kioskd_broker_published_total";
-/// Counter: Redis broker failures, by `op` (publish, nonce).
+/// Counter: requests forwarded to the node that owns their device (several nodes).
+pub const CLUSTER_FORWARDED: &str = "kioskd_cluster_forwarded_total";
+/// Counter: Redis broker failures, by `op` (publish, nonce, ping, subscribe, forward,
+/// lease).
 pub const BROKER_ERRORS: &str = "kioskd_broker_errors_total";
 /// Counter: metric sampler runs that failed to read storage.
 pub const SAMPLER_ERRORS: &str = "kioskd_store_sampler_errors_total";

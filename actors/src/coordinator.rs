@@ -15,14 +15,17 @@ use crate::billing::EndReason;
 use crate::catalog;
 use crate::clock::Clock;
 use crate::device::{
-    Check, CheckView, DeviceActor, DeviceArgs, DeviceRefusal, DeviceView, Info, Operate,
-    OperatorCommand, Recover, Reload, StartRefusal, StartSession, StartedView,
+    Check, CheckView, DeviceActor, DeviceArgs, DeviceRefusal, DeviceView, GameUpdate, Info,
+    KioskHeard, MaintainLogin, MaintainLogout, Operate, OperatorCommand, OrderPaidNotice, Recover,
+    Reload, Retire, SendCommand, StartRefusal, StartSession, StartedView,
 };
 use crate::events::Events;
-use crate::ports::{DeviceRecord, Store, StoreError, UserRef};
+use crate::placement::{DeviceOp, Owner, Placement, PlacementError, Reply, Request, SessionOp};
+use crate::ports::{ActiveKey, DeviceRecord, Store, StoreError, UserRef};
 use crate::session::{
     BalanceChanged, End, EndedView, Keepalive, SessionActor, SessionError, SessionView, View,
 };
+use kioskd_protocol::ws::close;
 
 /// Billing and liveness settings (milliseconds and fen).
 #[derive(Debug, Clone)]
@@ -74,6 +77,10 @@ pub struct Inner {
     sessions: DashMap<String, ActorRef<SessionActor>>,
     by_user: DashMap<i64, String>,
     beats: mpsc::Sender<Beat>,
+    /// Set when several nodes share the database (Redis configured).
+    placement: std::sync::OnceLock<Arc<dyn Placement>>,
+    /// Shutting down: no more actors are spawned.
+    closing: std::sync::atomic::AtomicBool,
 }
 
 impl Inner {
@@ -91,6 +98,10 @@ impl Inner {
         self.by_user.contains_key(&user_id)
     }
 
+    fn node(&self) -> Option<&str> {
+        self.placement.get().map(|p| p.node())
+    }
+
     pub(crate) fn beat_device(&self, id: i64, at: i64) {
         let _ = self.beats.try_send(Beat::Device(id, at));
     }
@@ -101,7 +112,7 @@ impl Inner {
 }
 
 /// A failure of a coordinator operation.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum CoordError {
     /// No such device.
     #[error("no such device")]
@@ -149,6 +160,8 @@ impl Coordinator {
             sessions: DashMap::new(),
             by_user: DashMap::new(),
             beats: tx,
+            placement: std::sync::OnceLock::new(),
+            closing: std::sync::atomic::AtomicBool::new(false),
         });
         tokio::spawn(heartbeat_writer(store, rx, flush));
         Self { inner }
@@ -169,43 +182,336 @@ impl Coordinator {
         &self.inner.cfg
     }
 
-    /// Finds or spawns the actor of a device (by normalised code).
-    pub async fn device(&self, code: &str) -> Result<ActorRef<DeviceActor>, CoordError> {
-        if let Some(a) = self.inner.devices.get(code) {
-            return Ok(a.1.clone());
-        }
-        let rec = self
-            .inner
-            .store
-            .device_by_code(code)
-            .await?
-            .ok_or(CoordError::NoSuchDevice)?;
-        Ok(self.spawn_device(rec))
+    /// Runs this coordinator as one of several nodes: device ownership and forwarding go
+    /// through `p` from now on. Call before the first request (and before `recover`).
+    pub fn set_placement(&self, p: Arc<dyn Placement>) -> bool {
+        self.inner.placement.set(p).is_ok()
     }
 
-    fn spawn_device(&self, rec: DeviceRecord) -> ActorRef<DeviceActor> {
+    /// This node's name when several nodes run.
+    pub fn node(&self) -> Option<&str> {
+        self.inner.placement.get().map(|p| p.node())
+    }
+
+    /// The device's actor on this node, spawning it if needed. With several nodes the
+    /// device is claimed for this node, taking it over from its owner (which stops its
+    /// actor; the running session continues here from the database): a kiosk's
+    /// WebSocket pins its device to the node it is connected to.
+    pub async fn device(&self, code: &str) -> Result<ActorRef<DeviceActor>, CoordError> {
+        for _ in 0..ROUTE_ATTEMPTS {
+            match self.route(code).await? {
+                Route::Here(a) => return Ok(a),
+                Route::There(node) => {
+                    let to = self.inner.node().unwrap_or_default().to_string();
+                    let req = Request::Release {
+                        code: code.to_string(),
+                        to,
+                    };
+                    match self.forward(&node, req).await? {
+                        Reply::Done(_) | Reply::NotOwner => {}
+                        Reply::Failed(e) => return Err(e),
+                        r => return Err(unexpected(r)),
+                    }
+                }
+            }
+        }
+        Err(moving())
+    }
+
+    /// Where a device's actor is: here (found or just spawned) or on another node.
+    async fn route(&self, code: &str) -> Result<Route, CoordError> {
+        if let Some(a) = self.inner.devices.get(code) {
+            return Ok(Route::Here(a.1.clone()));
+        }
+        if self
+            .inner
+            .closing
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            return Err(CoordError::Unavailable("shutting down".into()));
+        }
+        let Some(p) = self.inner.placement.get() else {
+            let rec = self
+                .inner
+                .store
+                .device_by_code(code)
+                .await?
+                .ok_or(CoordError::NoSuchDevice)?;
+            return Ok(Route::Here(self.spawn_device(rec, false)));
+        };
+        match p.claim(code).await.map_err(placement_err)? {
+            Owner::There(node) => Ok(Route::There(node)),
+            Owner::Here => {
+                let rec = match self.inner.store.device_by_code(code).await {
+                    Ok(Some(rec)) => rec,
+                    Ok(None) => {
+                        let _ = p.release(code).await;
+                        return Err(CoordError::NoSuchDevice);
+                    }
+                    Err(e) => {
+                        let _ = p.release(code).await;
+                        return Err(e.into());
+                    }
+                };
+                // Taken over (from a node that released it or died): its running session
+                // is picked up from the database before any message is handled.
+                let a = self.spawn_device(rec, true);
+                a.wait_for_startup().await;
+                Ok(Route::Here(a))
+            }
+        }
+    }
+
+    fn spawn_device(&self, rec: DeviceRecord, adopt: bool) -> ActorRef<DeviceActor> {
         let inner = self.inner.clone();
         let id = rec.id;
         self.inner
             .devices
             .entry(rec.code.clone())
-            .or_insert_with(|| (id, DeviceActor::spawn(DeviceArgs { rec, inner })))
+            .or_insert_with(|| (id, DeviceActor::spawn(DeviceArgs { rec, inner, adopt })))
             .1
             .clone()
     }
 
-    /// The operator changed a device's registration: the live actor picks it up.
-    pub async fn device_updated(&self, rec: DeviceRecord) {
-        if let Some(a) = self.inner.devices.get(&rec.code).map(|a| a.1.clone()) {
-            let _ = a.tell(Reload(rec)).await;
+    async fn forward(&self, node: &str, req: Request) -> Result<Reply, CoordError> {
+        let p = self
+            .inner
+            .placement
+            .get()
+            .ok_or_else(|| CoordError::Unavailable("no placement".into()))?;
+        p.forward(node, req).await.map_err(placement_err)
+    }
+
+    /// Runs a device operation where the device lives.
+    async fn on_device(&self, code: &str, op: DeviceOp) -> Result<Reply, CoordError> {
+        for _ in 0..ROUTE_ATTEMPTS {
+            match self.route(code).await? {
+                Route::Here(d) => return self.exec_device(code, &d, op).await,
+                Route::There(node) => {
+                    let req = Request::Device {
+                        code: code.to_string(),
+                        op: op.clone(),
+                    };
+                    match self.forward(&node, req).await? {
+                        Reply::NotOwner => continue,
+                        Reply::Failed(e) => return Err(e),
+                        r => return Ok(r),
+                    }
+                }
+            }
+        }
+        Err(moving())
+    }
+
+    async fn exec_device(
+        &self,
+        code: &str,
+        d: &ActorRef<DeviceActor>,
+        op: DeviceOp,
+    ) -> Result<Reply, CoordError> {
+        let t = self.inner.cfg.ask_timeout;
+        Ok(match op {
+            DeviceOp::Check => Reply::Check(refused(d.ask(Check).reply_timeout(t).await)?),
+            DeviceOp::Heard { at } => {
+                let _ = d.tell(KioskHeard(at)).try_send();
+                Reply::Done(Ok(()))
+            }
+            DeviceOp::StartSession { user } => Reply::Started(refused(
+                d.ask(StartSession { user }).reply_timeout(t).await,
+            )?),
+            DeviceOp::Info => Reply::Info(refused(d.ask(Info).reply_timeout(t).await)?),
+            DeviceOp::Operate { cmd } => {
+                Reply::Operated(refused(d.ask(Operate(cmd)).reply_timeout(t).await)?)
+            }
+            DeviceOp::SendCommand { name, text } => Reply::Queued(refused(
+                d.ask(SendCommand { name, text }).reply_timeout(t).await,
+            )?),
+            DeviceOp::MaintainLogin { username } => Reply::Done(refused(
+                d.ask(MaintainLogin { username }).reply_timeout(t).await,
+            )?),
+            DeviceOp::MaintainLogout { username } => Reply::Done(refused(
+                d.ask(MaintainLogout { username }).reply_timeout(t).await,
+            )?),
+            DeviceOp::GameUpdate { set } => {
+                Reply::Flag(refused(d.ask(GameUpdate(set)).reply_timeout(t).await)?)
+            }
+            DeviceOp::OrderPaid { order_id } => {
+                let _ = d.tell(OrderPaidNotice { order_id }).try_send();
+                Reply::Done(Ok(()))
+            }
+            DeviceOp::Reload => {
+                if let Some(rec) = self.inner.store.device_by_code(code).await? {
+                    let _ = d.tell(Reload(rec)).await;
+                }
+                Reply::Done(Ok(()))
+            }
+        })
+    }
+
+    /// Runs a session operation where the session's device lives.
+    async fn on_session(&self, op: SessionOp) -> Result<Reply, CoordError> {
+        if let Some(s) = self.local_session(&op) {
+            return self.exec_session(s, op).await;
+        }
+        if self.inner.placement.get().is_none() {
+            return Ok(no_session(&op));
+        }
+        // Not running here: the database says on which device it runs, if anywhere.
+        let key = match &op {
+            SessionOp::Keepalive { token, .. } | SessionOp::EndByToken { token, .. } => {
+                ActiveKey::Token(token)
+            }
+            SessionOp::EndForUser { user_id, .. }
+            | SessionOp::View { user_id }
+            | SessionOp::BalanceChanged { user_id, .. } => ActiveKey::User(*user_id),
+        };
+        let Some(rec) = self.inner.store.active_session(key).await? else {
+            return Ok(no_session(&op));
+        };
+        for _ in 0..ROUTE_ATTEMPTS {
+            match self.route(&rec.device_code).await? {
+                Route::Here(_) => {
+                    return match self.local_session(&op) {
+                        Some(s) => self.exec_session(s, op).await,
+                        None => Ok(no_session(&op)),
+                    };
+                }
+                Route::There(node) => {
+                    let req = Request::Session {
+                        code: rec.device_code.clone(),
+                        op: op.clone(),
+                    };
+                    match self.forward(&node, req).await? {
+                        Reply::NotOwner => continue,
+                        Reply::Failed(e) => return Err(e),
+                        r => return Ok(r),
+                    }
+                }
+            }
+        }
+        Err(moving())
+    }
+
+    fn local_session(&self, op: &SessionOp) -> Option<ActorRef<SessionActor>> {
+        match op {
+            SessionOp::Keepalive { token, .. } | SessionOp::EndByToken { token, .. } => {
+                self.session_by_token(token)
+            }
+            SessionOp::EndForUser { user_id, .. }
+            | SessionOp::View { user_id }
+            | SessionOp::BalanceChanged { user_id, .. } => self.session_of_user(*user_id),
         }
     }
 
-    /// Re-attaches every session the database says is running (after a restart).
+    async fn exec_session(
+        &self,
+        s: ActorRef<SessionActor>,
+        op: SessionOp,
+    ) -> Result<Reply, CoordError> {
+        let t = self.inner.cfg.ask_timeout;
+        Ok(match op {
+            SessionOp::Keepalive { device_code, .. } => Reply::Session(session_reply(
+                s.ask(Keepalive { device_code }).reply_timeout(t).await,
+            )?),
+            SessionOp::EndByToken { reason, .. } | SessionOp::EndForUser { reason, .. } => {
+                Reply::Ended(session_reply(s.ask(End { reason }).reply_timeout(t).await)?)
+            }
+            SessionOp::View { .. } => {
+                Reply::Session(session_reply(s.ask(View).reply_timeout(t).await)?)
+            }
+            SessionOp::BalanceChanged { balance, .. } => {
+                let _ = s.tell(BalanceChanged(balance)).await;
+                Reply::Done(Ok(()))
+            }
+        })
+    }
+
+    /// Answers a request another node forwarded here.
+    pub async fn serve(&self, req: Request) -> Reply {
+        let r = match req {
+            Request::Device { code, op } => match self.route(&code).await {
+                Ok(Route::Here(d)) => self.exec_device(&code, &d, op).await,
+                Ok(Route::There(_)) => Ok(Reply::NotOwner),
+                Err(e) => Err(e),
+            },
+            Request::Session { code, op } => match self.route(&code).await {
+                Ok(Route::Here(_)) => match self.local_session(&op) {
+                    Some(s) => self.exec_session(s, op).await,
+                    None => Ok(no_session(&op)),
+                },
+                Ok(Route::There(_)) => Ok(Reply::NotOwner),
+                Err(e) => Err(e),
+            },
+            Request::Release { code, to } => self.release(&code, &to).await,
+            Request::Broadcast { name, text } => self
+                .broadcast_local(&name, text.as_deref())
+                .await
+                .map(Reply::Count),
+            Request::Sessions => Ok(Reply::Sessions(self.local_sessions().await)),
+        };
+        r.unwrap_or_else(Reply::Failed)
+    }
+
+    /// Stops the device's actor here and passes its claim to `to`.
+    async fn release(&self, code: &str, to: &str) -> Result<Reply, CoordError> {
+        let actor = self.inner.devices.remove(code).map(|(_, (_, a))| a);
+        // Passed on first, so a request arriving here meanwhile is forwarded to `to`
+        // instead of spawning the actor here again.
+        let handed = match self.inner.placement.get() {
+            Some(p) => p.hand_over(code, to).await.map_err(placement_err),
+            None => Ok(()),
+        };
+        if let Some(a) = actor {
+            self.retire(a, close::REPLACED).await;
+            tracing::info!(device = %code, to = %to, "device handed over to another node");
+        }
+        handed.map(|()| Reply::Done(Ok(())))
+    }
+
+    /// Stops a device actor and its session's actor without ending anything: the session
+    /// stays running in the database for whichever node owns the device next.
+    async fn retire(&self, a: ActorRef<DeviceActor>, close_code: u16) {
+        let _ = a
+            .ask(Retire(close_code))
+            .reply_timeout(self.inner.cfg.ask_timeout)
+            .await;
+    }
+
+    /// This node lost its claims (its lease expired while it was cut off): every device
+    /// and session actor here stops (kiosk sockets are told to reconnect), then the
+    /// sessions nobody live owns are taken back.
+    pub async fn fence(&self) {
+        let devices: Vec<_> = self.inner.devices.iter().map(|e| e.key().clone()).collect();
+        for code in devices {
+            if let Some((_, (_, a))) = self.inner.devices.remove(&code) {
+                self.retire(a, close::GOING_AWAY).await;
+            }
+        }
+        tracing::warn!("lease lost: every device actor of this node stopped");
+    }
+
+    /// Re-attaches every session the database says is running (after a restart). With
+    /// several nodes, only those whose device no live node owns (claimed here).
     pub async fn recover(&self) -> Result<usize, CoordError> {
         let active = self.inner.store.active_sessions().await?;
-        let n = active.len();
+        let mut n = 0;
+        let mut failed = 0;
         for rec in active {
+            if self.inner.devices.contains_key(&rec.device_code) {
+                continue;
+            }
+            if self.inner.placement.get().is_some() {
+                // Claimed here: the device actor adopts its session when it starts.
+                match self.route(&rec.device_code).await {
+                    Ok(Route::Here(_)) => n += 1,
+                    Ok(Route::There(_)) => {}
+                    Err(e) => {
+                        failed += 1;
+                        tracing::warn!(device = %rec.device_code, error = %e, "taking over a session failed");
+                    }
+                }
+                continue;
+            }
             let device = self.device(&rec.device_code).await?;
             let balance = self.inner.store.user_balance(rec.user_id).await?;
             device
@@ -213,33 +519,63 @@ impl Coordinator {
                 .reply_timeout(self.inner.cfg.ask_timeout)
                 .await
                 .map_err(unavailable)?;
+            n += 1;
         }
         if n > 0 {
             tracing::info!(sessions = n, "recovered running sessions");
         }
+        if failed > 0 {
+            // The caller tries again (the cluster's next check, or a restart).
+            return Err(CoordError::Unavailable(format!(
+                "{failed} running sessions could not be taken over"
+            )));
+        }
         Ok(n)
+    }
+
+    /// The operator changed a device's registration: the live actor picks it up.
+    pub async fn device_updated(&self, rec: DeviceRecord) {
+        if let Some(a) = self.inner.devices.get(&rec.code).map(|a| a.1.clone()) {
+            let _ = a.tell(Reload(rec)).await;
+            return;
+        }
+        self.tell_owner(&rec.code, DeviceOp::Reload).await;
+    }
+
+    /// Sends a fire-and-forget device operation to the device's live owner elsewhere.
+    async fn tell_owner(&self, code: &str, op: DeviceOp) {
+        let Some(p) = self.inner.placement.get() else {
+            return;
+        };
+        match p.owner(code).await {
+            Ok(Some(node)) if node != p.node() => {
+                let req = Request::Device {
+                    code: code.to_string(),
+                    op,
+                };
+                if let Err(e) = p.forward(&node, req).await {
+                    tracing::warn!(device = %code, node = %node, error = %e, "forwarding to the owner failed");
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(device = %code, error = %e, "looking up the owner failed"),
+        }
     }
 
     /// The kiosk's `check`.
     pub async fn check(&self, code: &str) -> Result<CheckView, CoordError> {
-        let d = self.device(code).await?;
-        match d.ask(Check).reply_timeout(self.inner.cfg.ask_timeout).await {
-            Ok(v) => Ok(v),
-            Err(SendError::HandlerError(DeviceRefusal::Internal)) => {
-                Err(CoordError::Store("device status".into()))
-            }
-            Err(e) => Err(unavailable(e)),
+        match self.on_device(code, DeviceOp::Check).await? {
+            Reply::Check(Ok(v)) => Ok(v),
+            Reply::Check(Err(_)) => Err(CoordError::Store("device status".into())),
+            r => Err(unexpected(r)),
         }
     }
 
     /// A sign of life from a kiosk outside a session call (a keepalive with a dead token,
     /// dialect B's `clientStatus`): refreshes the device and its running session.
     pub async fn heard(&self, code: &str) -> Result<(), CoordError> {
-        let d = self.device(code).await?;
-        let _ = d
-            .tell(crate::device::KioskHeard(self.inner.clock.now_ms()))
-            .try_send();
-        Ok(())
+        let at = self.inner.clock.now_ms();
+        self.on_device(code, DeviceOp::Heard { at }).await.map(drop)
     }
 
     /// Starts (or finds, for the same user) a session on a device.
@@ -248,15 +584,12 @@ impl Coordinator {
         code: &str,
         user: UserRef,
     ) -> Result<Result<StartedView, StartRefusal>, CoordError> {
-        let d = self.device(code).await?;
-        match d
-            .ask(StartSession { user })
-            .reply_timeout(self.inner.cfg.ask_timeout)
-            .await
+        match self
+            .on_device(code, DeviceOp::StartSession { user })
+            .await?
         {
-            Ok(v) => Ok(Ok(v)),
-            Err(SendError::HandlerError(r)) => Ok(Err(r)),
-            Err(e) => Err(unavailable(e)),
+            Reply::Started(r) => Ok(r),
+            r => Err(unexpected(r)),
         }
     }
 
@@ -275,16 +608,14 @@ impl Coordinator {
         token: &str,
         device_code: &str,
     ) -> Result<Option<SessionView>, CoordError> {
-        let Some(s) = self.session_by_token(token) else {
-            return Ok(None);
+        let op = SessionOp::Keepalive {
+            token: token.to_string(),
+            device_code: device_code.to_string(),
         };
-        let r = s
-            .ask(Keepalive {
-                device_code: device_code.to_string(),
-            })
-            .reply_timeout(self.inner.cfg.ask_timeout)
-            .await;
-        session_reply(r)
+        match self.on_session(op).await? {
+            Reply::Session(v) => Ok(v),
+            r => Err(unexpected(r)),
+        }
     }
 
     /// Ends the session holding `token`. `Ok(None)`: it was not running.
@@ -293,14 +624,14 @@ impl Coordinator {
         token: &str,
         reason: EndReason,
     ) -> Result<Option<EndedView>, CoordError> {
-        let Some(s) = self.session_by_token(token) else {
-            return Ok(None);
+        let op = SessionOp::EndByToken {
+            token: token.to_string(),
+            reason,
         };
-        session_reply(
-            s.ask(End { reason })
-                .reply_timeout(self.inner.cfg.ask_timeout)
-                .await,
-        )
+        match self.on_session(op).await? {
+            Reply::Ended(v) => Ok(v),
+            r => Err(unexpected(r)),
+        }
     }
 
     /// Ends the user's running session. `Ok(None)`: none was running.
@@ -309,33 +640,60 @@ impl Coordinator {
         user_id: i64,
         reason: EndReason,
     ) -> Result<Option<EndedView>, CoordError> {
-        let Some(s) = self.session_of_user(user_id) else {
-            return Ok(None);
-        };
-        session_reply(
-            s.ask(End { reason })
-                .reply_timeout(self.inner.cfg.ask_timeout)
-                .await,
-        )
+        match self
+            .on_session(SessionOp::EndForUser { user_id, reason })
+            .await?
+        {
+            Reply::Ended(v) => Ok(v),
+            r => Err(unexpected(r)),
+        }
     }
 
     /// The user's running session, if any.
     pub async fn user_session(&self, user_id: i64) -> Result<Option<SessionView>, CoordError> {
-        let Some(s) = self.session_of_user(user_id) else {
-            return Ok(None);
-        };
-        session_reply(s.ask(View).reply_timeout(self.inner.cfg.ask_timeout).await)
+        match self.on_session(SessionOp::View { user_id }).await? {
+            Reply::Session(v) => Ok(v),
+            r => Err(unexpected(r)),
+        }
     }
 
     /// Tells a running session that the user's balance changed.
     pub async fn balance_changed(&self, user_id: i64, balance: i64) {
-        if let Some(s) = self.session_of_user(user_id) {
-            let _ = s.tell(BalanceChanged(balance)).await;
+        if let Err(e) = self
+            .on_session(SessionOp::BalanceChanged { user_id, balance })
+            .await
+        {
+            tracing::warn!(user = user_id, error = %e, "telling the session of a balance change failed");
         }
     }
 
-    /// Every running session.
+    /// Every running session (on every node).
     pub async fn sessions(&self) -> Vec<SessionView> {
+        let mut out = self.local_sessions().await;
+        for node in self.peers().await {
+            match self.forward(&node, Request::Sessions).await {
+                Ok(Reply::Sessions(v)) => out.extend(v),
+                Ok(r) => tracing::warn!(node = %node, reply = ?r, "unexpected reply to sessions"),
+                Err(e) => {
+                    tracing::warn!(node = %node, error = %e, "listing a node's sessions failed")
+                }
+            }
+        }
+        out.sort_by_key(|v| v.id);
+        out
+    }
+
+    async fn peers(&self) -> Vec<String> {
+        let Some(p) = self.inner.placement.get() else {
+            return Vec::new();
+        };
+        p.peers().await.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "listing the other nodes failed");
+            Vec::new()
+        })
+    }
+
+    async fn local_sessions(&self) -> Vec<SessionView> {
         let actors: Vec<_> = self
             .inner
             .sessions
@@ -348,25 +706,25 @@ impl Coordinator {
                 out.push(v);
             }
         }
-        out.sort_by_key(|v| v.id);
         out
     }
 
-    /// How many sessions run now.
+    /// How many sessions run on this node now.
     pub fn session_count(&self) -> usize {
         self.inner.sessions.len()
     }
 
     /// The live view of a device.
     pub async fn device_info(&self, code: &str) -> Result<DeviceView, CoordError> {
-        let d = self.device(code).await?;
-        d.ask(Info)
-            .reply_timeout(self.inner.cfg.ask_timeout)
-            .await
-            .map_err(unavailable)
+        match self.on_device(code, DeviceOp::Info).await? {
+            Reply::Info(Ok(v)) => Ok(v),
+            Reply::Info(Err(e)) => Err(CoordError::Unavailable(e.to_string())),
+            r => Err(unexpected(r)),
+        }
     }
 
-    /// The live view of a device whose actor is running (no spawning).
+    /// The live view of a device whose actor is running on this node (no spawning, no
+    /// forwarding: for listings of many devices).
     pub async fn live_device_info(&self, code: &str) -> Option<DeviceView> {
         let d = self.inner.devices.get(code).map(|a| a.1.clone())?;
         d.ask(Info)
@@ -381,40 +739,45 @@ impl Coordinator {
         code: &str,
         cmd: OperatorCommand,
     ) -> Result<Result<Option<EndedView>, DeviceRefusal>, CoordError> {
-        let d = self.device(code).await?;
-        match d
-            .ask(Operate(cmd))
-            .reply_timeout(self.inner.cfg.ask_timeout)
-            .await
-        {
-            Ok(v) => Ok(Ok(v)),
-            Err(SendError::HandlerError(r)) => Ok(Err(r)),
-            Err(e) => Err(unavailable(e)),
+        match self.on_device(code, DeviceOp::Operate { cmd }).await? {
+            Reply::Operated(r) => Ok(r),
+            r => Err(unexpected(r)),
         }
     }
 
-    /// Asks a device actor anything that replies `Result<T, DeviceRefusal>`.
-    pub async fn ask_device<M, T>(
+    /// Asks a device for something that replies `Result<T, DeviceRefusal>` (commands,
+    /// maintainer log-in and log-out, the game-update flag), wherever it lives.
+    pub async fn ask_device<M: DeviceAsk>(
         &self,
         code: &str,
         msg: M,
-    ) -> Result<Result<T, DeviceRefusal>, CoordError>
-    where
-        M: Send + 'static,
-        T: Send + 'static,
-        DeviceActor: kameo::message::Message<M, Reply = Result<T, DeviceRefusal>>,
-    {
-        let d = self.device(code).await?;
-        match d.ask(msg).reply_timeout(self.inner.cfg.ask_timeout).await {
-            Ok(v) => Ok(Ok(v)),
-            Err(SendError::HandlerError(r)) => Ok(Err(r)),
-            Err(e) => Err(unavailable(e)),
-        }
+    ) -> Result<Result<M::Out, DeviceRefusal>, CoordError> {
+        let r = self.on_device(code, msg.op()).await?;
+        M::out(r)
     }
 
-    /// Sends a command to every live device at once: stored for all in one transaction,
-    /// then pushed by each device actor. Returns how many devices it was queued for.
+    /// Sends a command to every live device (on every node) at once: stored for all in
+    /// one transaction per node, then pushed by each device actor. Returns how many
+    /// devices it was queued for.
     pub async fn broadcast(&self, name: &str, text: Option<&str>) -> Result<usize, CoordError> {
+        let mut n = self.broadcast_local(name, text).await?;
+        for node in self.peers().await {
+            let req = Request::Broadcast {
+                name: name.to_string(),
+                text: text.map(str::to_string),
+            };
+            match self.forward(&node, req).await {
+                Ok(Reply::Count(c)) => n += c,
+                Ok(r) => {
+                    tracing::warn!(node = %node, reply = ?r, "unexpected reply to a broadcast")
+                }
+                Err(e) => tracing::warn!(node = %node, error = %e, "broadcasting on a node failed"),
+            }
+        }
+        Ok(n)
+    }
+
+    async fn broadcast_local(&self, name: &str, text: Option<&str>) -> Result<usize, CoordError> {
         let live: Vec<(i64, ActorRef<DeviceActor>)> = self
             .inner
             .devices
@@ -439,14 +802,26 @@ impl Coordinator {
         Ok(live.len())
     }
 
-    /// A postpaid order of `code`'s was paid: its kiosk is told (when its actor is live).
+    /// A postpaid order of `code`'s was paid: its kiosk is told (when its actor is live,
+    /// here or on another node).
     pub fn order_paid(&self, code: &str, order_id: &str) {
+        let notice = OrderPaidNotice {
+            order_id: order_id.to_string(),
+        };
         if let Some(d) = self.inner.devices.get(code).map(|e| e.value().1.clone()) {
-            let _ = d
-                .tell(crate::device::OrderPaidNotice {
-                    order_id: order_id.to_string(),
-                })
-                .try_send();
+            let _ = d.tell(notice).try_send();
+        } else if self.inner.placement.get().is_some() {
+            let me = self.clone();
+            let code = code.to_string();
+            tokio::spawn(async move {
+                me.tell_owner(
+                    &code,
+                    DeviceOp::OrderPaid {
+                        order_id: notice.order_id,
+                    },
+                )
+                .await;
+            });
         }
     }
 
@@ -465,6 +840,9 @@ impl Coordinator {
     /// Stops every actor (graceful shutdown). Sessions stay active in the database and
     /// are recovered by the next start.
     pub async fn shutdown(&self) {
+        self.inner
+            .closing
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         let sessions: Vec<_> = self
             .inner
             .sessions
@@ -519,6 +897,123 @@ pub struct ActorStats {
     pub devices: MailboxStats,
     /// Session actors.
     pub sessions: MailboxStats,
+}
+
+/// How often an operation looks for a device's owner again when ownership moves.
+const ROUTE_ATTEMPTS: usize = 3;
+
+/// Where a device's actor is.
+enum Route {
+    /// On this node.
+    Here(ActorRef<DeviceActor>),
+    /// On another node.
+    There(String),
+}
+
+fn moving() -> CoordError {
+    CoordError::Unavailable("the device's owner kept changing; retry".into())
+}
+
+fn placement_err(e: PlacementError) -> CoordError {
+    CoordError::Unavailable(e.0)
+}
+
+fn unexpected(r: Reply) -> CoordError {
+    CoordError::Unavailable(
+        format!("unexpected reply: {r:?}")
+            .chars()
+            .take(200)
+            .collect(),
+    )
+}
+
+/// The reply to a session operation when no such session runs.
+fn no_session(op: &SessionOp) -> Reply {
+    match op {
+        SessionOp::Keepalive { .. } | SessionOp::View { .. } => Reply::Session(None),
+        SessionOp::EndByToken { .. } | SessionOp::EndForUser { .. } => Reply::Ended(None),
+        SessionOp::BalanceChanged { .. } => Reply::Done(Ok(())),
+    }
+}
+
+/// A device's answer, with its refusal kept apart from delivery failures.
+fn refused<T, M, E: std::fmt::Debug>(
+    r: Result<T, SendError<M, E>>,
+) -> Result<Result<T, E>, CoordError> {
+    match r {
+        Ok(v) => Ok(Ok(v)),
+        Err(SendError::HandlerError(e)) => Ok(Err(e)),
+        Err(e) => Err(unavailable(e)),
+    }
+}
+
+/// A device message `ask_device` can carry to the device's node.
+pub trait DeviceAsk {
+    /// What it answers.
+    type Out;
+    /// As it travels.
+    fn op(self) -> DeviceOp;
+    /// Its answer out of the reply.
+    fn out(r: Reply) -> Result<Result<Self::Out, DeviceRefusal>, CoordError>;
+}
+
+impl DeviceAsk for SendCommand {
+    type Out = (i64, bool);
+    fn op(self) -> DeviceOp {
+        DeviceOp::SendCommand {
+            name: self.name,
+            text: self.text,
+        }
+    }
+    fn out(r: Reply) -> Result<Result<Self::Out, DeviceRefusal>, CoordError> {
+        match r {
+            Reply::Queued(v) => Ok(v),
+            r => Err(unexpected(r)),
+        }
+    }
+}
+
+impl DeviceAsk for MaintainLogin {
+    type Out = ();
+    fn op(self) -> DeviceOp {
+        DeviceOp::MaintainLogin {
+            username: self.username,
+        }
+    }
+    fn out(r: Reply) -> Result<Result<Self::Out, DeviceRefusal>, CoordError> {
+        match r {
+            Reply::Done(v) => Ok(v),
+            r => Err(unexpected(r)),
+        }
+    }
+}
+
+impl DeviceAsk for MaintainLogout {
+    type Out = ();
+    fn op(self) -> DeviceOp {
+        DeviceOp::MaintainLogout {
+            username: self.username,
+        }
+    }
+    fn out(r: Reply) -> Result<Result<Self::Out, DeviceRefusal>, CoordError> {
+        match r {
+            Reply::Done(v) => Ok(v),
+            r => Err(unexpected(r)),
+        }
+    }
+}
+
+impl DeviceAsk for GameUpdate {
+    type Out = bool;
+    fn op(self) -> DeviceOp {
+        DeviceOp::GameUpdate { set: self.0 }
+    }
+    fn out(r: Reply) -> Result<Result<Self::Out, DeviceRefusal>, CoordError> {
+        match r {
+            Reply::Flag(v) => Ok(v),
+            r => Err(unexpected(r)),
+        }
+    }
 }
 
 fn session_reply<T, M>(r: Result<T, SendError<M, SessionError>>) -> Result<Option<T>, CoordError> {

@@ -72,6 +72,9 @@ const RELAY_EVERY_MS: i64 = 1_000;
 pub struct DeviceArgs {
     pub(crate) rec: DeviceRecord,
     pub(crate) inner: Arc<Inner>,
+    /// Taken over from another node: pick up the device's running session from storage
+    /// before handling any message.
+    pub(crate) adopt: bool,
 }
 
 impl Actor for DeviceActor {
@@ -82,7 +85,8 @@ impl Actor for DeviceActor {
         "Device"
     }
 
-    async fn on_start(args: Self::Args, _me: ActorRef<Self>) -> Result<Self, Self::Error> {
+    async fn on_start(args: Self::Args, me: ActorRef<Self>) -> Result<Self, Self::Error> {
+        let adopt = args.adopt;
         let pending = match args.inner.store.pending_commands(args.rec.id).await {
             Ok(p) => p,
             Err(e) => {
@@ -120,6 +124,9 @@ impl Actor for DeviceActor {
         };
         d.shown = d.status();
         metrics::gauge!(catalog::DEVICES, "status" => d.shown.as_str()).increment(1.0);
+        if adopt && let Some((rec, balance)) = Box::pin(running_session(&d.inner, &d.rec)).await {
+            d.attach(rec, balance, false, &me);
+        }
         Ok(d)
     }
 
@@ -133,8 +140,36 @@ impl Actor for DeviceActor {
     }
 }
 
+/// The device's running session and its user's balance, from storage (a device taken
+/// over from another node).
+async fn running_session(inner: &Inner, rec: &DeviceRecord) -> Option<(SessionRecord, i64)> {
+    let found = inner
+        .store
+        .active_session(crate::ports::ActiveKey::Device(rec.id))
+        .await;
+    let mut s = match found {
+        Ok(Some(s)) => s,
+        Ok(None) => return None,
+        Err(e) => {
+            tracing::warn!(device = %rec.code, error = %e, "loading the running session failed");
+            return None;
+        }
+    };
+    match inner.store.user_balance(s.user_id).await {
+        Ok(balance) => {
+            s.device_code = rec.code.clone();
+            tracing::info!(device = %rec.code, session = s.id, "running session taken over");
+            Some((s, balance))
+        }
+        Err(e) => {
+            tracing::warn!(device = %rec.code, error = %e, "loading the balance failed");
+            None
+        }
+    }
+}
+
 /// What a device looks like to adapters.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct DeviceView {
     /// Device id.
     pub id: i64,
@@ -155,7 +190,9 @@ pub struct DeviceView {
 }
 
 /// Why a session could not start on this device.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize,
+)]
 pub enum StartRefusal {
     /// Another user is on it.
     #[error("device used by another user")]
@@ -181,7 +218,7 @@ pub enum StartRefusal {
 }
 
 /// Refusals of maintainer and operator requests.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum DeviceRefusal {
     /// Not heard from within the heartbeat timeout.
     #[error("设备不在线")]
@@ -421,7 +458,7 @@ impl DeviceActor {
 pub struct Check;
 
 /// The answer to `Check`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct CheckView {
     /// Status to report.
     pub status: DeviceStatus,
@@ -484,7 +521,7 @@ pub struct StartSession {
 }
 
 /// A started (or already running) session.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct StartedView {
     /// Session id.
     pub session_id: i64,
@@ -805,6 +842,26 @@ impl Message<CloseSocket> for DeviceActor {
     }
 }
 
+/// Stops the device here without ending anything (its claim went to another node, or
+/// this node lost it): the session's actor stops, the session stays running in storage,
+/// the kiosk's socket is closed with the given code.
+#[derive(Debug)]
+pub struct Retire(pub u16);
+
+impl Message<Retire> for DeviceActor {
+    type Reply = ();
+
+    async fn handle(&mut self, Retire(code): Retire, ctx: &mut Context<Self, Self::Reply>) {
+        if let Some(run) = self.session.take() {
+            self.inner.forget_session(&run.token, run.user_id);
+            let _ = run.actor.stop_gracefully().await;
+            let _ = run.actor.wait_for_shutdown_result().await;
+        }
+        self.stream.close(code);
+        ctx.stop();
+    }
+}
+
 /// A maintainer logs in (password already verified by the adapter).
 #[derive(Debug)]
 pub struct MaintainLogin {
@@ -885,7 +942,7 @@ impl Message<GameUpdate> for DeviceActor {
 }
 
 /// Operator commands that change the device's state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum OperatorCommand {
     /// End any session (`operator`) and lock until unlocked.
     Lock,

@@ -10,6 +10,7 @@ pub mod device;
 pub mod events;
 pub mod ids;
 pub mod memstore;
+pub mod placement;
 pub mod ports;
 pub mod session;
 pub mod stream;

@@ -86,7 +86,7 @@ pub struct DeviceRecord {
 }
 
 /// A user as the actors need it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct UserRef {
     /// Database id.
     pub id: i64,
@@ -94,6 +94,17 @@ pub struct UserRef {
     pub openid: String,
     /// Balance in fen when looked up.
     pub balance: i64,
+}
+
+/// Which running session to look up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ActiveKey<'a> {
+    /// The session on this device (id).
+    Device(i64),
+    /// The session holding this token.
+    Token(&'a str),
+    /// The session of this user (id).
+    User(i64),
 }
 
 /// A session row.
@@ -249,6 +260,19 @@ pub trait Store: Send + Sync + 'static {
     async fn end_session(&self, end: SessionEnd) -> StoreResult<Ended>;
     /// Every session that has not ended (for recovery after a restart).
     async fn active_sessions(&self) -> StoreResult<Vec<SessionRecord>>;
+    /// The running session of a device, a token or a user (used when several nodes
+    /// share the database: which device a session request belongs to).
+    async fn active_session(&self, key: ActiveKey<'_>) -> StoreResult<Option<SessionRecord>> {
+        Ok(self
+            .active_sessions()
+            .await?
+            .into_iter()
+            .find(|s| match key {
+                ActiveKey::Device(id) => s.device_id == id,
+                ActiveKey::Token(t) => s.token == t,
+                ActiveKey::User(id) => s.user_id == id,
+            }))
+    }
     /// Records last-heard times of devices and sessions (batched, monotonic).
     async fn record_heartbeats(
         &self,

@@ -17,7 +17,7 @@ use crate::ports::{BillingMode, Reserve, SessionEnd, SessionRecord};
 use kioskd_protocol::ws::{self as wire, ServerEvent, SessionInfo};
 
 /// What adapters see of a running session.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SessionView {
     /// Session id.
     pub id: i64,
@@ -52,7 +52,7 @@ pub struct SessionView {
 }
 
 /// The final account of an ended session.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct EndedView {
     /// Session id.
     pub id: i64,

@@ -59,6 +59,8 @@ pub struct AppInner {
     pub metrics: PrometheusHandle,
     /// The Redis broker, when configured.
     pub broker: Option<crate::broker::RedisBroker>,
+    /// Device ownership across nodes, when Redis is configured.
+    pub cluster: Option<std::sync::Arc<crate::cluster::Cluster>>,
     /// Events other nodes published through the broker (fed to /ws/ops and /ws/user).
     pub remote: tokio::sync::broadcast::Sender<kioskd_actors::Event>,
     /// Flips to true when the server shuts down (WebSockets close with 1001).

@@ -1335,6 +1335,24 @@ impl Store for Db {
         rows.iter().map(session_from_row).collect()
     }
 
+    async fn active_session(&self, key: ActiveKey<'_>) -> StoreResult<Option<SessionRecord>> {
+        let cond = match key {
+            ActiveKey::Device(_) => "s.device_id = $1",
+            ActiveKey::User(_) => "s.user_id = $1",
+            ActiveKey::Token(_) => "s.token = $1",
+        };
+        let q = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {SESSION_COLS} FROM sessions s JOIN users u ON u.id = s.user_id JOIN devices d ON d.id = s.device_id
+             WHERE s.ended_at IS NULL AND {cond}"
+        )));
+        let q = match key {
+            ActiveKey::Device(id) | ActiveKey::User(id) => q.bind(id),
+            ActiveKey::Token(t) => q.bind(t.to_string()),
+        };
+        let row = q.fetch_optional(&self.pool).await.map_err(se)?;
+        row.as_ref().map(session_from_row).transpose()
+    }
+
     async fn record_heartbeats(
         &self,
         devices: &[(i64, i64)],

@@ -1,0 +1,260 @@
+//! Several nodes on one database and one real Redis (`KIOSKD_TEST_REDIS`, default
+//! redis://127.0.0.1:6379): each device's actor lives on one node, requests that land
+//! elsewhere are forwarded to it, a kiosk's socket pulls its device (and running session)
+//! to its node, a node that stops hands its sessions over, and a node that lost its lease
+//! gives its devices up. Each test has a Redis namespace of its own.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use futures::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+
+const WS: &str = "[ws]\nallow_unsigned = true\n[billing]\nunit_seconds = 1\nfree_seconds = 0\nheartbeat_timeout_seconds = 30\n";
+
+fn redis_url() -> String {
+    std::env::var("KIOSKD_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+fn layer(ns: &str) -> String {
+    format!(
+        "{WS}[redis]\nurl = \"{}\"\nlease_ms = 600\nnamespace = \"{ns}\"\n",
+        redis_url()
+    )
+}
+
+/// Two nodes on one database, in a namespace of their own.
+async fn two_nodes() -> (TestApp, TestApp, String) {
+    let ns = format!("kioskd-test-{}", kioskd_actors::ids::new_token());
+    let l = layer(&ns);
+    let (tdb, url) = TestDb::new().await;
+    let a = spawn_on(tdb, url.clone(), &l).await;
+    let b = spawn_on(TestDb::Sqlite(tempfile::tempdir().unwrap()), url, &l).await;
+    (a, b, ns)
+}
+
+type Sock =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn kiosk(app: &TestApp, code: &str) -> Sock {
+    let u = format!(
+        "{}/ws/kiosk?device_code={code}",
+        app.base.replace("http://", "ws://")
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(u).await.unwrap();
+    ws.send(Message::Text(json!({"type":"hello"}).to_string().into()))
+        .await
+        .unwrap();
+    ws
+}
+
+/// The next frame of `kind` (others skipped), or the close code if the socket closes.
+async fn until(ws: &mut Sock, kind: &str) -> Result<Value, Option<u16>> {
+    loop {
+        let m = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .unwrap_or_else(|_| panic!("no {kind} within 10 s"));
+        match m {
+            Some(Ok(Message::Text(t))) => {
+                let v: Value = serde_json::from_str(&t).unwrap();
+                if v["type"] == kind {
+                    return Ok(v);
+                }
+            }
+            Some(Ok(Message::Close(c))) => return Err(c.map(|c| u16::from(c.code))),
+            Some(Ok(_)) => continue,
+            Some(Err(_)) | None => return Err(None),
+        }
+    }
+}
+
+fn device_actors(app: &TestApp) -> usize {
+    app.state.coord.actor_stats().devices.actors
+}
+
+fn session_actors(app: &TestApp) -> usize {
+    app.state.coord.actor_stats().sessions.actors
+}
+
+/// Polls `f` for up to 10 s.
+async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    for _ in 0..200 {
+        if f() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("not within 10 s: {what}");
+}
+
+#[tokio::test]
+async fn a_phone_on_one_node_reaches_the_kiosk_socket_on_another() {
+    let (a, b, _) = two_nodes().await;
+    let code = "11-22-33-44-55-66-70-01";
+    a.add_device(code, 5).await;
+    let mut ws = kiosk(&a, code).await;
+    let snap = until(&mut ws, "snapshot").await.unwrap();
+    assert_eq!(snap["data"]["device"]["status"], "free");
+    let (phone, uid) = b.phone("oCluster1", "17717463001", 100).await;
+    // Node B forwards the start to node A, where the device's actor is.
+    let v = phone.scan(code).await;
+    assert_eq!(v["result"], "success", "{v}");
+    let started = until(&mut ws, "session_started").await.unwrap();
+    assert_eq!(started["data"]["user_id"], uid);
+    assert_eq!((device_actors(&a), device_actors(&b)), (1, 0));
+    assert_eq!((session_actors(&a), session_actors(&b)), (1, 0));
+    // One truth: either node answers with the same state.
+    let on_a = a.state.coord.device_info(code).await.unwrap();
+    let on_b = b.state.coord.device_info(code).await.unwrap();
+    assert_eq!(on_a.session, on_b.session);
+    assert!(on_b.session.is_some());
+    let mine = phone.get("/windows/online/status").await;
+    assert_eq!(mine["success"], true, "{mine}");
+    // A legacy poll on node B with the session's token is the same session's keepalive.
+    let token = on_a.session.as_ref().unwrap().1.clone();
+    let r = b
+        .kiosk(
+            "/windows/keepalive",
+            json!({"device_code": code, "token": token}),
+        )
+        .await;
+    assert_eq!(r["success"], true, "{r}");
+    // An operator on node B messages the kiosk on node A.
+    let (st, v) = b
+        .ops_post(
+            &format!("/ops/devices/{code}/command"),
+            json!({"name": "message", "text": "hello from B"}),
+        )
+        .await;
+    assert_eq!(st, 202, "{v}");
+    assert_eq!(v["delivered"], true, "pushed at once on node A: {v}");
+    let cmd = until(&mut ws, "command").await.unwrap();
+    assert_eq!(cmd["data"]["text"], "hello from B");
+    // The phone leaves through node B: the kiosk on node A is told at once.
+    let v = phone.get("/windows/offline").await;
+    assert_eq!(v["success"], true, "{v}");
+    let ended = until(&mut ws, "session_ended").await.unwrap();
+    assert_eq!(ended["data"]["reason"], "phone_offline");
+    a.assert_invariants().await;
+    assert_eq!(b.state.coord.sessions().await.len(), 0);
+    b.stop().await;
+    a.stop().await;
+}
+
+#[tokio::test]
+async fn a_kiosk_socket_pulls_its_device_and_running_session_to_its_node() {
+    let (a, b, _) = two_nodes().await;
+    let code = "11-22-33-44-55-66-70-02";
+    a.add_device(code, 5).await;
+    // The kiosk polls node B and a phone starts there: the actors live on B.
+    b.check(code).await;
+    let (phone, uid) = b.phone("oCluster2", "17717463002", 100).await;
+    assert_eq!(phone.scan(code).await["result"], "success");
+    assert_eq!((device_actors(&a), device_actors(&b)), (0, 1));
+    assert_eq!(session_actors(&b), 1);
+    // Now the kiosk connects its socket to node A: B gives the device up, A takes it
+    // with its running session (from the database) and the snapshot shows it.
+    let mut ws = kiosk(&a, code).await;
+    let snap = until(&mut ws, "snapshot").await.unwrap();
+    assert_eq!(snap["data"]["device"]["status"], "busy", "{snap}");
+    assert_eq!(snap["data"]["session"]["user_id"], uid, "{snap}");
+    assert_eq!((device_actors(&a), device_actors(&b)), (1, 0));
+    assert_eq!((session_actors(&a), session_actors(&b)), (1, 0));
+    // Billing goes on from node A (one-second units).
+    let bill = until(&mut ws, "billing").await.unwrap();
+    assert!(bill["data"]["paid_until"].as_i64().is_some(), "{bill}");
+    // The phone, still talking to node B, ends it; the kiosk on A hears it.
+    let v = phone.get("/windows/offline").await;
+    assert_eq!(v["success"], true, "{v}");
+    until(&mut ws, "session_ended").await.unwrap();
+    a.assert_invariants().await;
+    b.stop().await;
+    a.stop().await;
+}
+
+#[tokio::test]
+async fn a_stopping_node_hands_its_running_sessions_to_the_others() {
+    let (a, b, _) = two_nodes().await;
+    let code = "11-22-33-44-55-66-70-03";
+    a.add_device(code, 5).await;
+    a.check(code).await;
+    let (phone, uid) = a.phone("oCluster3", "17717463003", 100).await;
+    assert_eq!(phone.scan(code).await["result"], "success");
+    let token = a.token(code).await.expect("running");
+    assert_eq!(session_actors(&a), 1);
+    let db = a.db.clone();
+    let _keep = a.stop().await;
+    // Node B notices the lease is gone and picks the session up from the database.
+    eventually("node B runs the session", || session_actors(&b) == 1).await;
+    let r = b
+        .kiosk(
+            "/windows/keepalive",
+            json!({"device_code": code, "token": token}),
+        )
+        .await;
+    assert_eq!(r["success"], true, "{r}");
+    // Billing continues on node B: more units are debited over time.
+    let debits = |db: kioskd::store::Db| async move {
+        let rows = db.ledger(uid).await.unwrap();
+        rows.iter().filter(|r| r.amount < 0).count()
+    };
+    let before = debits(db.clone()).await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(debits(db.clone()).await > before, "node B keeps billing");
+    let v = b
+        .state
+        .coord
+        .end_for_user(uid, kioskd_actors::EndReason::Operator)
+        .await;
+    assert!(v.unwrap().is_some());
+    b.assert_invariants().await;
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn a_node_that_lost_its_lease_gives_its_devices_up() {
+    let (a, b, ns) = two_nodes().await;
+    let code = "11-22-33-44-55-66-70-04";
+    a.add_device(code, 5).await;
+    let mut ws = kiosk(&a, code).await;
+    until(&mut ws, "snapshot").await.unwrap();
+    let (phone, uid) = a.phone("oCluster4", "17717463004", 100).await;
+    assert_eq!(phone.scan(code).await["result"], "success");
+    assert_eq!(session_actors(&a), 1);
+    // Node A was cut off past its lease and node B took the device: A must stop its
+    // actors and tell the kiosk to reconnect.
+    let node_a = a.state.coord.node().unwrap().to_string();
+    let node_b = b.state.coord.node().unwrap().to_string();
+    let client = redis::Client::open(redis_url()).unwrap();
+    let mut r = client.get_multiplexed_async_connection().await.unwrap();
+    let _: () = redis::pipe()
+        .cmd("DEL")
+        .arg(format!("{ns}:alive:{node_a}"))
+        .ignore()
+        .cmd("SET")
+        .arg(format!("{ns}:owner:{code}"))
+        .arg(&node_b)
+        .ignore()
+        .query_async(&mut r)
+        .await
+        .unwrap();
+    let closed = until(&mut ws, "never").await.unwrap_err();
+    assert_eq!(closed, Some(1001), "the kiosk is told to reconnect");
+    eventually("node A's actors stopped", || session_actors(&a) == 0).await;
+    // The session is still running: asked on node A, it is served by node B now.
+    let mine = a.state.coord.user_session(uid).await.unwrap();
+    assert!(mine.is_some(), "the session survives the move");
+    assert_eq!(session_actors(&b), 1);
+    assert_eq!(session_actors(&a), 0);
+    // The kiosk reconnects (to A again): the device comes back with its session.
+    let mut ws = kiosk(&a, code).await;
+    let snap = until(&mut ws, "snapshot").await.unwrap();
+    assert_eq!(snap["data"]["session"]["user_id"], uid, "{snap}");
+    assert_eq!((session_actors(&a), session_actors(&b)), (1, 0));
+    a.assert_invariants().await;
+    b.stop().await;
+    a.stop().await;
+}
