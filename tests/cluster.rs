@@ -113,6 +113,19 @@ async fn a_phone_on_one_node_reaches_the_kiosk_socket_on_another() {
     assert!(on_b.session.is_some());
     let mine = phone.get("/windows/online/status").await;
     assert_eq!(mine["success"], true, "{mine}");
+    // The operator's device list on node B shows the device as node A's actor sees it.
+    let (st, list) = b.ops_get("/ops/devices").await;
+    assert_eq!(st, 200);
+    let row = list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["device_code"] == code)
+        .cloned()
+        .unwrap();
+    assert_eq!(row["status"], "busy", "{row}");
+    assert_eq!(row["session"]["user_id"], uid, "{row}");
+    assert_eq!(row["online"], true, "{row}");
     // A legacy poll on node B with the session's token is the same session's keepalive.
     let token = on_a.session.as_ref().unwrap().1.clone();
     let r = b

@@ -448,6 +448,7 @@ impl Coordinator {
                 .await
                 .map(Reply::Count),
             Request::Sessions => Ok(Reply::Sessions(self.local_sessions().await)),
+            Request::LiveDevices => Ok(Reply::Devices(self.local_devices().await)),
         };
         r.unwrap_or_else(Reply::Failed)
     }
@@ -723,14 +724,43 @@ impl Coordinator {
         }
     }
 
-    /// The live view of a device whose actor is running on this node (no spawning, no
-    /// forwarding: for listings of many devices).
-    pub async fn live_device_info(&self, code: &str) -> Option<DeviceView> {
-        let d = self.inner.devices.get(code).map(|a| a.1.clone())?;
-        d.ask(Info)
-            .reply_timeout(self.inner.cfg.ask_timeout)
+    /// The live views of every device whose actor runs (on any node), by code: no
+    /// spawning, for listings of many devices.
+    pub async fn live_devices(&self) -> HashMap<String, DeviceView> {
+        let mut out: HashMap<String, DeviceView> = self
+            .local_devices()
             .await
-            .ok()
+            .into_iter()
+            .map(|v| (v.code.clone(), v))
+            .collect();
+        for node in self.peers().await {
+            match self.forward(&node, Request::LiveDevices).await {
+                Ok(Reply::Devices(v)) => out.extend(v.into_iter().map(|v| (v.code.clone(), v))),
+                Ok(r) => {
+                    tracing::warn!(node = %node, reply = ?r, "unexpected reply to live devices")
+                }
+                Err(e) => {
+                    tracing::warn!(node = %node, error = %e, "listing a node's devices failed")
+                }
+            }
+        }
+        out
+    }
+
+    async fn local_devices(&self) -> Vec<DeviceView> {
+        let actors: Vec<_> = self
+            .inner
+            .devices
+            .iter()
+            .map(|e| e.value().1.clone())
+            .collect();
+        let mut out = Vec::with_capacity(actors.len());
+        for a in actors {
+            if let Ok(v) = a.ask(Info).reply_timeout(self.inner.cfg.ask_timeout).await {
+                out.push(v);
+            }
+        }
+        out
     }
 
     /// Asks a device to do something for an operator.

@@ -182,6 +182,8 @@ pub enum Request {
     },
     /// The receiver's running sessions.
     Sessions,
+    /// The live views of the receiver's device actors.
+    LiveDevices,
 }
 
 /// The answer to a [`Request`].
@@ -211,6 +213,8 @@ pub enum Reply {
     Ended(Option<EndedView>),
     /// To `Sessions`.
     Sessions(Vec<SessionView>),
+    /// To `LiveDevices`.
+    Devices(Vec<DeviceView>),
     /// To `Broadcast`: how many devices it was queued for.
     Count(usize),
     /// The operation failed on the owner.

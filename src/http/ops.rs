@@ -234,11 +234,11 @@ async fn list_devices(_: Operator, State(s): State<AppState>) -> Response {
         Ok(d) => d,
         Err(e) => return internal(e),
     };
-    let mut out = Vec::with_capacity(devices.len());
-    for d in &devices {
-        let live = s.coord.live_device_info(&d.code).await;
-        out.push(device_json(d, &s, live.as_ref()));
-    }
+    let live = s.coord.live_devices().await;
+    let out: Vec<Value> = devices
+        .iter()
+        .map(|d| device_json(d, &s, live.get(&d.code)))
+        .collect();
     Json(json!({ "total": out.len(), "data": out })).into_response()
 }
 
