@@ -282,6 +282,20 @@ impl Coordinator {
         p.forward(node, req).await.map_err(placement_err)
     }
 
+    /// Forwards to the node taken for the device's owner: `None` when it is not (any
+    /// more), so the caller looks again.
+    async fn forward_to_owner(
+        &self,
+        node: &str,
+        req: Request,
+    ) -> Result<Option<Reply>, CoordError> {
+        match self.forward(node, req).await? {
+            Reply::NotOwner => Ok(None),
+            Reply::Failed(e) => Err(e),
+            r => Ok(Some(r)),
+        }
+    }
+
     /// Runs a device operation where the device lives.
     async fn on_device(&self, code: &str, op: DeviceOp) -> Result<Reply, CoordError> {
         for _ in 0..ROUTE_ATTEMPTS {
@@ -292,10 +306,8 @@ impl Coordinator {
                         code: code.to_string(),
                         op: op.clone(),
                     };
-                    match self.forward(&node, req).await? {
-                        Reply::NotOwner => continue,
-                        Reply::Failed(e) => return Err(e),
-                        r => return Ok(r),
+                    if let Some(r) = self.forward_to_owner(&node, req).await? {
+                        return Ok(r);
                     }
                 }
             }
@@ -381,10 +393,8 @@ impl Coordinator {
                         code: rec.device_code.clone(),
                         op: op.clone(),
                     };
-                    match self.forward(&node, req).await? {
-                        Reply::NotOwner => continue,
-                        Reply::Failed(e) => return Err(e),
-                        r => return Ok(r),
+                    if let Some(r) = self.forward_to_owner(&node, req).await? {
+                        return Ok(r);
                     }
                 }
             }
@@ -987,64 +997,40 @@ pub trait DeviceAsk {
     fn out(r: Reply) -> Result<Result<Self::Out, DeviceRefusal>, CoordError>;
 }
 
-impl DeviceAsk for SendCommand {
-    type Out = (i64, bool);
-    fn op(self) -> DeviceOp {
-        DeviceOp::SendCommand {
-            name: self.name,
-            text: self.text,
+/// `DeviceAsk` for a message: its reply variant and how it travels.
+macro_rules! device_ask {
+    ($msg:ty, $out:ty, $variant:ident, |$m:ident| $op:expr) => {
+        impl DeviceAsk for $msg {
+            type Out = $out;
+            fn op(self) -> DeviceOp {
+                let $m = self;
+                $op
+            }
+            fn out(r: Reply) -> Result<Result<$out, DeviceRefusal>, CoordError> {
+                match r {
+                    Reply::$variant(v) => Ok(v),
+                    r => Err(unexpected(r)),
+                }
+            }
         }
-    }
-    fn out(r: Reply) -> Result<Result<Self::Out, DeviceRefusal>, CoordError> {
-        match r {
-            Reply::Queued(v) => Ok(v),
-            r => Err(unexpected(r)),
-        }
-    }
+    };
 }
 
-impl DeviceAsk for MaintainLogin {
-    type Out = ();
-    fn op(self) -> DeviceOp {
-        DeviceOp::MaintainLogin {
-            username: self.username,
-        }
+device_ask!(SendCommand, (i64, bool), Queued, |m| {
+    DeviceOp::SendCommand {
+        name: m.name,
+        text: m.text,
     }
-    fn out(r: Reply) -> Result<Result<Self::Out, DeviceRefusal>, CoordError> {
-        match r {
-            Reply::Done(v) => Ok(v),
-            r => Err(unexpected(r)),
-        }
-    }
-}
-
-impl DeviceAsk for MaintainLogout {
-    type Out = ();
-    fn op(self) -> DeviceOp {
-        DeviceOp::MaintainLogout {
-            username: self.username,
-        }
-    }
-    fn out(r: Reply) -> Result<Result<Self::Out, DeviceRefusal>, CoordError> {
-        match r {
-            Reply::Done(v) => Ok(v),
-            r => Err(unexpected(r)),
-        }
-    }
-}
-
-impl DeviceAsk for GameUpdate {
-    type Out = bool;
-    fn op(self) -> DeviceOp {
-        DeviceOp::GameUpdate { set: self.0 }
-    }
-    fn out(r: Reply) -> Result<Result<Self::Out, DeviceRefusal>, CoordError> {
-        match r {
-            Reply::Flag(v) => Ok(v),
-            r => Err(unexpected(r)),
-        }
-    }
-}
+});
+device_ask!(MaintainLogin, (), Done, |m| DeviceOp::MaintainLogin {
+    username: m.username
+});
+device_ask!(MaintainLogout, (), Done, |m| DeviceOp::MaintainLogout {
+    username: m.username
+});
+device_ask!(GameUpdate, bool, Flag, |m| DeviceOp::GameUpdate {
+    set: m.0
+});
 
 fn session_reply<T, M>(r: Result<T, SendError<M, SessionError>>) -> Result<Option<T>, CoordError> {
     match r {
