@@ -6,6 +6,8 @@
 //! * `ticks`: N concurrent sessions with start times spread over a window; every unit
 //!   reservation's delay from its boundary to its committed debit (the `billing` event
 //!   is published after the commit).
+//! * `ws` / `cluster`: kiosks on WebSockets (one node: memory and push latency; two
+//!   nodes on one Redis: forwarded pushes), see `bench_ws/`.
 //! * `attendance`: a bridge's nightly Sync AttLog of N records (the real bridge's form
 //!   body: a URL-encoded JSON array), first with every record new, then re-sent whole as
 //!   the bridge does every night; then the same records as native iclock ATTLOG posts.
@@ -81,6 +83,22 @@ enum Cmd {
         /// With --attach: its ops token.
         #[arg(long, default_value = "")]
         ops_token: String,
+    },
+    /// Two `kioskd serve` children on one database and one Redis: kiosks on node A,
+    /// phones and operators on node B; forwarded push latency.
+    Cluster {
+        #[arg(long, default_value_t = 2000)]
+        kiosks: usize,
+        #[arg(long, default_value_t = 4)]
+        sources: u8,
+        /// Sessions started by phones on node B.
+        #[arg(long, default_value_t = 300)]
+        sessions: usize,
+        /// Operator commands (half on node B, half on node A).
+        #[arg(long, default_value_t = 600)]
+        singles: usize,
+        #[arg(long, default_value = "redis://127.0.0.1:6379")]
+        redis: String,
     },
     /// Billing ticks of many concurrent sessions.
     Ticks {
@@ -568,6 +586,13 @@ async fn main() -> anyhow::Result<()> {
             }
             None => bench_ws::run(kiosks, sources, sessions, singles, broadcasts).await,
         },
+        Cmd::Cluster {
+            kiosks,
+            sources,
+            sessions,
+            singles,
+            redis,
+        } => bench_ws::run_cluster(kiosks, sources, sessions, singles, &redis).await,
         Cmd::Ticks {
             sessions,
             unit_seconds,

@@ -54,6 +54,10 @@ impl Drop for Server {
 struct Stats {
     single: Mutex<Histogram<u64>>,
     broadcast: Mutex<Histogram<u64>>,
+    /// Commands posted to another node than the kiosk's.
+    forwarded: Mutex<Histogram<u64>>,
+    /// When each kiosk (by index) last saw `session_started` (µs).
+    started: Mutex<std::collections::HashMap<usize, u64>>,
     broadcast_seen: AtomicU64,
     connected: AtomicUsize,
     failed: AtomicUsize,
@@ -94,13 +98,7 @@ pub async fn run_external(ext: External, kiosks: usize, sources: u8) -> anyhow::
         .and_then(|p| p.trim_end_matches('/').parse().ok())
         .unwrap_or(8080);
     let rss0 = rss_kib(ext.pid);
-    let stats = Arc::new(Stats {
-        single: Mutex::new(Histogram::new_with_bounds(1, 600_000_000, 3)?),
-        broadcast: Mutex::new(Histogram::new_with_bounds(1, 600_000_000, 3)?),
-        broadcast_seen: AtomicU64::new(0),
-        connected: AtomicUsize::new(0),
-        failed: AtomicUsize::new(0),
-    });
+    let stats = new_stats()?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let tasks = connect_all(port, kiosks, sources, &stats, &stop_rx).await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -132,68 +130,14 @@ pub async fn run(
     let _ = rlimit::increase_nofile_limit(u64::MAX);
     let dir = tempfile::tempdir()?;
     let url = format!("sqlite://{}/ws-bench.db", dir.path().display());
-    // Devices and users go straight into the database before the server starts.
-    {
-        let db = Db::connect(&url, 1)
-            .await
-            .map_err(|e| anyhow::anyhow!(e.0))?;
-        let pool = db.pool();
-        let mut tx = pool.begin().await?;
-        for i in 0..kiosks {
-            sqlx::query("INSERT INTO devices (code, name, charge_mode, billing_mode, ctime, utime) VALUES ($1, $2, 5, 'prepaid', 0, 0)")
-                .bind(code(i))
-                .bind(format!("kiosk {i}"))
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
-        pool.close().await;
-    }
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
-    let exe = std::env::current_exe()?.with_file_name("kioskd");
-    let child = Command::new(&exe)
-        .arg("serve")
-        .env("KIOSKD_SERVER__LISTEN", format!("127.0.0.1:{port}"))
-        .env("KIOSKD_DATABASE__URL", &url)
-        .env("KIOSKD_WS__ALLOW_UNSIGNED", "true")
-        .env("KIOSKD_WS__MAX_CONNECTIONS", (kiosks + 100).to_string())
-        .env("KIOSKD_OPS__TOKEN", OPS)
-        .env("KIOSKD_IDENTITY__MODE", "dev")
-        .env("KIOSKD_SMS__DEBUG_CODE", "123456")
-        .env("KIOSKD_LOG__FILTER", "error")
-        .stdout(Stdio::null())
-        .spawn()
-        .map_err(|e| anyhow::anyhow!("cannot start {}: {e}", exe.display()))?;
-    let server = Server(child);
+    seed(&url, kiosks).await?;
+    let (server, port) = serve(&exe_dir()?, &url, kiosks, &[]).await?;
     let pid = server.0.id();
     let base = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
-    let mut ready = false;
-    for _ in 0..400 {
-        if http
-            .get(format!("{base}/readyz"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success())
-        {
-            ready = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    anyhow::ensure!(ready, "server did not become ready");
-    tokio::time::sleep(Duration::from_millis(500)).await;
     let rss0 = rss_kib(pid);
 
-    let stats = Arc::new(Stats {
-        single: Mutex::new(Histogram::new_with_bounds(1, 600_000_000, 3)?),
-        broadcast: Mutex::new(Histogram::new_with_bounds(1, 600_000_000, 3)?),
-        broadcast_seen: AtomicU64::new(0),
-        connected: AtomicUsize::new(0),
-        failed: AtomicUsize::new(0),
-    });
+    let stats = new_stats()?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let t = Instant::now();
     let tasks = connect_all(port, kiosks, sources, &stats, &stop_rx).await?;
@@ -216,20 +160,7 @@ pub async fn run(
     let t = Instant::now();
     let mut started = 0;
     for i in 0..sessions.min(connected) {
-        let phone = reqwest::Client::builder().cookie_store(true).build()?;
-        phone
-            .get(format!("{base}/dev/login?openid=bench{i}"))
-            .send()
-            .await?;
-        phone
-            .post(format!("{base}/wechat/login"))
-            .json(&json!({"mobile": format!("1{:010}", i), "code": "123456"}))
-            .send()
-            .await?;
-        phone
-            .get(format!("{base}/wechat/recharge/100000"))
-            .send()
-            .await?;
+        let phone = phone(&base, i).await?;
         let v: serde_json::Value = phone
             .get(format!("{base}/windows/login/{}?from=playing", code(i)))
             .send()
@@ -248,17 +179,7 @@ pub async fn run(
     // Single-device commands, one after another on random kiosks.
     for n in 0..singles {
         let i = (n * 7919) % connected.max(1);
-        let r = http
-            .post(format!("{base}/ops/devices/{}/command", code(i)))
-            .bearer_auth(OPS)
-            .json(&json!({"name":"message","text": format!("s:{}", micros())}))
-            .send()
-            .await?;
-        anyhow::ensure!(
-            r.status().as_u16() == 202,
-            "command refused: {}",
-            r.status()
-        );
+        timed_command(&http, &base, i, "s").await?;
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -289,26 +210,247 @@ pub async fn run(
         let _ = t.await;
     }
     drop(server);
-    let pct = |h: &Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1000.0;
     let s = stats.single.lock().unwrap().clone();
     let b = stats.broadcast.lock().unwrap().clone();
     println!("| push | count | p50 ms | p99 ms | max ms |");
     println!("| --- | ---: | ---: | ---: | ---: |");
-    println!(
-        "| single-device command (POST → kiosk) | {} | {:.2} | {:.2} | {:.2} |",
-        s.len(),
-        pct(&s, 0.5),
-        pct(&s, 0.99),
-        s.max() as f64 / 1000.0
-    );
-    println!(
-        "| broadcast to all {connected} (POST → each kiosk) | {} | {:.1} | {:.1} | {:.1} |",
-        b.len(),
-        pct(&b, 0.5),
-        pct(&b, 0.99),
-        b.max() as f64 / 1000.0
+    row("single-device command (POST → kiosk)", &s);
+    row(
+        &format!("broadcast to all {connected} (POST → each kiosk)"),
+        &b,
     );
     println!("server RSS at the end: {} MiB", rss2 / 1024);
+    Ok(())
+}
+
+/// Devices go straight into the database before the servers start.
+async fn seed(url: &str, kiosks: usize) -> anyhow::Result<()> {
+    let db = Db::connect(url, 1)
+        .await
+        .map_err(|e| anyhow::anyhow!(e.0))?;
+    let pool = db.pool();
+    let mut tx = pool.begin().await?;
+    for i in 0..kiosks {
+        sqlx::query("INSERT INTO devices (code, name, charge_mode, billing_mode, ctime, utime) VALUES ($1, $2, 5, 'prepaid', 0, 0)")
+            .bind(code(i))
+            .bind(format!("kiosk {i}"))
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    pool.close().await;
+    Ok(())
+}
+
+fn exe_dir() -> anyhow::Result<std::path::PathBuf> {
+    Ok(std::env::current_exe()?.with_file_name("kioskd"))
+}
+
+/// Starts `kioskd serve` on a free port over `url` (plus `env`) and waits until it is
+/// ready; returns it and its port.
+async fn serve(
+    exe: &std::path::Path,
+    url: &str,
+    kiosks: usize,
+    env: &[(&str, String)],
+) -> anyhow::Result<(Server, u16)> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let mut cmd = Command::new(exe);
+    cmd.arg("serve")
+        .env("KIOSKD_SERVER__LISTEN", format!("127.0.0.1:{port}"))
+        .env("KIOSKD_DATABASE__URL", url)
+        .env("KIOSKD_WS__ALLOW_UNSIGNED", "true")
+        .env("KIOSKD_WS__MAX_CONNECTIONS", (kiosks + 100).to_string())
+        .env("KIOSKD_OPS__TOKEN", OPS)
+        .env("KIOSKD_IDENTITY__MODE", "dev")
+        .env("KIOSKD_SMS__DEBUG_CODE", "123456")
+        .env("KIOSKD_LOG__FILTER", "error")
+        .stdout(Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let child = cmd
+        .spawn()
+        .map_err(|e| anyhow::anyhow!("cannot start {}: {e}", exe.display()))?;
+    let server = Server(child);
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    for _ in 0..400 {
+        if http
+            .get(format!("{base}/readyz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            return Ok((server, port));
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    anyhow::bail!("server did not become ready")
+}
+
+/// A phone signed in on `base` with a balance; the client keeps its cookie.
+async fn phone(base: &str, i: usize) -> anyhow::Result<reqwest::Client> {
+    let phone = reqwest::Client::builder().cookie_store(true).build()?;
+    phone
+        .get(format!("{base}/dev/login?openid=bench{i}"))
+        .send()
+        .await?;
+    phone
+        .post(format!("{base}/wechat/login"))
+        .json(&json!({"mobile": format!("1{:010}", i), "code": "123456"}))
+        .send()
+        .await?;
+    phone
+        .get(format!("{base}/wechat/recharge/100000"))
+        .send()
+        .await?;
+    Ok(phone)
+}
+
+/// Posts a timed `message` command (`kind` tags the histogram the kiosk records it in).
+async fn timed_command(
+    http: &reqwest::Client,
+    base: &str,
+    i: usize,
+    kind: &str,
+) -> anyhow::Result<()> {
+    let r = http
+        .post(format!("{base}/ops/devices/{}/command", code(i)))
+        .bearer_auth(OPS)
+        .json(&json!({"name":"message","text": format!("{kind}:{}", micros())}))
+        .send()
+        .await?;
+    anyhow::ensure!(
+        r.status().as_u16() == 202,
+        "command refused: {}",
+        r.status()
+    );
+    Ok(())
+}
+
+fn new_stats() -> anyhow::Result<Arc<Stats>> {
+    let h = || Histogram::new_with_bounds(1, 600_000_000, 3);
+    Ok(Arc::new(Stats {
+        single: Mutex::new(h()?),
+        broadcast: Mutex::new(h()?),
+        forwarded: Mutex::new(h()?),
+        started: Mutex::new(std::collections::HashMap::new()),
+        broadcast_seen: AtomicU64::new(0),
+        connected: AtomicUsize::new(0),
+        failed: AtomicUsize::new(0),
+    }))
+}
+
+fn pct(h: &Histogram<u64>, q: f64) -> f64 {
+    h.value_at_quantile(q) as f64 / 1000.0
+}
+
+fn row(what: &str, h: &Histogram<u64>) {
+    println!(
+        "| {what} | {} | {:.2} | {:.2} | {:.2} |",
+        h.len(),
+        pct(h, 0.5),
+        pct(h, 0.99),
+        h.max() as f64 / 1000.0
+    );
+}
+
+/// Two nodes on one SQLite file and one Redis: kiosks hold their sockets on node A,
+/// phones and operators use node B. Times a phone's start on B until the kiosk on A has
+/// `session_started`, and operator commands posted to B (forwarded to A) beside the same
+/// commands posted to A.
+pub async fn run_cluster(
+    kiosks: usize,
+    sources: u8,
+    sessions: usize,
+    singles: usize,
+    redis: &str,
+) -> anyhow::Result<()> {
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
+    let dir = tempfile::tempdir()?;
+    let url = format!("sqlite://{}/cluster-bench.db", dir.path().display());
+    seed(&url, kiosks).await?;
+    let ns = format!("kioskd-bench-{}", micros());
+    let env = [
+        ("KIOSKD_REDIS__URL", redis.to_string()),
+        ("KIOSKD_REDIS__NAMESPACE", ns),
+    ];
+    let exe = exe_dir()?;
+    let (node_a, port_a) = serve(&exe, &url, kiosks, &env).await?;
+    let (node_b, port_b) = serve(&exe, &url, kiosks, &env).await?;
+    let (base_a, base_b) = (
+        format!("http://127.0.0.1:{port_a}"),
+        format!("http://127.0.0.1:{port_b}"),
+    );
+    let stats = new_stats()?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let tasks = connect_all(port_a, kiosks, sources, &stats, &stop_rx).await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let connected = stats.connected.load(Ordering::Relaxed);
+    println!("{connected} of {kiosks} kiosks connected to node A");
+    let http = reqwest::Client::new();
+    // Phones on node B start sessions on kiosks held by node A.
+    let mut start_http = Histogram::<u64>::new_with_bounds(1, 600_000_000, 3)?;
+    let mut start_push = Histogram::<u64>::new_with_bounds(1, 600_000_000, 3)?;
+    for i in 0..sessions.min(connected) {
+        let p = phone(&base_b, i).await?;
+        let sent = micros();
+        let v: serde_json::Value = p
+            .get(format!("{base_b}/windows/login/{}?from=playing", code(i)))
+            .send()
+            .await?
+            .json()
+            .await?;
+        let answered = micros();
+        anyhow::ensure!(v["result"] == "success", "start refused: {v}");
+        start_http.record(answered.saturating_sub(sent).max(1))?;
+        let mut seen = None;
+        for _ in 0..200 {
+            seen = stats.started.lock().unwrap().remove(&i);
+            if seen.is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let at = seen.ok_or_else(|| anyhow::anyhow!("kiosk {i} never saw its session start"))?;
+        start_push.record(at.saturating_sub(sent).max(1))?;
+    }
+    // Operator commands, alternately on node B (forwarded) and node A (local).
+    for n in 0..singles {
+        let i = (n * 7919) % connected.max(1);
+        if n % 2 == 0 {
+            timed_command(&http, &base_b, i, "f").await?;
+        } else {
+            timed_command(&http, &base_a, i, "s").await?;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let _ = stop_tx.send(true);
+    for t in tasks {
+        let _ = t.await;
+    }
+    drop(node_b);
+    drop(node_a);
+    println!("| two nodes, kiosks on A | count | p50 ms | p99 ms | max ms |");
+    println!("| --- | ---: | ---: | ---: | ---: |");
+    row("phone start on B: HTTP reply", &start_http);
+    row(
+        "phone start on B → `session_started` at the kiosk on A",
+        &start_push,
+    );
+    row(
+        "command POST to B (forwarded) → kiosk on A",
+        &stats.forwarded.lock().unwrap(),
+    );
+    row(
+        "command POST to A (local) → kiosk on A",
+        &stats.single.lock().unwrap(),
+    );
     Ok(())
 }
 
@@ -362,6 +504,9 @@ async fn connect_all(
                         Some(Ok(Message::Text(t))) => {
                             let now = micros();
                             let Ok(v) = serde_json::from_str::<serde_json::Value>(&t) else { continue };
+                            if v["type"] == "session_started" {
+                                stats.started.lock().unwrap().insert(i, now);
+                            }
                             if v["type"] == "command" {
                                 let text = v["data"]["text"].as_str().unwrap_or("");
                                 if let Some((kind, sent)) = text.split_once(':')
@@ -370,6 +515,8 @@ async fn connect_all(
                                     let lat = now.saturating_sub(sent).max(1);
                                     if kind == "s" {
                                         stats.single.lock().unwrap().record(lat).ok();
+                                    } else if kind == "f" {
+                                        stats.forwarded.lock().unwrap().record(lat).ok();
                                     } else {
                                         stats.broadcast.lock().unwrap().record(lat).ok();
                                         stats.broadcast_seen.fetch_add(1, Ordering::Relaxed);
