@@ -43,6 +43,15 @@ use crate::{
     reply::BoxReplySender,
 };
 
+/// What one slot of the underlying channel holds: the signal, boxed.
+///
+/// kioskd patch (see `PATCHES.md`): tokio's mpsc allocates its first block of 32 slots
+/// when the channel is created, so with `Signal<A>` inline (about 100 bytes) every
+/// actor paid about 3 KB for an empty mailbox. A boxed slot is one pointer (the block
+/// is about 0.3 KB); each sent signal costs one small allocation instead. The public API
+/// still takes and returns `Signal<A>`.
+type Slot<A> = Box<Signal<A>>;
+
 /// Creates a bounded mailbox for communicating between actors with backpressure.
 ///
 /// _See tokio's [`mpsc::channel`] docs for more info._
@@ -128,9 +137,9 @@ pub struct MailboxSender<A: Actor> {
 
 enum MailboxSenderInner<A: Actor> {
     /// Bounded mailbox sender.
-    Bounded(chan::Sender<Signal<A>>),
+    Bounded(chan::Sender<Slot<A>>),
     /// Unbounded mailbox sender.
-    Unbounded(chan::UnboundedSender<Signal<A>>),
+    Unbounded(chan::UnboundedSender<Slot<A>>),
 }
 
 #[cfg(feature = "metrics")]
@@ -183,9 +192,10 @@ impl<A: Actor> MailboxSender<A> {
         let signal_kind = SignalKind::from(&signal);
 
         let res = match &self.inner {
-            MailboxSenderInner::Bounded(tx) => tx.send(signal).await,
-            MailboxSenderInner::Unbounded(tx) => tx.send(signal),
-        };
+            MailboxSenderInner::Bounded(tx) => tx.send(Box::new(signal)).await,
+            MailboxSenderInner::Unbounded(tx) => tx.send(Box::new(signal)),
+        }
+        .map_err(|err| mpsc::error::SendError(*err.0));
 
         #[cfg(feature = "metrics")]
         if res.is_ok() {
@@ -212,10 +222,15 @@ impl<A: Actor> MailboxSender<A> {
         let signal_kind = SignalKind::from(&signal);
 
         let res = match &self.inner {
-            MailboxSenderInner::Bounded(tx) => tx.try_send(signal),
+            MailboxSenderInner::Bounded(tx) => {
+                tx.try_send(Box::new(signal)).map_err(|err| match err {
+                    mpsc::error::TrySendError::Full(s) => mpsc::error::TrySendError::Full(*s),
+                    mpsc::error::TrySendError::Closed(s) => mpsc::error::TrySendError::Closed(*s),
+                })
+            }
             MailboxSenderInner::Unbounded(tx) => tx
-                .send(signal)
-                .map_err(|err| mpsc::error::TrySendError::Closed(err.0)),
+                .send(Box::new(signal))
+                .map_err(|err| mpsc::error::TrySendError::Closed(*err.0)),
         };
 
         #[cfg(feature = "metrics")]
@@ -246,10 +261,20 @@ impl<A: Actor> MailboxSender<A> {
         let signal_kind = SignalKind::from(&signal);
 
         let res = match &self.inner {
-            MailboxSenderInner::Bounded(tx) => tx.send_timeout(signal, timeout).await,
+            MailboxSenderInner::Bounded(tx) => tx
+                .send_timeout(Box::new(signal), timeout)
+                .await
+                .map_err(|err| match err {
+                    mpsc::error::SendTimeoutError::Timeout(s) => {
+                        mpsc::error::SendTimeoutError::Timeout(*s)
+                    }
+                    mpsc::error::SendTimeoutError::Closed(s) => {
+                        mpsc::error::SendTimeoutError::Closed(*s)
+                    }
+                }),
             MailboxSenderInner::Unbounded(tx) => tx
-                .send(signal)
-                .map_err(|err| mpsc::error::SendTimeoutError::Closed(err.0)),
+                .send(Box::new(signal))
+                .map_err(|err| mpsc::error::SendTimeoutError::Closed(*err.0)),
         };
 
         #[cfg(feature = "metrics")]
@@ -280,9 +305,10 @@ impl<A: Actor> MailboxSender<A> {
         let signal_kind = SignalKind::from(&signal);
 
         let res = match &self.inner {
-            MailboxSenderInner::Bounded(tx) => tx.blocking_send(signal),
-            MailboxSenderInner::Unbounded(tx) => tx.send(signal),
-        };
+            MailboxSenderInner::Bounded(tx) => tx.blocking_send(Box::new(signal)),
+            MailboxSenderInner::Unbounded(tx) => tx.send(Box::new(signal)),
+        }
+        .map_err(|err| mpsc::error::SendError(*err.0));
 
         #[cfg(feature = "metrics")]
         if res.is_ok() {
@@ -491,9 +517,9 @@ pub struct WeakMailboxSender<A: Actor> {
 
 enum WeakMailboxSenderInner<A: Actor> {
     /// Bounded weak mailbox sender.
-    Bounded(chan::WeakSender<Signal<A>>),
+    Bounded(chan::WeakSender<Slot<A>>),
     /// Unbounded weak mailbox sender.
-    Unbounded(chan::WeakUnboundedSender<Signal<A>>),
+    Unbounded(chan::WeakUnboundedSender<Slot<A>>),
 }
 
 impl<A: Actor> WeakMailboxSender<A> {
@@ -609,9 +635,9 @@ pub struct MailboxReceiver<A: Actor> {
 
 enum MailboxReceiverInner<A: Actor> {
     /// Bounded mailbox receiver.
-    Bounded(chan::Receiver<Signal<A>>),
+    Bounded(chan::Receiver<Slot<A>>),
     /// Unbounded mailbox receiver.
-    Unbounded(chan::UnboundedReceiver<Signal<A>>),
+    Unbounded(chan::UnboundedReceiver<Slot<A>>),
 }
 
 impl<A: Actor> MailboxReceiver<A> {
@@ -643,7 +669,8 @@ impl<A: Actor> MailboxReceiver<A> {
         let signal = match &mut self.inner {
             MailboxReceiverInner::Bounded(rx) => rx.recv().await,
             MailboxReceiverInner::Unbounded(rx) => rx.recv().await,
-        };
+        }
+        .map(|s| *s);
 
         #[cfg(feature = "metrics")]
         match &signal {
@@ -672,10 +699,12 @@ impl<A: Actor> MailboxReceiver<A> {
             return self.drain_front_into(buffer, limit);
         }
 
+        let mut slots = Vec::new();
         let count = match &mut self.inner {
-            MailboxReceiverInner::Bounded(rx) => rx.recv_many(buffer, limit).await,
-            MailboxReceiverInner::Unbounded(rx) => rx.recv_many(buffer, limit).await,
+            MailboxReceiverInner::Bounded(rx) => rx.recv_many(&mut slots, limit).await,
+            MailboxReceiverInner::Unbounded(rx) => rx.recv_many(&mut slots, limit).await,
         };
+        buffer.extend(slots.into_iter().map(|s| *s));
 
         #[cfg(feature = "metrics")]
         {
@@ -709,7 +738,8 @@ impl<A: Actor> MailboxReceiver<A> {
         let res = match &mut self.inner {
             MailboxReceiverInner::Bounded(rx) => rx.try_recv(),
             MailboxReceiverInner::Unbounded(rx) => rx.try_recv(),
-        };
+        }
+        .map(|s| *s);
 
         #[cfg(feature = "metrics")]
         match &res {
@@ -741,7 +771,8 @@ impl<A: Actor> MailboxReceiver<A> {
         let signal = match &mut self.inner {
             MailboxReceiverInner::Bounded(rx) => rx.blocking_recv(),
             MailboxReceiverInner::Unbounded(rx) => rx.blocking_recv(),
-        };
+        }
+        .map(|s| *s);
 
         #[cfg(feature = "metrics")]
         match &signal {
@@ -770,10 +801,12 @@ impl<A: Actor> MailboxReceiver<A> {
             return self.drain_front_into(buffer, limit);
         }
 
+        let mut slots = Vec::new();
         let count = match &mut self.inner {
-            MailboxReceiverInner::Bounded(rx) => rx.blocking_recv_many(buffer, limit),
-            MailboxReceiverInner::Unbounded(rx) => rx.blocking_recv_many(buffer, limit),
+            MailboxReceiverInner::Bounded(rx) => rx.blocking_recv_many(&mut slots, limit),
+            MailboxReceiverInner::Unbounded(rx) => rx.blocking_recv_many(&mut slots, limit),
         };
+        buffer.extend(slots.into_iter().map(|s| *s));
 
         #[cfg(feature = "metrics")]
         {
@@ -864,7 +897,8 @@ impl<A: Actor> MailboxReceiver<A> {
         let poll = match &mut self.inner {
             MailboxReceiverInner::Bounded(rx) => rx.poll_recv(cx),
             MailboxReceiverInner::Unbounded(rx) => rx.poll_recv(cx),
-        };
+        }
+        .map(|s| s.map(|s| *s));
 
         #[cfg(feature = "metrics")]
         match &poll {
@@ -900,10 +934,12 @@ impl<A: Actor> MailboxReceiver<A> {
             return Poll::Ready(self.drain_front_into(buffer, limit));
         }
 
+        let mut slots = Vec::new();
         let poll = match &mut self.inner {
-            MailboxReceiverInner::Bounded(rx) => rx.poll_recv_many(cx, buffer, limit),
-            MailboxReceiverInner::Unbounded(rx) => rx.poll_recv_many(cx, buffer, limit),
+            MailboxReceiverInner::Bounded(rx) => rx.poll_recv_many(cx, &mut slots, limit),
+            MailboxReceiverInner::Unbounded(rx) => rx.poll_recv_many(cx, &mut slots, limit),
         };
+        buffer.extend(slots.into_iter().map(|s| *s));
 
         #[cfg(feature = "metrics")]
         {
@@ -1042,15 +1078,14 @@ where
 {
     fn signal_startup_finished(&self) -> Result<(), SendError> {
         match &self.inner {
-            MailboxSenderInner::Bounded(tx) => {
-                tx.try_send(Signal::StartupFinished)
-                    .map_err(|err| match err {
-                        mpsc::error::TrySendError::Full(_) => SendError::MailboxFull(()),
-                        mpsc::error::TrySendError::Closed(_) => SendError::ActorNotRunning(()),
-                    })
-            }
+            MailboxSenderInner::Bounded(tx) => tx
+                .try_send(Box::new(Signal::StartupFinished))
+                .map_err(|err| match err {
+                    mpsc::error::TrySendError::Full(_) => SendError::MailboxFull(()),
+                    mpsc::error::TrySendError::Closed(_) => SendError::ActorNotRunning(()),
+                }),
             MailboxSenderInner::Unbounded(tx) => tx
-                .send(Signal::StartupFinished)
+                .send(Box::new(Signal::StartupFinished))
                 .map_err(|_| SendError::ActorNotRunning(())),
         }
     }
@@ -1064,23 +1099,23 @@ where
     ) -> BoxFuture<'_, Result<(), SendError>> {
         match &self.inner {
             MailboxSenderInner::Bounded(tx) => async move {
-                tx.send(Signal::LinkDied {
+                tx.send(Box::new(Signal::LinkDied {
                     id,
                     reason,
                     mailbox_rx,
                     dead_actor_sibblings,
-                })
+                }))
                 .await
                 .map_err(|_| SendError::ActorNotRunning(()))
             }
             .boxed(),
             MailboxSenderInner::Unbounded(tx) => async move {
-                tx.send(Signal::LinkDied {
+                tx.send(Box::new(Signal::LinkDied {
                     id,
                     reason,
                     mailbox_rx,
                     dead_actor_sibblings,
-                })
+                }))
                 .map_err(|_| SendError::ActorNotRunning(()))
             }
             .boxed(),
@@ -1090,13 +1125,13 @@ where
     fn signal_stop(&self) -> BoxFuture<'_, Result<(), SendError>> {
         match &self.inner {
             MailboxSenderInner::Bounded(tx) => async move {
-                tx.send(Signal::Stop)
+                tx.send(Box::new(Signal::Stop))
                     .await
                     .map_err(|_| SendError::ActorNotRunning(()))
             }
             .boxed(),
             MailboxSenderInner::Unbounded(tx) => async move {
-                tx.send(Signal::Stop)
+                tx.send(Box::new(Signal::Stop))
                     .map_err(|_| SendError::ActorNotRunning(()))
             }
             .boxed(),

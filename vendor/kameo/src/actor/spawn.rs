@@ -144,7 +144,12 @@ impl<A: Actor> PreparedActor<A> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// # });
     /// ```
-    pub async fn run(self, args: A::Args) -> Result<(A, ActorStopReason), PanicError> {
+    // kioskd patch: a plain `fn` returning the lifecycle future (upstream: `async fn`), so
+    // the spawned task does not keep a second copy of `args` for the actor's life.
+    pub fn run(
+        self,
+        args: A::Args,
+    ) -> impl Future<Output = Result<(A, ActorStopReason), PanicError>> {
         run_actor_lifecycle::<A>(
             args,
             self.actor_ref,
@@ -153,7 +158,6 @@ impl<A: Actor> PreparedActor<A> {
             #[cfg(feature = "console")]
             self.monitor,
         )
-        .await
     }
 
     /// Spawns the actor in a new background tokio task, returning the `JoinHandle`.
@@ -196,19 +200,27 @@ impl<A: Actor> PreparedActor<A> {
     }
 }
 
-async fn run_actor_lifecycle<A>(
+// kioskd patch (see PATCHES.md): the actor's task holds this future for the actor's whole
+// life, so what runs once is kept out of it. `args` is boxed until `on_start` takes it,
+// `on_start`, the startup failure path and the shutdown phase run as boxed futures, and
+// the start result is scoped so that its slot (an `A`) is not kept beside `state` (another
+// `A`). Upstream inlined all of it: about 3.9 KB per actor for a 560-byte actor, now
+// about 1.5 KB. Behaviour is unchanged: the same steps run in the same order, in the
+// actor's task.
+fn run_actor_lifecycle<A>(
     args: A::Args,
     actor_ref: ActorRef<A>,
     mut mailbox_rx: MailboxReceiver<A>,
     abort_registration: AbortRegistration,
     #[cfg(feature = "console")] monitor: Arc<crate::console::registry::ActorMonitor>,
-) -> Result<(A, ActorStopReason), PanicError>
+) -> impl Future<Output = Result<(A, ActorStopReason), PanicError>>
 where
     A: Actor,
 {
     #[allow(unused_mut)]
     let mut id = actor_ref.id();
     let name = A::name();
+    let args = Box::new(args);
 
     #[cfg(feature = "console")]
     let monitor_scope = Arc::clone(&monitor);
@@ -217,152 +229,163 @@ where
         #[cfg(feature = "tracing")]
         trace!(%id, %name, "actor started");
 
-        let start_res = AssertUnwindSafe(A::on_start(args, actor_ref.clone()))
-            .catch_unwind()
-            .await
-            .map(|res| res.map_err(|err| PanicError::new(Box::new(err), PanicReason::OnStart)))
-            .map_err(|err| PanicError::new_from_panic_any(err, PanicReason::OnStart))
-            .and_then(convert::identity);
-        let startup_finished = matches!(
-            actor_ref.weak_signal_mailbox().signal_startup_finished(),
-            Err(SendError::MailboxFull(()))
-        );
-
-        let actor_ref = actor_ref.into_downgrade();
-
-        match start_res {
-            Ok(actor) => {
-                let mut state = ActorBehaviour::new_from_actor(actor, actor_ref.clone());
-
-                #[cfg(feature = "console")]
-                monitor.set_running();
-
-                let reason = Abortable::new(
-                    abortable_actor_loop(
-                        &mut state,
-                        &mut mailbox_rx,
-                        &actor_ref.startup_result,
-                        startup_finished,
-                        #[cfg(feature = "console")]
-                        &monitor,
-                    ),
-                    abort_registration,
-                )
+        let (mut state, startup_finished, actor_ref) = {
+            let start_res = AssertUnwindSafe(Box::pin(A::on_start(*args, actor_ref.clone())))
+                .catch_unwind()
                 .await
-                .unwrap_or(ActorStopReason::Killed);
+                .map(|res| res.map_err(|err| PanicError::new(Box::new(err), PanicReason::OnStart)))
+                .map_err(|err| PanicError::new_from_panic_any(err, PanicReason::OnStart))
+                .and_then(convert::identity);
+            let startup_finished = matches!(
+                actor_ref.weak_signal_mailbox().signal_startup_finished(),
+                Err(SendError::MailboxFull(()))
+            );
 
-                #[cfg(feature = "console")]
-                monitor.set_stopping();
+            let actor_ref = actor_ref.into_downgrade();
 
-                let mut actor = state.shutdown().await;
-                actor_ref.links.set_children_parent_shutdown().await;
-                actor_ref.links.send_children_shutdown().await;
-                let is_restarting = actor_ref.links.lock().await.will_restart(&reason);
-                drain_until_children_closed(&actor_ref.links, &mut mailbox_rx, is_restarting).await;
+            match start_res {
+                Ok(actor) => (
+                    ActorBehaviour::new_from_actor(actor, actor_ref.clone()),
+                    startup_finished,
+                    actor_ref,
+                ),
+                Err(err) => {
+                    return Box::pin(async move {
+                        actor_ref
+                            .startup_result
+                            .set(Err(err.clone()))
+                            .expect("nothing should set the startup result");
 
-                // On a terminal stop (not a restart, where the mailbox is reused by the next
-                // incarnation) hand any leftover tells to `on_undelivered` before `notify_links`
-                // drops them.
-                if !is_restarting {
-                    let undelivered = drain_undelivered(&mut mailbox_rx);
-                    if !undelivered.is_empty() {
-                        let res =
-                            AssertUnwindSafe(actor.on_undelivered(reason.clone(), undelivered))
-                                .catch_unwind()
-                                .await
-                                .map(|res| {
-                                    res.map_err(|err| {
-                                        PanicError::new(Box::new(err), PanicReason::OnUndelivered)
-                                    })
-                                })
-                                .map_err(|err| {
-                                    PanicError::new_from_panic_any(err, PanicReason::OnUndelivered)
-                                })
-                                .and_then(convert::identity);
-                        if let Err(err) = res {
-                            invoke_actor_error_hook(&err);
-                        }
-                    }
+                        let reason = ActorStopReason::Panicked(err);
+                        log_actor_stop_reason(id, name, &reason);
+
+                        actor_ref.links.set_children_parent_shutdown().await;
+                        actor_ref.links.send_children_shutdown().await;
+                        // startup failed; the supervisor may still restart us per policy
+                        let is_restarting = actor_ref.links.lock().await.will_restart(&reason);
+                        drain_until_children_closed(
+                            &actor_ref.links,
+                            &mut mailbox_rx,
+                            is_restarting,
+                        )
+                        .await;
+                        actor_ref
+                            .links
+                            .lock()
+                            .await
+                            .notify_links(id, reason.clone(), mailbox_rx);
+
+                        #[cfg(feature = "console")]
+                        monitor.set_stopped(&reason);
+
+                        unregister_actor(&id).await;
+
+                        let ActorStopReason::Panicked(err) = reason else {
+                            unreachable!()
+                        };
+
+                        actor_ref
+                            .shutdown_result
+                            .set(Err(err.clone()))
+                            .expect("nothing should set the startup result");
+
+                        Err(err)
+                    })
+                    .await;
                 }
+            }
+        };
 
-                actor_ref
-                    .links
-                    .lock()
-                    .await
-                    .notify_links(id, reason.clone(), mailbox_rx);
+        #[cfg(feature = "console")]
+        monitor.set_running();
 
-                log_actor_stop_reason(id, name, &reason);
-                let on_stop_res =
-                    AssertUnwindSafe(actor.on_stop(actor_ref.clone(), reason.clone()))
+        let reason = Abortable::new(
+            abortable_actor_loop(
+                &mut state,
+                &mut mailbox_rx,
+                &actor_ref.startup_result,
+                startup_finished,
+                #[cfg(feature = "console")]
+                &monitor,
+            ),
+            abort_registration,
+        )
+        .await
+        .unwrap_or(ActorStopReason::Killed);
+
+        #[cfg(feature = "console")]
+        monitor.set_stopping();
+
+        Box::pin(async move {
+            let mut actor = state.shutdown().await;
+            actor_ref.links.set_children_parent_shutdown().await;
+            actor_ref.links.send_children_shutdown().await;
+            let is_restarting = actor_ref.links.lock().await.will_restart(&reason);
+            drain_until_children_closed(&actor_ref.links, &mut mailbox_rx, is_restarting).await;
+
+            // On a terminal stop (not a restart, where the mailbox is reused by the next
+            // incarnation) hand any leftover tells to `on_undelivered` before `notify_links`
+            // drops them.
+            if !is_restarting {
+                let undelivered = drain_undelivered(&mut mailbox_rx);
+                if !undelivered.is_empty() {
+                    let res = AssertUnwindSafe(actor.on_undelivered(reason.clone(), undelivered))
                         .catch_unwind()
                         .await
                         .map(|res| {
-                            res.map_err(|err| PanicError::new(Box::new(err), PanicReason::OnStop))
+                            res.map_err(|err| {
+                                PanicError::new(Box::new(err), PanicReason::OnUndelivered)
+                            })
                         })
-                        .map_err(|err| PanicError::new_from_panic_any(err, PanicReason::OnStop))
+                        .map_err(|err| {
+                            PanicError::new_from_panic_any(err, PanicReason::OnUndelivered)
+                        })
                         .and_then(convert::identity);
-
-                #[cfg(feature = "console")]
-                monitor.set_stopped(&reason);
-
-                unregister_actor(&id).await;
-
-                match on_stop_res {
-                    Ok(()) => {
-                        actor_ref
-                            .shutdown_result
-                            .set(Ok(reason.clone()))
-                            .expect("nothing else should set the shutdown result");
-                    }
-                    Err(err) => {
+                    if let Err(err) = res {
                         invoke_actor_error_hook(&err);
-
-                        actor_ref
-                            .shutdown_result
-                            .set(Err(err))
-                            .expect("nothing else should set the shutdown result");
                     }
                 }
-
-                Ok((actor, reason))
             }
-            Err(err) => {
-                actor_ref
-                    .startup_result
-                    .set(Err(err.clone()))
-                    .expect("nothing should set the startup result");
 
-                let reason = ActorStopReason::Panicked(err);
-                log_actor_stop_reason(id, name, &reason);
+            actor_ref
+                .links
+                .lock()
+                .await
+                .notify_links(id, reason.clone(), mailbox_rx);
 
-                actor_ref.links.set_children_parent_shutdown().await;
-                actor_ref.links.send_children_shutdown().await;
-                // startup failed; the supervisor may still restart us per policy
-                let is_restarting = actor_ref.links.lock().await.will_restart(&reason);
-                drain_until_children_closed(&actor_ref.links, &mut mailbox_rx, is_restarting).await;
-                actor_ref
-                    .links
-                    .lock()
-                    .await
-                    .notify_links(id, reason.clone(), mailbox_rx);
+            log_actor_stop_reason(id, name, &reason);
+            let on_stop_res = AssertUnwindSafe(actor.on_stop(actor_ref.clone(), reason.clone()))
+                .catch_unwind()
+                .await
+                .map(|res| res.map_err(|err| PanicError::new(Box::new(err), PanicReason::OnStop)))
+                .map_err(|err| PanicError::new_from_panic_any(err, PanicReason::OnStop))
+                .and_then(convert::identity);
 
-                #[cfg(feature = "console")]
-                monitor.set_stopped(&reason);
+            #[cfg(feature = "console")]
+            monitor.set_stopped(&reason);
 
-                unregister_actor(&id).await;
+            unregister_actor(&id).await;
 
-                let ActorStopReason::Panicked(err) = reason else {
-                    unreachable!()
-                };
+            match on_stop_res {
+                Ok(()) => {
+                    actor_ref
+                        .shutdown_result
+                        .set(Ok(reason.clone()))
+                        .expect("nothing else should set the shutdown result");
+                }
+                Err(err) => {
+                    invoke_actor_error_hook(&err);
 
-                actor_ref
-                    .shutdown_result
-                    .set(Err(err.clone()))
-                    .expect("nothing should set the startup result");
-
-                Err(err)
+                    actor_ref
+                        .shutdown_result
+                        .set(Err(err))
+                        .expect("nothing else should set the shutdown result");
+                }
             }
-        }
+
+            Ok((actor, reason))
+        })
+        .await
     };
 
     #[cfg(feature = "console")]
@@ -370,13 +393,13 @@ where
 
     #[cfg(not(feature = "tracing"))]
     {
-        task.await
+        task
     }
 
     #[cfg(feature = "tracing")]
     {
         let actor_span = tracing::info_span!("actor.lifecycle", actor.name = name, actor.id = %id);
-        task.instrument(actor_span).await
+        task.instrument(actor_span)
     }
 }
 
@@ -462,7 +485,10 @@ async fn abortable_actor_loop<A>(
 where
     A: Actor,
 {
-    if startup_finished && let ControlFlow::Break(reason) = state.handle_startup_finished().await {
+    // kioskd patch: the rare arms are boxed (see `run_actor_lifecycle`).
+    if startup_finished
+        && let ControlFlow::Break(reason) = Box::pin(state.handle_startup_finished()).await
+    {
         return reason;
     }
     loop {
@@ -506,7 +532,9 @@ where
                     #[cfg(feature = "tracing")]
                     error!("received startup finished signal after already being started up");
                 }
-                if let ControlFlow::Break(reason) = state.handle_startup_finished().await {
+                // kioskd patch: rare arms boxed (see `run_actor_lifecycle`).
+                if let ControlFlow::Break(reason) = Box::pin(state.handle_startup_finished()).await
+                {
                     return reason;
                 }
             }
@@ -544,15 +572,15 @@ where
                 mailbox_rx,
                 dead_actor_sibblings,
             }) => {
-                if let ControlFlow::Break(reason) = state
-                    .handle_link_died(id, reason, mailbox_rx, dead_actor_sibblings)
-                    .await
+                if let ControlFlow::Break(reason) =
+                    Box::pin(state.handle_link_died(id, reason, mailbox_rx, dead_actor_sibblings))
+                        .await
                 {
                     return reason;
                 }
             }
             ControlFlow::Continue(Signal::Stop | Signal::SupervisorRestart) => {
-                if let ControlFlow::Break(reason) = state.handle_stop().await {
+                if let ControlFlow::Break(reason) = Box::pin(state.handle_stop()).await {
                     return reason;
                 }
             }
