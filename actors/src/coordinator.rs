@@ -177,6 +177,11 @@ impl Coordinator {
         self.inner.clock
     }
 
+    #[cfg(test)]
+    pub(crate) fn inner_for_tests(&self) -> Arc<Inner> {
+        self.inner.clone()
+    }
+
     /// The billing settings.
     pub fn config(&self) -> &CoordinatorConfig {
         &self.inner.cfg

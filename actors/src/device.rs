@@ -1014,3 +1014,49 @@ impl Message<Reload> for DeviceActor {
         self.changed();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::coordinator::{Coordinator, CoordinatorConfig};
+
+    /// Every device actor's task holds kameo's lifecycle future for the actor's life, so
+    /// what kameo keeps beside the actor is paid once per device (issue 3's per-kiosk
+    /// budget). Unpatched kameo 0.22.2 kept about 3.3 KB beside a 560-byte actor; the
+    /// vendored patch (`vendor/kameo/PATCHES.md`) about 1.1 KB.
+    #[tokio::test]
+    async fn the_actor_task_keeps_little_beside_the_actor() {
+        let coord = Coordinator::new(
+            Arc::new(crate::memstore::MemStore::new()),
+            crate::clock::Clock::starting_at(0),
+            CoordinatorConfig::default(),
+            crate::events::Events::default(),
+        );
+        let rec = DeviceRecord {
+            id: 1,
+            code: "AA-BB-CC-DD-EE-FF".into(),
+            client_id: None,
+            name: String::new(),
+            province: String::new(),
+            city: String::new(),
+            area: String::new(),
+            location: String::new(),
+            charge_mode: 5,
+            billing_mode: BillingMode::Prepaid,
+            status: PersistedStatus::Free,
+            maintainer: None,
+            updating: false,
+            last_seen_at: None,
+        };
+        let args = DeviceArgs {
+            rec,
+            inner: coord.inner_for_tests(),
+        };
+        let lifecycle = DeviceActor::prepare().run(args);
+        let beside = std::mem::size_of_val(&lifecycle) - std::mem::size_of::<DeviceActor>();
+        assert!(
+            beside <= 1280,
+            "kameo's lifecycle future keeps {beside} bytes beside the actor (patched kameo: about 1.1 KB)"
+        );
+    }
+}
