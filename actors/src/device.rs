@@ -1051,6 +1051,7 @@ mod tests {
         let args = DeviceArgs {
             rec,
             inner: coord.inner_for_tests(),
+            adopt: false,
         };
         let lifecycle = DeviceActor::prepare().run(args);
         let beside = std::mem::size_of_val(&lifecycle) - std::mem::size_of::<DeviceActor>();
