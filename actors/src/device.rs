@@ -1032,22 +1032,7 @@ mod tests {
             CoordinatorConfig::default(),
             crate::events::Events::default(),
         );
-        let rec = DeviceRecord {
-            id: 1,
-            code: "AA-BB-CC-DD-EE-FF".into(),
-            client_id: None,
-            name: String::new(),
-            province: String::new(),
-            city: String::new(),
-            area: String::new(),
-            location: String::new(),
-            charge_mode: 5,
-            billing_mode: BillingMode::Prepaid,
-            status: PersistedStatus::Free,
-            maintainer: None,
-            updating: false,
-            last_seen_at: None,
-        };
+        let rec = crate::memstore::device_record(1, "AA-BB-CC-DD-EE-FF");
         let args = DeviceArgs {
             rec,
             inner: coord.inner_for_tests(),

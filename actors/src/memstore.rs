@@ -37,6 +37,26 @@ struct State {
     orders: BTreeMap<String, (i64, i64, bool)>,
 }
 
+/// A free prepaid device at 5 fen per unit, for tests.
+pub fn device_record(id: i64, code: &str) -> DeviceRecord {
+    DeviceRecord {
+        id,
+        code: code.into(),
+        client_id: None,
+        name: "seat".into(),
+        province: String::new(),
+        city: String::new(),
+        area: String::new(),
+        location: String::new(),
+        charge_mode: 5,
+        billing_mode: BillingMode::Prepaid,
+        status: PersistedStatus::Free,
+        maintainer: None,
+        updating: false,
+        last_seen_at: None,
+    }
+}
+
 impl MemStore {
     /// An empty store.
     pub fn new() -> Self {

@@ -14,22 +14,7 @@ const T0: i64 = 1_700_000_000_000;
 const CODE: &str = "11-22-33-44-55-66-77-86";
 
 fn device(id: i64, code: &str) -> DeviceRecord {
-    DeviceRecord {
-        id,
-        code: code.into(),
-        client_id: None,
-        name: "seat".into(),
-        province: String::new(),
-        city: String::new(),
-        area: String::new(),
-        location: String::new(),
-        charge_mode: 5,
-        billing_mode: BillingMode::Prepaid,
-        status: PersistedStatus::Free,
-        maintainer: None,
-        updating: false,
-        last_seen_at: None,
-    }
+    kioskd_actors::memstore::device_record(id, code)
 }
 
 fn setup() -> (Arc<MemStore>, Coordinator) {

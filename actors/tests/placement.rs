@@ -100,22 +100,7 @@ impl Placement for MemPlacement {
 }
 
 fn device(id: i64, code: &str) -> DeviceRecord {
-    DeviceRecord {
-        id,
-        code: code.into(),
-        client_id: None,
-        name: "seat".into(),
-        province: String::new(),
-        city: String::new(),
-        area: String::new(),
-        location: String::new(),
-        charge_mode: 5,
-        billing_mode: BillingMode::Prepaid,
-        status: PersistedStatus::Free,
-        maintainer: None,
-        updating: false,
-        last_seen_at: None,
-    }
+    kioskd_actors::memstore::device_record(id, code)
 }
 
 struct Cluster {
