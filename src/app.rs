@@ -121,7 +121,8 @@ impl Application {
             let node = format!("{}-{}", std::process::id(), kioskd_actors::ids::new_token());
             let b = crate::broker::RedisBroker::connect(cfg.redis.url.expose(), &node)
                 .await
-                .map_err(|e| BuildError::Redis(e.to_string()))?;
+                .map_err(|e| BuildError::Redis(e.to_string()))?
+                .with_namespace(&cfg.redis.namespace);
             b.clone().forward(coord.events());
             crate::telemetry::prime_broker();
             Some(b)

@@ -1,5 +1,6 @@
 //! The broker: how events leave this node. With Redis configured, every coordinator
-//! event is published on a Redis channel as JSON (`{"node", "event"}`) so that other
+//! event is published on a Redis channel (`<redis.namespace>:events`, `kioskd:events` by
+//! default) as JSON (`{"node", "event"}`) so that other
 //! nodes and tools see device and session changes as they happen. Redis pub/sub is
 //! at-most-once: it is a doorbell, never the record (the database is).
 
@@ -9,7 +10,7 @@ use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
 
-/// Channel every node publishes its events on.
+/// Channel every node publishes its events on (in the default namespace).
 pub const EVENTS_CHANNEL: &str = "kioskd:events";
 
 /// An event as it travels between nodes.
@@ -27,6 +28,8 @@ pub struct RedisBroker {
     client: redis::Client,
     conn: ConnectionManager,
     node: String,
+    /// `<namespace>:events`.
+    channel: String,
 }
 
 /// The broker failed.
@@ -49,9 +52,16 @@ impl RedisBroker {
             client,
             conn,
             node: node.to_string(),
+            channel: EVENTS_CHANNEL.to_string(),
         };
         b.ping().await?;
         Ok(b)
+    }
+
+    /// Publishes and subscribes in `namespace` (one per deployment sharing a Redis).
+    pub fn with_namespace(mut self, namespace: &str) -> Self {
+        self.channel = format!("{namespace}:events");
+        self
     }
 
     /// A round trip.
@@ -83,7 +93,7 @@ impl RedisBroker {
         })
         .map_err(|e| BrokerError(e.to_string()))?;
         let mut c = self.conn.clone();
-        Ok(c.publish(EVENTS_CHANNEL, payload).await?)
+        Ok(c.publish(&self.channel, payload).await?)
     }
 
     /// Every event any node publishes from now on (malformed payloads are skipped).
@@ -91,7 +101,7 @@ impl RedisBroker {
         &self,
     ) -> Result<impl Stream<Item = Envelope> + Send + Unpin + use<>, BrokerError> {
         let mut ps = self.client.get_async_pubsub().await?;
-        ps.subscribe(EVENTS_CHANNEL).await?;
+        ps.subscribe(&self.channel).await?;
         Ok(ps.into_on_message().filter_map(|m| {
             let parsed = m
                 .get_payload::<String>()

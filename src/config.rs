@@ -151,7 +151,8 @@ pub struct Redis {
     /// A node's lease on its devices (ms): silent longer, it is taken for dead.
     #[serde(default = "default_lease_ms")]
     pub lease_ms: u64,
-    /// Prefix of the cluster's keys and channels: one per deployment sharing a Redis.
+    /// Prefix of every Redis key and channel (events, cluster): one per deployment
+    /// sharing a Redis.
     #[serde(default = "default_namespace")]
     pub namespace: String,
 }

@@ -130,6 +130,56 @@ async fn ops_feeds_see_sessions_of_other_nodes_once() {
     a.stop().await;
 }
 
+/// Two deployments sharing one Redis under different `redis.namespace`s: an operator on
+/// one never sees the other's sessions.
+#[tokio::test]
+async fn deployments_in_other_namespaces_do_not_see_each_others_events() {
+    let layer = |ns: &str| format!("[redis]\nurl = \"{}\"\nnamespace = \"{ns}\"\n", redis_url());
+    let tag = kioskd_actors::ids::new_token();
+    let a = spawn_app(&layer(&format!("staging-{tag}"))).await;
+    let b = spawn_app(&layer(&format!("prod-{tag}"))).await;
+    let c = spawn_app(&layer(&format!("prod-{tag}"))).await;
+    let code = "11-22-33-44-55-66-77-97";
+    a.add_device(code, 5).await;
+    let connect = |app: &TestApp| {
+        let u = format!(
+            "{}/ws/ops?token={OPS}",
+            app.base.replace("http://", "ws://")
+        );
+        async move { tokio_tungstenite::connect_async(u).await.unwrap().0 }
+    };
+    let mut on_b = connect(&b).await;
+    let first = tokio::time::timeout(Duration::from_secs(5), on_b.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(first.to_text().unwrap().contains("\"snapshot\""));
+    let (phone, uid) = a.phone("oNsA", "17717463333", 100).await;
+    a.check(code).await;
+    assert_eq!(phone.scan(code).await["result"], "success");
+    assert_eq!(
+        count_started(&mut on_b, code, uid).await,
+        0,
+        "staging is not prod"
+    );
+    // Within one namespace the events still travel (c and b share "prod").
+    c.add_device("11-22-33-44-55-66-77-96", 5).await;
+    let (phone, uid) = c.phone("oNsC", "17717464444", 100).await;
+    c.check("11-22-33-44-55-66-77-96").await;
+    assert_eq!(
+        phone.scan("11-22-33-44-55-66-77-96").await["result"],
+        "success"
+    );
+    assert_eq!(
+        count_started(&mut on_b, "11-22-33-44-55-66-77-96", uid).await,
+        1
+    );
+    c.stop().await;
+    b.stop().await;
+    a.stop().await;
+}
+
 /// `session_started` frames of `code` for `uid` arriving within 1.5 s.
 async fn count_started(
     ws: &mut tokio_tungstenite::WebSocketStream<
