@@ -134,33 +134,21 @@ impl RedisBroker {
         to: tokio::sync::broadcast::Sender<Event>,
     ) -> Result<(), BrokerError> {
         let first = self.subscribe().await?;
-        tokio::spawn(async move {
-            let mut sub = Some(first);
-            let mut backoff = std::time::Duration::from_millis(200);
-            loop {
-                if let Some(mut s) = sub.take() {
-                    while let Some(env) = s.next().await {
-                        if env.node != self.node {
-                            let _ = to.send(env.event);
-                        }
-                    }
-                    metrics::counter!(catalog::BROKER_ERRORS, "op" => "subscribe").increment(1);
-                    tracing::warn!("redis subscription closed; resubscribing");
+        let me = self.clone();
+        tokio::spawn(keep_subscribed(
+            first,
+            move || {
+                let me = me.clone();
+                async move { me.subscribe().await }
+            },
+            move |env: Envelope| {
+                if env.node != self.node {
+                    let _ = to.send(env.event);
                 }
-                tokio::time::sleep(backoff).await;
-                match self.subscribe().await {
-                    Ok(s) => {
-                        sub = Some(s);
-                        backoff = std::time::Duration::from_millis(200);
-                    }
-                    Err(e) => {
-                        metrics::counter!(catalog::BROKER_ERRORS, "op" => "subscribe").increment(1);
-                        tracing::warn!(error = %e, "redis resubscribe failed");
-                        backoff = (backoff * 2).min(std::time::Duration::from_secs(10));
-                    }
-                }
-            }
-        });
+            },
+            "redis subscription",
+            std::time::Duration::from_secs(10),
+        ));
         Ok(())
     }
 
@@ -190,5 +178,45 @@ impl RedisBroker {
                 }
             }
         })
+    }
+}
+
+/// Runs `handle` on every item of a subscription; when it ends (the connection dropped),
+/// subscribes again with backoff (200 ms doubling to `max_backoff`), counting each drop
+/// and failed attempt in `kioskd_broker_errors_total{op="subscribe"}`.
+pub async fn keep_subscribed<S, E, F, Fut>(
+    first: S,
+    mut subscribe: F,
+    mut handle: impl FnMut(S::Item),
+    what: &'static str,
+    max_backoff: std::time::Duration,
+) where
+    S: Stream + Unpin,
+    E: std::fmt::Display,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<S, E>>,
+{
+    let mut sub = Some(first);
+    let mut backoff = std::time::Duration::from_millis(200);
+    loop {
+        if let Some(mut s) = sub.take() {
+            while let Some(item) = s.next().await {
+                handle(item);
+            }
+            metrics::counter!(catalog::BROKER_ERRORS, "op" => "subscribe").increment(1);
+            tracing::warn!("{what} closed; resubscribing");
+        }
+        tokio::time::sleep(backoff).await;
+        match subscribe().await {
+            Ok(s) => {
+                sub = Some(s);
+                backoff = std::time::Duration::from_millis(200);
+            }
+            Err(e) => {
+                metrics::counter!(catalog::BROKER_ERRORS, "op" => "subscribe").increment(1);
+                tracing::warn!(error = %e, "{what}: resubscribing failed");
+                backoff = (backoff * 2).min(max_backoff);
+            }
+        }
     }
 }

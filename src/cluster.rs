@@ -21,7 +21,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use dashmap::DashMap;
-use futures::StreamExt;
 use kioskd_actors::Coordinator;
 use kioskd_actors::catalog;
 use kioskd_actors::placement::{Owner, Placement, PlacementError, Reply, Request};
@@ -182,30 +181,45 @@ impl Cluster {
         Ok(r.is_some())
     }
 
-    /// Nodes that have run and whose lease has expired.
-    async fn dead_nodes(&self) -> Result<Vec<String>, PlacementError> {
+    /// The other nodes that have run, each with whether its lease is live.
+    async fn others(&self) -> Result<Vec<(String, bool)>, PlacementError> {
         let mut c = self.conn.clone();
         let nodes: Vec<String> = c.smembers(self.nodes_key()).await.map_err(err)?;
-        let mut dead = Vec::new();
+        let mut out = Vec::new();
         for n in nodes {
-            if n == self.node {
-                continue;
-            }
-            let alive: bool = c.exists(self.key("alive", &n)).await.map_err(err)?;
-            if !alive {
-                dead.push(n);
+            if n != self.node {
+                let alive: bool = c.exists(self.key("alive", &n)).await.map_err(err)?;
+                out.push((n, alive));
             }
         }
-        Ok(dead)
+        Ok(out)
+    }
+
+    /// Nodes that have run and whose lease has expired.
+    async fn dead_nodes(&self) -> Result<Vec<String>, PlacementError> {
+        let others = self.others().await?;
+        Ok(others
+            .into_iter()
+            .filter(|(_, a)| !a)
+            .map(|(n, _)| n)
+            .collect())
     }
 
     /// Subscribes to this node's channel, then serves requests and routes replies; keeps
     /// the lease and takes over dead nodes' sessions. Runs until the process ends.
     pub async fn run(self: Arc<Self>, coord: Coordinator) -> Result<(), PlacementError> {
         let first = self.subscribe().await?;
-        let me = self.clone();
-        let c2 = coord.clone();
-        let listen = tokio::spawn(async move { me.listen(first, c2).await });
+        let (me, me2, c2) = (self.clone(), self.clone(), coord.clone());
+        let listen = tokio::spawn(crate::broker::keep_subscribed(
+            first,
+            move || {
+                let me = me.clone();
+                async move { me.subscribe().await }
+            },
+            move |m: redis::Msg| me2.received(&m, &c2),
+            "cluster subscription",
+            Duration::from_secs(5),
+        ));
         let me = self.clone();
         let lease = tokio::spawn(async move { me.keep_lease(coord).await });
         if let Ok(mut t) = self.tasks.lock() {
@@ -225,52 +239,26 @@ impl Cluster {
         Ok(ps.into_on_message())
     }
 
-    async fn listen(
-        self: Arc<Self>,
-        first: impl futures::Stream<Item = redis::Msg> + Send + Unpin,
-        coord: Coordinator,
-    ) {
-        let mut sub: Option<Box<dyn futures::Stream<Item = redis::Msg> + Send + Unpin>> =
-            Some(Box::new(first));
-        let mut backoff = Duration::from_millis(200);
-        loop {
-            if let Some(mut s) = sub.take() {
-                while let Some(m) = s.next().await {
-                    let Ok(payload) = m.get_payload::<String>() else {
-                        continue;
-                    };
-                    match serde_json::from_str::<Wire>(&payload) {
-                        Ok(Wire::Req { id, from, req }) => {
-                            let me = self.clone();
-                            let coord = coord.clone();
-                            tokio::spawn(async move {
-                                let reply = coord.serve(req).await;
-                                me.send(&from, &Wire::Rep { id, reply }).await;
-                            });
-                        }
-                        Ok(Wire::Rep { id, reply }) => {
-                            if let Some((_, tx)) = self.pending.remove(&id) {
-                                let _ = tx.send(reply);
-                            }
-                        }
-                        Err(e) => tracing::warn!(error = %e, "malformed cluster message skipped"),
-                    }
-                }
-                metrics::counter!(catalog::BROKER_ERRORS, "op" => "subscribe").increment(1);
-                tracing::warn!("cluster subscription closed; resubscribing");
+    /// A message on this node's channel: a request to serve or a reply to hand back.
+    fn received(self: &Arc<Self>, m: &redis::Msg, coord: &Coordinator) {
+        let Ok(payload) = m.get_payload::<String>() else {
+            return;
+        };
+        match serde_json::from_str::<Wire>(&payload) {
+            Ok(Wire::Req { id, from, req }) => {
+                let me = self.clone();
+                let coord = coord.clone();
+                tokio::spawn(async move {
+                    let reply = coord.serve(req).await;
+                    me.send(&from, &Wire::Rep { id, reply }).await;
+                });
             }
-            tokio::time::sleep(backoff).await;
-            match self.subscribe().await {
-                Ok(s) => {
-                    sub = Some(Box::new(s));
-                    backoff = Duration::from_millis(200);
-                }
-                Err(e) => {
-                    metrics::counter!(catalog::BROKER_ERRORS, "op" => "subscribe").increment(1);
-                    tracing::warn!(error = %e, "cluster resubscribe failed");
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
+            Ok(Wire::Rep { id, reply }) => {
+                if let Some((_, tx)) = self.pending.remove(&id) {
+                    let _ = tx.send(reply);
                 }
             }
+            Err(e) => tracing::warn!(error = %e, "malformed cluster message skipped"),
         }
     }
 
@@ -414,15 +402,12 @@ impl Placement for Cluster {
     }
 
     async fn peers(&self) -> Result<Vec<String>, PlacementError> {
-        let mut c = self.conn.clone();
-        let nodes: Vec<String> = c.smembers(self.nodes_key()).await.map_err(err)?;
-        let mut out = Vec::new();
-        for n in nodes {
-            if n != self.node && c.exists(self.key("alive", &n)).await.map_err(err)? {
-                out.push(n);
-            }
-        }
-        Ok(out)
+        let others = self.others().await?;
+        Ok(others
+            .into_iter()
+            .filter(|(_, a)| *a)
+            .map(|(n, _)| n)
+            .collect())
     }
 
     async fn forward(&self, node: &str, req: Request) -> Result<Reply, PlacementError> {

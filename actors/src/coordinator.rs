@@ -21,7 +21,7 @@ use crate::device::{
 };
 use crate::events::Events;
 use crate::placement::{DeviceOp, Owner, Placement, PlacementError, Reply, Request, SessionOp};
-use crate::ports::{ActiveKey, DeviceRecord, Store, StoreError, UserRef};
+use crate::ports::{ActiveKey, DeviceRecord, SessionRecord, Store, StoreError, UserRef};
 use crate::session::{
     BalanceChanged, End, EndedView, Keepalive, SessionActor, SessionError, SessionView, View,
 };
@@ -516,26 +516,16 @@ impl Coordinator {
             if self.inner.devices.contains_key(&rec.device_code) {
                 continue;
             }
-            if self.inner.placement.get().is_some() {
-                // Claimed here: the device actor adopts its session when it starts.
-                match self.route(&rec.device_code).await {
-                    Ok(Route::Here(_)) => n += 1,
-                    Ok(Route::There(_)) => {}
-                    Err(e) => {
-                        failed += 1;
-                        tracing::warn!(device = %rec.device_code, error = %e, "taking over a session failed");
-                    }
+            let code = rec.device_code.clone();
+            match self.recover_one(rec).await {
+                Ok(true) => n += 1,
+                Ok(false) => {}
+                Err(e) if self.inner.placement.get().is_some() => {
+                    failed += 1;
+                    tracing::warn!(device = %code, error = %e, "taking over a session failed");
                 }
-                continue;
+                Err(e) => return Err(e),
             }
-            let device = self.device(&rec.device_code).await?;
-            let balance = self.inner.store.user_balance(rec.user_id).await?;
-            device
-                .ask(Recover { rec, balance })
-                .reply_timeout(self.inner.cfg.ask_timeout)
-                .await
-                .map_err(unavailable)?;
-            n += 1;
         }
         if n > 0 {
             tracing::info!(sessions = n, "recovered running sessions");
@@ -547,6 +537,30 @@ impl Coordinator {
             )));
         }
         Ok(n)
+    }
+
+    /// Re-attaches one running session to its device's actor here, unless another live
+    /// node owns the device (several nodes). Whether it did.
+    async fn recover_one(&self, rec: SessionRecord) -> Result<bool, CoordError> {
+        if let Some(p) = self.inner.placement.get()
+            && p.claim(&rec.device_code).await.map_err(placement_err)? != Owner::Here
+        {
+            return Ok(false);
+        }
+        let dev = self
+            .inner
+            .store
+            .device_by_code(&rec.device_code)
+            .await?
+            .ok_or(CoordError::NoSuchDevice)?;
+        let device = self.spawn_device(dev, false);
+        let balance = self.inner.store.user_balance(rec.user_id).await?;
+        device
+            .ask(Recover { rec, balance })
+            .reply_timeout(self.inner.cfg.ask_timeout)
+            .await
+            .map_err(unavailable)?;
+        Ok(true)
     }
 
     /// The operator changed a device's registration: the live actor picks it up.
