@@ -19,6 +19,7 @@ pub mod ops_attendance;
 pub mod ops_upstream;
 pub mod pay;
 pub mod rest;
+pub mod web;
 pub mod wechat;
 pub mod windows;
 pub mod ws;
@@ -220,6 +221,7 @@ pub fn router(state: AppState) -> Router {
         .merge(ws::routes())
         .merge(ws_attendance::routes())
         .merge(files::routes())
+        .merge(web::routes())
         .nest("/rest", rest::routes())
         .merge(rest::bare_routes())
         .merge(
