@@ -8,12 +8,14 @@
 
 pub mod attendance;
 pub mod audit;
+pub mod authz;
 pub mod dev;
 pub mod extract;
 pub mod files;
 pub mod health;
 pub mod iclock;
 pub mod oauth;
+pub mod operators;
 pub mod ops;
 pub mod ops_attendance;
 pub mod ops_upstream;
@@ -81,6 +83,8 @@ pub struct AppInner {
     pub upstream: Arc<crate::upstream::Upstream>,
     /// Dialect B client id → device code (client ids never change once registered).
     pub client_ids: dashmap::DashMap<String, String>,
+    /// Operator accounts, console sessions and personal tokens.
+    pub operators: crate::operators::Operators,
 }
 
 impl AppInner {
@@ -216,6 +220,7 @@ pub fn router(state: AppState) -> Router {
         .merge(phone)
         .merge(ops_upstream::routes())
         .merge(ops::routes())
+        .merge(operators::routes())
         .merge(audit::routes())
         .merge(health::routes())
         .merge(ws::routes())
@@ -236,6 +241,10 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(|| async {
             bad_request(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
         })
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            authz::authorize,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             audit::record,

@@ -9,6 +9,7 @@
 
 mod attendance;
 mod audit;
+mod operators;
 mod orders;
 mod rows;
 mod upstream;
@@ -23,6 +24,7 @@ use sqlx::{AnyPool, Executor, Row};
 
 pub use attendance::*;
 pub use audit::*;
+pub use operators::*;
 pub use orders::*;
 pub use rows::*;
 pub use upstream::*;
