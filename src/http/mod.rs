@@ -7,6 +7,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod attendance;
+pub mod app_api;
 pub mod audit;
 pub mod dev;
 pub mod extract;
@@ -214,6 +215,7 @@ pub fn router(state: AppState) -> Router {
     }
     let mut r = Router::new()
         .merge(phone)
+        .merge(app_api::routes(state.clone()))
         .merge(ops_upstream::routes())
         .merge(ops::routes())
         .merge(audit::routes())
