@@ -71,7 +71,8 @@ test('QR landing, sign-in, bind, recharge, play, end, history', async ({ page, r
     await page.getByRole('link', { name: '返回设备页面' }).click();
 
     // Start: the live page.
-    await expect(page.locator('#my-minutes')).toHaveText(/430 /);
+    // 2150 fen at 5 fen per 3-second unit: 430 units.
+    await expect(page.locator('#my-minutes')).toHaveText('21分钟30秒');
     await checkPage(page, 'phone-landing');
     await page.getByRole('button', { name: '开始使用' }).click();
     await expect(page).toHaveURL(/\/app\/live$/);
@@ -133,11 +134,12 @@ test('balance running out ends the session and the page says why', async ({ page
     await signedInUser(page, BASE, 200);
     await kioskCheck(request, BASE, code);
     await page.goto(`/app/?device_code=${code}`);
-    await expect(page.locator('#my-minutes')).toHaveText(/^2 /);
+    await expect(page.locator('#my-minutes')).toHaveText('6秒');
     await page.getByRole('button', { name: '开始使用' }).click();
     await expect(page).toHaveURL(/\/app\/live$/);
     // One unit left after the first: the warning with a recharge shortcut.
     await expect(page.locator('#low')).toBeVisible();
+    await expect(page.locator('#low-minutes')).toHaveText('3秒');
     await expect(page.getByRole('link', { name: '立即充值' })).toBeVisible();
     await checkPage(page, 'phone-live-low');
     // Two units of 3 s, then nothing covers the third.

@@ -72,8 +72,8 @@ export function duration(sec) {
   const h = Math.floor(sec / 3600);
   const m = Math.floor((sec % 3600) / 60);
   const s = sec % 60;
-  if (h > 0) return h + '小时' + m + '分';
-  if (m > 0) return m + '分' + s + '秒';
+  if (h > 0) return h + '小时' + (m > 0 ? m + '分钟' : '');
+  if (m > 0) return m + '分钟' + (s > 0 ? s + '秒' : '');
   return s + '秒';
 }
 

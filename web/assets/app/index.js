@@ -1,7 +1,7 @@
 // The QR landing (/app/?device_code=<code>): the kiosk's name, location, price and
 // status, what the balance buys, and the start button. Without a device: the home page.
 import {
-  $, appConfig, get, me, messageFor, param, setUpScan, show, signInUrl, text,
+  $, appConfig, duration, get, me, messageFor, param, setUpScan, show, signInUrl, text,
   START_MESSAGES, yuan,
 } from './common.js';
 
@@ -80,8 +80,9 @@ async function main() {
   text('#my-balance', yuan(bal));
   show('#row-balance');
   if (dev.billing_mode === 'prepaid') {
-    const minutes = dev.charge_mode > 0 ? Math.floor(bal / dev.charge_mode) : Infinity;
-    text('#my-minutes', minutes === Infinity ? '不限' : minutes + ' ' + unit);
+    // Whole units the balance covers, as time.
+    const units = dev.charge_mode > 0 ? Math.floor(bal / dev.charge_mode) : Infinity;
+    text('#my-minutes', units === Infinity ? '不限' : duration(units * cfg.unit_seconds));
     show('#row-buys');
     $('#recharge').href = '/app/me?recharge=1&back=' + encodeURIComponent(here);
     show('#recharge');

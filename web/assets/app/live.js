@@ -31,10 +31,10 @@ function render() {
   text('#cost', yuan(s.cost));
   text('#balance', yuan(s.balance));
   const postpaid = s.minutes_left >= UNLIMITED;
-  text('#minutes-left', postpaid ? '后付费' : s.minutes_left + ' 分钟');
+  text('#minutes-left', postpaid ? '后付费' : duration(s.minutes_left * cfg.unit_seconds));
   text('#paid-left', clock(s.paid_until - now));
   const low = !postpaid && (lowWarned || s.minutes_left <= cfg.low_balance_minutes);
-  if (low) text('#low-minutes', String(s.minutes_left));
+  if (low) text('#low-minutes', duration(s.minutes_left * cfg.unit_seconds));
   show('#low', low);
 }
 
@@ -69,6 +69,8 @@ async function finished(ev) {
   show('#low', false);
   const reason = END_REASONS[ev.reason] || '会话已结束';
   text('#reason', reason);
+  const byUser = !ev.reason || ev.reason === 'user_logout' || ev.reason === 'phone_offline';
+  $('#ended-icon').className = (byUser ? 'weui-icon-success' : 'weui-icon-warn') + ' weui-icon_msg';
   text('#sum-cost', yuan(ev.cost));
   if (last) {
     text('#sum-duration', duration((serverNow() - last.started_at) / 1000));

@@ -1,7 +1,8 @@
 // Postpaid orders: the unpaid one first, paying it (sandbox at once, or WeChat JSAPI pay
 // and then the server's word), and the block message while one is unpaid.
 import {
-  $, get, me, messageFor, pollUntil, post, show, signInUrl, text, wechatPay, yuan,
+  $, appConfig, duration, get, me, messageFor, pollUntil, post, show, signInUrl, text,
+  wechatPay, yuan,
 } from './common.js';
 
 const SIZE = 10;
@@ -74,6 +75,7 @@ async function pay(o, button) {
 }
 
 async function load() {
+  const cfg = await appConfig();
   const r = await get('/wechat/orders?page=' + page + '&size=' + SIZE);
   const box = $('#orders');
   box.textContent = '';
@@ -91,7 +93,8 @@ async function load() {
     const dl = document.createElement('dl');
     kv(dl, '状态', o.paid ? '已支付' : '待支付');
     kv(dl, '金额', yuan(o.cost_money));
-    kv(dl, '时长', o.cost_time + ' 分钟');
+    // cost_time counts billed units ("minutes" of billing.unit_seconds).
+    kv(dl, '计费时长', duration(o.cost_time * cfg.unit_seconds));
     kv(dl, '设备', o.device_code);
     kv(dl, '开始', o.ctime);
     kv(dl, '结束', o.end_time);
