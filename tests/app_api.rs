@@ -52,7 +52,10 @@ async fn device_card_shows_public_facts_and_status() {
     assert_eq!(v["result"]["status"], "busy", "{v}");
     assert_eq!(v["result"]["available"], false);
     let text = v.to_string();
-    assert!(!text.contains("card1") && !text.contains("13800000001"), "{text}");
+    assert!(
+        !text.contains("card1") && !text.contains("13800000001"),
+        "{text}"
+    );
 
     // Unknown and malformed codes: -4 in the envelope.
     for code in ["AA-BB-CC-DD-EE-FF", "not-a-code", "%3Cscript%3E"] {
@@ -131,7 +134,11 @@ async fn signin_returns_only_to_phone_pages() {
     let r = p.get_raw("/wechat/app/signin?back=/app/me").await;
     assert_eq!(r.status().as_u16(), 303);
     assert_eq!(loc(&r).as_deref(), Some("/app/me"));
-    for bad in ["https://evil.example/", "//evil.example/app/", "/ops/devices"] {
+    for bad in [
+        "https://evil.example/",
+        "//evil.example/app/",
+        "/ops/devices",
+    ] {
         let r = p
             .get_raw(&format!("/wechat/app/signin?back={}", urlencode(bad)))
             .await;

@@ -6,8 +6,8 @@
 // it would only add an allocation on the error path.
 #![allow(clippy::result_large_err)]
 
-pub mod attendance;
 pub mod app_api;
+pub mod attendance;
 pub mod audit;
 pub mod dev;
 pub mod extract;

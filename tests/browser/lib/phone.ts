@@ -121,10 +121,10 @@ const shotDir = path.resolve(__dirname, '../test-results/screenshots');
 /** Screenshots at the phone size (the project's) and a desktop size. */
 export async function screenshots(page: Page, name: string) {
   fs.mkdirSync(shotDir, { recursive: true });
-  await page.screenshot({ path: path.join(shotDir, `${name}-phone.png`) });
+  await page.screenshot({ path: path.join(shotDir, `${name}-phone.png`), scale: 'css' });
   const vp = page.viewportSize();
   await page.setViewportSize({ width: 1280, height: 800 });
-  await page.screenshot({ path: path.join(shotDir, `${name}-desktop.png`), fullPage: true });
+  await page.screenshot({ path: path.join(shotDir, `${name}-desktop.png`), fullPage: true, scale: 'css' });
   if (vp) await page.setViewportSize(vp);
 }
 

@@ -217,3 +217,28 @@ test('home and empty pages', async ({ page }) => {
   await checkPage(page, 'phone-home');
   consoleErrors.assertNone();
 });
+
+test('the kiosk ends the session: the live page says so', async ({ page, request }) => {
+  const consoleErrors = watchConsole(page);
+  const code = uniqueCode();
+  await addDevice(request, BASE, code, { charge_mode: 5 });
+  const kiosk = kioskAlive(request, BASE, code);
+  try {
+    await signedInUser(page, BASE, 500);
+    await kioskCheck(request, BASE, code);
+    await page.goto(`/app/?device_code=${code}`);
+    await page.getByRole('button', { name: '开始使用' }).click();
+    await expect(page.locator('#running')).toBeVisible();
+    // The user leaves at the kiosk (dialect A logout with the session token).
+    const check = await (await request.post(`${BASE}/windows/check`, { data: { device_code: code } })).json();
+    const token = check.result.token;
+    expect(token).toBeTruthy();
+    const out = await (await request.post(`${BASE}/windows/logout`, { data: { token } })).json();
+    expect(out.result.status).toBe(1);
+    await expect(page.locator('#reason')).toHaveText('已在设备上退出');
+    await expect(page.locator('#end-box')).toBeHidden();
+  } finally {
+    await kiosk.stop();
+  }
+  consoleErrors.assertNone();
+});

@@ -319,12 +319,14 @@ export async function pollUntil(check, ms) {
 export function fixIosKeyboard() {
   document.querySelectorAll('input').forEach((i) => {
     i.addEventListener('blur', () => {
+      // Not when focus moved to another field (the keyboard stays up).
       setTimeout(() => {
-        if (!document.activeElement || document.activeElement.tagName !== 'INPUT') {
-          window.scrollTo(0, Math.max(0, document.documentElement.scrollTop - 0));
-          window.scrollTo(0, 0);
-        }
-      }, 50);
+        const a = document.activeElement;
+        if (a && a.tagName === 'INPUT') return;
+        // A one-pixel scroll makes iOS WeChat re-lay out the page where it belongs.
+        const h = document.documentElement.scrollTop || document.body.scrollTop || 0;
+        window.scrollTo(0, Math.max(h - 1, 0));
+      }, 100);
     });
   });
 }

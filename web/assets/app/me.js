@@ -107,6 +107,8 @@ async function recharge() {
   }
   const b = $('#pay');
   b.disabled = true;
+  show('#error', false);
+  show('#notice', false);
   text('#pay-state', '正在下单…');
   try {
     const r = await get('/wechat/recharge/' + fen);
