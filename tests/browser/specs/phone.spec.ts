@@ -12,14 +12,13 @@ const BASE = `http://127.0.0.1:${Number(process.env.KIOSKD_BROWSER_PORT || 18080
 test('QR landing, sign-in, bind, recharge, play, end, history', async ({ page, request }) => {
   const consoleErrors = watchConsole(page);
   const code = uniqueCode();
-  await addDevice(request, BASE, code, { name: '体验机 <b>A1</b>', charge_mode: 5 });
+  await addDevice(request, BASE, code, { name: 'VR 体验机 A1', charge_mode: 5 });
   const kiosk = kioskAlive(request, BASE, code);
   try {
     // The WeChat camera opens the QR code's URL: a plain GET lands on the app.
     await page.goto(`/windows/login/${code}`);
     await expect(page).toHaveURL(new RegExp(`/app/\\?device_code=${code}`));
-    // The device name is shown as text, never as markup.
-    await expect(page.locator('#device-name')).toHaveText('体验机 <b>A1</b>');
+    await expect(page.locator('#device-name')).toHaveText('VR 体验机 A1');
     await expect(page.locator('#device-price')).toContainText('¥0.05');
     await expect(page.locator('#device-location')).toContainText('世纪大道');
     await expect(page.locator('#device-status')).toHaveText('空闲');
@@ -199,8 +198,16 @@ test('a postpaid order is paid from the phone', async ({ page, request }) => {
   consoleErrors.assertNone();
 });
 
-test('home and empty pages', async ({ page }) => {
+test('home and empty pages', async ({ page, request }) => {
   const consoleErrors = watchConsole(page);
+  // A device name is shown as text, never as markup.
+  const code = uniqueCode();
+  const hostile = '<img src=x onerror="window.__xss=2">座位<b>1</b>';
+  await addDevice(request, BASE, code, { name: hostile });
+  await page.goto(`/app/?device_code=${code}`);
+  await expect(page.locator('#device-name')).toHaveText(hostile);
+  await expect(page.locator('#title')).toHaveText(hostile);
+  expect(await page.evaluate(() => (window as any).__xss)).toBeUndefined();
   await page.goto('/app/');
   await expect(page.getByRole('link', { name: '登录', exact: true })).toBeVisible();
   await checkPage(page, 'phone-home-anonymous');

@@ -52,6 +52,12 @@ function running(sess, serverTime) {
   if (serverTime) skew = serverTime - Date.now();
   ended = false;
   text('#device', '设备 ' + s.device_code);
+  const id = s.session_id;
+  get('/wechat/app/device/' + encodeURIComponent(s.device_code)).then((d) => {
+    if (d.success && s && s.session_id === id) {
+      text('#device', d.result.name + ' · ' + [d.result.city, d.result.location].filter(Boolean).join(' '));
+    }
+  });
   text('#price', '价格 ' + yuan(s.charge_mode) + ' / ' + unitLabel() + '，每' + unitLabel() + '开始时从余额预扣，结束时多扣的部分退回。');
   show('#running');
   show('#end-box');
