@@ -4,7 +4,7 @@
 // until WeChat Pay's signed notification has reached kioskd and settled the order. Also
 // wx.config with the server's signature and the scan button.
 import { test, expect, devices } from '@playwright/test';
-import { addDevice, checkPage, signedInUser, uniqueCode, watchConsole } from '../lib/phone';
+import { addDevice, checkPage, kioskAlive, kioskCheck, signedInUser, uniqueCode, watchConsole } from '../lib/phone';
 
 const WX_BASE = `http://127.0.0.1:${Number(process.env.KIOSKD_BROWSER_WX_PORT || 18081)}`;
 const STANDIN = `http://127.0.0.1:${Number(process.env.WXPAY_STANDIN_PORT || 18090)}`;
@@ -103,5 +103,41 @@ test('wx.config and the scan button inside WeChat', async ({ page, request }) =>
   await scan.click();
   await expect(page).toHaveURL(new RegExp(`/app/\\?device_code=${code}`));
   await expect(page.locator('#device-name')).toHaveText('扫码测试机');
+  consoleErrors.assertNone();
+});
+
+test('a postpaid order paid through WeChat Pay is paid when the notification says so', async ({ page, request }) => {
+  const consoleErrors = watchConsole(page);
+  const code = uniqueCode();
+  const clientId = String(100000 + Math.floor(Math.random() * 800000));
+  await addDevice(request, WX_BASE, code, { name: 'VR 3号', charge_mode: 132, billing_mode: 'postpaid', client_id: clientId });
+  const kiosk = kioskAlive(request, WX_BASE, code);
+  try {
+    await signedInUser(page, WX_BASE);
+    await kioskCheck(request, WX_BASE, code);
+    await page.goto(`/app/?device_code=${code}`);
+    await page.getByRole('button', { name: '开始使用' }).click();
+    await expect(page.locator('#running')).toBeVisible();
+    // Past the free start: a second unit has begun.
+    await expect(page.locator('#cost')).toHaveText('¥2.64', { timeout: 8000 });
+    await page.getByRole('button', { name: '结束使用' }).click();
+    await expect(page.locator('#order-box')).toBeVisible();
+    await page.getByRole('link', { name: '去支付' }).click();
+    await expect(page.locator('#blocked')).toBeVisible();
+    await page.locator('.app-order_unpaid button').click();
+    await expect.poll(() => page.evaluate(() => (window as any).__payCalls.length)).toBe(1);
+    const call = await page.evaluate(() => (window as any).__payCalls[0]);
+    const outTradeNo = /^prepay_id=wx_prepay_(\w+)$/.exec(call.params.package)![1];
+    // The bridge said ok; the order stays unpaid (and the user blocked) until WeChat Pay's word.
+    await expect(page.locator('.app-order_unpaid button')).toHaveText('正在确认支付结果…');
+    await expect(page.locator('.app-order_unpaid')).toHaveCount(1);
+    const r = await page.request.post(`${STANDIN}/_test/pay`, { data: { out_trade_no: outTradeNo } });
+    expect((await r.json()).kioskd_status).toBe(204);
+    await expect(page.locator('#notice')).toContainText('支付成功');
+    await expect(page.locator('.app-order_unpaid')).toHaveCount(0);
+    await expect(page.locator('#blocked')).toBeHidden();
+  } finally {
+    await kiosk.stop();
+  }
   consoleErrors.assertNone();
 });

@@ -5,7 +5,9 @@
 /** Calls the API; always resolves to an envelope {success, result, error, status}. */
 export async function api(path, opts) {
   opts = opts || {};
-  const init = { method: opts.method || 'GET', credentials: 'same-origin', headers: {} };
+  // redirect 'manual': in open189 mode a GET of /wechat/* without a session answers a
+  // redirect to the platform's sign-in, which a fetch must not follow (another origin).
+  const init = { method: opts.method || 'GET', credentials: 'same-origin', headers: {}, redirect: 'manual' };
   if (opts.body !== undefined) {
     init.headers['Content-Type'] = 'application/json';
     init.body = JSON.stringify(opts.body);
@@ -15,6 +17,9 @@ export async function api(path, opts) {
     r = await fetch(path, init);
   } catch (e) {
     return { success: false, result: 'network', error: '网络异常，请检查网络后重试', status: 0 };
+  }
+  if (r.type === 'opaqueredirect' || (r.status >= 300 && r.status < 400)) {
+    return { success: false, result: -1, error: '请先登录', status: r.status };
   }
   let body = null;
   try {
