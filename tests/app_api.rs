@@ -167,3 +167,33 @@ fn urlencode(s: &str) -> String {
         })
         .collect()
 }
+
+#[tokio::test]
+async fn reads_are_rate_limited_per_client_address() {
+    let app = spawn_app("").await;
+    // Another loopback address than every other test's, so their requests are not
+    // counted against this one's budget (and this one's flood does not starve them).
+    let flood = reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
+        .build()
+        .unwrap();
+    let mut limited = None;
+    for _ in 0..200 {
+        let r = flood
+            .get(app.url("/wechat/app/config"))
+            .send()
+            .await
+            .unwrap();
+        if r.status().as_u16() == 429 {
+            limited = Some(r.json::<serde_json::Value>().await.unwrap());
+            break;
+        }
+    }
+    let v = limited.expect("200 requests at once were never limited");
+    assert_eq!(v["success"], false, "{v}");
+    assert_eq!(v["result"], -12, "{v}");
+    // Another client is not affected.
+    let v = Phone::new(&app.base).get("/wechat/app/config").await;
+    assert_eq!(v["success"], true, "{v}");
+    app.stop().await;
+}
