@@ -249,3 +249,39 @@ test('the kiosk ends the session: the live page says so', async ({ page, request
   }
   consoleErrors.assertNone();
 });
+
+test('the live page reconnects by itself after the socket drops', async ({ page, request }) => {
+  const consoleErrors = watchConsole(page);
+  const code = uniqueCode();
+  await addDevice(request, BASE, code, { charge_mode: 5 });
+  const kiosk = kioskAlive(request, BASE, code);
+  let connections = 0;
+  // The real /ws/user behind a pass-through; the first connection is cut after its
+  // snapshot, as a network drop would.
+  await page.routeWebSocket(/\/ws\/user$/, (ws) => {
+    connections += 1;
+    const server = ws.connectToServer();
+    if (connections === 1) {
+      server.onMessage((m) => {
+        ws.send(m);
+        setTimeout(() => ws.close({ code: 1006 }), 300);
+      });
+    }
+  });
+  try {
+    await signedInUser(page, BASE, 500);
+    await kioskCheck(request, BASE, code);
+    await page.goto(`/app/?device_code=${code}`);
+    await page.getByRole('button', { name: '开始使用' }).click();
+    await expect(page.locator('#running')).toBeVisible();
+    await expect.poll(() => connections).toBeGreaterThanOrEqual(2);
+    // Back on a fresh snapshot: billing ticks arrive again and the drop notice is gone.
+    await expect(page.locator('#cost')).toHaveText('¥0.10', { timeout: 8000 });
+    await expect(page.locator('#conn')).toHaveText('');
+    await page.getByRole('button', { name: '结束使用' }).click();
+    await expect(page.locator('#reason')).toHaveText('已在手机上结束');
+  } finally {
+    await kiosk.stop();
+  }
+  consoleErrors.assertNone();
+});
