@@ -141,3 +141,19 @@ test('a postpaid order paid through WeChat Pay is paid when the notification say
   }
   consoleErrors.assertNone();
 });
+
+test('outside WeChat, a wechatpay server asks to open the page in WeChat', async ({ browser }) => {
+  const ctx = await browser.newContext({ ...devices['Pixel 7'], baseURL: WX_BASE });
+  const page = await ctx.newPage();
+  const consoleErrors = watchConsole(page);
+  await signedInUser(page, WX_BASE);
+  await page.goto('/app/me');
+  const ordered = async () => (await (await page.request.get(`${STANDIN}/_test/orders`)).json()).length;
+  const before = await ordered();
+  await page.locator('#pay').click();
+  await expect(page.locator('#error')).toHaveText('请在微信中打开本页面完成充值');
+  // No order was created at WeChat Pay.
+  expect(await ordered()).toBe(before);
+  consoleErrors.assertNone();
+  await ctx.close();
+});

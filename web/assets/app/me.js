@@ -1,7 +1,7 @@
 // 我的: balance, recharge (presets and a custom amount; sandbox or WeChat JSAPI pay,
 // then the server's word), recharge and expense history with paging.
 import {
-  $, appConfig, fixIosKeyboard, get, maskMobile, me, messageFor, param, parseYuan,
+  $, appConfig, fixIosKeyboard, get, inWeChat, maskMobile, me, messageFor, param, parseYuan,
   pollUntil, post, safeBack, show, signInUrl, text, wechatPay, yuan,
 } from './common.js';
 
@@ -103,6 +103,10 @@ async function recharge() {
   }
   if (fen > cfg.max_recharge_fen) {
     error('单次充值不能超过 ' + yuan(cfg.max_recharge_fen));
+    return;
+  }
+  if (cfg.payments_mode === 'wechatpay' && !inWeChat) {
+    error('请在微信中打开本页面完成充值');
     return;
   }
   const b = $('#pay');

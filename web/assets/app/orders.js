@@ -1,8 +1,8 @@
 // Postpaid orders: the unpaid one first, paying it (sandbox at once, or WeChat JSAPI pay
 // and then the server's word), and the block message while one is unpaid.
 import {
-  $, appConfig, duration, get, me, messageFor, pollUntil, post, show, signInUrl, text,
-  wechatPay, yuan,
+  $, appConfig, duration, get, inWeChat, me, messageFor, pollUntil, post, show, signInUrl,
+  text, wechatPay, yuan,
 } from './common.js';
 
 const SIZE = 10;
@@ -45,6 +45,11 @@ async function isPaid(orderId) {
 }
 
 async function pay(o, button) {
+  const cfg = await appConfig();
+  if (cfg.payments_mode === 'wechatpay' && !inWeChat) {
+    error('请在微信中打开本页面完成支付');
+    return;
+  }
   button.disabled = true;
   text(button, '正在支付…');
   try {
