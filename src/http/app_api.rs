@@ -36,13 +36,13 @@ use crate::config::{IdentityMode, PaymentsMode};
 use crate::identity::{self, Caller};
 
 /// Routes.
-pub fn routes(state: AppState) -> Router<AppState> {
+pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/wechat/app/config", get(config))
         .route("/wechat/app/device/{code}", get(device))
         .route("/wechat/app/recharge/{out_trade_no}", get(recharge))
         .route("/wechat/app/signin", get(signin))
-        .route_layer(axum::middleware::from_fn_with_state(state, limit))
+        .route_layer(axum::middleware::from_fn(limit))
 }
 
 /// Requests per second per client address (burst as large).
@@ -53,7 +53,7 @@ static LIMITER: LazyLock<DefaultKeyedRateLimiter<IpAddr>> = LazyLock::new(|| {
     RateLimiter::keyed(Quota::per_second(n))
 });
 
-async fn limit(State(_s): State<AppState>, req: Request, next: Next) -> Response {
+async fn limit(req: Request, next: Next) -> Response {
     let ip = req
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()

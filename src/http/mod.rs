@@ -215,7 +215,7 @@ pub fn router(state: AppState) -> Router {
     }
     let mut r = Router::new()
         .merge(phone)
-        .merge(app_api::routes(state.clone()))
+        .merge(app_api::routes())
         .merge(ops_upstream::routes())
         .merge(ops::routes())
         .merge(audit::routes())
