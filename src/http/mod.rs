@@ -6,6 +6,7 @@
 // it would only add an allocation on the error path.
 #![allow(clippy::result_large_err)]
 
+pub mod app_api;
 pub mod attendance;
 pub mod audit;
 pub mod authz;
@@ -218,6 +219,7 @@ pub fn router(state: AppState) -> Router {
     }
     let mut r = Router::new()
         .merge(phone)
+        .merge(app_api::routes())
         .merge(ops_upstream::routes())
         .merge(ops::routes())
         .merge(operators::routes())
