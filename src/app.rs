@@ -172,6 +172,7 @@ impl Application {
         let inner = AppInner {
             terminals,
             client_ids: Default::default(),
+            legacy: Default::default(),
             shutdown: shutdown_rx,
             ws_connections: Default::default(),
             kiosk_sockets: Default::default(),
