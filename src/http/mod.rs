@@ -12,6 +12,7 @@ pub mod csrf;
 pub mod dev;
 pub mod extract;
 pub mod files;
+pub mod fuzz_replay;
 pub mod health;
 pub mod iclock;
 pub mod legacy;
