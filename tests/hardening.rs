@@ -773,3 +773,22 @@ async fn two_nodes_racing_never_start_a_user_with_an_unpaid_order() {
     b.stop().await;
     a.stop().await;
 }
+
+#[tokio::test]
+async fn an_adjustment_of_i64_min_is_out_of_range_not_a_wrapped_sign() {
+    let app = spawn_app("").await;
+    let (_, uid) = app.phone("oMin", "17700000801", 1000).await;
+    let before = app.fingerprint().await;
+    for amount in [i64::MIN, i64::MIN + 1, 100_000_001, -100_000_001] {
+        let (st, v) = app
+            .ops_post(
+                &format!("/ops/users/{uid}/adjust"),
+                json!({"amount": amount, "reason": "range check"}),
+            )
+            .await;
+        assert_eq!(st, 400, "{amount}: {v}");
+    }
+    assert_eq!(app.fingerprint().await, before);
+    assert_eq!(app.balance(uid).await, 1000);
+    app.stop().await;
+}
