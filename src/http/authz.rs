@@ -229,11 +229,11 @@ pub async fn authorize(State(s): State<AppState>, mut req: Request, next: Next) 
             Scope::Device => match param(&pattern, &path, "code")
                 .and_then(kioskd_actors::ids::normalize_device_code)
             {
-                Some(code) => s.db.device_site(&code).await.map(Some),
+                Some(code) => s.operators.device_site(&code).await.map(Some),
                 None => Ok(Some(None)),
             },
             Scope::Session => match param(&pattern, &path, "id").and_then(|v| v.parse().ok()) {
-                Some(id) => s.db.session_site(id).await.map(Some),
+                Some(id) => s.operators.session_site(id).await.map(Some),
                 None => Ok(Some(None)),
             },
         };
