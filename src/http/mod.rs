@@ -16,6 +16,7 @@ pub mod iclock;
 pub mod oauth;
 pub mod ops;
 pub mod ops_attendance;
+pub mod ops_console;
 pub mod ops_upstream;
 pub mod pay;
 pub mod rest;
@@ -216,6 +217,7 @@ pub fn router(state: AppState) -> Router {
         .merge(phone)
         .merge(ops_upstream::routes())
         .merge(ops::routes())
+        .merge(ops_console::routes())
         .merge(audit::routes())
         .merge(health::routes())
         .merge(ws::routes())

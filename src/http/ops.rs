@@ -247,6 +247,9 @@ async fn list_devices(_: Operator, State(s): State<AppState>) -> Response {
 struct Command {
     name: String,
     text: Option<String>,
+    /// Why (kept in the audit log, which reads it from the body).
+    #[allow(dead_code)]
+    reason: Option<String>,
 }
 
 async fn command(

@@ -10,6 +10,7 @@
 mod attendance;
 mod audit;
 mod orders;
+mod reports;
 mod rows;
 mod upstream;
 
@@ -24,6 +25,7 @@ use sqlx::{AnyPool, Executor, Row};
 pub use attendance::*;
 pub use audit::*;
 pub use orders::*;
+pub use reports::*;
 pub use rows::*;
 pub use upstream::*;
 
