@@ -617,6 +617,9 @@ async fn adjust(
 #[serde(deny_unknown_fields)]
 struct SetState {
     state: i32,
+    /// Why (kept in the audit log, which reads it from the body).
+    #[allow(dead_code)]
+    reason: Option<String>,
 }
 
 async fn set_state(
