@@ -125,7 +125,8 @@ async fn reports_match_the_ledger_to_the_fen() {
     assert_eq!(rep["data"].as_array().unwrap().len(), 1, "{rep}");
     assert_eq!(rep["data"][0]["consumption"], consumption);
     assert_eq!(rep["data"][0]["recharges"], 1500);
-    assert!(t["busy_ms"].as_i64().unwrap() >= 5_000, "{rep}");
+    let busy = t["busy_ms"].as_i64().unwrap();
+    assert!(busy >= 3_000 && busy <= t["available_ms"].as_i64().unwrap(), "{rep}");
     let util = t["utilisation"].as_f64().unwrap();
     assert!(util > 0.0 && util <= 1.0, "{rep}");
 
