@@ -185,7 +185,7 @@ export async function initPage(active) {
  */
 export function formDialog(opts) {
   const dlg = h('dialog', { 'aria-labelledby': 'dlg-title' });
-  const form = h('form', { method: 'dialog' });
+  const form = h('form', { method: 'dialog', novalidate: true });
   form.appendChild(h('h2', { id: 'dlg-title', text: opts.title }));
   if (opts.intro) form.appendChild(h('p', { class: 'muted', text: opts.intro }));
   const inputs = {};
