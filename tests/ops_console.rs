@@ -11,7 +11,8 @@ use sqlx::Row;
 
 const CODE: &str = "11-22-33-44-55-66-77-A1";
 const CODE2: &str = "11-22-33-44-55-66-77-A2";
-const FAST: &str = "[billing]\nunit_seconds = 1\nfree_seconds = 0\nheartbeat_timeout_seconds = 30\n";
+const FAST: &str =
+    "[billing]\nunit_seconds = 1\nfree_seconds = 0\nheartbeat_timeout_seconds = 30\n";
 
 async fn get(app: &TestApp, path: &str) -> (u16, Value) {
     app.ops_get(path).await
@@ -126,7 +127,10 @@ async fn reports_match_the_ledger_to_the_fen() {
     assert_eq!(rep["data"][0]["consumption"], consumption);
     assert_eq!(rep["data"][0]["recharges"], 1500);
     let busy = t["busy_ms"].as_i64().unwrap();
-    assert!(busy >= 3_000 && busy <= t["available_ms"].as_i64().unwrap(), "{rep}");
+    assert!(
+        busy >= 3_000 && busy <= t["available_ms"].as_i64().unwrap(),
+        "{rep}"
+    );
     let util = t["utilisation"].as_f64().unwrap();
     assert!(util > 0.0 && util <= 1.0, "{rep}");
 

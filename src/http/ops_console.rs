@@ -90,7 +90,10 @@ async fn search_users(
     q: Result<Query<SearchQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     let Ok(Query(q)) = q else {
-        return err(StatusCode::BAD_REQUEST, "bad query: q (1-64 characters), limit");
+        return err(
+            StatusCode::BAD_REQUEST,
+            "bad query: q (1-64 characters), limit",
+        );
     };
     let text = q.q.trim();
     if text.is_empty() || text.chars().count() > 64 {
@@ -175,13 +178,11 @@ async fn device(
         Ok(None) => return err(StatusCode::NOT_FOUND, "no such device"),
         Err(e) => return internal(e),
     };
-    let (sessions, commands) = match tokio::try_join!(
-        s.db.device_sessions(d.id, n),
-        s.db.device_commands(d.id, n)
-    ) {
-        Ok(v) => v,
-        Err(e) => return internal(e),
-    };
+    let (sessions, commands) =
+        match tokio::try_join!(s.db.device_sessions(d.id, n), s.db.device_commands(d.id, n)) {
+            Ok(v) => v,
+            Err(e) => return internal(e),
+        };
     let live = s.coord.live_devices().await;
     let v = live.get(&d.code);
     let now = s.coord.clock().now_ms();
@@ -500,12 +501,11 @@ async fn reports(
         );
     };
     let now = s.coord.clock().now_ms();
-    let today = s
-        .tz
-        .timestamp_millis_opt(now)
-        .single()
-        .map(|t| t.date_naive())
-        .unwrap_or_default();
+    let today =
+        s.tz.timestamp_millis_opt(now)
+            .single()
+            .map(|t| t.date_naive())
+            .unwrap_or_default();
     let date = |v: Option<&str>| -> Result<NaiveDate, Response> {
         match v.filter(|v| !v.is_empty()) {
             None => Ok(today),
@@ -533,7 +533,9 @@ async fn reports(
     if days > MAX_DAYS || (by == "day" && days > MAX_DAY_ROWS) {
         return err(
             StatusCode::BAD_REQUEST,
-            format!("the period is too long: at most {MAX_DAY_ROWS} days by day, {MAX_DAYS} otherwise"),
+            format!(
+                "the period is too long: at most {MAX_DAY_ROWS} days by day, {MAX_DAYS} otherwise"
+            ),
         );
     }
     let start_of = |d: NaiveDate| -> i64 {

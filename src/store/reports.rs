@@ -124,7 +124,8 @@ pub struct GroupTotals {
     pub consumption: i64,
 }
 
-const HISTORY_SELECT: &str = "SELECT s.id, s.user_id, u.nickname, u.mobile, d.code, d.name, d.location, s.billing_mode,
+const HISTORY_SELECT: &str =
+    "SELECT s.id, s.user_id, u.nickname, u.mobile, d.code, d.name, d.location, s.billing_mode,
     s.charge_mode, s.started_at, s.ended_at, s.end_reason, s.cost_money, s.billed_ms
     FROM sessions s JOIN users u ON u.id = s.user_id JOIN devices d ON d.id = s.device_id";
 
@@ -161,7 +162,8 @@ fn like_escape(s: &str) -> String {
 
 /// The busy part (ms) of session `s` inside `[$1, $2)`, sessions still running counted
 /// up to `$3` (now). Portable SQL (no LEAST/GREATEST, which SQLite lacks).
-const BUSY_END: &str = "(CASE WHEN COALESCE(s.ended_at, $3) < $2 THEN COALESCE(s.ended_at, $3) ELSE $2 END)";
+const BUSY_END: &str =
+    "(CASE WHEN COALESCE(s.ended_at, $3) < $2 THEN COALESCE(s.ended_at, $3) ELSE $2 END)";
 const BUSY_START: &str = "(CASE WHEN s.started_at > $1 THEN s.started_at ELSE $1 END)";
 
 fn busy_expr() -> String {
