@@ -310,6 +310,7 @@ async fn device_detail_shows_sessions_and_command_delivery_and_alerts_show_runni
     let (st, a) = get(&app, "/ops/alerts").await;
     assert_eq!(st, 200, "{a}");
     assert_eq!(a["unit_ms"], 1000);
+    assert_eq!(a["time_zone"], app.state.tz.name());
     let s = &a["sessions"][0];
     assert_eq!(s["id"], sid);
     assert_eq!(s["nick_name"], "noDev");

@@ -6,7 +6,7 @@
 //! * `GET /ops/users/{id}/sessions?limit=` — a user's sessions;
 //! * `GET /ops/devices/{code}` — one device with its running session, session history
 //!   and commands (pending first, with their acknowledgement);
-//! * `GET /ops/alerts` — running sessions with their deadlines and what on-call must
+//! * `GET /ops/alerts` — the wire time zone (`time_zone`), running sessions with their deadlines and what on-call must
 //!   look at: sessions past `paid_until` or their heartbeat deadline, kiosks offline,
 //!   failing outbox sends, payments whose notification is overdue;
 //! * `GET /ops/reports?from=YYYY-MM-DD&to=YYYY-MM-DD&by=day|site|device[&format=csv]` —
@@ -241,12 +241,18 @@ async fn alerts(_: Operator, State(s): State<AppState>) -> Response {
         Ok(v) => v,
         Err(e) => return internal(e),
     };
-    let views = s.coord.sessions().await;
+    let views: std::collections::HashMap<i64, kioskd_actors::session::SessionView> = s
+        .coord
+        .sessions()
+        .await
+        .into_iter()
+        .map(|v| (v.id, v))
+        .collect();
     let live = s.coord.live_devices().await;
     let mut alerts: Vec<Value> = Vec::new();
     let mut sessions: Vec<Value> = Vec::new();
     for r in &running {
-        let v = views.iter().find(|v| v.id == r.id);
+        let v = views.get(&r.id);
         let paid_until = v.map(|v| v.paid_until);
         let last_heard = v.map(|v| v.last_heard);
         let balance = v.map(|v| v.balance);
@@ -339,6 +345,7 @@ async fn alerts(_: Operator, State(s): State<AppState>) -> Response {
     }
     Json(json!({
         "server_time": now,
+        "time_zone": s.tz.name(),
         "unit_ms": cfg.unit_ms,
         "heartbeat_timeout_ms": cfg.heartbeat_timeout_ms,
         "devices_offline": offline,

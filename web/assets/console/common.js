@@ -99,10 +99,26 @@ export function yuanToFen(s) {
 
 function pad(n) { return n < 10 ? '0' + n : String(n); }
 
-/** Unix ms (or a wire string) → local "YYYY-MM-DD HH:MM:SS". */
+// Times show in the server's wire time zone (the one its own time strings use), once
+// known (GET /ops/alerts names it); until then in the browser's.
+let zoneFmt = null;
+export function noteZone(tz) {
+  if (!tz) return;
+  try {
+    zoneFmt = new Intl.DateTimeFormat('sv-SE', {
+      timeZone: tz, year: 'numeric', month: '2-digit', day: '2-digit',
+      hour: '2-digit', minute: '2-digit', second: '2-digit', hour12: false,
+    });
+    localStorage.setItem('kioskd.tz', tz);
+  } catch (e) { zoneFmt = null; }
+}
+try { noteZone(localStorage.getItem('kioskd.tz')); } catch (e) { /* no storage */ }
+
+/** Unix ms (or a wire string) → "YYYY-MM-DD HH:MM:SS" in the wire time zone. */
 export function time(ms) {
   if (ms === null || ms === undefined || ms === '') return '—';
   if (typeof ms === 'string') return ms;
+  if (zoneFmt) return zoneFmt.format(new Date(ms));
   const d = new Date(ms);
   return d.getFullYear() + '-' + pad(d.getMonth() + 1) + '-' + pad(d.getDate()) + ' ' +
     pad(d.getHours()) + ':' + pad(d.getMinutes()) + ':' + pad(d.getSeconds());
@@ -168,6 +184,9 @@ export async function initPage(active) {
   header.appendChild(meBox);
   document.body.insertBefore(header, document.body.firstChild);
   me = await api('/ops/me');
+  if (!zoneFmt) {
+    try { noteZone((await api('/ops/alerts')).time_zone); } catch (e) { /* shown in the browser's zone */ }
+  }
   meBox.appendChild(h('span', { id: 'me-name', text: me.username + '（' + roleName(me.role) + '）' }));
   const out = h('button', { type: 'button', class: 'small', text: '退出登录' });
   out.addEventListener('click', async function () {
