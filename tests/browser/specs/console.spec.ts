@@ -40,7 +40,7 @@ test('staff sees an agent session live, locks it (the agent locks) and unlocks i
     await dlg.getByRole('button', { name: '锁定' }).click();
     await expect(dlg.getByRole('status')).toContainText('会话 #');
     await expect(dlg.getByRole('status')).toContainText('设备已确认', { timeout: 20_000 });
-    await agent.saw('operator lock');
+    await agent.saw('to=Locked'); // the kiosk's lock screen
     await dlg.getByRole('button', { name: '关闭' }).click();
     await expect(tile).toHaveAttribute('data-status', 'lock');
     await expect(tile).not.toContainText(phone.nickname);
@@ -49,7 +49,7 @@ test('staff sees an agent session live, locks it (the agent locks) and unlocks i
     await dlg.getByLabel('原因（记入审计日志）').fill('浏览器测试：解锁');
     await dlg.getByRole('button', { name: '解锁' }).click();
     await expect(dlg.getByRole('status')).toContainText('设备已确认', { timeout: 20_000 });
-    await agent.saw('operator unlock');
+    await agent.saw('to=Standby'); // back to the standby screen
     await dlg.getByRole('button', { name: '关闭' }).click();
     await expect(tile).toHaveAttribute('data-status', 'free');
 
