@@ -170,6 +170,10 @@ impl Application {
         );
         let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
         let inner = AppInner {
+            operators: crate::operators::Operators::new(
+                db.clone(),
+                (cfg.ops.session_ttl_seconds as i64).saturating_mul(1000),
+            ),
             terminals,
             client_ids: Default::default(),
             shutdown: shutdown_rx,

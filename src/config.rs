@@ -171,6 +171,8 @@ fn default_lease_ms() -> u64 {
 pub struct Ops {
     /// Bearer token.
     pub token: Secret,
+    /// How long a console sign-in lasts.
+    pub session_ttl_seconds: u64,
 }
 
 /// Identity provider.

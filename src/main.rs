@@ -48,6 +48,11 @@ enum Cmd {
         #[command(subcommand)]
         cmd: MaintainerCmd,
     },
+    /// Operator accounts (the console and `kioskd ops`).
+    Operator {
+        #[command(subcommand)]
+        cmd: OperatorCmd,
+    },
     /// On-call operations over the ops API of a running server (devices, sessions,
     /// lock/unlock/restart/message, end, adjust, terminal commands, audit, tail).
     Ops(kioskd::opscli::OpsArgs),
@@ -108,6 +113,34 @@ enum MaintainerCmd {
         #[arg(long, env = "KIOSKD_MAINTAINER_PASSWORD")]
         password: String,
     },
+}
+
+#[derive(Subcommand)]
+enum OperatorCmd {
+    /// Add an operator.
+    Add {
+        #[arg(long)]
+        username: String,
+        /// admin (everything), staff (acts on devices and sessions), viewer (reads).
+        #[arg(long)]
+        role: String,
+        /// Limit the operator to devices at this location (repeatable; none: all sites).
+        #[arg(long = "site")]
+        sites: Vec<String>,
+        /// Password, at least 10 characters (or KIOSKD_OPERATOR_PASSWORD).
+        #[arg(long, env = "KIOSKD_OPERATOR_PASSWORD", hide_env_values = true)]
+        password: String,
+    },
+    /// Set a new password (signs the operator out of the console).
+    Password {
+        #[arg(long)]
+        username: String,
+        /// The new password (or KIOSKD_OPERATOR_PASSWORD).
+        #[arg(long, env = "KIOSKD_OPERATOR_PASSWORD", hide_env_values = true)]
+        password: String,
+    },
+    /// List operators.
+    List,
 }
 
 fn now_ms() -> i64 {
@@ -210,6 +243,7 @@ async fn main() -> anyhow::Result<()> {
             println!("maintainer {username} added");
             Ok(())
         }
+        Cmd::Operator { cmd } => operator_cli(&cfg, cmd).await,
         Cmd::Terminal { cmd } => terminal_cli(&cfg, cmd).await,
         Cmd::Staff { cmd } => staff_cli(&cfg, cmd).await,
     }
@@ -362,6 +396,49 @@ async fn staff_cli(cfg: &Config, cmd: StaffCmd) -> anyhow::Result<()> {
         StaffCmd::Delete { pin } => {
             let v = kioskd::attendance::delete_staff(&db, &pin, now_ms()).await?;
             println!("staff {pin} deleted (roster version {v})");
+        }
+    }
+    Ok(())
+}
+
+async fn operator_cli(cfg: &Config, cmd: OperatorCmd) -> anyhow::Result<()> {
+    let db = Db::connect(cfg.database.url.expose(), 2)
+        .await
+        .map_err(|e| anyhow::anyhow!(e.0))?;
+    let ops = kioskd::operators::Operators::new(db, 0);
+    match cmd {
+        OperatorCmd::Add {
+            username,
+            role,
+            sites,
+            password,
+        } => {
+            let v = ops
+                .add(&username, &password, &role, &sites, now_ms())
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot add operator: {e}"))?;
+            println!("operator {} added ({})", v.username, v.role);
+        }
+        OperatorCmd::Password { username, password } => {
+            ops.update(&username, None, None, None, Some(&password))
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot change the password: {e}"))?;
+            println!("password of {username} changed");
+        }
+        OperatorCmd::List => {
+            for o in ops.list().await.map_err(|e| anyhow::anyhow!("{e}"))? {
+                println!(
+                    "{}\t{}\t{}\t{}",
+                    o.username,
+                    o.role,
+                    if o.sites.is_empty() {
+                        "*".to_string()
+                    } else {
+                        o.sites.join(",")
+                    },
+                    if o.disabled { "disabled" } else { "enabled" }
+                );
+            }
         }
     }
     Ok(())

@@ -1,9 +1,11 @@
 //! `kioskd ops ...`: the on-call operator's CLI over the ops API of a running server (it
-//! never touches the database). The server address and token come from flags, the
-//! environment (`KIOSKD_OPS_SERVER`, `KIOSKD_OPS__TOKEN`) or the configuration file
-//! (`--config`: `[ops] token`, `[server] listen`). Every action names its operator
-//! (`--as`, `KIOSKD_OPERATOR`, else `$USER`) and may carry a reason; the server writes both
-//! to its audit log (`kioskd ops audit`).
+//! never touches the database). The server address comes from `--server`,
+//! `KIOSKD_OPS_SERVER` or the configuration's `[server] listen`. The operator signs in
+//! once with `kioskd ops login --username U` (a personal API token is saved to
+//! `$XDG_CONFIG_HOME/kioskd/token`, mode 0600) or passes a token (`--token`,
+//! `KIOSKD_OPS_TOKEN`); automation may use the shared `[ops] token`, audited as
+//! `service`. The server's audit log names the authenticated operator; each action may
+//! carry a reason (`kioskd ops audit`).
 
 use std::io::Write;
 
@@ -21,12 +23,10 @@ pub struct OpsArgs {
     /// Server base URL (default: http:// + [server] listen of the configuration).
     #[arg(long, env = "KIOSKD_OPS_SERVER")]
     pub server: Option<String>,
-    /// Ops bearer token (default: [ops] token of the configuration, KIOSKD_OPS__TOKEN).
+    /// A personal API token (default: the one `kioskd ops login` saved, else the
+    /// shared [ops] token of the configuration / KIOSKD_OPS__TOKEN).
     #[arg(long, env = "KIOSKD_OPS_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
-    /// Who is acting (recorded in the audit log).
-    #[arg(long = "as", env = "KIOSKD_OPERATOR")]
-    pub operator: Option<String>,
     /// Print the server's JSON instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -37,6 +37,15 @@ pub struct OpsArgs {
 /// What to do.
 #[derive(Debug, Subcommand)]
 pub enum OpsCmd {
+    /// Sign in as an operator and save a personal API token for the next commands
+    /// (password from KIOSKD_OPERATOR_PASSWORD, else one line on standard input).
+    Login {
+        /// Operator username.
+        #[arg(long)]
+        username: String,
+    },
+    /// Who the token belongs to.
+    Whoami,
     /// List devices (status, online, running session).
     Devices,
     /// List running sessions.
@@ -142,40 +151,139 @@ pub enum OpsCmd {
 pub struct Client {
     base: String,
     token: String,
-    operator: String,
     http: reqwest::Client,
+}
+
+/// Where `kioskd ops login` keeps the personal token.
+pub fn token_file() -> Option<std::path::PathBuf> {
+    let dir = std::env::var_os("XDG_CONFIG_HOME")
+        .map(std::path::PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".config"))
+        })?;
+    Some(dir.join("kioskd").join("token"))
+}
+
+fn saved_token() -> Option<String> {
+    let t = std::fs::read_to_string(token_file()?).ok()?;
+    Some(t.trim().to_string()).filter(|t| !t.is_empty())
+}
+
+fn base_url(args: &OpsArgs, cfg: &Config) -> String {
+    args.server
+        .clone()
+        .unwrap_or_else(|| format!("http://{}", cfg.server.listen))
+        .trim_end_matches('/')
+        .to_string()
+}
+
+/// `kioskd ops login`: signs in, creates a personal token, saves it (0600).
+async fn login(
+    args: &OpsArgs,
+    cfg: &Config,
+    username: &str,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
+    let base = base_url(args, cfg);
+    let password = match std::env::var("KIOSKD_OPERATOR_PASSWORD") {
+        Ok(p) if !p.is_empty() => p,
+        _ => {
+            let mut line = String::new();
+            std::io::stdin().read_line(&mut line)?;
+            line.trim_end_matches(['\r', '\n']).to_string()
+        }
+    };
+    let http = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(30))
+        .cookie_store(true)
+        .build()?;
+    let resp = http
+        .post(format!("{base}/ops/login"))
+        .json(&json!({ "username": username, "password": password }))
+        .send()
+        .await
+        .with_context(|| format!("cannot reach {base}"))?;
+    let status = resp.status();
+    let who: Value = resp.json().await.unwrap_or(Value::Null);
+    if !status.is_success() {
+        bail!(
+            "sign-in refused ({status}): {}",
+            who["error"].as_str().unwrap_or("no reason given")
+        );
+    }
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "cli".into());
+    // The session cookie authorises a state change only from our own origin: say so.
+    let resp = http
+        .post(format!("{base}/ops/tokens"))
+        .header(reqwest::header::ORIGIN, &base)
+        .json(&json!({ "name": format!("kioskd ops on {host}") }))
+        .send()
+        .await?;
+    let status = resp.status();
+    let tok: Value = resp.json().await.unwrap_or(Value::Null);
+    let Some(token) = tok["token"].as_str().filter(|_| status.is_success()) else {
+        bail!(
+            "cannot create a token ({status}): {}",
+            tok["error"].as_str().unwrap_or("no reason given")
+        );
+    };
+    let _ = http
+        .post(format!("{base}/ops/logout"))
+        .header(reqwest::header::ORIGIN, &base)
+        .send()
+        .await;
+    let path = token_file().context("no HOME or XDG_CONFIG_HOME to keep the token in")?;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    write_private(&path, token)?;
+    writeln!(
+        out,
+        "signed in as {} ({}); token saved to {}",
+        who["username"].as_str().unwrap_or(username),
+        who["role"].as_str().unwrap_or("?"),
+        path.display()
+    )?;
+    Ok(())
+}
+
+#[cfg(unix)]
+fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(text.as_bytes())
+}
+
+#[cfg(not(unix))]
+fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    std::fs::write(path, text)
 }
 
 impl Client {
     /// A client from the flags and the configuration.
     pub fn new(args: &OpsArgs, cfg: &Config) -> anyhow::Result<Self> {
-        let base = args
-            .server
-            .clone()
-            .unwrap_or_else(|| format!("http://{}", cfg.server.listen));
-        let base = base.trim_end_matches('/').to_string();
+        let base = base_url(args, cfg);
         let token = args
             .token
             .clone()
+            .filter(|t| !t.is_empty())
+            .or_else(saved_token)
             .unwrap_or_else(|| cfg.ops.token.expose().to_string());
         if token.is_empty() {
-            bail!("no ops token: pass --token, set KIOSKD_OPS__TOKEN or [ops] token in --config");
+            bail!(
+                "no ops token: run `kioskd ops login --username U`, pass --token, or set \
+                 KIOSKD_OPS__TOKEN / [ops] token in --config"
+            );
         }
-        let operator = args
-            .operator
-            .clone()
-            .or_else(|| std::env::var("USER").ok())
-            .filter(|o| !o.trim().is_empty())
-            .unwrap_or_else(|| "unknown".into());
         let http = reqwest::Client::builder()
             .timeout(std::time::Duration::from_secs(30))
             .build()?;
-        Ok(Self {
-            base,
-            token,
-            operator,
-            http,
-        })
+        Ok(Self { base, token, http })
     }
 
     async fn send(
@@ -183,9 +291,7 @@ impl Client {
         req: reqwest::RequestBuilder,
         reason: Option<&str>,
     ) -> anyhow::Result<Value> {
-        let mut req = req
-            .bearer_auth(&self.token)
-            .header(crate::http::audit::OPERATOR_HEADER, &self.operator);
+        let mut req = req.bearer_auth(&self.token);
         if let Some(r) = reason {
             req = req.header(crate::http::audit::REASON_HEADER, r);
         }
@@ -425,6 +531,9 @@ async fn tail(
 
 /// Runs one `kioskd ops` command, printing to `out`.
 pub async fn run(args: OpsArgs, cfg: &Config, out: &mut impl Write) -> anyhow::Result<()> {
+    if let OpsCmd::Login { username } = &args.cmd {
+        return login(&args, cfg, username, out).await;
+    }
     let c = Client::new(&args, cfg)?;
     let json_out = args.json;
     let show = |v: &Value, t: Option<Table>, out: &mut dyn Write| -> anyhow::Result<()> {
@@ -439,6 +548,35 @@ pub async fn run(args: OpsArgs, cfg: &Config, out: &mut impl Write) -> anyhow::R
         Ok(())
     };
     match args.cmd {
+        OpsCmd::Login { .. } => Ok(()),
+        OpsCmd::Whoami => {
+            let v = c.get("/ops/me").await?;
+            if !json_out {
+                let sites = v["sites"]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(Value::as_str)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    })
+                    .unwrap_or_default();
+                writeln!(
+                    out,
+                    "{} ({}, via {}){}",
+                    v["username"].as_str().unwrap_or("?"),
+                    v["role"].as_str().unwrap_or("?"),
+                    v["via"].as_str().unwrap_or("?"),
+                    if sites.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; sites: {sites}")
+                    }
+                )?;
+                return Ok(());
+            }
+            show(&v, None, out)
+        }
         OpsCmd::Devices => {
             let v = c.get("/ops/devices").await?;
             show(&v, Some(devices_table(&v)), out)

@@ -13,11 +13,18 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 
 const CODE: &str = "11-22-33-44-55-66-77-01";
 
+/// Where `kioskd ops login` keeps this app's token (one folder per app).
+fn config_home(app: &TestApp) -> std::path::PathBuf {
+    let port = app.base.rsplit(':').next().unwrap_or("0").to_string();
+    std::env::temp_dir().join(format!("kioskd-ops-cli-{port}-{}", std::process::id()))
+}
+
 fn ops_cmd(app: &TestApp, args: &[&str]) -> tokio::process::Command {
     let mut c = tokio::process::Command::new(env!("CARGO_BIN_EXE_kioskd"));
     c.arg("ops")
-        .args(["--server", &app.base, "--as", "alice"])
+        .args(["--server", &app.base])
         .args(args)
+        .env("XDG_CONFIG_HOME", config_home(app))
         .env("KIOSKD_OPS__TOKEN", OPS)
         .env("KIOSKD_LOG__FILTER", "error")
         .env_remove("KIOSKD_OPS_TOKEN")
@@ -55,6 +62,26 @@ async fn every_ops_command_does_what_it_says_and_is_audited() {
     app.check(CODE).await; // the kiosk is online
     assert_eq!(phone.scan(CODE).await["result"], "success");
     let sid = running_session_id(&app).await;
+
+    // alice signs in once; every command after acts as her (a personal token).
+    let _ = std::fs::remove_dir_all(config_home(&app));
+    app.state
+        .operators
+        .add("alice", "alice-password-1", "admin", &[], 0)
+        .await
+        .unwrap();
+    let mut login = ops_cmd(&app, &["login", "--username", "alice"]);
+    login.env("KIOSKD_OPERATOR_PASSWORD", "alice-password-1");
+    let out = login.output().await.unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("signed in as alice (admin)"), "{text}");
+    let (ok, out, _) = ops(&app, &["whoami"]).await;
+    assert!(ok && out.contains("alice (admin, via token)"), "{out}");
 
     // Tables.
     let (ok, out, err) = ops(&app, &["devices"]).await;
@@ -274,10 +301,10 @@ async fn every_ops_command_does_what_it_says_and_is_audited() {
     );
     let e = find("POST /ops/terminals/{sn}/commands", "CLI0001");
     assert_eq!(e["reason"], "check fw");
-    // Registrations made with the raw API are audited under the token's name, and the
+    // Registrations made with the shared token are audited as "service", and the
     // terminal token is not stored.
     let e = find("POST /ops/terminals", "CLI0001");
-    assert_eq!(e["operator"], "ops-token");
+    assert_eq!(e["operator"], "service");
     assert!(
         !e["body"].as_str().unwrap().contains("bridge-token-1"),
         "{e}"

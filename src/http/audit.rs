@@ -1,6 +1,7 @@
 //! The operator audit log: every state-changing `/ops/*` request (POST, PUT, PATCH,
-//! DELETE) that got past the token check is recorded after it ran — who (the
-//! `X-Kioskd-Operator` header the CLI sends, else `ops-token`), what (route, target,
+//! DELETE) by an authenticated caller is recorded after it ran — who (the operator
+//! the authorisation middleware authenticated, `service` for the shared ops token;
+//! never a name the client declares), what (route, target,
 //! the body with secrets redacted), when, why (`reason` in the body or
 //! `X-Kioskd-Reason`), and the status it ended with. `GET /ops/audit` reads it.
 
@@ -21,8 +22,6 @@ use super::AppState;
 use super::ops::{Operator, err, internal};
 use crate::store::{AuditQuery, NewAudit};
 
-/// The header naming the operator.
-pub const OPERATOR_HEADER: &str = "x-kioskd-operator";
 /// The header giving the reason for an action (the body's `reason` wins).
 pub const REASON_HEADER: &str = "x-kioskd-reason";
 
@@ -178,7 +177,6 @@ pub async fn record(State(s): State<AppState>, req: Request, next: Next) -> Resp
         return err(StatusCode::PAYLOAD_TOO_LARGE, "body too large");
     };
     let at = s.coord.clock().now_ms();
-    let operator = header(&parts.headers, OPERATOR_HEADER).unwrap_or_else(|| "ops-token".into());
     let header_reason = header(&parts.headers, REASON_HEADER);
     let method = parts.method.to_string();
     let path = parts.uri.path().chars().take(500).collect::<String>();
@@ -195,9 +193,13 @@ pub async fn record(State(s): State<AppState>, req: Request, next: Next) -> Resp
         .run(Request::from_parts(parts, Body::from(bytes)))
         .await;
     let status = resp.status();
-    // Requests without the token are not operator actions (and must not let anyone
+    // Requests nobody authenticated are not operator actions (and must not let anyone
     // fill the log); an unmatched path changed nothing.
-    if status == StatusCode::UNAUTHORIZED || action_pattern.is_none() {
+    let Some(who) = resp.extensions().get::<crate::operators::Principal>() else {
+        return resp;
+    };
+    let operator = who.username.clone();
+    if action_pattern.is_none() {
         return resp;
     }
     let pattern = action_pattern.unwrap_or_default();

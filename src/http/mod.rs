@@ -6,14 +6,17 @@
 // it would only add an allocation on the error path.
 #![allow(clippy::result_large_err)]
 
+pub mod app_api;
 pub mod attendance;
 pub mod audit;
+pub mod authz;
 pub mod dev;
 pub mod extract;
 pub mod files;
 pub mod health;
 pub mod iclock;
 pub mod oauth;
+pub mod operators;
 pub mod ops;
 pub mod ops_attendance;
 pub mod ops_console;
@@ -82,6 +85,8 @@ pub struct AppInner {
     pub upstream: Arc<crate::upstream::Upstream>,
     /// Dialect B client id → device code (client ids never change once registered).
     pub client_ids: dashmap::DashMap<String, String>,
+    /// Operator accounts, console sessions and personal tokens.
+    pub operators: crate::operators::Operators,
 }
 
 impl AppInner {
@@ -215,9 +220,11 @@ pub fn router(state: AppState) -> Router {
     }
     let mut r = Router::new()
         .merge(phone)
+        .merge(app_api::routes())
         .merge(ops_upstream::routes())
         .merge(ops::routes())
         .merge(ops_console::routes())
+        .merge(operators::routes())
         .merge(audit::routes())
         .merge(health::routes())
         .merge(ws::routes())
@@ -238,6 +245,10 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(|| async {
             bad_request(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
         })
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            authz::authorize,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             audit::record,

@@ -148,7 +148,12 @@ fn upstream_failed(e: &UpstreamError) -> Response {
 }
 
 /// Sends the phone through `getBaseUrl`, remembering where it wanted to go.
-async fn start(s: &AppState, jar: SignedCookieJar, back: String, restarts: u32) -> Response {
+pub(crate) async fn start(
+    s: &AppState,
+    jar: SignedCookieJar,
+    back: String,
+    restarts: u32,
+) -> Response {
     if !s.upstream.open189.configured() {
         return upstream_failed(&UpstreamError::NotConfigured(String::new()));
     }

@@ -5,8 +5,8 @@
 use axum::Json;
 use axum::Router;
 use axum::extract::{FromRequestParts, State};
+use axum::http::StatusCode;
 use axum::http::request::Parts;
-use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use kioskd_actors::CoordError;
@@ -15,7 +15,6 @@ use kioskd_actors::ids::normalize_device_code;
 use kioskd_actors::ports::BillingMode;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use subtle::ConstantTimeEq;
 
 use super::AppState;
 use super::extract::{EnvJson, OpsPath};
@@ -53,25 +52,25 @@ pub(crate) fn internal(e: impl std::fmt::Display) -> Response {
     err(StatusCode::SERVICE_UNAVAILABLE, "storage unavailable")
 }
 
-/// Proof of the ops bearer token.
-pub struct Operator;
+/// The authenticated caller of an `/ops/*` route, as the authorisation middleware
+/// (`super::authz`) found it: handlers take it to say "operators only".
+pub struct Operator(pub crate::operators::Principal);
 
 impl FromRequestParts<AppState> for Operator {
     type Rejection = Response;
 
-    async fn from_request_parts(parts: &mut Parts, s: &AppState) -> Result<Self, Response> {
-        let want = s.cfg.ops.token.expose();
-        let got = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .unwrap_or("");
-        if !want.is_empty() && bool::from(want.as_bytes().ct_eq(got.as_bytes())) {
-            Ok(Operator)
-        } else {
-            Err(err(StatusCode::UNAUTHORIZED, "missing or wrong ops token"))
-        }
+    async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Self, Response> {
+        parts
+            .extensions
+            .get::<crate::operators::Principal>()
+            .cloned()
+            .map(Operator)
+            .ok_or_else(|| {
+                err(
+                    StatusCode::UNAUTHORIZED,
+                    "sign in, or send Authorization: Bearer <token>",
+                )
+            })
     }
 }
 
@@ -229,7 +228,7 @@ async fn add_device(
     }
 }
 
-async fn list_devices(_: Operator, State(s): State<AppState>) -> Response {
+async fn list_devices(Operator(p): Operator, State(s): State<AppState>) -> Response {
     let devices = match s.db.list_devices().await {
         Ok(d) => d,
         Err(e) => return internal(e),
@@ -237,6 +236,7 @@ async fn list_devices(_: Operator, State(s): State<AppState>) -> Response {
     let live = s.coord.live_devices().await;
     let out: Vec<Value> = devices
         .iter()
+        .filter(|d| p.covers(Some(d.location.as_str())))
         .map(|d| device_json(d, &s, live.get(&d.code)))
         .collect();
     Json(json!({ "total": out.len(), "data": out })).into_response()
@@ -247,9 +247,9 @@ async fn list_devices(_: Operator, State(s): State<AppState>) -> Response {
 struct Command {
     name: String,
     text: Option<String>,
-    /// Why (kept in the audit log, which reads it from the body).
-    #[allow(dead_code)]
-    reason: Option<String>,
+    /// Why (kept by the audit log; the console asks for one).
+    #[serde(rename = "reason")]
+    _reason: Option<String>,
 }
 
 async fn command(
@@ -349,8 +349,20 @@ async fn broadcast(
     }
 }
 
-async fn sessions(_: Operator, State(s): State<AppState>) -> Response {
-    let list = s.coord.sessions().await;
+async fn sessions(Operator(p): Operator, State(s): State<AppState>) -> Response {
+    let mut list = s.coord.sessions().await;
+    if !p.sites.is_empty() {
+        // Site-limited operators see the sessions on their sites' devices.
+        let Ok(devices) = s.db.list_devices().await else {
+            return internal("listing devices failed");
+        };
+        let mine: std::collections::HashSet<&str> = devices
+            .iter()
+            .filter(|d| p.covers(Some(d.location.as_str())))
+            .map(|d| d.code.as_str())
+            .collect();
+        list.retain(|v| mine.contains(v.device_code.as_str()));
+    }
     let data: Vec<Value> = list
         .iter()
         .map(|v| {
@@ -617,9 +629,9 @@ async fn adjust(
 #[serde(deny_unknown_fields)]
 struct SetState {
     state: i32,
-    /// Why (kept in the audit log, which reads it from the body).
-    #[allow(dead_code)]
-    reason: Option<String>,
+    /// Why (kept by the audit log; the console asks for one).
+    #[serde(rename = "reason")]
+    _reason: Option<String>,
 }
 
 async fn set_state(

@@ -60,8 +60,14 @@ pub(super) fn origin_allowed(s: &AppState, headers: &HeaderMap) -> bool {
     };
     let allowed = &s.cfg.ws.allowed_origins;
     if allowed.is_empty() {
+        // Our own pages: the public base URL, or the origin the request was sent to.
         let base = s.cfg.public.base_url.trim_end_matches('/');
-        return origin == base;
+        let host = headers
+            .get(header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let origin_host = origin.split_once("://").map(|(_, h)| h).unwrap_or("");
+        return origin == base || (!host.is_empty() && origin_host == host);
     }
     allowed.iter().any(|a| a == origin)
 }
@@ -831,10 +837,18 @@ async fn ops(
         Ok(ws) => ws,
         Err(r) => return r,
     };
-    let want = s.cfg.ops.token.expose();
-    let got = presented_token(&headers, q).unwrap_or_default();
-    if want.is_empty() || !bool::from(want.as_bytes().ct_eq(got.as_bytes())) {
-        return refuse(StatusCode::UNAUTHORIZED, "ops_token");
+    // The shared token, a personal token, or the console's cookie; a cookie only from a
+    // page of our own origin (cross-site WebSocket hijacking).
+    let qtoken = q.ok().and_then(|Query(q)| q.token);
+    match super::authz::principal(&s, &headers, qtoken.as_deref()).await {
+        Ok(Some(p))
+            if p.via != crate::operators::Via::Session
+                || super::authz::same_origin(&headers, &s.cfg.public.base_url) => {}
+        Ok(_) => return refuse(StatusCode::UNAUTHORIZED, "ops_token"),
+        Err(e) => {
+            tracing::error!(error = %e, "ops socket: sign-in lookup failed");
+            return refuse(StatusCode::SERVICE_UNAVAILABLE, "unavailable");
+        }
     }
     let snapshot = ServerEvent::Snapshot(wire::Snapshot {
         version: wire::WS_PROTOCOL_VERSION,

@@ -13,7 +13,7 @@ use kioskd_actors::ports::StoreError;
 pub struct NewAudit {
     /// Unix ms.
     pub at: i64,
-    /// Who (the operator name the client declared, `X-Kioskd-Operator`).
+    /// Who: the authenticated operator (`service` for the shared ops token).
     pub operator: String,
     /// HTTP method.
     pub method: String,

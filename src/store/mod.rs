@@ -9,6 +9,7 @@
 
 mod attendance;
 mod audit;
+mod operators;
 mod orders;
 mod reports;
 mod rows;
@@ -24,6 +25,7 @@ use sqlx::{AnyPool, Executor, Row};
 
 pub use attendance::*;
 pub use audit::*;
+pub use operators::*;
 pub use orders::*;
 pub use reports::*;
 pub use rows::*;

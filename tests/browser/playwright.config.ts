@@ -15,6 +15,14 @@ const bin = process.env.KIOSKD_BIN || path.resolve(__dirname, '../../target/debu
 const chromium = process.env.CHROMIUM || '/usr/bin/chromium';
 // A fresh database per run.
 const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'kioskd-browser-'));
+const wxDataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'kioskd-browser-wx-'));
+// The second server (payments.mode = "wechatpay") and its WeChat Pay stand-in
+// (lib/wxpay-standin.js, the throwaway test key of tests/fixtures).
+export const WX_PORT = Number(process.env.KIOSKD_BROWSER_WX_PORT || 18081);
+export const WX_BASE = `http://127.0.0.1:${WX_PORT}`;
+export const STANDIN_PORT = Number(process.env.WXPAY_STANDIN_PORT || 18090);
+export const STANDIN = `http://127.0.0.1:${STANDIN_PORT}`;
+const fixtures = path.resolve(__dirname, '../fixtures');
 
 export default defineConfig({
   testDir: './specs',
@@ -43,7 +51,7 @@ export default defineConfig({
       use: { viewport: { width: 1440, height: 900 }, launchOptions: { executablePath: chromium } },
     },
   ],
-  webServer: {
+  webServer: [{
     command: `${bin} serve`,
     url: `${BASE}/healthz`,
     reuseExistingServer: !CI,
@@ -69,4 +77,52 @@ export default defineConfig({
       KIOSKD_LOG__FILTER: 'info,kameo=warn,sqlx=warn',
     },
   },
+  {
+    command: `node ${path.resolve(__dirname, 'lib/wxpay-standin.js')}`,
+    url: `${STANDIN}/healthz`,
+    reuseExistingServer: !CI,
+    timeout: 20_000,
+    stdout: 'pipe',
+    stderr: 'pipe',
+    env: { WXPAY_STANDIN_PORT: String(STANDIN_PORT), KIOSKD_NOTIFY_URL: `${WX_BASE}/wechat/notify` },
+  },
+  {
+    command: `${bin} serve`,
+    url: `${WX_BASE}/healthz`,
+    reuseExistingServer: !CI,
+    timeout: 60_000,
+    stdout: 'pipe',
+    stderr: 'pipe',
+    env: {
+      KIOSKD_SERVER__LISTEN: `127.0.0.1:${WX_PORT}`,
+      KIOSKD_PUBLIC__BASE_URL: WX_BASE,
+      KIOSKD_DATABASE__URL: `sqlite://${wxDataDir}/kioskd.db`,
+      KIOSKD_FILES__DIR: `${wxDataDir}/files`,
+      KIOSKD_IDENTITY__MODE: 'dev',
+      KIOSKD_IDENTITY__COOKIE_SECRET: 'browser-tests-cookie-secret-wx-0123456789abcdef',
+      KIOSKD_OPS__TOKEN: OPS_TOKEN,
+      KIOSKD_SMS__DEBUG_CODE: SMS_CODE,
+      KIOSKD_WS__ALLOW_UNSIGNED: 'true',
+      KIOSKD_REST__SERVICE_NUMBER: '13738196887',
+      KIOSKD_BILLING__UNIT_SECONDS: '3',
+      KIOSKD_BILLING__FREE_SECONDS: '1',
+      KIOSKD_PAYMENTS__MODE: 'wechatpay',
+      KIOSKD_WECHATPAY__BASE_URL: STANDIN,
+      KIOSKD_WECHATPAY__APPID: 'wx0123456789abcdef',
+      KIOSKD_WECHATPAY__MCHID: '1900000109',
+      KIOSKD_WECHATPAY__MERCHANT_SERIAL: '0123456789ABCDEF0123456789ABCDEF01234567',
+      KIOSKD_WECHATPAY__MERCHANT_KEY_FILE: path.join(fixtures, 'wechatpay_test_key.pem'),
+      KIOSKD_WECHATPAY__APIV3_KEY: '5OxGtgpZRdbnPrA8CrcE57xBbUtrT9vv',
+      KIOSKD_WECHATPAY__PLATFORM_SERIAL: 'PUB_KEY_ID_TEST0000000000000000000000000001',
+      KIOSKD_WECHATPAY__PLATFORM_PUBLIC_KEY_FILE: path.join(fixtures, 'wechatpay_test_pub.pem'),
+      // Dev identity: the signed-in openid is the one that pays.
+      KIOSKD_WECHATPAY__PLATFORM_APPID_IS_MERCHANT: 'true',
+      // Only the notification settles an order during a test (no early query).
+      KIOSKD_WECHATPAY__RECONCILE_AFTER_SECONDS: '600',
+      KIOSKD_WECHAT_MP__APPID: 'wx0123456789abcdef',
+      KIOSKD_WECHAT_MP__SECRET: 'mpsecret',
+      KIOSKD_WECHAT_MP__API_BASE_URL: STANDIN,
+      KIOSKD_LOG__FILTER: 'info,kameo=warn,sqlx=warn',
+    },
+  }]
 });
