@@ -176,6 +176,7 @@ impl Application {
             ),
             terminals,
             client_ids: Default::default(),
+            legacy: Default::default(),
             shutdown: shutdown_rx,
             ws_connections: Default::default(),
             kiosk_sockets: Default::default(),

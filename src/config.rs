@@ -105,6 +105,12 @@ pub struct Config {
     pub wechat_mp: WechatMp,
     /// The durable outbox of upstream sends (prize notices, campaign callbacks).
     pub outbox: Outbox,
+    /// Maintainer sign-in (`/windows/maintain/login`): failure backoff, argon2 concurrency.
+    pub maintainers: Maintainers,
+    /// Browser requests that change state (cross-site refusal).
+    pub csrf: Csrf,
+    /// Unsigned legacy kiosk calls (the address rule of `http::legacy`).
+    pub legacy: Legacy,
 }
 
 /// `[server]`
@@ -249,8 +255,47 @@ pub struct Sms {
     pub daily_per_mobile: i64,
     /// Sends per client address per hour.
     pub hourly_per_client: i64,
+    /// Sends per mobile per hour.
+    pub hourly_per_mobile: i64,
     /// Wrong guesses before a code is burned.
     pub max_attempts: i64,
+}
+
+/// `[maintainers]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Maintainers {
+    /// Consecutive failures after which each further failure backs off.
+    pub max_failures: i64,
+    /// The first backoff; it doubles with every further failure.
+    pub backoff_base_seconds: i64,
+    /// The longest backoff.
+    pub backoff_max_seconds: i64,
+    /// Password verifications (argon2, 19 MiB each) running at once.
+    pub verify_concurrency: usize,
+    /// How long a login waits for a verification slot before it is answered "busy".
+    pub verify_wait_ms: u64,
+}
+
+/// `[legacy]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Legacy {
+    /// A new address must appear within this of the kiosk's last call, and becomes the
+    /// kiosk's once the old address has been silent this long.
+    pub address_handover_seconds: i64,
+    /// After two addresses talked for one device at once, no new address is accepted for
+    /// this long.
+    pub contested_seconds: i64,
+}
+
+/// `[csrf]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Csrf {
+    /// Origins (scheme://host[:port]) besides `public.base_url`'s that phone pages are
+    /// served from.
+    pub extra_origins: Vec<String>,
 }
 
 /// `[phone]`

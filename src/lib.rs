@@ -10,6 +10,8 @@ pub mod cluster;
 pub mod config;
 pub mod http;
 pub mod identity;
+pub mod kiosk_auth;
+pub mod maintainers;
 pub mod operators;
 pub mod opscli;
 pub mod orders;

@@ -219,6 +219,7 @@ async fn main() -> anyhow::Result<()> {
                 charge_mode,
                 billing_mode,
                 secret,
+                legacy_unsigned: None,
             };
             match db.add_device(&d, now_ms()).await {
                 Ok(rec) => {

@@ -347,8 +347,8 @@ fn yuan(fen: &Value) -> String {
         Some(f) => format!(
             "{}{}.{:02}",
             if f < 0 { "-" } else { "" },
-            f.abs() / 100,
-            f.abs() % 100
+            f.unsigned_abs() / 100,
+            f.unsigned_abs() % 100
         ),
         None => "-".into(),
     }

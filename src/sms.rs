@@ -3,6 +3,11 @@
 //! client address).
 
 use async_trait::async_trait;
+use subtle::ConstantTimeEq;
+
+use crate::config::Sms as SmsConfig;
+use crate::store::Db;
+use kioskd_actors::ports::StoreError;
 use rand::Rng;
 use sha2::{Digest, Sha256};
 
@@ -41,6 +46,104 @@ pub fn hash_code(mobile: &str, code: &str) -> String {
 /// A mainland mobile number: 11 digits starting with 1.
 pub fn valid_mobile(m: &str) -> bool {
     m.len() == 11 && m.starts_with('1') && m.chars().all(|c| c.is_ascii_digit())
+}
+
+/// Why a send was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendRefusal {
+    /// The mobile's gap, hourly or daily cap.
+    Mobile,
+    /// The client address's hourly cap.
+    Client,
+}
+
+/// What a send failed on (not the caller's fault).
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// Storage.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The SMS gateway.
+    #[error("sms: {0}")]
+    Gateway(String),
+}
+
+/// The captcha rules over storage and a sender. Every limit is one conditional statement
+/// in the database ([`Db::take_send_quota`], [`Db::captcha_guess`]): the database's
+/// word, never a read followed by a write, so parallel requests cannot exceed it.
+pub struct Captchas<'a> {
+    /// Storage.
+    pub db: &'a Db,
+    /// The limits.
+    pub cfg: &'a SmsConfig,
+    /// The sender.
+    pub sender: &'a dyn SmsSender,
+}
+
+impl Captchas<'_> {
+    /// Sends a fresh code to `mobile` for a request from `client` (its address), unless a
+    /// limit refuses. The client's quota is taken first (an address hammering many mobiles
+    /// is stopped without using up their quotas), then the mobile's.
+    pub async fn send(
+        &self,
+        mobile: &str,
+        client: &str,
+        now: i64,
+    ) -> Result<Result<(), SendRefusal>, SendError> {
+        let c = self.cfg;
+        if !self
+            .db
+            .take_send_quota(
+                &format!("captcha:client:{client}"),
+                now,
+                0,
+                c.hourly_per_client,
+                i64::MAX,
+            )
+            .await?
+        {
+            return Ok(Err(SendRefusal::Client));
+        }
+        if !self
+            .db
+            .take_send_quota(
+                &format!("captcha:mobile:{mobile}"),
+                now,
+                c.resend_seconds.saturating_mul(1000),
+                c.hourly_per_mobile,
+                c.daily_per_mobile,
+            )
+            .await?
+        {
+            return Ok(Err(SendRefusal::Mobile));
+        }
+        let code = new_code();
+        self.db
+            .insert_captcha(
+                mobile,
+                &hash_code(mobile, &code),
+                client,
+                now,
+                now.saturating_add(c.ttl_seconds.saturating_mul(1000)),
+            )
+            .await?;
+        self.sender
+            .send_code(mobile, &code)
+            .await
+            .map_err(SendError::Gateway)?;
+        Ok(Ok(()))
+    }
+
+    /// One guess at the newest code of `mobile`: true when it matched (the code is then
+    /// used up). A wrong guess counts; the code burns after `max_attempts` of them.
+    pub async fn verify(&self, mobile: &str, code: &str, now: i64) -> Result<bool, StoreError> {
+        let hash = hash_code(mobile, code);
+        let stored = self
+            .db
+            .captcha_guess(mobile, &hash, now, self.cfg.max_attempts)
+            .await?;
+        Ok(stored.is_some_and(|h| bool::from(h.as_bytes().ct_eq(hash.as_bytes()))))
+    }
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@
 #![warn(missing_docs)]
 
 pub mod attendance;
+pub mod decode;
 pub mod envelope;
 pub mod rest;
 pub mod wechat;

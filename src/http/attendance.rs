@@ -115,7 +115,7 @@ fn store_error(e: impl std::fmt::Display) -> Response {
 }
 
 /// The body's fields: a form (every value a string) or a JSON object.
-fn fields(bytes: &[u8]) -> Result<Map<String, Value>, String> {
+pub(crate) fn fields(bytes: &[u8]) -> Result<Map<String, Value>, String> {
     let trimmed = bytes.trim_ascii();
     if trimmed.is_empty() {
         return Err("empty body".into());
@@ -192,7 +192,7 @@ fn raw_punch(m: &Map<String, Value>, raw: String) -> Result<RawPunch, String> {
 
 /// The `record` of New AttLog: a URL-encoded form string (the real bridge), a JSON
 /// string, or a JSON object (the seed).
-fn new_record(v: &Value) -> Result<RawPunch, String> {
+pub(crate) fn new_record(v: &Value) -> Result<RawPunch, String> {
     match v {
         Value::Object(m) => raw_punch(m, Value::Object(m.clone()).to_string()),
         Value::String(s) if s.trim_start().starts_with('{') => {
@@ -208,7 +208,7 @@ fn new_record(v: &Value) -> Result<RawPunch, String> {
 
 /// The `records` of Sync AttLog: a JSON array (as a string or inline). Elements that are
 /// not readable records are quarantined, never failing the batch.
-fn sync_records(v: &Value) -> Result<(Vec<RawPunch>, Vec<Quarantined>), String> {
+pub(crate) fn sync_records(v: &Value) -> Result<(Vec<RawPunch>, Vec<Quarantined>), String> {
     let parsed;
     let arr = match v {
         Value::Array(a) => a,

@@ -104,7 +104,9 @@ pub fn rule(method: &Method, pattern: &str) -> Option<Rule> {
             | "/ops/callbacks/flow-order"
             | "/ops/outbox/{id}/retry"
             | "/ops/operators"
-            | "/ops/operators/{username}",
+            | "/ops/operators/{username}"
+            | "/ops/devices/{code}/legacy"
+            | "/ops/terminals/{sn}/iclock",
         ) => r(Admin, Unscoped),
         ("DELETE", "/ops/staff/{pin}") => r(Admin, Unscoped),
         ("GET", "/ops/operators") => r(Admin, None),

@@ -12,7 +12,9 @@ use std::collections::HashMap;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{RawQuery, State};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, RawQuery, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -21,15 +23,16 @@ use chrono::TimeZone as _;
 use kioskd_actors::terminal::{
     CmdResult, NativeCommand, Quarantined, RawPunch, StampTable, TermError,
 };
+use subtle::ConstantTimeEq;
 
 use super::AppState;
-use crate::store::{NewErrorLog, SeenUser};
+use crate::store::{IclockTrust, NewErrorLog, SeenUser};
 
 /// Seconds between `getrequest` polls we ask for (native command latency).
 pub const POLL_DELAY_SECONDS: i64 = 10;
 
 /// Routes (with the `.aspx` spellings older firmware uses).
-pub fn routes() -> Router<AppState> {
+pub fn routes(state: &AppState) -> Router<AppState> {
     Router::new()
         .route("/iclock/cdata", get(handshake).post(upload))
         .route("/iclock/cdata.aspx", get(handshake).post(upload))
@@ -38,9 +41,58 @@ pub fn routes() -> Router<AppState> {
         .route("/iclock/devicecmd", axum::routing::post(devicecmd))
         .route("/iclock/devicecmd.aspx", axum::routing::post(devicecmd))
         .route("/iclock/ping", get(ping))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            refuse_bridge_terminals,
+        ))
         .layer(axum::extract::DefaultBodyLimit::max(
             super::attendance::MAX_BRIDGE_BODY,
         ))
+}
+
+/// Middleware on every `/iclock` route, before any body is read: a terminal registered
+/// as `bridge` (behind a Pi bridge, which authenticates with its token) is refused here,
+/// where anyone may claim its SN.
+async fn refuse_bridge_terminals(
+    State(s): State<AppState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let q = query(req.uri().query());
+    if let Ok(sn) = sn_of(&q) {
+        match s.db.terminal_iclock(&sn).await {
+            Ok(Some(t)) if t.bridge => return text(StatusCode::FORBIDDEN, "UNKNOWN DEVICE"),
+            Ok(_) => {}
+            Err(e) => return failed(TermError::Store(e.0)),
+        }
+    }
+    next.run(req).await
+}
+
+/// Has this terminal proven itself from `peer`? Only when it has a comm key and its last
+/// handshake from this very address carried it (`docs/security-legacy.md`: the iclock
+/// protocol has no other proof).
+fn proven(t: &Option<IclockTrust>, peer: &SocketAddr) -> bool {
+    t.as_ref().is_some_and(|t| {
+        t.comm_key.is_some() && t.proven_addr.as_deref() == Some(peer.ip().to_string().as_str())
+    })
+}
+
+/// A command for a terminal that has not proven itself: `USERINFO` lines lose their
+/// non-empty `Passwd=` and `Card=` fields (the user is still created or updated and
+/// keeps what the terminal had; the secrets wait for a proven terminal — an operator
+/// re-sends the user after configuring a comm key).
+pub fn without_user_secrets(text: &str) -> String {
+    if !text.contains("USERINFO") {
+        return text.to_string();
+    }
+    text.split('\t')
+        .filter(|f| {
+            let f = f.trim();
+            !((f.starts_with("Passwd=") && f.len() > 7) || (f.starts_with("Card=") && f.len() > 5))
+        })
+        .collect::<Vec<_>>()
+        .join("\t")
 }
 
 fn text(status: StatusCode, body: impl Into<String>) -> Response {
@@ -102,12 +154,36 @@ pub fn timezone_option(tz: chrono_tz::Tz, now_ms: i64) -> i64 {
     }
 }
 
-async fn handshake(State(s): State<AppState>, RawQuery(q): RawQuery) -> Response {
+async fn handshake(
+    State(s): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    RawQuery(q): RawQuery,
+) -> Response {
     let q = query(q.as_deref());
     let sn = match sn_of(&q) {
         Ok(sn) => sn,
         Err(r) => return r,
     };
+    // The comm key, when configured, must come with the handshake (the only place the
+    // protocol carries it); the address that presented it is the proven terminal.
+    match s.db.terminal_iclock(&sn).await {
+        Ok(Some(t)) => {
+            if let Some(key) = &t.comm_key {
+                let given = q.get("pushcommkey").map(String::as_str).unwrap_or("");
+                if !bool::from(given.as_bytes().ct_eq(key.as_bytes())) {
+                    return text(StatusCode::FORBIDDEN, "UNKNOWN DEVICE");
+                }
+                let addr = peer.ip().to_string();
+                if t.proven_addr.as_deref() != Some(addr.as_str())
+                    && let Err(e) = s.db.set_terminal_proven(&sn, &addr).await
+                {
+                    return failed(TermError::Store(e.0));
+                }
+            }
+        }
+        Ok(None) => {}
+        Err(e) => return failed(TermError::Store(e.0)),
+    }
     if q.get("table")
         .is_some_and(|t| t.eq_ignore_ascii_case("RemoteAtt"))
     {
@@ -307,11 +383,19 @@ async fn upload(
     }
 }
 
-async fn getrequest(State(s): State<AppState>, RawQuery(q): RawQuery) -> Response {
+async fn getrequest(
+    State(s): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    RawQuery(q): RawQuery,
+) -> Response {
     let q = query(q.as_deref());
     let sn = match sn_of(&q) {
         Ok(sn) => sn,
         Err(r) => return r,
+    };
+    let trusted = match s.db.terminal_iclock(&sn).await {
+        Ok(t) => proven(&t, &peer),
+        Err(e) => return failed(TermError::Store(e.0)),
     };
     let info = q.get("info").map(|i| i.chars().take(1000).collect());
     match s.terminals.native_poll(&sn, info).await {
@@ -321,7 +405,13 @@ async fn getrequest(State(s): State<AppState>, RawQuery(q): RawQuery) -> Respons
                 Ok(l) => l.as_deref() == Some(CHINESE),
                 Err(e) => return failed(TermError::Store(e.0)),
             };
-            let body = render_commands(&cmds);
+            let mut body = render_commands(&cmds);
+            if !trusted {
+                body = body
+                    .lines()
+                    .map(|l| without_user_secrets(l) + "\n")
+                    .collect();
+            }
             let bytes = if gbk {
                 to_gbk(&body)
             } else {

@@ -10,11 +10,14 @@ pub mod app_api;
 pub mod attendance;
 pub mod audit;
 pub mod authz;
+pub mod csrf;
 pub mod dev;
 pub mod extract;
 pub mod files;
+pub mod fuzz_replay;
 pub mod health;
 pub mod iclock;
+pub mod legacy;
 pub mod oauth;
 pub mod operators;
 pub mod ops;
@@ -87,6 +90,8 @@ pub struct AppInner {
     pub client_ids: dashmap::DashMap<String, String>,
     /// Operator accounts, console sessions and personal tokens.
     pub operators: crate::operators::Operators,
+    /// What the unsigned legacy kiosk calls looked like (the address rule).
+    pub legacy: legacy::LegacyState,
 }
 
 impl AppInner {
@@ -170,6 +175,13 @@ pub mod codes {
     pub const NO_PAY_OPENID: i32 = -17;
     /// Postpaid order unknown (or another user's).
     pub const NO_SUCH_ORDER: i32 = -19;
+    /// A state-changing phone request that did not come from kioskd's own pages
+    /// (HTTP 403; `http::csrf`).
+    pub const CROSS_SITE: i32 = -20;
+    /// A legacy token call for a device with a secret, unsigned (HTTP 401; `http::legacy`).
+    pub const SIGNATURE_REQUIRED: i32 = -21;
+    /// A logout by token from an address that is not the kiosk's (`http::legacy`).
+    pub const NOT_THE_KIOSK: i32 = -22;
 }
 
 /// `{"success":true,"result":..,"error":null}`, HTTP 200.
@@ -235,7 +247,7 @@ pub fn router(state: AppState) -> Router {
         .merge(rest::bare_routes())
         .merge(
             attendance::routes()
-                .merge(iclock::routes())
+                .merge(iclock::routes(&state))
                 .merge(ops_attendance::routes()),
         );
     if dev_mode {

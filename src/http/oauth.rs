@@ -353,8 +353,15 @@ struct TicketQ {
 /// `GET /wechat/app/login?ticket=`: the telecom app's quick entry. The ticket becomes a
 /// mobile at the platform; a signed-in phone gets it bound, otherwise the user who owns
 /// that mobile is signed in.
+///
+/// Binding a mobile to a signed-in phone changes state, so a phone that carries a
+/// session cookie must make this call from kioskd's own pages (`http::csrf`), before the
+/// ticket is spent: a link from another site cannot bind a mobile to a victim's WeChat.
+/// The telecom app should open the phone app page, which calls this with a same-origin
+/// fetch.
 async fn app_login(
     State(s): State<AppState>,
+    headers: axum::http::HeaderMap,
     jar: SignedCookieJar,
     EnvQuery(q): EnvQuery<TicketQ>,
 ) -> Response {
@@ -364,6 +371,11 @@ async fn app_login(
     else {
         return bad_request(StatusCode::BAD_REQUEST, "ticket must be given");
     };
+    if identity::openid(&jar).is_some()
+        && let Err(r) = super::csrf::check(&s, &headers)
+    {
+        return r;
+    }
     let tk = ticket.as_str();
     let mobile = match s
         .upstream

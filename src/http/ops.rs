@@ -26,6 +26,7 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/ops/devices", post(add_device).get(list_devices))
         .route("/ops/devices/{code}/command", post(command))
+        .route("/ops/devices/{code}/legacy", post(set_legacy))
         .route("/ops/devices/{code}/games/{game_id}", put(want_game))
         .route("/ops/broadcast", post(broadcast))
         .route("/ops/sessions", get(sessions))
@@ -39,6 +40,49 @@ pub fn routes() -> Router<AppState> {
         .route("/ops/users/{id}/adjust", post(adjust))
         .route("/ops/users/{id}/state", post(set_state))
         .route("/ops/games", post(add_game))
+}
+
+fn legacy_mode_ok(m: Option<&str>) -> bool {
+    matches!(m, None | Some("allow") | Some("refuse"))
+}
+
+#[derive(Deserialize)]
+struct SetLegacy {
+    /// `allow`, `refuse`, or null for the default (refuse when the device has a secret).
+    legacy_unsigned: Option<String>,
+}
+
+/// `POST /ops/devices/<code>/legacy {legacy_unsigned}`: may a device with a secret still
+/// use the unsigned legacy token calls (fleets mid-migration)?
+async fn set_legacy(
+    _: Operator,
+    State(s): State<AppState>,
+    OpsPath(raw): OpsPath<String>,
+    b: Result<EnvJson<SetLegacy>, Response>,
+) -> Response {
+    let req = match body(b).await {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    let Some(code) = normalize_device_code(&raw) else {
+        return err(StatusCode::BAD_REQUEST, "bad device code");
+    };
+    if !legacy_mode_ok(req.legacy_unsigned.as_deref()) {
+        return err(
+            StatusCode::BAD_REQUEST,
+            "legacy_unsigned must be \"allow\", \"refuse\" or null",
+        );
+    }
+    match s
+        .db
+        .set_device_legacy(&code, req.legacy_unsigned.as_deref())
+        .await
+    {
+        Ok(true) => Json(json!({"device_code": code, "legacy_unsigned": req.legacy_unsigned}))
+            .into_response(),
+        Ok(false) => err(StatusCode::NOT_FOUND, "no such device"),
+        Err(e) => internal(e),
+    }
 }
 
 /// An ops error: `{"error": msg}` with `status`.
@@ -107,6 +151,7 @@ struct AddDevice {
     area: Option<String>,
     location: Option<String>,
     secret: Option<String>,
+    legacy_unsigned: Option<String>,
 }
 
 fn device_json(
@@ -206,6 +251,12 @@ async fn add_device(
             "secret must be at least 16 characters",
         );
     }
+    if !legacy_mode_ok(req.legacy_unsigned.as_deref()) {
+        return err(
+            StatusCode::BAD_REQUEST,
+            "legacy_unsigned must be \"allow\" or \"refuse\"",
+        );
+    }
     let d = NewDevice {
         code,
         client_id: req.client_id,
@@ -217,6 +268,7 @@ async fn add_device(
         charge_mode: req.charge_mode,
         billing_mode: mode,
         secret: req.secret,
+        legacy_unsigned: req.legacy_unsigned,
     };
     match s.db.add_device(&d, s.coord.clock().now_ms()).await {
         Ok(rec) => (StatusCode::CREATED, Json(device_json(&rec, &s, None))).into_response(),
@@ -470,7 +522,7 @@ async fn list_maintainers(_: Operator, State(s): State<AppState>) -> Response {
     match s.db.list_maintainers().await {
         Ok(list) => Json(json!({
             "total": list.len(),
-            "data": list.iter().map(|m| json!({"username": m.username, "enabled": m.enabled, "failed_attempts": m.failed_attempts})).collect::<Vec<_>>(),
+            "data": list.iter().map(|m| json!({"username": m.username, "enabled": m.enabled, "failed_attempts": m.failed_attempts, "locked_until": m.locked_until})).collect::<Vec<_>>(),
         }))
         .into_response(),
         Err(e) => internal(e),
@@ -567,7 +619,7 @@ async fn adjust(
         Ok(r) => r,
         Err(r) => return r,
     };
-    if req.amount == 0 || req.amount.abs() > 100_000_000 {
+    if req.amount == 0 || req.amount.unsigned_abs() > 100_000_000 {
         return err(
             StatusCode::BAD_REQUEST,
             "amount must be non-zero fen, at most 100000000 either way",

@@ -34,6 +34,7 @@ pub fn routes() -> Router<AppState> {
             "/ops/terminals/{sn}/commands",
             post(add_command).get(list_commands),
         )
+        .route("/ops/terminals/{sn}/iclock", post(set_iclock))
         .route("/ops/terminals/{sn}/quarantine", get(quarantine))
         .route("/ops/terminals/{sn}/errors", get(errors))
         .route("/ops/punches", get(punches))
@@ -102,6 +103,66 @@ struct AddTerminal {
     token: String,
     name: Option<String>,
     timezone: Option<String>,
+    /// `native` (default) or `bridge` (refused on `/iclock`).
+    kind: Option<String>,
+    /// The `pushcommkey` a native terminal's handshake must carry.
+    comm_key: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct SetIclock {
+    kind: String,
+    comm_key: Option<String>,
+}
+
+/// `native` → false, `bridge` → true; a comm key is 1-64 printable ASCII characters.
+fn iclock_settings(
+    kind: Option<&str>,
+    key: Option<&str>,
+) -> Result<(bool, Option<String>), Response> {
+    let bridge = match kind {
+        None | Some("native") => false,
+        Some("bridge") => true,
+        Some(_) => {
+            return Err(err(
+                StatusCode::BAD_REQUEST,
+                "kind must be \"native\" or \"bridge\"",
+            ));
+        }
+    };
+    let key = key.filter(|k| !k.is_empty());
+    if key.is_some_and(|k| k.len() > 64 || !k.bytes().all(|b| b.is_ascii_graphic())) {
+        return Err(err(
+            StatusCode::BAD_REQUEST,
+            "comm_key must be 1-64 printable ASCII characters",
+        ));
+    }
+    Ok((bridge, key.map(str::to_string)))
+}
+
+/// `POST /ops/terminals/<sn>/iclock {kind, comm_key}`: how the terminal may use
+/// `/iclock` (a new comm key must be presented again before user secrets are sent).
+async fn set_iclock(
+    _: Operator,
+    State(s): State<AppState>,
+    OpsPath(sn): OpsPath<String>,
+    b: Result<EnvJson<SetIclock>, Response>,
+) -> Response {
+    let req = match body(b).await {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    let (bridge, key) = match iclock_settings(Some(&req.kind), req.comm_key.as_deref()) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    match s.db.set_terminal_iclock(&sn, bridge, key.as_deref()).await {
+        Ok(true) => {
+            Json(json!({"sn": sn, "kind": req.kind, "comm_key_set": key.is_some()})).into_response()
+        }
+        Ok(false) => err(StatusCode::NOT_FOUND, "no such terminal"),
+        Err(e) => internal(e),
+    }
 }
 
 async fn add_terminal(
@@ -113,8 +174,12 @@ async fn add_terminal(
         Ok(r) => r,
         Err(r) => return r,
     };
+    let (bridge, key) = match iclock_settings(req.kind.as_deref(), req.comm_key.as_deref()) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
     let now = s.terminals.clock().now_ms();
-    match ops::register_terminal(
+    let r = ops::register_terminal(
         &s.db,
         &req.sn,
         &req.token,
@@ -123,8 +188,16 @@ async fn add_terminal(
         s.tz.name(),
         now,
     )
-    .await
+    .await;
+    if let Ok(t) = &r
+        && (bridge || key.is_some())
+        && let Err(e) =
+            s.db.set_terminal_iclock(&t.sn, bridge, key.as_deref())
+                .await
     {
+        return internal(e);
+    }
+    match r {
         Ok(t) => (
             StatusCode::CREATED,
             Json(terminal_json(&t, TerminalCounts::default(), &s)),

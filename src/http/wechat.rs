@@ -4,7 +4,7 @@
 
 use axum::Router;
 use axum::extract::{ConnectInfo, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum_extra::extract::SignedCookieJar;
@@ -15,7 +15,7 @@ use std::net::SocketAddr;
 use subtle::ConstantTimeEq;
 
 use super::extract::{EnvJson, EnvPath, EnvQuery};
-use super::{AppState, bad_request, codes, fail, internal, ok};
+use super::{AppState, bad_request, codes, csrf, fail, internal, ok};
 use crate::config::{IdentityMode, PaymentsMode};
 use crate::identity::{self, Caller};
 use crate::sms;
@@ -89,47 +89,28 @@ async fn captcha(
             "mobile must be 11 digits starting with 1",
         );
     }
-    let cfg = &s.cfg.sms;
     let now = s.coord.clock().now_ms();
     let client = peer.ip().to_string();
-    let (today, last) = match s.db.captcha_sends(&req.mobile, now - 86_400_000).await {
-        Ok(v) => v,
-        Err(e) => return internal(e),
-    };
-    if last.is_some_and(|t| now - t < cfg.resend_seconds * 1000) {
-        return fail(codes::RATE_LIMITED, "验证码发送过于频繁，请稍后再试");
-    }
-    if today >= cfg.daily_per_mobile {
-        return fail(codes::RATE_LIMITED, "今日验证码发送次数已达上限");
-    }
-    match s.db.captcha_client_sends(&client, now - 3_600_000).await {
-        Ok(n) if n >= cfg.hourly_per_client => {
-            return fail(codes::RATE_LIMITED, "请求过于频繁，请稍后再试");
+    match captchas(&s).send(&req.mobile, &client, now).await {
+        Ok(Ok(())) => ok(SUCCESS),
+        Ok(Err(sms::SendRefusal::Mobile)) => {
+            fail(codes::RATE_LIMITED, "验证码发送过于频繁，请稍后再试")
         }
-        Ok(_) => {}
-        Err(e) => return internal(e),
+        Ok(Err(sms::SendRefusal::Client)) => fail(codes::RATE_LIMITED, "请求过于频繁，请稍后再试"),
+        Err(e) => internal(e),
     }
-    let code = sms::new_code();
-    if let Err(e) =
-        s.db.insert_captcha(
-            &req.mobile,
-            &sms::hash_code(&req.mobile, &code),
-            &client,
-            now,
-            now + cfg.ttl_seconds * 1000,
-        )
-        .await
-    {
-        return internal(e);
-    }
-    if let Err(e) = s.sms.send_code(&req.mobile, &code).await {
-        return internal(format!("sms: {e}"));
-    }
-    ok(SUCCESS)
 }
 
-/// Checks a captcha: the debug code (dev identity mode only) or the newest unused code,
-/// which burns on success or after too many wrong guesses.
+fn captchas(s: &AppState) -> sms::Captchas<'_> {
+    sms::Captchas {
+        db: &s.db,
+        cfg: &s.cfg.sms,
+        sender: s.sms.as_ref(),
+    }
+}
+
+/// Checks a captcha: the debug code (dev identity mode only) or the newest unused code
+/// (`sms::Captchas::verify`: burns on success or after too many wrong guesses).
 async fn verify_code(s: &AppState, mobile: &str, code: &str) -> Result<bool, Response> {
     let dbg = s.cfg.sms.debug_code.expose();
     if s.cfg.identity.mode == IdentityMode::Dev
@@ -139,22 +120,10 @@ async fn verify_code(s: &AppState, mobile: &str, code: &str) -> Result<bool, Res
         return Ok(true);
     }
     let now = s.coord.clock().now_ms();
-    let Some((id, hash, expires, attempts)) =
-        s.db.latest_captcha(mobile).await.map_err(internal)?
-    else {
-        return Ok(false);
-    };
-    if now > expires || attempts >= s.cfg.sms.max_attempts {
-        return Ok(false);
-    }
-    let good = bool::from(
-        sms::hash_code(mobile, code)
-            .as_bytes()
-            .ct_eq(hash.as_bytes()),
-    );
-    let burn = good || attempts + 1 >= s.cfg.sms.max_attempts;
-    let counted = s.db.captcha_attempt(id, burn).await.map_err(internal)?;
-    Ok(good && counted)
+    captchas(s)
+        .verify(mobile, code, now)
+        .await
+        .map_err(internal)
 }
 
 /// `POST /wechat/login {mobile, code}`: binds the mobile to the signed-in openid.
@@ -227,6 +196,7 @@ async fn check(State(s): State<AppState>, jar: SignedCookieJar) -> Response {
 /// `GET /wechat/recharge/<amount>`: a recharge in fen.
 async fn recharge(
     State(s): State<AppState>,
+    headers: HeaderMap,
     jar: SignedCookieJar,
     EnvPath(raw): EnvPath<String>,
 ) -> Response {
@@ -234,6 +204,9 @@ async fn recharge(
         Ok(u) => u,
         Err(r) => return r,
     };
+    if let Err(r) = csrf::check(&s, &headers) {
+        return r;
+    }
     let amount: i64 = match raw.parse() {
         Ok(a) if a > 0 && a <= s.cfg.payments.max_recharge_fen => a,
         _ => {
@@ -526,6 +499,7 @@ async fn orders(
 /// uses. Paying a paid order again answers success and changes nothing.
 async fn order_pay(
     State(s): State<AppState>,
+    headers: HeaderMap,
     jar: SignedCookieJar,
     EnvJson(req): EnvJson<OrderPayRequest>,
 ) -> Response {
@@ -533,6 +507,9 @@ async fn order_pay(
         Ok(u) => u,
         Err(r) => return r,
     };
+    if let Err(r) = csrf::check(&s, &headers) {
+        return r;
+    }
     if !crate::orders::valid_order_id(&req.order_id) {
         return fail(codes::NO_SUCH_ORDER, "订单不存在");
     }

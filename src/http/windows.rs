@@ -3,8 +3,8 @@
 //! `success:false`; kiosks in the field depend on the exact shapes.
 
 use axum::Router;
-use axum::extract::State;
-use axum::http::StatusCode;
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum_extra::extract::SignedCookieJar;
@@ -17,11 +17,13 @@ use kioskd_actors::session::SessionView;
 use kioskd_actors::{CoordError, DeviceStatus as ActorStatus, EndReason};
 use kioskd_protocol::windows::*;
 use serde::Deserialize;
+use std::net::SocketAddr;
 
 use super::extract::{EnvJson, EnvPath, EnvQuery};
-use super::{AppState, bad_request, codes, fail, internal, ok};
+use super::legacy::{self, Trust, Verdict};
+use super::{AppState, bad_request, codes, csrf, fail, internal, ok};
 use crate::identity::{self, Caller};
-use crate::passwords;
+use crate::maintainers::{self, LoginRefusal};
 use crate::store::user_state;
 use crate::timefmt::wire;
 
@@ -119,23 +121,35 @@ struct LoginQuery {
 }
 
 /// `GET /windows/login/<device_code>`: the phone scanned the kiosk's QR code.
+///
+/// A plain navigation (the WeChat camera opening the QR code's URL, a link from anywhere)
+/// never starts anything: without `from=playing` it lands on the phone app page
+/// (`phone.app_url`) or, with none configured, on a page that asks to confirm. A start
+/// (`from=playing`) must come from kioskd's own pages (`http::csrf`).
 async fn login(
     State(s): State<AppState>,
     EnvPath(raw_code): EnvPath<String>,
     EnvQuery(q): EnvQuery<LoginQuery>,
+    headers: HeaderMap,
     jar: SignedCookieJar,
 ) -> Response {
     let app = s.cfg.phone.app_url.trim();
-    if q.from.as_deref() != Some("playing") && !app.is_empty() {
-        // The WeChat camera opened the QR code's URL: hand over to the phone app page.
-        let sep = if app.contains('?') { '&' } else { '?' };
+    if q.from.as_deref() != Some("playing") {
         let enc: String = url_escape(&raw_code);
+        if app.is_empty() {
+            return confirm_page(&enc);
+        }
+        // Hand over to the phone app page, which starts with a same-origin fetch.
+        let sep = if app.contains('?') { '&' } else { '?' };
         return Redirect::to(&format!("{app}{sep}device_code={enc}")).into_response();
     }
     let user = match phone_user(&s, &jar).await {
         Ok(u) => u,
         Err(r) => return r,
     };
+    if let Err(r) = csrf::check(&s, &headers) {
+        return r;
+    }
     let Some(code) = normalize_device_code(&raw_code) else {
         return no_device();
     };
@@ -166,6 +180,31 @@ async fn login(
     }
 }
 
+/// With no phone app configured: a page whose link starts the session (a click on
+/// kioskd's own page is a same-origin navigation). `enc` is already percent-encoded.
+fn confirm_page(enc: &str) -> Response {
+    let body = format!(
+        "<!doctype html><html lang=\"zh-CN\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
+         <title>开始使用</title></head><body><p>确认在这台设备上开始计费？</p>\
+         <p><a href=\"/windows/login/{enc}?from=playing\">确认开始</a></p></body></html>"
+    );
+    (
+        StatusCode::OK,
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'none'; frame-ancestors 'none'",
+            ),
+            (header::REFERRER_POLICY, "same-origin"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
 fn url_escape(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
@@ -178,11 +217,14 @@ fn url_escape(s: &str) -> String {
 }
 
 /// `GET /windows/offline`: the phone ends its session.
-async fn offline(State(s): State<AppState>, jar: SignedCookieJar) -> Response {
+async fn offline(State(s): State<AppState>, headers: HeaderMap, jar: SignedCookieJar) -> Response {
     let user = match phone_user(&s, &jar).await {
         Ok(u) => u,
         Err(r) => return r,
     };
+    if let Err(r) = csrf::check(&s, &headers) {
+        return r;
+    }
     match s.coord.end_for_user(user.id, EndReason::PhoneOffline).await {
         Ok(Some(_)) => ok(StatusMsg::logged_out()),
         Ok(None) => ok(StatusMsg::not_in_session(NOT_PLAYING_MSG)),
@@ -203,8 +245,33 @@ async fn online_status(State(s): State<AppState>, jar: SignedCookieJar) -> Respo
     }
 }
 
-/// `POST /windows/logout {token}`.
-async fn logout(State(s): State<AppState>, EnvJson(req): EnvJson<TokenRequest>) -> Response {
+/// `POST /windows/logout {token}`: by the session's kiosk only (`http::legacy`): a
+/// signed request for a device with a secret, else a call from the kiosk's address.
+async fn logout(
+    State(s): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    EnvJson(req): EnvJson<TokenRequest>,
+) -> Response {
+    let code = match s.db.running_session_by_token(&req.token).await {
+        Ok(Some((code, _))) => code,
+        Ok(None) => return ok(StatusMsg::not_in_session("token is not in session")),
+        Err(e) => return internal(e),
+    };
+    match legacy::trust(&s, &headers, &code).await {
+        Ok(Trust::Signed) => {}
+        Ok(Trust::Unsigned) => {
+            if s.legacy.observe(&s, &code, peer.ip()) != Verdict::Counts {
+                return fail(
+                    codes::NOT_THE_KIOSK,
+                    "logout must come from the session's kiosk",
+                );
+            }
+        }
+        Ok(Trust::Refused) => return legacy::signature_required(),
+        Ok(Trust::Unknown) => return ok(StatusMsg::not_in_session("token is not in session")),
+        Err(r) => return r,
+    }
     match s
         .coord
         .end_by_token(&req.token, EndReason::UserLogout)
@@ -216,12 +283,29 @@ async fn logout(State(s): State<AppState>, EnvJson(req): EnvJson<TokenRequest>) 
     }
 }
 
-/// `POST /windows/keepalive {token, device_code}`.
-async fn keepalive(State(s): State<AppState>, EnvJson(req): EnvJson<KeepaliveRequest>) -> Response {
+/// `POST /windows/keepalive {token, device_code}`: counts only from the session's kiosk
+/// (`http::legacy`); a keepalive from a candidate new address is answered with the
+/// session but does not keep it alive.
+async fn keepalive(
+    State(s): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    EnvJson(req): EnvJson<KeepaliveRequest>,
+) -> Response {
     let code = match device_code(&req.device_code) {
         Ok(c) => c,
         Err(r) => return r,
     };
+    match legacy::trust(&s, &headers, &code).await {
+        Ok(Trust::Signed | Trust::Unknown) => {}
+        Ok(Trust::Unsigned) => match s.legacy.observe(&s, &code, peer.ip()) {
+            Verdict::Counts => {}
+            Verdict::Pending => return uncounted_keepalive(&s, &req.token, &code).await,
+            Verdict::Foreign => return ok(KeepaliveResult::dead("token is not in session")),
+        },
+        Ok(Trust::Refused) => return legacy::signature_required(),
+        Err(r) => return r,
+    }
     match s.coord.keepalive(&req.token, &code).await {
         Ok(Some(v)) => ok(KeepaliveResult::alive(session_object(&v, s.tz))),
         Ok(None) => {
@@ -233,27 +317,68 @@ async fn keepalive(State(s): State<AppState>, EnvJson(req): EnvJson<KeepaliveReq
     }
 }
 
-/// `POST /windows/check {device_code}`.
-async fn check(State(s): State<AppState>, EnvJson(req): EnvJson<DeviceRequest>) -> Response {
+/// The session as a keepalive would show it, without counting as a sign of life.
+async fn uncounted_keepalive(s: &AppState, token: &str, code: &str) -> Response {
+    let user = match s.db.running_session_by_token(token).await {
+        Ok(Some((c, user))) if c == code => user,
+        Ok(_) => return ok(KeepaliveResult::dead("token is not in session")),
+        Err(e) => return internal(e),
+    };
+    match s.coord.user_session(user).await {
+        Ok(Some(v)) => ok(KeepaliveResult::alive(session_object(&v, s.tz))),
+        Ok(None) => ok(KeepaliveResult::dead("token is not in session")),
+        Err(e) => internal(e),
+    }
+}
+
+/// `POST /windows/check {device_code}`: for a device with a secret the token goes only
+/// to a signed request (`http::legacy`). A check is also the kiosk's sign of life (it
+/// keeps a running session alive), so only a signed one, or for an unsigned legacy
+/// kiosk one from the kiosk's address, counts; others are answered from the device's
+/// state without counting.
+async fn check(
+    State(s): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    EnvJson(req): EnvJson<DeviceRequest>,
+) -> Response {
     let code = match device_code(&req.device_code) {
         Ok(c) => c,
         Err(r) => return r,
     };
-    match s.coord.check(&code).await {
-        Ok(v) => match v.token {
-            Some(t) => ok(CheckResult::in_session(t, status_of(v.status))),
-            None => ok(CheckResult::idle(status_of(v.status))),
+    let (reveal, counts) = match legacy::trust(&s, &headers, &code).await {
+        Ok(Trust::Signed | Trust::Unknown) => (true, true),
+        Ok(Trust::Unsigned) => (
+            true,
+            s.legacy.observe(&s, &code, peer.ip()) == Verdict::Counts,
+        ),
+        Ok(Trust::Refused) => (false, false),
+        Err(r) => return r,
+    };
+    let view = if counts {
+        s.coord.check(&code).await.map(|v| (v.status, v.token))
+    } else {
+        s.coord
+            .device_info(&code)
+            .await
+            .map(|v| (v.status, v.session.map(|(_, t, _)| t)))
+    };
+    match view {
+        Ok((status, token)) => match token {
+            Some(t) if reveal => ok(CheckResult::in_session(t, status_of(status))),
+            Some(_) => ok(CheckResult {
+                token: None,
+                ..CheckResult::in_session(String::new(), status_of(status))
+            }),
+            None => ok(CheckResult::idle(status_of(status))),
         },
         Err(CoordError::NoSuchDevice) => ok(CheckResult::not_deployed()),
         Err(e) => internal(e),
     }
 }
 
-/// Consecutive failures after which a maintainer account refuses logins until an
-/// operator re-enables it (NIST 800-63B caps this at 100).
-const MAX_MAINTAINER_FAILURES: i64 = 10;
-
-/// `POST /windows/maintain/login {device_code, username, password}`.
+/// `POST /windows/maintain/login {device_code, username, password}`: the rules are
+/// `crate::maintainers::login`'s.
 async fn maintain_login(
     State(s): State<AppState>,
     EnvJson(req): EnvJson<MaintainLoginRequest>,
@@ -262,43 +387,33 @@ async fn maintain_login(
         Ok(c) => c,
         Err(r) => return r,
     };
-    let m = match s.db.maintainer(&req.username).await {
-        Ok(m) => m,
+    let now = s.coord.clock().now_ms();
+    let username = match maintainers::login(
+        &s.db,
+        &s.cfg.maintainers,
+        &req.username,
+        &req.password,
+        now,
+    )
+    .await
+    {
+        Ok(Ok(u)) => u,
+        Ok(Err(LoginRefusal::BadCredentials)) => {
+            return fail(codes::BAD_CREDENTIALS, "用户名或密码错误");
+        }
+        Ok(Err(LoginRefusal::Disabled)) => return fail(codes::BAD_CREDENTIALS, "账号已被禁用"),
+        Ok(Err(LoginRefusal::BackingOff(secs))) => {
+            return fail(
+                codes::RATE_LIMITED,
+                format!("密码错误次数过多，请 {secs} 秒后再试"),
+            );
+        }
+        Ok(Err(LoginRefusal::Busy)) => {
+            return fail(codes::RATE_LIMITED, "服务器繁忙，请稍后再试");
+        }
         Err(e) => return internal(e),
     };
-    let phc = m
-        .as_ref()
-        .map(|m| m.password_hash.clone())
-        .unwrap_or_else(|| passwords::dummy_hash().to_string());
-    let password = req.password.clone();
-    let good = tokio::task::spawn_blocking(move || passwords::verify(&password, &phc))
-        .await
-        .unwrap_or(false);
-    let Some(m) = m else {
-        return fail(codes::BAD_CREDENTIALS, "用户名或密码错误");
-    };
-    if !m.enabled {
-        return fail(codes::BAD_CREDENTIALS, "账号已被禁用");
-    }
-    if m.failed_attempts >= MAX_MAINTAINER_FAILURES {
-        return fail(codes::BAD_CREDENTIALS, "密码错误次数过多，账号已锁定");
-    }
-    if let Err(e) = s.db.maintainer_attempt(&m.username, good).await {
-        return internal(e);
-    }
-    if !good {
-        return fail(codes::BAD_CREDENTIALS, "用户名或密码错误");
-    }
-    match s
-        .coord
-        .ask_device(
-            &code,
-            MaintainLogin {
-                username: m.username,
-            },
-        )
-        .await
-    {
+    match s.coord.ask_device(&code, MaintainLogin { username }).await {
         Ok(Ok(())) => ok(MAINTAIN_LOGIN_OK),
         Ok(Err(DeviceRefusal::Internal)) => internal("device status"),
         Ok(Err(r)) => fail(codes::DEVICE_UNAVAILABLE, r.to_string()),

@@ -18,15 +18,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum_extra::extract::SignedCookieJar;
 use futures::{SinkExt, StreamExt};
-use hmac::{Hmac, Mac};
 use kioskd_actors::device::{Attach, Detach, FromKiosk, wire_status};
 use kioskd_actors::ids::normalize_device_code;
 use kioskd_actors::stream::Conn;
 use kioskd_actors::{Event, catalog};
 use kioskd_protocol::ws::{self as wire, ClientMessage, ErrorMsg, ServerEvent, ServerFrame, close};
 use serde::Deserialize;
-use sha2::Sha256;
-use subtle::ConstantTimeEq;
 use tokio::sync::{mpsc, oneshot};
 
 use super::AppState;
@@ -45,13 +42,7 @@ pub(super) fn refuse(status: StatusCode, reason: &'static str) -> Response {
     (status, axum::Json(serde_json::json!({ "error": reason }))).into_response()
 }
 
-/// The HMAC a kiosk sends: lowercase hex of HMAC-SHA256(secret, "<code>\n<ts>\n<nonce>").
-pub fn signature(secret: &str, device_code: &str, ts: i64, nonce: &str) -> String {
-    let mut mac =
-        Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
-    mac.update(format!("{device_code}\n{ts}\n{nonce}").as_bytes());
-    hex::encode(mac.finalize().into_bytes())
-}
+pub use crate::kiosk_auth::signature;
 
 /// Origins browsers may connect from.
 pub(super) fn origin_allowed(s: &AppState, headers: &HeaderMap) -> bool {
@@ -169,32 +160,20 @@ async fn kiosk(
     };
     match secret {
         Some(secret) => {
-            let (Some(ts), Some(nonce), Some(sig)) = (
-                param(&q.ts, &headers, "x-kiosk-ts"),
-                param(&q.nonce, &headers, "x-kiosk-nonce"),
-                param(&q.sig, &headers, "x-kiosk-sig"),
-            ) else {
-                return refuse(StatusCode::UNAUTHORIZED, "signature_missing");
-            };
-            let Ok(ts_n) = ts.parse::<i64>() else {
-                return refuse(StatusCode::UNAUTHORIZED, "signature_bad_ts");
-            };
+            let nonce = param(&q.nonce, &headers, "x-kiosk-nonce");
             let now_s = s.coord.clock().now_ms() / 1000;
-            if (now_s - ts_n).abs() > s.cfg.ws.signature_skew_seconds {
-                return refuse(StatusCode::UNAUTHORIZED, "signature_stale");
+            if let Err(e) = crate::kiosk_auth::check(
+                &secret,
+                &device.code,
+                param(&q.ts, &headers, "x-kiosk-ts").as_deref(),
+                nonce.as_deref(),
+                param(&q.sig, &headers, "x-kiosk-sig").as_deref(),
+                now_s,
+                s.cfg.ws.signature_skew_seconds,
+            ) {
+                return refuse(StatusCode::UNAUTHORIZED, e.reason());
             }
-            if nonce.len() < 8
-                || nonce.len() > 64
-                || !nonce
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-            {
-                return refuse(StatusCode::UNAUTHORIZED, "signature_bad_nonce");
-            }
-            let want = signature(&secret, &device.code, ts_n, &nonce);
-            if !bool::from(want.as_bytes().ct_eq(sig.to_ascii_lowercase().as_bytes())) {
-                return refuse(StatusCode::UNAUTHORIZED, "signature_wrong");
-            }
+            let nonce = nonce.unwrap_or_default();
             // A nonce is accepted once (remembered past the skew window).
             let key = format!("{}:{nonce}", device.id);
             let expiry = now_s + 2 * s.cfg.ws.signature_skew_seconds;

@@ -197,6 +197,17 @@ fn terminal_from_row(r: &AnyRow) -> Result<TerminalRecord, StoreError> {
     })
 }
 
+/// What `/iclock` may trust of a terminal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IclockTrust {
+    /// Registered as behind a bridge: refused on `/iclock`.
+    pub bridge: bool,
+    /// The `pushcommkey` its handshake must carry.
+    pub comm_key: Option<String>,
+    /// The address of the last handshake that carried the right comm key.
+    pub proven_addr: Option<String>,
+}
+
 fn command_from_row(r: &AnyRow) -> Result<CommandRow, StoreError> {
     let channel: String = r.try_get(4).map_err(se)?;
     let state: String = r.try_get(5).map_err(se)?;
@@ -347,6 +358,55 @@ impl Db {
         .fetch_one(&self.pool)
         .await?;
         terminal_from_row(&row).map_err(WriteError::Store)
+    }
+
+    /// How a terminal may use `/iclock`: its kind (`native` | `bridge`), its comm key
+    /// (if configured) and the address that last presented it. `None`: unregistered.
+    pub async fn terminal_iclock(&self, sn: &str) -> Result<Option<IclockTrust>, StoreError> {
+        let row = sqlx::query("SELECT kind, comm_key, proven_addr FROM terminals WHERE sn = $1")
+            .bind(sn)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(se)?;
+        row.map(|r| {
+            let key: Option<String> = r.try_get(1).map_err(se)?;
+            Ok(IclockTrust {
+                bridge: r.try_get::<String, _>(0).map_err(se)? == "bridge",
+                comm_key: key.filter(|k| !k.is_empty()),
+                proven_addr: r.try_get(2).map_err(se)?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Sets a terminal's kind and comm key (forgetting any proof). False if unknown.
+    pub async fn set_terminal_iclock(
+        &self,
+        sn: &str,
+        bridge: bool,
+        comm_key: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let r = sqlx::query(
+            "UPDATE terminals SET kind = $1, comm_key = $2, proven_addr = NULL WHERE sn = $3",
+        )
+        .bind(if bridge { "bridge" } else { "native" })
+        .bind(comm_key)
+        .bind(sn)
+        .execute(&self.pool)
+        .await
+        .map_err(se)?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    /// Records the address that presented the terminal's comm key.
+    pub async fn set_terminal_proven(&self, sn: &str, addr: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE terminals SET proven_addr = $1 WHERE sn = $2")
+            .bind(addr)
+            .bind(sn)
+            .execute(&self.pool)
+            .await
+            .map_err(se)?;
+        Ok(())
     }
 
     /// Every terminal with its counts.

@@ -179,8 +179,8 @@ impl Db {
     /// Registers a device.
     pub async fn add_device(&self, d: &NewDevice, now: i64) -> Result<DeviceRecord, WriteError> {
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "INSERT INTO devices (code, client_id, name, province, city, area, location, charge_mode, billing_mode, secret, ctime, utime)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11) RETURNING {DEVICE_COLS}"
+            "INSERT INTO devices (code, client_id, name, province, city, area, location, charge_mode, billing_mode, secret, legacy_unsigned, ctime, utime)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $12, $11, $11) RETURNING {DEVICE_COLS}"
         )))
         .bind(&d.code)
         .bind(&d.client_id)
@@ -193,6 +193,7 @@ impl Db {
         .bind(d.billing_mode.as_str())
         .bind(&d.secret)
         .bind(now)
+        .bind(&d.legacy_unsigned)
         .fetch_one(&self.pool)
         .await?;
         device_from_row(&row).map_err(WriteError::Store)
@@ -233,6 +234,57 @@ impl Db {
                 .await
                 .map_err(se)?;
         Ok(v.flatten().filter(|s| !s.is_empty()))
+    }
+
+    /// A device's legacy-call policy by code: its secret (if any) and its
+    /// `legacy_unsigned` setting (`allow`, `refuse`, or `None` for the default). `None`
+    /// for an unknown device.
+    pub async fn device_legacy(
+        &self,
+        code: &str,
+    ) -> Result<Option<(Option<String>, Option<String>)>, StoreError> {
+        let row = sqlx::query("SELECT secret, legacy_unsigned FROM devices WHERE code = $1")
+            .bind(code)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(se)?;
+        row.map(|r| {
+            let secret: Option<String> = r.try_get(0).map_err(se)?;
+            Ok((secret.filter(|s| !s.is_empty()), r.try_get(1).map_err(se)?))
+        })
+        .transpose()
+    }
+
+    /// Sets a device's `legacy_unsigned` (`None`: back to the default). False when the
+    /// device is unknown.
+    pub async fn set_device_legacy(
+        &self,
+        code: &str,
+        mode: Option<&str>,
+    ) -> Result<bool, WriteError> {
+        let r = sqlx::query("UPDATE devices SET legacy_unsigned = $1 WHERE code = $2")
+            .bind(mode)
+            .bind(code)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    /// The running session holding `token`: its device's code and its user.
+    pub async fn running_session_by_token(
+        &self,
+        token: &str,
+    ) -> Result<Option<(String, i64)>, StoreError> {
+        let row = sqlx::query(
+            "SELECT d.code, s.user_id FROM sessions s JOIN devices d ON d.id = s.device_id
+             WHERE s.token = $1 AND s.ended_at IS NULL",
+        )
+        .bind(token)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(se)?;
+        row.map(|r| Ok((r.try_get(0).map_err(se)?, r.try_get(1).map_err(se)?)))
+            .transpose()
     }
 
     // ---- users ---------------------------------------------------------------------
@@ -652,7 +704,7 @@ impl Db {
 
     /// A maintainer by username.
     pub async fn maintainer(&self, username: &str) -> Result<Option<MaintainerRow>, StoreError> {
-        let row = sqlx::query("SELECT username, password_hash, enabled, failed_attempts FROM maintainers WHERE username = $1")
+        let row = sqlx::query("SELECT username, password_hash, enabled, failed_attempts, locked_until FROM maintainers WHERE username = $1")
             .bind(username)
             .fetch_optional(&self.pool)
             .await
@@ -663,30 +715,76 @@ impl Db {
                 password_hash: r.try_get(1).map_err(se)?,
                 enabled: r.try_get::<i64, _>(2).map_err(se)? != 0,
                 failed_attempts: r.try_get(3).map_err(se)?,
+                locked_until: r.try_get(4).map_err(se)?,
             })
         })
         .transpose()
     }
 
-    /// Counts a failed login (or resets the count after a success).
-    pub async fn maintainer_attempt(&self, username: &str, ok: bool) -> Result<(), StoreError> {
-        let sql = if ok {
-            "UPDATE maintainers SET failed_attempts = 0 WHERE username = $1"
-        } else {
-            "UPDATE maintainers SET failed_attempts = failed_attempts + 1 WHERE username = $1"
-        };
-        sqlx::query(sql)
-            .bind(username)
-            .execute(&self.pool)
-            .await
-            .map_err(se)?;
+    /// Claims one sign-in attempt for a maintainer whose backoff has run out, counting
+    /// it as a failure until [`Db::maintainer_succeeded`] clears it, in one conditional
+    /// statement: the attempt that reaches `max_failures` (and every later one) starts a
+    /// backoff of `base_ms`, doubling per failure up to `cap_ms`. Returns the account
+    /// (password hash, enabled) when the attempt may be judged, `None` when the account
+    /// does not exist or is backing off.
+    pub async fn maintainer_claim_attempt(
+        &self,
+        username: &str,
+        now: i64,
+        max_failures: i64,
+        base_ms: i64,
+        cap_ms: i64,
+    ) -> Result<Option<MaintainerRow>, StoreError> {
+        let row = sqlx::query(
+            "UPDATE maintainers SET
+                failed_attempts = failed_attempts + 1,
+                lock_ms = CASE WHEN failed_attempts + 1 < $3 THEN lock_ms
+                               WHEN lock_ms = 0 THEN $4
+                               WHEN lock_ms * 2 > $5 THEN $5
+                               ELSE lock_ms * 2 END,
+                locked_until = CASE WHEN failed_attempts + 1 < $3 THEN locked_until
+                               ELSE $2 + (CASE WHEN lock_ms = 0 THEN $4
+                                              WHEN lock_ms * 2 > $5 THEN $5
+                                              ELSE lock_ms * 2 END) END
+             WHERE username = $1 AND locked_until <= $2
+             RETURNING username, password_hash, enabled, failed_attempts, locked_until",
+        )
+        .bind(username)
+        .bind(now)
+        .bind(max_failures)
+        .bind(base_ms)
+        .bind(cap_ms)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(se)?;
+        row.map(|r| {
+            Ok(MaintainerRow {
+                username: r.try_get(0).map_err(se)?,
+                password_hash: r.try_get(1).map_err(se)?,
+                enabled: r.try_get::<i64, _>(2).map_err(se)? != 0,
+                failed_attempts: r.try_get(3).map_err(se)?,
+                locked_until: r.try_get(4).map_err(se)?,
+            })
+        })
+        .transpose()
+    }
+
+    /// A correct password: the failure count and any backoff are cleared.
+    pub async fn maintainer_succeeded(&self, username: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE maintainers SET failed_attempts = 0, lock_ms = 0, locked_until = 0 WHERE username = $1",
+        )
+        .bind(username)
+        .execute(&self.pool)
+        .await
+        .map_err(se)?;
         Ok(())
     }
 
     /// Every maintainer (username, enabled, failed attempts).
     pub async fn list_maintainers(&self) -> Result<Vec<MaintainerRow>, StoreError> {
         let rows = sqlx::query(
-            "SELECT username, '', enabled, failed_attempts FROM maintainers ORDER BY id",
+            "SELECT username, '', enabled, failed_attempts, locked_until FROM maintainers ORDER BY id",
         )
         .fetch_all(&self.pool)
         .await
@@ -698,6 +796,7 @@ impl Db {
                     password_hash: String::new(),
                     enabled: r.try_get::<i64, _>(2).map_err(se)? != 0,
                     failed_attempts: r.try_get(3).map_err(se)?,
+                    locked_until: r.try_get(4).map_err(se)?,
                 })
             })
             .collect()
@@ -710,7 +809,7 @@ impl Db {
         enabled: bool,
     ) -> Result<bool, StoreError> {
         let r = sqlx::query(
-            "UPDATE maintainers SET enabled = $1, failed_attempts = 0 WHERE username = $2",
+            "UPDATE maintainers SET enabled = $1, failed_attempts = 0, lock_ms = 0, locked_until = 0 WHERE username = $2",
         )
         .bind(enabled as i64)
         .bind(username)
@@ -823,31 +922,45 @@ impl Db {
 
     // ---- captchas ------------------------------------------------------------------------
 
-    /// Captchas sent to a mobile since `since` (count, newest send time).
-    pub async fn captcha_sends(
+    /// Takes one send from the quota `key` at `now`, or refuses: at least `gap_ms` since
+    /// the last send, fewer than `hourly` sends in the current hour window and fewer
+    /// than `daily` in the current day window. One conditional upsert decides (on
+    /// PostgreSQL the conflicting row is locked and the condition re-read), so parallel
+    /// callers can never take more than the quota allows.
+    pub async fn take_send_quota(
         &self,
-        mobile: &str,
-        since: i64,
-    ) -> Result<(i64, Option<i64>), StoreError> {
+        key: &str,
+        now: i64,
+        gap_ms: i64,
+        hourly: i64,
+        daily: i64,
+    ) -> Result<bool, StoreError> {
+        if hourly <= 0 || daily <= 0 {
+            return Ok(false);
+        }
         let row = sqlx::query(
-            "SELECT COUNT(*), MAX(created_at) FROM captchas WHERE mobile = $1 AND created_at >= $2",
+            "INSERT INTO send_quota (key, last_at, hour_start, hour_count, day_start, day_count)
+             VALUES ($1, $2, $2, 1, $2, 1)
+             ON CONFLICT (key) DO UPDATE SET
+                last_at = $2,
+                hour_start = CASE WHEN send_quota.hour_start <= $2 - 3600000 THEN $2 ELSE send_quota.hour_start END,
+                hour_count = CASE WHEN send_quota.hour_start <= $2 - 3600000 THEN 1 ELSE send_quota.hour_count + 1 END,
+                day_start = CASE WHEN send_quota.day_start <= $2 - 86400000 THEN $2 ELSE send_quota.day_start END,
+                day_count = CASE WHEN send_quota.day_start <= $2 - 86400000 THEN 1 ELSE send_quota.day_count + 1 END
+             WHERE send_quota.last_at <= $2 - $3
+               AND (send_quota.hour_start <= $2 - 3600000 OR send_quota.hour_count < $4)
+               AND (send_quota.day_start <= $2 - 86400000 OR send_quota.day_count < $5)
+             RETURNING key",
         )
-        .bind(mobile)
-        .bind(since)
-        .fetch_one(&self.pool)
+        .bind(key)
+        .bind(now)
+        .bind(gap_ms)
+        .bind(hourly)
+        .bind(daily)
+        .fetch_optional(&self.pool)
         .await
         .map_err(se)?;
-        Ok((row.try_get(0).map_err(se)?, row.try_get(1).map_err(se)?))
-    }
-
-    /// Captchas requested by a client since `since`.
-    pub async fn captcha_client_sends(&self, client: &str, since: i64) -> Result<i64, StoreError> {
-        sqlx::query_scalar("SELECT COUNT(*) FROM captchas WHERE client = $1 AND created_at >= $2")
-            .bind(client)
-            .bind(since)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(se)
+        Ok(row.is_some())
     }
 
     /// Stores a sent captcha (hashed).
@@ -871,41 +984,53 @@ impl Db {
         Ok(())
     }
 
-    /// The newest unused captcha of a mobile: (id, hash, expires_at, attempts).
-    pub async fn latest_captcha(
+    /// Counts one guess against the newest unused, unexpired code of a mobile with
+    /// fewer than `max_attempts` guesses, and burns it when `hash` matches or the guesses
+    /// run out, in one conditional statement: parallel guesses can never be compared
+    /// more than `max_attempts` times. Returns the code's stored hash when a guess was
+    /// counted (the caller compares it in constant time), `None` when no code could take
+    /// a guess.
+    pub async fn captcha_guess(
         &self,
         mobile: &str,
-    ) -> Result<Option<(i64, String, i64, i64)>, StoreError> {
-        let row = sqlx::query(
-            "SELECT id, code_hash, expires_at, attempts FROM captchas WHERE mobile = $1 AND used = 0 ORDER BY created_at DESC, id DESC LIMIT 1",
+        hash: &str,
+        now: i64,
+        max_attempts: i64,
+    ) -> Result<Option<String>, StoreError> {
+        sqlx::query_scalar(
+            "UPDATE captchas SET attempts = attempts + 1,
+                used = CASE WHEN code_hash = $2 OR attempts + 1 >= $4 THEN 1 ELSE 0 END
+             WHERE id = (SELECT id FROM captchas WHERE mobile = $1 AND used = 0
+                         ORDER BY created_at DESC, id DESC LIMIT 1)
+               AND used = 0 AND attempts < $4 AND expires_at >= $3
+             RETURNING code_hash",
         )
         .bind(mobile)
+        .bind(hash)
+        .bind(now)
+        .bind(max_attempts)
         .fetch_optional(&self.pool)
         .await
-        .map_err(se)?;
-        row.map(|r| {
-            Ok((
-                r.try_get(0).map_err(se)?,
-                r.try_get(1).map_err(se)?,
-                r.try_get(2).map_err(se)?,
-                r.try_get(3).map_err(se)?,
-            ))
-        })
-        .transpose()
+        .map_err(se)
     }
+}
 
-    /// Records a verification attempt; `used` burns the code. Returns false when the
-    /// code was consumed concurrently.
-    pub async fn captcha_attempt(&self, id: i64, used: bool) -> Result<bool, StoreError> {
-        let r = sqlx::query(
-            "UPDATE captchas SET attempts = attempts + 1, used = $1 WHERE id = $2 AND used = 0",
-        )
-        .bind(used as i64)
-        .bind(id)
-        .execute(&self.pool)
-        .await
-        .map_err(se)?;
-        Ok(r.rows_affected() == 1)
+impl Db {
+    /// PostgreSQL: locks the user's row for the rest of the transaction (a no-op on
+    /// SQLite, whose single connection already serialises transactions).
+    async fn lock_user(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        user_id: i64,
+    ) -> Result<(), StoreError> {
+        if self.backend == Backend::Postgres {
+            sqlx::query("SELECT id FROM users WHERE id = $1 FOR UPDATE")
+                .bind(user_id)
+                .fetch_optional(&mut **tx)
+                .await
+                .map_err(se)?;
+        }
+        Ok(())
     }
 }
 
@@ -1074,9 +1199,12 @@ impl Store for Db {
     async fn start_session(&self, new: NewSession) -> Result<Started, StartError> {
         let mut tx = self.pool.begin().await.map_err(se)?;
         // SPEC §3: a user with an unpaid postpaid order is blocked until it is paid. The
-        // order is written in the transaction that ends its session, and one active
-        // session per user is unique, so no order can appear between this read and the
-        // insert below.
+        // order is written in the transaction that ends its session. On PostgreSQL
+        // (several nodes, READ COMMITTED) both transactions first lock the user's row, so
+        // an end committing on another node is either seen by the read below or waits
+        // for this start (whose insert then meets the running session's unique index).
+        // SQLite runs one connection: transactions never interleave.
+        self.lock_user(&mut tx, new.user_id).await?;
         let unpaid: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM orders WHERE user_id = $1 AND status = 'unpaid'",
         )
@@ -1257,6 +1385,8 @@ impl Store for Db {
 
     async fn end_session(&self, end: SessionEnd) -> StoreResult<Ended> {
         let mut tx = self.pool.begin().await.map_err(se)?;
+        // Serialised per user with `start_session` (see there).
+        self.lock_user(&mut tx, end.user_id).await?;
         let r = sqlx::query(
             "UPDATE sessions SET ended_at = $1, end_reason = $2, billed_ms = $3, cost_money = $4, utime = $1
              WHERE id = $5 AND ended_at IS NULL",

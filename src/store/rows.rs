@@ -25,6 +25,9 @@ pub struct NewDevice {
     pub billing_mode: BillingMode,
     /// HMAC secret for the WebSocket (SPEC §9).
     pub secret: Option<String>,
+    /// With a secret: may its kiosk still use the unsigned legacy token calls
+    /// (`allow` | `refuse`; `None` = refuse).
+    pub legacy_unsigned: Option<String>,
 }
 
 /// A user.
@@ -165,6 +168,8 @@ pub struct MaintainerRow {
     pub enabled: bool,
     /// Consecutive failed logins.
     pub failed_attempts: i64,
+    /// Sign-ins are refused until this time (unix ms; 0 = none).
+    pub locked_until: i64,
 }
 
 /// A game on a device.

@@ -367,7 +367,7 @@ impl WxPay {
             return Err(Refused::SignatureType);
         }
         let t: i64 = ts.parse().map_err(|_| Refused::Stale)?;
-        if (now - t).abs() >= self.cfg.notify_max_skew_seconds {
+        if now.abs_diff(t) >= self.cfg.notify_max_skew_seconds.unsigned_abs() {
             return Err(Refused::Stale);
         }
         if sig.starts_with("WECHATPAY/SIGNTEST/") {

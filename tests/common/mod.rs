@@ -342,6 +342,17 @@ impl TestApp {
     }
 }
 
+/// What a browser sends with a fetch from kioskd's own pages (the phone's
+/// state-changing requests refuse anything else: `http::csrf`).
+pub fn same_origin() -> reqwest::header::HeaderMap {
+    let mut h = reqwest::header::HeaderMap::new();
+    h.insert(
+        "sec-fetch-site",
+        reqwest::header::HeaderValue::from_static("same-origin"),
+    );
+    h
+}
+
 /// A phone: its own cookie jar.
 pub struct Phone {
     pub base: String,
@@ -357,6 +368,7 @@ impl Phone {
             http: reqwest::Client::builder()
                 .cookie_provider(jar.clone())
                 .redirect(reqwest::redirect::Policy::none())
+                .default_headers(same_origin())
                 .build()
                 .unwrap(),
             jar,

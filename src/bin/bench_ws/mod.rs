@@ -294,7 +294,16 @@ async fn serve(
 
 /// A phone signed in on `base` with a balance; the client keeps its cookie.
 async fn phone(base: &str, i: usize) -> anyhow::Result<reqwest::Client> {
-    let phone = reqwest::Client::builder().cookie_store(true).build()?;
+    // A phone app page's same-origin fetches (kioskd refuses cross-site state changes).
+    let mut same_origin = reqwest::header::HeaderMap::new();
+    same_origin.insert(
+        "sec-fetch-site",
+        reqwest::header::HeaderValue::from_static("same-origin"),
+    );
+    let phone = reqwest::Client::builder()
+        .cookie_store(true)
+        .default_headers(same_origin)
+        .build()?;
     phone
         .get(format!("{base}/dev/login?openid=bench{i}"))
         .send()
