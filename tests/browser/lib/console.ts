@@ -76,7 +76,7 @@ export async function signIn(page: Page, username: string, next = '/console/') {
 
 /** A phone user (own cookie jar): dev sign-in, bound mobile, `fen` recharged. */
 export async function phoneUser(fen: number) {
-  const ctx: APIRequestContext = await pwRequest.newContext({ baseURL: BASE, extraHTTPHeaders: { Origin: BASE } });
+  const ctx: APIRequestContext = await pwRequest.newContext({ baseURL: BASE, extraHTTPHeaders: { Origin: BASE, 'sec-fetch-site': 'same-origin' } });
   const openid = uniqueName('o');
   const nickname = uniqueName('玩家');
   const mobile = uniqueMobile();
