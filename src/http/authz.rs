@@ -76,7 +76,13 @@ pub fn rule(method: &Method, pattern: &str) -> Option<Rule> {
             | "/ops/terminals/{sn}/errors"
             | "/ops/punches"
             | "/ops/staff"
-            | "/ops/outbox",
+            | "/ops/outbox"
+            // The console's reads (ops_console.rs).
+            | "/ops/users"
+            | "/ops/users/{id}/sessions"
+            | "/ops/devices/{code}"
+            | "/ops/alerts"
+            | "/ops/reports",
         ) => r(Viewer, None),
         // Acting on devices and sessions.
         ("POST", "/ops/devices/{code}/command")
