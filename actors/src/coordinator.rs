@@ -376,7 +376,8 @@ impl Coordinator {
             .devices
             .entry(code.clone())
             .or_insert_with(|| {
-                let adopt = adopt || self.inner.orphans.remove(&code).is_some();
+                let orphan = self.inner.orphans.remove(&code).is_some();
+                let adopt = adopt || orphan;
                 let running = running.map(Box::new);
                 (
                     id,

@@ -207,13 +207,18 @@ impl Actor for DeviceActor {
             }));
         }
         tracing::warn!(device = %self.rec.code, reason = ?reason, "the session's actor died: restarting it from storage");
-        if let Some(run) = self.session.take() {
-            self.inner.session_stopped(&run.token, run.user_id, id);
-            self.session = Some(run);
-        }
+        // Forgotten first, so storage's running session gets a new actor (the dead one
+        // may not have closed its mailbox yet).
+        let run = self.session.take().expect("checked: ours");
+        self.inner.session_stopped(&run.token, run.user_id, id);
+        self.session_info = None;
         match Box::pin(self.restart_from_storage(&me)).await {
             Ok(()) => Ok(ControlFlow::Continue(())),
             Err(e) => {
+                // Stopping with the session still ours: `on_stop` has it adopted anew.
+                if self.session.is_none() {
+                    self.session = Some(run);
+                }
                 tracing::warn!(device = %self.rec.code, error = %e, "restarting the session from storage failed: stopping the device");
                 Ok(ControlFlow::Break(ActorStopReason::LinkDied {
                     id,
