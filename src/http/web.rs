@@ -61,27 +61,21 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/", get(|| async { page("index.html", Face::Console) }))
         .route("/app", get(|| async { Redirect::permanent("/app/") }))
-        .route(
-            "/app/",
-            get(|| async { page("app/index.html", Face::Phone) }),
-        )
+        .route("/app/", get(|| async { page("app/index.html", Face::Phone) }))
         .route(
             "/app/{*path}",
             get(|Path(p): Path<String>| async move { page(&format!("app/{p}"), Face::Phone) }),
         )
-        .route(
-            "/console",
-            get(|| async { Redirect::permanent("/console/") }),
-        )
+        .route("/console", get(|| async { Redirect::permanent("/console/") }))
         .route(
             "/console/",
             get(|| async { page("console/index.html", Face::Console) }),
         )
         .route(
             "/console/{*path}",
-            get(
-                |Path(p): Path<String>| async move { page(&format!("console/{p}"), Face::Console) },
-            ),
+            get(|Path(p): Path<String>| async move {
+                page(&format!("console/{p}"), Face::Console)
+            }),
         )
         .route("/assets/{*path}", get(asset))
 }
@@ -142,10 +136,7 @@ fn content_type(path: &str) -> &'static str {
 
 /// A page: `path` as given, or `path/index.html`, or `path.html`.
 fn page(path: &str, face: Face) -> Response {
-    if path
-        .split('/')
-        .any(|seg| seg == ".." || seg.starts_with('.'))
-    {
+    if path.split('/').any(|seg| seg == ".." || seg.starts_with('.')) {
         return not_found();
     }
     let candidates = [
@@ -181,10 +172,7 @@ async fn asset(Path(p): Path<String>, req_headers: HeaderMap) -> Response {
         Some((_, rest)) => (true, rest),
         None => (false, p.as_str()),
     };
-    if rest
-        .split('/')
-        .any(|seg| seg == ".." || seg.starts_with('.'))
-    {
+    if rest.split('/').any(|seg| seg == ".." || seg.starts_with('.')) {
         return not_found();
     }
     let name = format!("assets/{rest}");
@@ -227,10 +215,7 @@ mod tests {
         for name in Web::iter().filter(|n| n.ends_with(".html")) {
             let f = Web::get(&name).expect("listed file");
             let text = String::from_utf8_lossy(&f.data).to_lowercase();
-            assert!(
-                !text.contains(" style=\""),
-                "{name}: inline style attribute"
-            );
+            assert!(!text.contains(" style=\""), "{name}: inline style attribute");
             assert!(!text.contains(" onclick="), "{name}: inline handler");
             for (i, _) in text.match_indices("<script") {
                 let tag = &text[i..i + text[i..].find('>').unwrap_or(0)];
