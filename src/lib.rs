@@ -10,6 +10,7 @@ pub mod cluster;
 pub mod config;
 pub mod http;
 pub mod identity;
+pub mod net;
 pub mod opscli;
 pub mod orders;
 pub mod passwords;

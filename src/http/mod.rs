@@ -81,6 +81,14 @@ pub struct AppInner {
     pub upstream: Arc<crate::upstream::Upstream>,
     /// Dialect B client id → device code (client ids never change once registered).
     pub client_ids: dashmap::DashMap<String, String>,
+    /// Connection caps and the trusted proxies (the client address every limiter uses).
+    pub edge: Arc<crate::net::Edge>,
+    /// Open `/ws/user` sockets per user.
+    pub ws_per_user: dashmap::DashMap<i64, usize>,
+    /// Open non-kiosk sockets per client address.
+    pub ws_per_address: dashmap::DashMap<std::net::IpAddr, usize>,
+    /// Downloads (`/files/*`) in progress per client address.
+    pub downloads: dashmap::DashMap<std::net::IpAddr, usize>,
 }
 
 impl AppInner {
@@ -197,6 +205,8 @@ pub fn internal(e: impl std::fmt::Display) -> Response {
 /// Every route.
 pub fn router(state: AppState) -> Router {
     let max_body = state.cfg.server.max_body_bytes;
+    let request_timeout = std::time::Duration::from_secs(state.cfg.server.request_timeout_seconds);
+    let edge = state.edge.clone();
     let mode = state.cfg.identity.mode;
     let dev_mode = mode == crate::config::IdentityMode::Dev;
     let mut phone = Router::new()
@@ -242,6 +252,14 @@ pub fn router(state: AppState) -> Router {
         ))
         .layer(axum::middleware::from_fn(crate::telemetry::track))
         .layer(axum::extract::DefaultBodyLimit::max(max_body))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            request_timeout,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            edge,
+            crate::net::resolve_client,
+        ))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(panicked))
         .with_state(state)
 }
