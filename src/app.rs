@@ -182,6 +182,10 @@ impl Application {
             ws_per_user: Default::default(),
             ws_per_address: Default::default(),
             downloads: Default::default(),
+            large_bodies: Arc::new(tokio::sync::Semaphore::new(
+                cfg.server.large_body_budget_bytes / 1024,
+            )),
+            large_body_kib: cfg.server.large_body_budget_bytes / 1024,
 
             cookie_key: crate::identity::key(cfg.identity.cookie_secret.expose()),
             cfg,

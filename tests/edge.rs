@@ -186,3 +186,248 @@ async fn one_address_cannot_take_every_connection() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// The server's resident memory (kB), from /proc.
+fn rss_kb(srv: &Server) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", srv.child.id())).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// Sends `head` then up to `declared` body bytes (`prefix` first, then filler) while
+/// reading: the status, and how many body bytes had been written when it came.
+async fn post_huge(
+    to: SocketAddr,
+    path: &str,
+    prefix: &[u8],
+    declared: usize,
+    content_type: &str,
+) -> (u16, usize) {
+    let s = connect_from("127.0.0.1", to).await;
+    let (mut rd, mut wr) = s.into_split();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: {content_type}\r\nContent-Length: {declared}\r\n\r\n"
+    );
+    let sent = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = sent.clone();
+    let prefix = prefix.to_vec();
+    let writer = tokio::spawn(async move {
+        wr.write_all(head.as_bytes()).await?;
+        wr.write_all(&prefix).await?;
+        counter.fetch_add(prefix.len(), std::sync::atomic::Ordering::SeqCst);
+        let chunk = vec![b'x'; 64 * 1024];
+        let mut left = declared - prefix.len();
+        while left > 0 {
+            let n = left.min(chunk.len());
+            wr.write_all(&chunk[..n]).await?;
+            counter.fetch_add(n, std::sync::atomic::Ordering::SeqCst);
+            left -= n;
+        }
+        Ok::<_, std::io::Error>(())
+    });
+    let mut buf = vec![0u8; 1024];
+    let n = tokio::time::timeout(Duration::from_secs(30), rd.read(&mut buf))
+        .await
+        .expect("an answer within 30 s")
+        .unwrap();
+    let at = sent.load(std::sync::atomic::Ordering::SeqCst);
+    writer.abort();
+    let text = String::from_utf8_lossy(&buf[..n]);
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, at)
+}
+
+async fn ops_post(srv: &Server, path: &str, body: serde_json::Value) -> u16 {
+    reqwest::Client::new()
+        .post(format!("{}{path}", srv.base))
+        .bearer_auth(OPS)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// Issue 13, row 2: 64 MiB bodies with a wrong token or an unknown SN are refused before
+/// they are read (the answer comes while most of the body is still unsent) and the
+/// server's memory does not grow with them; a known terminal is still served.
+#[tokio::test]
+async fn oversized_bodies_are_refused_before_they_are_read() {
+    let srv = start(&[]).await;
+    assert_eq!(
+        ops_post(
+            &srv,
+            "/ops/terminals",
+            serde_json::json!({"sn": "EDGE1", "token": "right-token", "name": "gate", "timezone": "Asia/Shanghai"})
+        )
+        .await,
+        201
+    );
+    let before = rss_kb(&srv);
+    const BIG: usize = 64 * 1024 * 1024;
+    let form = "application/x-www-form-urlencoded";
+    let mut refused = Vec::new();
+    for _ in 0..4 {
+        // One punch has a small limit: the declared length alone is refused.
+        refused.push(
+            post_huge(
+                srv.addr,
+                "/attendance/newRecord",
+                b"token=wrong&SN=EDGE1&record=",
+                BIG,
+                form,
+            )
+            .await,
+        );
+        // A sync may be large: its token, first in the form, is checked before the rest.
+        refused.push(
+            post_huge(
+                srv.addr,
+                "/attendance/syncRecord",
+                b"token=wrong&SN=EDGE1&records=",
+                BIG,
+                form,
+            )
+            .await,
+        );
+        // An unknown terminal is refused before its upload is read.
+        refused.push(
+            post_huge(
+                srv.addr,
+                "/iclock/cdata?SN=NOBODY&table=ATTLOG",
+                b"",
+                BIG,
+                "text/plain",
+            )
+            .await,
+        );
+        // The legacy path too.
+        refused.push(
+            post_huge(
+                srv.addr,
+                "/weiphp30/index.php?s=/addon/DailyTime/DailyTime/syncRecord",
+                b"token=wrong&SN=EDGE1&records=",
+                BIG,
+                form,
+            )
+            .await,
+        );
+    }
+    for (i, (status, sent)) in refused.iter().enumerate() {
+        assert!([403, 413].contains(status), "request {i}: status {status}");
+        assert!(
+            *sent < BIG / 2,
+            "request {i}: the answer came only after {sent} of {BIG} bytes"
+        );
+    }
+    let grown = rss_kb(&srv).saturating_sub(before);
+    assert!(
+        grown < 64 * 1024,
+        "RSS grew by {grown} kB for refused bodies"
+    );
+    // The right terminal is served, and its error-log upload of `null` (what ZkPush
+    // sends with no logs) is "no logs".
+    let http = reqwest::Client::new();
+    let r = http
+        .post(format!("{}/attendance/sendErrorLogs", srv.base))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(serde_urlencoded::to_string([("token", "right-token"), ("logs", "null")]).unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let r = http
+        .post(format!("{}/attendance/newRecord", srv.base))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(serde_urlencoded::to_string([
+            ("token", "right-token"),
+            ("SN", "EDGE1"),
+            ("record", "PIN=7&TIME=2026-12-01+08:00:00&STATUS=0&VERIFY=1&WORKCODE=0&RESERVED1=0&RESERVED2=0"),
+        ]).unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+}
+
+/// Issue 13, row 3: a flood of junk lines is refused; a large genuine upload is stored
+/// in batches, and requests that need the database are answered while it runs.
+#[tokio::test]
+async fn large_uploads_do_not_hold_the_database() {
+    let srv = start(&[]).await;
+    assert_eq!(
+        ops_post(
+            &srv,
+            "/ops/terminals",
+            serde_json::json!({"sn": "EDGE2", "token": "second-token", "name": "gate", "timezone": "Asia/Shanghai"})
+        )
+        .await,
+        201
+    );
+    assert_eq!(
+        ops_post(&srv, "/ops/devices", serde_json::json!({"device_code": "11-22-33-44-55-66-77-12", "name": "seat", "charge_mode": 5, "province": "上海", "city": "上海", "area": "浦东", "location": "A1"})).await,
+        201
+    );
+    let http = reqwest::Client::new();
+    // 300,000 junk lines (0.6 MB): refused, nothing kept.
+    let junk = "x\n".repeat(300_000);
+    let r = http
+        .post(format!(
+            "{}/iclock/cdata?SN=EDGE2&table=ATTLOG&Stamp=1",
+            srv.base
+        ))
+        .body(junk)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413);
+    // 20,000 genuine lines: accepted, while the database keeps answering others.
+    let mut lines = String::new();
+    for i in 0..20_000 {
+        let (h, m, sec) = (i / 3600 % 24, i / 60 % 60, i % 60);
+        lines.push_str(&format!(
+            "{}\t2026-11-30 {h:02}:{m:02}:{sec:02}\t0\t1\t0\t0\t0\n",
+            1000 + i % 50
+        ));
+    }
+    let url = format!("{}/iclock/cdata?SN=EDGE2&table=ATTLOG&Stamp=2", srv.base);
+    let upload = tokio::spawn({
+        let http = http.clone();
+        async move { http.post(url).body(lines).send().await.unwrap() }
+    });
+    let mut answered_meanwhile = 0;
+    while !upload.is_finished() {
+        let r = http
+            .post(format!("{}/windows/check", srv.base))
+            .json(&serde_json::json!({"device_code": "11-22-33-44-55-66-77-12"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let r = http
+            .get(format!("{}/ops/devices", srv.base))
+            .bearer_auth(OPS)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        if !upload.is_finished() {
+            answered_meanwhile += 1;
+        }
+    }
+    let r = upload.await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), "OK:20000");
+    assert!(
+        answered_meanwhile > 0,
+        "no database request was answered while the upload ran"
+    );
+}

@@ -8,6 +8,7 @@
 
 pub mod attendance;
 pub mod audit;
+pub mod body;
 pub mod dev;
 pub mod extract;
 pub mod files;
@@ -89,6 +90,10 @@ pub struct AppInner {
     pub ws_per_address: dashmap::DashMap<std::net::IpAddr, usize>,
     /// Downloads (`/files/*`) in progress per client address.
     pub downloads: dashmap::DashMap<std::net::IpAddr, usize>,
+    /// The byte budget (in KiB permits) of large request bodies being read.
+    pub large_bodies: Arc<tokio::sync::Semaphore>,
+    /// The whole budget in KiB (one body never asks for more).
+    pub large_body_kib: usize,
 }
 
 impl AppInner {
