@@ -182,6 +182,7 @@ impl Application {
             ws_per_user: Default::default(),
             ws_per_address: Default::default(),
             downloads: Default::default(),
+            limits: crate::http::limits::Limits::new(&cfg),
             large_bodies: Arc::new(tokio::sync::Semaphore::new(
                 cfg.server.large_body_budget_bytes / 1024,
             )),

@@ -142,6 +142,9 @@ pub struct Server {
     /// blocks). Must be set explicitly in production, even to `[]`.
     #[serde(default)]
     pub trusted_proxies: Option<Vec<String>>,
+    /// The per-address rate limits (`src/http/limits.rs`); off only for tests that fire
+    /// many bad requests from one address.
+    pub rate_limits: bool,
 }
 
 /// Where this server runs.

@@ -163,6 +163,13 @@ pub fn request_ip(req: &axum::http::request::Parts) -> Option<IpAddr> {
 #[derive(Debug, Clone, Copy)]
 pub struct ClientIp(pub IpAddr);
 
+impl ClientIp {
+    /// From a request's extensions (after [`resolve_client`]).
+    pub fn from_extensions(e: &axum::http::Extensions) -> Option<IpAddr> {
+        e.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip())
+    }
+}
+
 impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ClientIp {
     type Rejection = std::convert::Infallible;
 

@@ -431,3 +431,108 @@ async fn large_uploads_do_not_hold_the_database() {
         "no database request was answered while the upload ran"
     );
 }
+
+/// Issue 13: 200 wrong ops tokens in a burst are throttled (429 `{"error"}`) after a
+/// handful; the right token from another address is still served.
+#[tokio::test]
+async fn wrong_ops_tokens_are_throttled() {
+    let srv = start(&[]).await;
+    let http = reqwest::Client::new();
+    let mut statuses = Vec::new();
+    let mut tasks = Vec::new();
+    for i in 0..200 {
+        let http = http.clone();
+        let url = format!("{}/ops/devices", srv.base);
+        tasks.push(tokio::spawn(async move {
+            http.get(url)
+                .bearer_auth(format!("wrong-{i}"))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }));
+    }
+    for t in tasks {
+        statuses.push(t.await.unwrap());
+    }
+    let throttled = statuses.iter().filter(|s| **s == 429).count();
+    assert!(
+        throttled >= 150,
+        "only {throttled} of 200 throttled: {statuses:?}"
+    );
+    assert!(statuses.iter().all(|s| [401, 429].contains(s)));
+    // The operator elsewhere is unaffected.
+    let mut s = connect_from("127.0.0.9", srv.addr).await;
+    s.write_all(
+        format!("GET /ops/devices HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {OPS}\r\nConnection: close\r\n\r\n")
+            .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        out.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&out)
+    );
+}
+
+/// Issue 13: guessing client ids is throttled per address (dialect B's flat object,
+/// 429), and once throttled a hit looks like a miss; kiosks elsewhere are served.
+#[tokio::test]
+async fn client_id_enumeration_is_throttled() {
+    let srv = start(&[("KIOSKD_REST__SERVICE_NUMBER", "13700000000")]).await;
+    let http = reqwest::Client::new();
+    assert_eq!(
+        ops_post(&srv, "/ops/devices", serde_json::json!({"device_code": "11-22-33-44-55-66-77-13", "name": "seat", "charge_mode": 5, "province": "上海", "city": "上海", "area": "浦东", "location": "A1", "client_id": "555001"})).await,
+        201
+    );
+    let mut limited = 0;
+    for i in 0..60 {
+        let r = http
+            .get(format!(
+                "{}/rest/clientStatus?clientId={}&clientStatus=1",
+                srv.base,
+                900000 + i
+            ))
+            .send()
+            .await
+            .unwrap();
+        if r.status() == 429 {
+            limited += 1;
+            let v: serde_json::Value = r.json().await.unwrap();
+            assert_eq!(v["data"], 0, "{v}");
+        }
+    }
+    assert!(limited >= 30, "only {limited} of 60 guesses throttled");
+    // The real id from the guessing address is refused too (no hit stands out) ...
+    let r = http
+        .get(format!(
+            "{}/rest/clientStatus?clientId=555001&clientStatus=1",
+            srv.base
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 429);
+    // ... and served from any other address.
+    let mut s = connect_from("127.0.0.10", srv.addr).await;
+    s.write_all(b"GET /rest/clientStatus?clientId=555001&clientStatus=1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        out.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&out)
+    );
+}

@@ -14,6 +14,7 @@ pub mod extract;
 pub mod files;
 pub mod health;
 pub mod iclock;
+pub mod limits;
 pub mod oauth;
 pub mod ops;
 pub mod ops_attendance;
@@ -90,6 +91,8 @@ pub struct AppInner {
     pub ws_per_address: dashmap::DashMap<std::net::IpAddr, usize>,
     /// Downloads (`/files/*`) in progress per client address.
     pub downloads: dashmap::DashMap<std::net::IpAddr, usize>,
+    /// The rate limits per client address.
+    pub limits: limits::Limits,
     /// The byte budget (in KiB permits) of large request bodies being read.
     pub large_bodies: Arc<tokio::sync::Semaphore>,
     /// The whole budget in KiB (one body never asks for more).
@@ -186,7 +189,10 @@ pub fn ok<T: Serialize>(result: T) -> Response {
 
 /// A business failure: HTTP 200 with `success:false`, a numeric code and a message.
 pub fn fail(code: i32, msg: impl Into<String>) -> Response {
-    axum::Json(Envelope::fail(code, msg)).into_response()
+    let mut r = axum::Json(Envelope::fail(code, msg)).into_response();
+    // The rate limits read it (an unknown device code counts as a lookup miss).
+    r.extensions_mut().insert(limits::FailCode(code));
+    r
 }
 
 /// Malformed input: the envelope with `BAD_REQUEST` and an HTTP 4xx status.
@@ -257,6 +263,10 @@ pub fn router(state: AppState) -> Router {
         ))
         .layer(axum::middleware::from_fn(crate::telemetry::track))
         .layer(axum::extract::DefaultBodyLimit::max(max_body))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            limits::limit,
+        ))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             request_timeout,
