@@ -185,6 +185,16 @@ impl Application {
             next_conn_id: std::sync::atomic::AtomicU64::new(1),
             nonces: Default::default(),
             tz: cfg.tz(),
+            edge: Arc::new(crate::net::Edge::new(&cfg)),
+            ws_per_user: Default::default(),
+            ws_per_address: Default::default(),
+            downloads: Default::default(),
+            limits: crate::http::limits::Limits::new(&cfg),
+            large_bodies: Arc::new(tokio::sync::Semaphore::new(
+                cfg.server.large_body_budget_bytes / 1024,
+            )),
+            large_body_kib: cfg.server.large_body_budget_bytes / 1024,
+
             cookie_key: crate::identity::key(cfg.identity.cookie_secret.expose()),
             cfg,
             db,
@@ -230,11 +240,14 @@ impl Application {
             // WebSockets close with 1001 so clients reconnect elsewhere or later.
             let _ = tx.send(true);
         };
-        axum::serve(
+        crate::net::serve(
             self.listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
+            app,
+            self.state.edge.clone(),
+            crate::net::Timeouts::new(&self.state.cfg),
+            shutdown,
+            Duration::from_secs(15),
         )
-        .with_graceful_shutdown(shutdown)
         .await?;
         sampler.abort();
         // Sessions stay active in the database; the next start recovers them.

@@ -128,6 +128,31 @@ pub struct Server {
     /// `development` or `production` (production refuses sandbox payments and dev
     /// identity).
     pub environment: Environment,
+    /// Most open connections (all kinds, WebSockets included); more are closed at accept.
+    pub max_connections: usize,
+    /// Most open connections from one client address (0: no cap). Trusted proxies are
+    /// not capped (their clients are counted by the rate limits instead).
+    pub max_connections_per_address: usize,
+    /// A request's headers (and the next request's on an idle keep-alive connection)
+    /// must arrive within this; the connection is closed otherwise.
+    pub header_read_timeout_seconds: u64,
+    /// A request must be answered within this (WebSocket upgrades answer at once).
+    pub request_timeout_seconds: u64,
+    /// Longest wait for the next piece of a request body.
+    pub body_read_timeout_seconds: u64,
+    /// A connection whose writes make no progress this long (a client that stopped
+    /// reading) is closed.
+    pub write_stall_timeout_seconds: u64,
+    /// Bytes of large request bodies (attendance uploads) being read at once, all
+    /// requests together; more wait for their turn.
+    pub large_body_budget_bytes: usize,
+    /// Proxies whose `X-Forwarded-For` names the real client (addresses or CIDR
+    /// blocks). Must be set explicitly in production, even to `[]`.
+    #[serde(default)]
+    pub trusted_proxies: Option<Vec<String>>,
+    /// The per-address rate limits (`src/http/limits.rs`); off only for tests that fire
+    /// many bad requests from one address.
+    pub rate_limits: bool,
 }
 
 /// Where this server runs.
@@ -334,6 +359,10 @@ pub struct Rest {
 pub struct Files {
     /// Media folder.
     pub dir: String,
+    /// Downloads at once per client address (slow readers hold connections).
+    pub max_downloads_per_address: usize,
+    /// A download must finish within this, however slowly the client reads.
+    pub download_timeout_seconds: u64,
 }
 
 /// `[ws]`
@@ -362,6 +391,17 @@ pub struct Ws {
     /// Origins browsers may connect from (`/ws/user`, `/ws/ops`); empty: the origin of
     /// `public.base_url` only.
     pub allowed_origins: Vec<String>,
+    /// Of `max_connections`, this many are kept for kiosks: other sockets (phones, ops,
+    /// bridges) get at most `max_connections - reserved_for_kiosks`.
+    pub reserved_for_kiosks: usize,
+    /// Most `/ws/user` sockets per signed-in user.
+    pub max_per_user: usize,
+    /// Most non-kiosk sockets (`/ws/user`, `/ws/ops`, `/ws/attendance`) per client address.
+    pub max_per_address: usize,
+    /// Messages a client may send per second on one socket (sustained) ...
+    pub messages_per_second: u32,
+    /// ... and in a burst; a socket over it is closed with 4029.
+    pub message_burst: u32,
 }
 
 /// `[public]`
@@ -613,10 +653,62 @@ impl Config {
         if !self.sms.debug_code.is_empty() && self.identity.mode != IdentityMode::Dev {
             return bad("sms.debug_code is only allowed with identity.mode = \"dev\"");
         }
+        let sv = &self.server;
+        if sv.max_connections == 0 {
+            return bad("server.max_connections must be at least 1");
+        }
+        if !(1..=10).contains(&sv.header_read_timeout_seconds) {
+            return bad("server.header_read_timeout_seconds must be 1 to 10");
+        }
+        if sv.request_timeout_seconds == 0
+            || sv.body_read_timeout_seconds == 0
+            || sv.write_stall_timeout_seconds == 0
+        {
+            return bad(
+                "server.request_timeout_seconds, body_read_timeout_seconds and write_stall_timeout_seconds must be positive",
+            );
+        }
+        if sv.large_body_budget_bytes < 1024 * 1024 {
+            return bad("server.large_body_budget_bytes must be at least 1 MiB");
+        }
+        if let Err(e) = self.trusted_proxies() {
+            return Err(ConfigError::Invalid(e));
+        }
+        if prod && sv.trusted_proxies.is_none() {
+            return bad(
+                "server.trusted_proxies must be set explicitly in production (the proxies whose X-Forwarded-For names the client, or [] for none)",
+            );
+        }
+        if self.ws.reserved_for_kiosks >= self.ws.max_connections {
+            return bad("ws.reserved_for_kiosks must be below ws.max_connections");
+        }
+        if self.ws.messages_per_second == 0 || self.ws.message_burst == 0 {
+            return bad("ws.messages_per_second and ws.message_burst must be positive");
+        }
+        if self.files.download_timeout_seconds == 0 {
+            return bad("files.download_timeout_seconds must be positive");
+        }
         if self.payments.max_recharge_fen <= 0 {
             return bad("payments.max_recharge_fen must be positive");
         }
         Ok(self)
+    }
+
+    /// The trusted proxies as networks (a bare address is a /32 or /128).
+    pub fn trusted_proxies(&self) -> Result<Vec<ipnet::IpNet>, String> {
+        self.server
+            .trusted_proxies
+            .iter()
+            .flatten()
+            .map(|p| {
+                let p = p.trim();
+                p.parse::<ipnet::IpNet>()
+                    .or_else(|_| p.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| {
+                        format!("server.trusted_proxies: {p:?} is not an address or CIDR block")
+                    })
+            })
+            .collect()
     }
 
     /// The wire time zone.

@@ -12,6 +12,7 @@ pub mod http;
 pub mod identity;
 pub mod kiosk_auth;
 pub mod maintainers;
+pub mod net;
 pub mod operators;
 pub mod opscli;
 pub mod orders;

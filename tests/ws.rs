@@ -722,3 +722,99 @@ async fn a_postpaid_end_names_its_order_and_paying_it_is_pushed() {
     );
     app.stop().await;
 }
+
+/// Issue 13: one phone cookie cannot take every socket: a few per user, a few per
+/// address, and kiosks keep a reserve that phones never reach.
+#[tokio::test]
+async fn one_phone_cannot_take_every_socket_and_kiosks_keep_their_reserve() {
+    let caps = "[ws]\nallow_unsigned = true\nmax_connections = 8\nreserved_for_kiosks = 3\nmax_per_user = 3\nmax_per_address = 64\n";
+    let (app, phone, _uid) = setup(caps).await;
+    let cookie = phone.cookie_header();
+    let mut mine = Vec::new();
+    for _ in 0..3 {
+        mine.push(
+            Client::connect_with(&app, "/ws/user", &[("cookie", &cookie)])
+                .await
+                .unwrap(),
+        );
+    }
+    assert_eq!(
+        Client::connect_with(&app, "/ws/user", &[("cookie", &cookie)])
+            .await
+            .err(),
+        Some(503),
+        "a fourth socket for one user"
+    );
+    // Other users fill what phones may take (8 - 3 = 5) ...
+    let (p2, _) = app.phone("oWs2", "17717463333", 100).await;
+    let c2 = p2.cookie_header();
+    let _a = Client::connect_with(&app, "/ws/user", &[("cookie", &c2)])
+        .await
+        .unwrap();
+    let _b = Client::connect_with(&app, "/ws/user", &[("cookie", &c2)])
+        .await
+        .unwrap();
+    assert_eq!(
+        Client::connect_with(&app, "/ws/user", &[("cookie", &c2)])
+            .await
+            .err(),
+        Some(503),
+        "phones stop short of the kiosks' reserve"
+    );
+    // ... and a kiosk still gets in.
+    let mut k = Client::connect(&app, &format!("/ws/kiosk?device_code={CODE}"))
+        .await
+        .expect("a kiosk connects from the reserve");
+    k.send(json!({"type":"hello","data":{}})).await;
+    k.until("snapshot").await;
+    // Closed sockets give their places back (the kiosk's counts in the total too).
+    let mut gone = mine.pop().unwrap();
+    gone.ws.close(None).await.unwrap();
+    k.ws.close(None).await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        match Client::connect_with(&app, "/ws/user", &[("cookie", &cookie)]).await {
+            Ok(_) => break,
+            Err(503) if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(20)).await
+            }
+            Err(c) => panic!("the freed place never came back ({c})"),
+        }
+    }
+    app.stop().await;
+}
+
+/// Issue 13: every socket has a message budget; a flood closes it with 4029, a normal
+/// client on the next socket is untouched.
+#[tokio::test]
+async fn a_socket_flooding_messages_is_closed() {
+    let cfg = WS.replace(
+        "allow_unsigned = true\n",
+        "allow_unsigned = true\nmessages_per_second = 2\nmessage_burst = 10\n",
+    );
+    let (app, phone, _uid) = setup(&cfg).await;
+    let mut flood = Client::connect(&app, &format!("/ws/kiosk?device_code={CODE}"))
+        .await
+        .unwrap();
+    for _ in 0..40 {
+        if flood
+            .ws
+            .send(Message::Text(
+                json!({"type":"heartbeat","data":{}}).to_string().into(),
+            ))
+            .await
+            .is_err()
+        {
+            break;
+        }
+    }
+    assert_eq!(flood.closed_with().await, Some(4029));
+    let mut feed = Client::connect_with(&app, "/ws/user", &[("cookie", &phone.cookie_header())])
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        feed.send(json!({"type":"heartbeat","data":{}})).await;
+    }
+    feed.until("snapshot").await;
+    app.stop().await;
+}

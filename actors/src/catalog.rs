@@ -126,3 +126,19 @@ pub const PAYMENTS_RECONCILED: &str = "kioskd_payments_reconciled_total";
 pub const OUTBOX_DEPTH: &str = "kioskd_outbox_pending";
 /// Counter: outbox send attempts, by `outcome` (sent, retry, failed).
 pub const OUTBOX_SENDS: &str = "kioskd_outbox_sends_total";
+/// Gauge: open HTTP connections (WebSockets included).
+pub const CONNECTIONS_OPEN: &str = "kioskd_http_connections_open";
+/// Counter: connections closed at accept, by `reason` (global: server.max_connections;
+/// per_address: server.max_connections_per_address).
+pub const CONNECTIONS_REFUSED: &str = "kioskd_http_connections_refused_total";
+/// Counter: connections closed by the server's guards, by `reason` (write_stall: the
+/// client stopped reading; download_timeout: a /files download ran past its limit).
+pub const CONNECTIONS_CLOSED: &str = "kioskd_http_connections_closed_total";
+/// Counter: requests refused by a rate limit, by `reason` (the bucket: oauth,
+/// ops_auth, lookup, maintain_login, captcha, ops_login, downloads).
+pub const RATE_LIMITED: &str = "kioskd_http_rate_limited_total";
+/// Counter: request bodies refused before or while reading, by `reason` (too_large,
+/// unauthorized, unknown_device, too_many_lines).
+pub const BODIES_REFUSED: &str = "kioskd_http_bodies_refused_total";
+/// Counter: WebSockets closed for sending too many messages, by `kind`.
+pub const WS_RATE_LIMITED: &str = "kioskd_ws_rate_limited_total";

@@ -32,12 +32,15 @@ pub mod close {
     pub const IDLE_TIMEOUT: u16 = 4009;
     /// Too many malformed messages. Fix the client; reconnect only with backoff.
     pub const PROTOCOL_ERROR: u16 = 4010;
+    /// The client sent more messages than `ws.messages_per_second` / `ws.message_burst`
+    /// allow. Reconnect with backoff and send less.
+    pub const RATE_LIMITED: u16 = 4029;
 
     /// Whether a client should reconnect after this code.
     pub fn should_reconnect(code: u16) -> bool {
         matches!(
             code,
-            GOING_AWAY | INTERNAL | SLOW_CONSUMER | IDLE_TIMEOUT | PROTOCOL_ERROR
+            GOING_AWAY | INTERNAL | SLOW_CONSUMER | IDLE_TIMEOUT | PROTOCOL_ERROR | RATE_LIMITED
         )
     }
 }

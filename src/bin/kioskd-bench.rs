@@ -159,7 +159,7 @@ async fn start(db: Option<String>, extra: &str) -> anyhow::Result<Running> {
         }
     };
     let toml = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\n[database]\nurl = \"{url}\"\nmax_connections = 32\n[identity]\nmode = \"dev\"\n[log]\nfilter = \"warn\"\n{extra}"
+        "[server]\nlisten = \"127.0.0.1:0\"\n# Every simulated kiosk comes from loopback.\nmax_connections = 100000\nmax_connections_per_address = 0\n[database]\nurl = \"{url}\"\nmax_connections = 32\n[identity]\nmode = \"dev\"\n[log]\nfilter = \"warn\"\n{extra}"
     );
     let cfg = Config::load_with(None, &toml)?;
     kioskd::telemetry::init_logging(&cfg.log.filter);

@@ -11,10 +11,9 @@
 use std::collections::HashMap;
 
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use kioskd_actors::terminal::{
@@ -34,14 +33,22 @@ pub const MAX_BRIDGE_BODY: usize = 64 * 1024 * 1024;
 /// (whose records stay text until the token is checked).
 pub const MAX_JSON_BODY: usize = 8 * 1024 * 1024;
 
-/// Bodies above this size are decoded at most two at a time, so a burst of nightly syncs
-/// (or of garbage) cannot hold many copies of tens of megabytes at once.
-const LARGE_BODY: usize = 1024 * 1024;
+/// Largest body of the small actions (one punch, a poll, a roster request).
+pub const MAX_SMALL_BODY: usize = 64 * 1024;
 
-fn large_bodies() -> &'static tokio::sync::Semaphore {
-    static SEM: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
-    SEM.get_or_init(|| tokio::sync::Semaphore::new(2))
-}
+/// Largest error-log upload.
+pub const MAX_ERRORLOG_BODY: usize = 4 * 1024 * 1024;
+
+/// Most records in one sync (good and quarantined): more is refused with 413 and
+/// nothing stored.
+pub const MAX_SYNC_RECORDS: usize = 200_000;
+
+/// Records per transaction when a sync is stored: no request holds the database for
+/// long (a batch commits in well under a few hundred milliseconds).
+pub const INGEST_BATCH: usize = 1000;
+
+/// How much of a form body is read before its token is checked.
+const TOKEN_PREFIX: usize = 4096;
 
 /// The legacy path's action prefix (in the `s` query parameter).
 const LEGACY_PREFIX: &str = "/addon/DailyTime/DailyTime";
@@ -53,7 +60,6 @@ pub fn routes() -> Router<AppState> {
         .route("/attendance", post(error_logs_route))
         .route("/attendance/", post(error_logs_route))
         .route("/attendance/{action}", post(modern))
-        .layer(axum::extract::DefaultBodyLimit::max(MAX_BRIDGE_BODY))
 }
 
 /// SHA-256 hex of a bridge token (what the terminals table keeps).
@@ -240,25 +246,29 @@ pub(crate) fn sync_records(v: &Value) -> Result<(Vec<RawPunch>, Vec<Quarantined>
     Ok((good, bad))
 }
 
-fn body_or_refuse(b: Result<Bytes, BytesRejection>) -> Result<Map<String, Value>, Response> {
-    let bytes = b.map_err(|e| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+fn body_error(e: super::body::BodyError) -> Response {
+    match e {
+        super::body::BodyError::TooLarge => {
             refuse(StatusCode::PAYLOAD_TOO_LARGE, "request body too large")
-        } else {
-            refuse(e.status(), "cannot read body")
         }
-    })?;
-    fields(&bytes).map_err(|m| refuse(StatusCode::BAD_REQUEST, m))
+        super::body::BodyError::Broken => refuse(StatusCode::BAD_REQUEST, "cannot read body"),
+    }
 }
 
 /// The terminals the body's token serves (403 when none).
 async fn authorize(s: &AppState, f: &Map<String, Value>) -> Result<Vec<TerminalRecord>, Response> {
     let token = text_field(f, "token").map_err(|m| refuse(StatusCode::UNAUTHORIZED, m))?;
+    authorize_token(s, token).await
+}
+
+async fn authorize_token(s: &AppState, token: &str) -> Result<Vec<TerminalRecord>, Response> {
     let ts =
         s.db.terminals_by_token(&token_hash(token))
             .await
             .map_err(store_error)?;
     if ts.is_empty() {
+        metrics::counter!(kioskd_actors::catalog::BODIES_REFUSED, "reason" => "unauthorized")
+            .increment(1);
         return Err(refuse(StatusCode::FORBIDDEN, "wrong token"));
     }
     Ok(ts)
@@ -278,7 +288,8 @@ fn terminal<'a>(
 async fn legacy(
     State(s): State<AppState>,
     RawQuery(q): RawQuery,
-    b: Result<Bytes, BytesRejection>,
+    headers: HeaderMap,
+    body: Body,
 ) -> Response {
     let params: HashMap<String, String> =
         serde_urlencoded::from_str(q.as_deref().unwrap_or("")).unwrap_or_default();
@@ -288,44 +299,67 @@ async fn legacy(
     let Some(action) = route.strip_prefix(LEGACY_PREFIX) else {
         return refuse(StatusCode::NOT_FOUND, "no such action");
     };
-    dispatch(s, action.trim_matches('/'), b).await
+    dispatch(s, action.trim_matches('/'), headers, body).await
 }
 
 async fn modern(
     State(s): State<AppState>,
     Path(action): Path<String>,
-    b: Result<Bytes, BytesRejection>,
+    headers: HeaderMap,
+    body: Body,
 ) -> Response {
-    dispatch(s, &action, b).await
+    dispatch(s, &action, headers, body).await
 }
 
-async fn error_logs_route(State(s): State<AppState>, b: Result<Bytes, BytesRejection>) -> Response {
-    dispatch(s, "", b).await
+async fn error_logs_route(State(s): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    dispatch(s, "", headers, body).await
 }
 
-async fn dispatch(s: AppState, action: &str, b: Result<Bytes, BytesRejection>) -> Response {
-    let handler = match action {
-        "newRecord" => Action::New,
-        "syncRecord" => Action::Sync,
-        "updateStudent" => Action::Users,
-        "getCommand" => Action::Command,
-        "" | "sendErrorLogs" => Action::Errors,
+async fn dispatch(s: AppState, action: &str, headers: HeaderMap, body: Body) -> Response {
+    let (handler, max) = match action {
+        "newRecord" => (Action::New, MAX_SMALL_BODY),
+        "syncRecord" => (Action::Sync, MAX_BRIDGE_BODY),
+        "updateStudent" => (Action::Users, MAX_SMALL_BODY),
+        "getCommand" => (Action::Command, MAX_SMALL_BODY),
+        "" | "sendErrorLogs" => (Action::Errors, MAX_ERRORLOG_BODY),
         _ => return refuse(StatusCode::NOT_FOUND, format!("no such action {action:?}")),
     };
-    let big = b.as_ref().is_ok_and(|b| b.len() > LARGE_BODY);
-    let _permit = if big {
-        // Never closed, so acquiring only waits.
-        large_bodies().acquire().await.ok()
-    } else {
-        None
+    // The limit is known before a byte is read; large bodies wait for the byte budget.
+    let mut reader = match super::body::BodyReader::new(&s, &headers, body, max).await {
+        Ok(r) => r,
+        Err(e) => return body_error(e),
     };
-    let f = match body_or_refuse(b) {
+    // The bridge's form bodies start with the token: a wrong one is refused before
+    // the rest (up to 64 MiB) is read.
+    if let Err(e) = reader.fill(TOKEN_PREFIX).await {
+        return body_error(e);
+    }
+    let mut early = None;
+    if !reader.complete()
+        && reader.prefix().trim_ascii_start().first() != Some(&b'{')
+        && let Some(token) = super::body::form_prefix_value(reader.prefix(), "token")
+    {
+        match authorize_token(&s, &token).await {
+            Ok(ts) => early = Some(ts),
+            Err(r) => return r,
+        }
+    }
+    let bytes = match reader.finish().await {
+        Ok(b) => b,
+        Err(e) => return body_error(e),
+    };
+    let f = match fields(&bytes) {
         Ok(f) => f,
-        Err(r) => return r,
+        Err(m) => return refuse(StatusCode::BAD_REQUEST, m),
     };
-    let ts = match authorize(&s, &f).await {
-        Ok(t) => t,
-        Err(r) => return r,
+    drop(bytes);
+    let ts = match early {
+        // Duplicate keys are refused by `fields`: the prefix's token is the body's.
+        Some(ts) => ts,
+        None => match authorize(&s, &f).await {
+            Ok(t) => t,
+            Err(r) => return r,
+        },
     };
     let r = match handler {
         Action::New => new_attlog(&s, &f, &ts).await,
@@ -379,13 +413,45 @@ async fn sync_attlog(
         .get("records")
         .ok_or_else(|| refuse(StatusCode::BAD_REQUEST, "missing records"))?;
     let (good, bad) = sync_records(recs).map_err(|m| refuse(StatusCode::BAD_REQUEST, m))?;
-    let c = s
-        .terminals
-        .ingest(&t.sn, "bridge-sync", good, bad)
+    if good.len() + bad.len() > MAX_SYNC_RECORDS {
+        metrics::counter!(kioskd_actors::catalog::BODIES_REFUSED, "reason" => "too_many_lines")
+            .increment(1);
+        return Err(refuse(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("at most {MAX_SYNC_RECORDS} records per sync"),
+        ));
+    }
+    let c = ingest_batched(s, &t.sn, "bridge-sync", good, bad)
         .await
         .map_err(term_error)?;
     tracing::info!(sn = %t.sn, inserted = c.inserted, duplicates = c.duplicates, quarantined = c.quarantined, "sync batch stored");
     Ok(reply(StatusCode::OK, json!({"state": "OK", "SN": t.sn})))
+}
+
+/// Stores punches in transactions of [`INGEST_BATCH`] records, one after another, so
+/// other requests reach the database between them. A failure part way leaves the
+/// earlier batches stored; the sender re-sends and duplicates count as such.
+pub(super) async fn ingest_batched(
+    s: &AppState,
+    sn: &str,
+    source: &'static str,
+    good: Vec<RawPunch>,
+    bad: Vec<Quarantined>,
+) -> Result<kioskd_actors::terminal::IngestCounts, TermError> {
+    let mut total = kioskd_actors::terminal::IngestCounts::default();
+    let mut good = good.into_iter().peekable();
+    let mut bad = bad.into_iter().peekable();
+    loop {
+        let g: Vec<RawPunch> = good.by_ref().take(INGEST_BATCH).collect();
+        let b: Vec<Quarantined> = bad.by_ref().take(INGEST_BATCH).collect();
+        let c = s.terminals.ingest(sn, source, g, b).await?;
+        total.inserted += c.inserted;
+        total.duplicates += c.duplicates;
+        total.quarantined += c.quarantined;
+        if good.peek().is_none() && bad.peek().is_none() {
+            return Ok(total);
+        }
+    }
 }
 
 fn staff_json(st: &StaffRow) -> Value {
@@ -495,6 +561,9 @@ async fn error_logs(
         other => other.clone(),
     };
     let items = match parsed {
+        // ZkPush posts `json.dumps(None)` while its database has no error-log
+        // collection: no logs, not an error (a 400 makes the bridge crash later).
+        Value::Null => Vec::new(),
         Value::Array(a) => a,
         Value::Object(o) => vec![Value::Object(o)],
         _ => return Err(refuse(StatusCode::BAD_REQUEST, "logs must be an array")),

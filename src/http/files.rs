@@ -109,8 +109,47 @@ fn parse_range(v: &str, len: u64) -> Option<Result<(u64, u64), ()>> {
     Some(Ok((start, end.min(len - 1))))
 }
 
+/// A download's place under `files.max_downloads_per_address`, given back when its body
+/// is dropped (finished, failed or cut off).
+struct Download {
+    s: AppState,
+    ip: std::net::IpAddr,
+}
+
+impl Download {
+    fn take(s: &AppState, ip: std::net::IpAddr) -> Option<Self> {
+        let mut n = s.downloads.entry(ip).or_insert(0);
+        if *n >= s.cfg.files.max_downloads_per_address {
+            return None;
+        }
+        *n += 1;
+        Some(Self { s: s.clone(), ip })
+    }
+}
+
+impl Drop for Download {
+    fn drop(&mut self) {
+        self.s.downloads.remove_if_mut(&self.ip, |_, n| {
+            *n = n.saturating_sub(1);
+            *n == 0
+        });
+    }
+}
+
+/// 429 with an empty body (the field client keeps any body as its picture).
+fn busy() -> Response {
+    metrics::counter!(kioskd_actors::catalog::RATE_LIMITED, "reason" => "downloads").increment(1);
+    let mut r = StatusCode::TOO_MANY_REQUESTS.into_response();
+    r.headers_mut()
+        .insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+    r
+}
+
 async fn serve(
     State(s): State<AppState>,
+    crate::net::ClientIp(ip): crate::net::ClientIp,
     method: Method,
     Path(raw): Path<String>,
     headers: HeaderMap,
@@ -203,19 +242,37 @@ async fn serve(
     if method == Method::HEAD {
         return (status, h).into_response();
     }
+    // Slow readers: a few downloads per address, each within a deadline (a client that
+    // stops reading altogether is closed by the connection's write-stall guard).
+    let Some(slot) = Download::take(&s, ip) else {
+        return busy();
+    };
     if start > 0 && file.seek(std::io::SeekFrom::Start(start)).await.is_err() {
         return not_found();
     }
+    let deadline = tokio::time::Instant::now()
+        + std::time::Duration::from_secs(s.cfg.files.download_timeout_seconds);
     let reader = file.take(count);
-    let stream = futures::stream::unfold(reader, |mut r| async move {
+    let stream = futures::stream::unfold((reader, slot), move |(mut r, slot)| async move {
+        if tokio::time::Instant::now() >= deadline {
+            metrics::counter!(kioskd_actors::catalog::CONNECTIONS_CLOSED, "reason" => "download_timeout")
+                .increment(1);
+            return Some((
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "download took too long",
+                )),
+                (r, slot),
+            ));
+        }
         let mut buf = vec![0u8; 64 * 1024];
         match r.read(&mut buf).await {
             Ok(0) => None,
             Ok(n) => {
                 buf.truncate(n);
-                Some((Ok::<Bytes, std::io::Error>(Bytes::from(buf)), r))
+                Some((Ok::<Bytes, std::io::Error>(Bytes::from(buf)), (r, slot)))
             }
-            Err(e) => Some((Err(e), r)),
+            Err(e) => Some((Err(e), (r, slot))),
         }
     });
     (status, h, Body::from_stream(stream)).into_response()

@@ -38,15 +38,20 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .route("/iclock/cdata.aspx", get(handshake).post(upload))
         .route("/iclock/getrequest", get(getrequest))
         .route("/iclock/getrequest.aspx", get(getrequest))
-        .route("/iclock/devicecmd", axum::routing::post(devicecmd))
-        .route("/iclock/devicecmd.aspx", axum::routing::post(devicecmd))
+        .route(
+            "/iclock/devicecmd",
+            axum::routing::post(devicecmd)
+                .layer(axum::extract::DefaultBodyLimit::max(MAX_UPLOAD_BODY)),
+        )
+        .route(
+            "/iclock/devicecmd.aspx",
+            axum::routing::post(devicecmd)
+                .layer(axum::extract::DefaultBodyLimit::max(MAX_UPLOAD_BODY)),
+        )
         .route("/iclock/ping", get(ping))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             refuse_bridge_terminals,
-        ))
-        .layer(axum::extract::DefaultBodyLimit::max(
-            super::attendance::MAX_BRIDGE_BODY,
         ))
 }
 
@@ -302,31 +307,59 @@ pub fn operlog_lines(body: &str) -> (Vec<SeenUser>, u64) {
     (users, n)
 }
 
+/// Largest upload body: real terminals post about 128 lines (a few KiB) at a time.
+pub const MAX_UPLOAD_BODY: usize = 2 * 1024 * 1024;
+
+/// Most lines in one upload: more is refused with 413 (nothing stored, the terminal
+/// keeps its records).
+pub const MAX_UPLOAD_LINES: usize = 20_000;
+
 async fn upload(
     State(s): State<AppState>,
     RawQuery(q): RawQuery,
-    b: Result<Bytes, BytesRejection>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Body,
 ) -> Response {
     let q = query(q.as_deref());
     let sn = match sn_of(&q) {
         Ok(sn) => sn,
         Err(r) => return r,
     };
-    let body = match b {
-        Ok(b) => b,
-        Err(e) => return text(e.status(), "ERROR: cannot read body"),
-    };
     let table = q.get("table").map(String::as_str).unwrap_or("");
     // Refuse before reading anything for an unknown terminal (it keeps its data).
     if let Err(e) = s.terminals.get(&sn).await {
+        if matches!(e, TermError::NoSuchTerminal) {
+            metrics::counter!(kioskd_actors::catalog::BODIES_REFUSED, "reason" => "unknown_device")
+                .increment(1);
+        }
         return failed(e);
+    }
+    let reader = match super::body::BodyReader::new(&s, &headers, body, MAX_UPLOAD_BODY).await {
+        Ok(r) => r,
+        Err(e) => return read_failed(e),
+    };
+    let body = match reader.finish().await {
+        Ok(b) => b,
+        Err(e) => return read_failed(e),
+    };
+    let lines = body
+        .split(|b| *b == b'\n' || *b == b'\r')
+        .filter(|l| !l.trim_ascii().is_empty())
+        .count();
+    if lines > MAX_UPLOAD_LINES {
+        metrics::counter!(kioskd_actors::catalog::BODIES_REFUSED, "reason" => "too_many_lines")
+            .increment(1);
+        return text(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("ERROR: at most {MAX_UPLOAD_LINES} lines per upload"),
+        );
     }
     let body = decode(&body);
     let now = s.terminals.clock().now_ms();
     match table.to_ascii_uppercase().as_str() {
         "ATTLOG" => {
             let (good, bad) = attlog_lines(&body);
-            let c = match s.terminals.ingest(&sn, "iclock", good, bad).await {
+            let c = match super::attendance::ingest_batched(&s, &sn, "iclock", good, bad).await {
                 Ok(c) => c,
                 Err(e) => return failed(e),
             };
@@ -380,6 +413,15 @@ async fn upload(
             StatusCode::BAD_REQUEST,
             format!("ERROR: table {table:?} is not supported"),
         ),
+    }
+}
+
+fn read_failed(e: super::body::BodyError) -> Response {
+    match e {
+        super::body::BodyError::TooLarge => {
+            text(StatusCode::PAYLOAD_TOO_LARGE, "ERROR: body too large")
+        }
+        super::body::BodyError::Broken => text(StatusCode::BAD_REQUEST, "ERROR: cannot read body"),
     }
 }
 

@@ -10,6 +10,7 @@ pub mod app_api;
 pub mod attendance;
 pub mod audit;
 pub mod authz;
+pub mod body;
 pub mod csrf;
 pub mod dev;
 pub mod extract;
@@ -18,6 +19,7 @@ pub mod fuzz_replay;
 pub mod health;
 pub mod iclock;
 pub mod legacy;
+pub mod limits;
 pub mod oauth;
 pub mod operators;
 pub mod ops;
@@ -92,6 +94,20 @@ pub struct AppInner {
     pub operators: crate::operators::Operators,
     /// What the unsigned legacy kiosk calls looked like (the address rule).
     pub legacy: legacy::LegacyState,
+    /// Connection caps and the trusted proxies (the client address every limiter uses).
+    pub edge: Arc<crate::net::Edge>,
+    /// Open `/ws/user` sockets per user.
+    pub ws_per_user: dashmap::DashMap<i64, usize>,
+    /// Open non-kiosk sockets per client address.
+    pub ws_per_address: dashmap::DashMap<std::net::IpAddr, usize>,
+    /// Downloads (`/files/*`) in progress per client address.
+    pub downloads: dashmap::DashMap<std::net::IpAddr, usize>,
+    /// The rate limits per client address.
+    pub limits: limits::Limits,
+    /// The byte budget (in KiB permits) of large request bodies being read.
+    pub large_bodies: Arc<tokio::sync::Semaphore>,
+    /// The whole budget in KiB (one body never asks for more).
+    pub large_body_kib: usize,
 }
 
 impl AppInner {
@@ -191,7 +207,10 @@ pub fn ok<T: Serialize>(result: T) -> Response {
 
 /// A business failure: HTTP 200 with `success:false`, a numeric code and a message.
 pub fn fail(code: i32, msg: impl Into<String>) -> Response {
-    axum::Json(Envelope::fail(code, msg)).into_response()
+    let mut r = axum::Json(Envelope::fail(code, msg)).into_response();
+    // The rate limits read it (an unknown device code counts as a lookup miss).
+    r.extensions_mut().insert(limits::FailCode(code));
+    r
 }
 
 /// Malformed input: the envelope with `BAD_REQUEST` and an HTTP 4xx status.
@@ -215,6 +234,8 @@ pub fn internal(e: impl std::fmt::Display) -> Response {
 /// Every route.
 pub fn router(state: AppState) -> Router {
     let max_body = state.cfg.server.max_body_bytes;
+    let request_timeout = std::time::Duration::from_secs(state.cfg.server.request_timeout_seconds);
+    let edge = state.edge.clone();
     let mode = state.cfg.identity.mode;
     let dev_mode = mode == crate::config::IdentityMode::Dev;
     let mut phone = Router::new()
@@ -267,6 +288,18 @@ pub fn router(state: AppState) -> Router {
         ))
         .layer(axum::middleware::from_fn(crate::telemetry::track))
         .layer(axum::extract::DefaultBodyLimit::max(max_body))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            limits::limit,
+        ))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            request_timeout,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            edge,
+            crate::net::resolve_client,
+        ))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(panicked))
         .with_state(state)
 }

@@ -65,6 +65,21 @@ fn reply(status: StatusCode, f: Flat) -> Response {
     r
 }
 
+/// Marks an unknown client id for the lookup rate limit.
+fn miss(mut r: Response) -> Response {
+    r.extensions_mut().insert(super::limits::LookupMiss);
+    r
+}
+
+/// A rate-limit refusal in the endpoint's shape (HTTP 429; dialect B reads the body
+/// whatever the status).
+pub fn rate_limited(path: &str) -> Response {
+    reply(
+        StatusCode::TOO_MANY_REQUESTS,
+        fallback(path, "too many requests; retry later"),
+    )
+}
+
 fn outcome(route: &'static str, outcome: &'static str) {
     metrics::counter!(catalog::REST_REQUESTS, "route" => route, "outcome" => outcome).increment(1);
 }
@@ -214,14 +229,14 @@ async fn device_of(
             s.client_ids.insert(raw.to_string(), d.code.clone());
             Ok((d.code, raw.to_string()))
         }
-        Ok(None) => Err(refuse(route, StatusCode::OK, "no such clientId")),
+        Ok(None) => Err(miss(refuse(route, StatusCode::OK, "no such clientId"))),
         Err(e) => Err(internal(route, e)),
     }
 }
 
 fn coord_fail(route: &'static str, e: CoordError) -> Response {
     match e {
-        CoordError::NoSuchDevice => refuse(route, StatusCode::OK, "no such clientId"),
+        CoordError::NoSuchDevice => miss(refuse(route, StatusCode::OK, "no such clientId")),
         e => internal(route, e),
     }
 }

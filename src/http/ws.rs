@@ -6,6 +6,7 @@
 //! with `/ws/attendance` (`ws_attendance.rs`): the connection cap, the upgrade limits, the
 //! generic writer task and the idle-timed reader.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -63,23 +64,120 @@ pub(super) fn origin_allowed(s: &AppState, headers: &HeaderMap) -> bool {
     allowed.iter().any(|a| a == origin)
 }
 
-/// Counts a connection for the cap; the guard gives the slot back.
-pub(super) struct Slot(AppState);
+/// Counts a connection under the caps; the guard gives its places back.
+pub(super) struct Slot {
+    s: AppState,
+    user: Option<i64>,
+    addr: Option<IpAddr>,
+}
+
+/// Takes one place under `cap` in `map[key]`, or none.
+fn take_place<K: std::hash::Hash + Eq + Clone>(
+    map: &dashmap::DashMap<K, usize>,
+    key: &K,
+    cap: usize,
+) -> bool {
+    let mut n = map.entry(key.clone()).or_insert(0);
+    if *n >= cap {
+        return false;
+    }
+    *n += 1;
+    true
+}
+
+fn give_place<K: std::hash::Hash + Eq>(map: &dashmap::DashMap<K, usize>, key: &K) {
+    map.remove_if_mut(key, |_, n| {
+        *n = n.saturating_sub(1);
+        *n == 0
+    });
+}
 
 impl Slot {
-    pub(super) fn take(s: &AppState) -> Option<Slot> {
+    /// A kiosk's place: anywhere under `ws.max_connections` (the reserve is theirs).
+    pub(super) fn kiosk(s: &AppState) -> Option<Slot> {
         let n = s.ws_connections.fetch_add(1, Ordering::AcqRel);
         if n >= s.cfg.ws.max_connections {
             s.ws_connections.fetch_sub(1, Ordering::AcqRel);
             return None;
         }
-        Some(Slot(s.clone()))
+        Some(Slot {
+            s: s.clone(),
+            user: None,
+            addr: None,
+        })
+    }
+
+    /// Any other socket's place: under the total less the kiosks' reserve, under the
+    /// per-address cap and (for a phone) the per-user cap. `Err` names the cap.
+    pub(super) fn other(
+        s: &AppState,
+        addr: IpAddr,
+        user: Option<i64>,
+    ) -> Result<Slot, &'static str> {
+        let cap = s.cfg.ws.max_connections - s.cfg.ws.reserved_for_kiosks;
+        let n = s.ws_connections.fetch_add(1, Ordering::AcqRel);
+        if n >= cap {
+            s.ws_connections.fetch_sub(1, Ordering::AcqRel);
+            return Err("too_many_connections");
+        }
+        // From here on, dropping the slot gives back whatever it holds.
+        let mut slot = Slot {
+            s: s.clone(),
+            user: None,
+            addr: None,
+        };
+        if !take_place(&s.ws_per_address, &addr, s.cfg.ws.max_per_address) {
+            return Err("too_many_from_address");
+        }
+        slot.addr = Some(addr);
+        if let Some(u) = user {
+            if !take_place(&s.ws_per_user, &u, s.cfg.ws.max_per_user) {
+                return Err("too_many_for_user");
+            }
+            slot.user = Some(u);
+        }
+        Ok(slot)
     }
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.0.ws_connections.fetch_sub(1, Ordering::AcqRel);
+        self.s.ws_connections.fetch_sub(1, Ordering::AcqRel);
+        if let Some(a) = &self.addr {
+            give_place(&self.s.ws_per_address, a);
+        }
+        if let Some(u) = &self.user {
+            give_place(&self.s.ws_per_user, u);
+        }
+    }
+}
+
+/// A socket's incoming message budget (`ws.messages_per_second`, `ws.message_burst`):
+/// one GCRA limiter per connection.
+pub(super) struct MessageBudget(governor::DefaultDirectRateLimiter);
+
+impl MessageBudget {
+    pub(super) fn new(s: &AppState) -> Self {
+        Self::scaled(s, 1)
+    }
+
+    /// `scale` times the configured budget (bridges relay many terminals' traffic).
+    pub(super) fn scaled(s: &AppState, scale: u32) -> Self {
+        let per_s = std::num::NonZeroU32::new(s.cfg.ws.messages_per_second.saturating_mul(scale))
+            .unwrap_or(std::num::NonZeroU32::MIN);
+        let burst = std::num::NonZeroU32::new(s.cfg.ws.message_burst.saturating_mul(scale))
+            .unwrap_or(std::num::NonZeroU32::MIN);
+        Self(governor::RateLimiter::direct(
+            governor::Quota::per_second(per_s).allow_burst(burst),
+        ))
+    }
+
+    /// One more message: `Err(code)` closes the socket.
+    pub(super) fn spend(&self, kind: &'static str) -> Result<(), u16> {
+        self.0.check().map_err(|_| {
+            metrics::counter!(catalog::WS_RATE_LIMITED, "kind" => kind).increment(1);
+            close::RATE_LIMITED
+        })
     }
 }
 
@@ -184,7 +282,7 @@ async fn kiosk(
         None if s.cfg.ws.allow_unsigned => {}
         None => return refuse(StatusCode::UNAUTHORIZED, "unsigned_not_allowed"),
     }
-    let Some(slot) = Slot::take(&s) else {
+    let Some(slot) = Slot::kiosk(&s) else {
         return refuse(StatusCode::SERVICE_UNAVAILABLE, "too_many_connections");
     };
     let code = device.code.clone();
@@ -490,6 +588,7 @@ async fn serve_kiosk(s: &AppState, socket: &mut WebSocket, code: &str) -> u16 {
     let mut ping = tokio::time::interval(Duration::from_secs(s.cfg.ws.ping_seconds));
     ping.tick().await;
     let mut bad = 0u32;
+    let budget = MessageBudget::new(s);
     let mut kick_open = true;
     let mut pending = first;
     let mut idle_at = tokio::time::Instant::now() + idle;
@@ -529,6 +628,9 @@ async fn serve_kiosk(s: &AppState, socket: &mut WebSocket, code: &str) -> u16 {
                 None => break close::NORMAL,
                 Some(Err(e)) => break read_error_code(e),
                 Some(Ok(m)) => {
+                    if let Err(c) = budget.spend("kiosk") {
+                        break c;
+                    }
                     idle_at = tokio::time::Instant::now() + idle;
                     pending = Some(m);
                 }
@@ -690,8 +792,15 @@ async fn feed(
         }
     });
     let idle = Duration::from_secs(s.cfg.ws.idle_timeout_seconds);
+    let budget = MessageBudget::new(&s);
     let code = loop {
-        match read_frame(&mut stream, idle).await {
+        let frame = read_frame(&mut stream, idle).await;
+        if frame.is_ok()
+            && let Err(c) = budget.spend(kind)
+        {
+            break c;
+        }
+        match frame {
             Ok(WsMessage::Binary(_)) => break close::UNSUPPORTED_DATA,
             Ok(WsMessage::Close(_)) => break close::NORMAL,
             Ok(_) => {}
@@ -708,6 +817,7 @@ async fn feed(
 /// `GET /ws/user`: the signed-in phone's own session events.
 async fn user(
     State(s): State<AppState>,
+    crate::net::ClientIp(ip): crate::net::ClientIp,
     headers: HeaderMap,
     jar: SignedCookieJar,
     ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
@@ -753,8 +863,9 @@ async fn user(
         pending_commands: vec![],
         unpaid_order: None,
     });
-    let Some(slot) = Slot::take(&s) else {
-        return refuse(StatusCode::SERVICE_UNAVAILABLE, "too_many_connections");
+    let slot = match Slot::other(&s, ip, Some(user.id)) {
+        Ok(slot) => slot,
+        Err(why) => return refuse(StatusCode::SERVICE_UNAVAILABLE, why),
     };
     let uid = user.id;
     configure(ws, &s)
@@ -808,6 +919,7 @@ pub(super) fn presented_token(
 /// `GET /ws/ops`: every device and session event.
 async fn ops(
     State(s): State<AppState>,
+    crate::net::ClientIp(ip): crate::net::ClientIp,
     headers: HeaderMap,
     q: Result<Query<TokenQuery>, axum::extract::rejection::QueryRejection>,
     ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
@@ -839,8 +951,9 @@ async fn ops(
         pending_commands: vec![],
         unpaid_order: None,
     });
-    let Some(slot) = Slot::take(&s) else {
-        return refuse(StatusCode::SERVICE_UNAVAILABLE, "too_many_connections");
+    let slot = match Slot::other(&s, ip, None) {
+        Ok(slot) => slot,
+        Err(why) => return refuse(StatusCode::SERVICE_UNAVAILABLE, why),
     };
     configure(ws, &s)
         .on_upgrade(move |socket| feed(s, socket, "ops", snapshot, |_| true, slot))

@@ -45,6 +45,7 @@ const ALIVE_EVERY: Duration = Duration::from_secs(60);
 /// `GET /ws/attendance` with `Authorization: Bearer <bridge token>` (or `?token=`).
 async fn upgrade(
     State(s): State<AppState>,
+    crate::net::ClientIp(ip): crate::net::ClientIp,
     headers: HeaderMap,
     q: Result<Query<TokenQuery>, axum::extract::rejection::QueryRejection>,
     ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
@@ -64,8 +65,9 @@ async fn upgrade(
             return refuse(StatusCode::SERVICE_UNAVAILABLE, "storage");
         }
     };
-    let Some(slot) = Slot::take(&s) else {
-        return refuse(StatusCode::SERVICE_UNAVAILABLE, "too_many_connections");
+    let slot = match Slot::other(&s, ip, None) {
+        Ok(slot) => slot,
+        Err(why) => return refuse(StatusCode::SERVICE_UNAVAILABLE, why),
     };
     let max = wire::MAX_MESSAGE_BYTES.min(s.cfg.ws.max_message_bytes);
     configure_limits(ws, &s, max)
@@ -238,8 +240,14 @@ async fn serve(
     tracing::info!(bridge = ?hello.bridge, terminals = served.len(), "attendance bridge connected");
     let mut bad = 0u32;
     let mut alive_at = tokio::time::Instant::now();
+    let budget = super::ws::MessageBudget::scaled(s, 10);
     loop {
         let frame = read_frame(stream, idle).await;
+        if frame.is_ok()
+            && let Err(c) = budget.spend("attendance")
+        {
+            return c;
+        }
         // Any frame (pongs included) is a sign of life: the terminals count as heard,
         // at most every ALIVE_EVERY.
         if frame.is_ok() && alive_at.elapsed() >= ALIVE_EVERY {
