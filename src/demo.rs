@@ -144,9 +144,9 @@ const KINDS: [(&str, i64); 4] = [
 ];
 
 const NICKNAMES: [&str; 24] = [
-    "小明", "阿杰", "晓雯", "大卫", "丽丽", "老王", "小虎", "思思", "阿强", "Mia", "小鱼",
-    "浩然", "佳佳", "Kevin", "子涵", "一诺", "小黑", "宇航", "婷婷", "阿飞", "欣怡", "Tony",
-    "梓轩", "小白",
+    "小明", "阿杰", "晓雯", "大卫", "丽丽", "老王", "小虎", "思思", "阿强", "Mia", "小鱼", "浩然",
+    "佳佳", "Kevin", "子涵", "一诺", "小黑", "宇航", "婷婷", "阿飞", "欣怡", "Tony", "梓轩",
+    "小白",
 ];
 
 const STAFF: [(&str, &str); 4] = [
@@ -373,10 +373,7 @@ impl Demo {
             ));
         }
         // Maintenance: once its kiosk is connected.
-        let under_repair = devices
-            .iter()
-            .find(|d| d.maintain)
-            .map(|d| d.code.clone());
+        let under_repair = devices.iter().find(|d| d.maintain).map(|d| d.code.clone());
         if let Some(code) = under_repair {
             let ops = ops.clone();
             let mut stop = stop_rx.clone();
@@ -403,11 +400,8 @@ impl Demo {
         )
         .await?;
         for (pin, name) in STAFF {
-            ops.post(
-                "/ops/staff",
-                json!({"pin": pin, "name": name, "pri": 0}),
-            )
-            .await?;
+            ops.post("/ops/staff", json!({"pin": pin, "name": name, "pri": 0}))
+                .await?;
         }
         tasks.spawn(terminal(
             base.clone(),
@@ -428,16 +422,14 @@ impl Demo {
             .unwrap_or_default();
         // Phones: about two for every three kiosks.
         let phones = (kiosks * 2 / 3).max(3);
-        let playable: Arc<Vec<Device>> =
-            Arc::new(devices
-            .iter()
-            .filter(|d| !d.maintain && d.code != phone_device)
-            .cloned()
-            .collect());
-        let unpaid_device = devices
-            .iter()
-            .find(|d| d.postpaid)
-            .map(|d| d.code.clone());
+        let playable: Arc<Vec<Device>> = Arc::new(
+            devices
+                .iter()
+                .filter(|d| !d.maintain && d.code != phone_device)
+                .cloned()
+                .collect(),
+        );
+        let unpaid_device = devices.iter().find(|d| d.postpaid).map(|d| d.code.clone());
         for p in 0..phones {
             let role = match p {
                 0 => Role::LeavesUnpaid(unpaid_device.clone()),
@@ -609,8 +601,7 @@ impl Browser {
             url.push('?');
             url.push_str(&serde_urlencoded::to_string(query)?);
         }
-        let r = self.http.get(url).send()
-            .await?;
+        let r = self.http.get(url).send().await?;
         Ok(r.json().await?)
     }
 
