@@ -173,7 +173,7 @@ url = ""
 token = "{ops_token}"
 [identity]
 mode = "dev"
-cookie_secret = ""
+cookie_secret = "{cookie_secret}"
 [payments]
 mode = "sandbox"
 [sms]
@@ -197,6 +197,7 @@ sample_interval_ms = 2000
         db = db.display(),
         files = files.display(),
         unit = pace.unit_seconds.max(1),
+        cookie_secret = kioskd_actors::ids::new_token(),
     )
 }
 
