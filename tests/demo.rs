@@ -63,15 +63,15 @@ async fn the_demo_shows_a_live_venue_and_cleans_up() {
     assert_eq!(me["role"], "admin", "{me}");
 
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    let (mut online, mut sessions, mut ledger, mut maintain, mut postpaid) = (0, 0, 0, 0, 0);
+    let (mut sessions, mut ledger) = (0, 0);
     let mut punched = false;
-    loop {
+    let postpaid = loop {
         let devices = get(&http, format!("{}/ops/devices", demo.base)).await;
         let data = devices["data"].as_array().cloned().unwrap_or_default();
         assert_eq!(data.len(), 6, "{devices}");
-        online = data.iter().filter(|d| d["online"] == true).count();
-        maintain = data.iter().filter(|d| d["status"] == "maintain").count();
-        postpaid = data.iter().filter(|d| d["client_id"].is_string()).count();
+        let online = data.iter().filter(|d| d["online"] == true).count();
+        let maintain = data.iter().filter(|d| d["status"] == "maintain").count();
+        let postpaid = data.iter().filter(|d| d["client_id"].is_string()).count();
         let s = get(&http, format!("{}/ops/sessions", demo.base)).await;
         sessions = sessions.max(s["total"].as_u64().unwrap_or(0));
         if ledger == 0 {
@@ -92,14 +92,14 @@ async fn the_demo_shows_a_live_venue_and_cleans_up() {
             punched = p.to_string().contains("1001");
         }
         if online >= 3 && sessions >= 1 && ledger >= 1 && maintain == 1 && punched {
-            break;
+            break postpaid;
         }
         assert!(
             tokio::time::Instant::now() < deadline,
             "online {online}, sessions {sessions}, ledger {ledger}, maintain {maintain}, punched {punched}"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    };
     assert!(postpaid >= 1, "a postpaid dialect-B kiosk");
 
     demo.shutdown().await.expect("a clean shutdown");
