@@ -634,10 +634,10 @@ async fn phone(
     mut rng: StdRng,
     mut stop: watch::Receiver<bool>,
 ) {
-    if let Err(e) = phone_life(&base, n, role, &sms, &devices, &pace, &mut rng, &mut stop).await {
-        if !*stop.borrow() {
-            tracing::warn!(phone = n, error = %e, "demo: a phone gave up");
-        }
+    if let Err(e) = phone_life(&base, n, role, &sms, &devices, &pace, &mut rng, &mut stop).await
+        && !*stop.borrow()
+    {
+        tracing::warn!(phone = n, error = %e, "demo: a phone gave up");
     }
 }
 
