@@ -8,6 +8,7 @@ pub mod attendance;
 pub mod broker;
 pub mod cluster;
 pub mod config;
+pub mod demo;
 pub mod http;
 pub mod identity;
 pub mod kiosk_auth;

@@ -56,6 +56,19 @@ enum Cmd {
     /// On-call operations over the ops API of a running server (devices, sessions,
     /// lock/unlock/restart/message, end, adjust, terminal commands, audit, tail).
     Ops(kioskd::opscli::OpsArgs),
+    /// A first look: the server on a throw-away database with a simulated, live venue
+    /// (kiosks, phones, an attendance terminal) and demo sign-ins; runs until Ctrl-C.
+    Demo {
+        /// Where to listen.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
+        /// How many kiosks (at least 4).
+        #[arg(long, default_value_t = 36)]
+        kiosks: usize,
+        /// Seed of the venue and of the simulated people (a reproducible run).
+        #[arg(long)]
+        seed: Option<u64>,
+    },
     /// Run the reference kiosk agent for one device (WebSocket client).
     Agent {
         /// The device's code.
@@ -156,8 +169,29 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let cfg = Config::load(cli.config.as_deref())?;
-    kioskd::telemetry::init_logging(&cfg.log.filter);
+    // The demo's banner should not drown in the simulated fleet's info lines.
+    let filter = match cli.cmd {
+        Cmd::Demo { .. } => "warn,kioskd::demo=info",
+        _ => cfg.log.filter.as_str(),
+    };
+    kioskd::telemetry::init_logging(filter);
     match cli.cmd {
+        Cmd::Demo {
+            listen,
+            kiosks,
+            seed,
+        } => {
+            let opts = kioskd::demo::DemoOptions {
+                listen,
+                kiosks,
+                seed,
+                ..Default::default()
+            };
+            let demo = kioskd::demo::Demo::start(opts, cli.config.as_deref()).await?;
+            println!("{}", demo.banner());
+            shutdown_signal().await;
+            demo.shutdown().await
+        }
         Cmd::Serve => serve(cfg).await,
         Cmd::Ops(args) => kioskd::opscli::run(args, &cfg, &mut std::io::stdout()).await,
         Cmd::Agent {
