@@ -51,6 +51,8 @@ pub fn coordinator_config(cfg: &Config) -> CoordinatorConfig {
         free_ms: cfg.billing.free_seconds as i64 * 1000,
         heartbeat_timeout_ms: cfg.billing.heartbeat_timeout_seconds as i64 * 1000,
         low_balance_units: cfg.billing.low_balance_minutes,
+        idle: (cfg.actors.idle_seconds > 0)
+            .then(|| std::time::Duration::from_secs(cfg.actors.idle_seconds)),
         ..CoordinatorConfig::default()
     }
 }

@@ -79,6 +79,8 @@ pub struct Config {
     pub identity: Identity,
     /// Billing.
     pub billing: Billing,
+    /// Actor lifecycles.
+    pub actors: Actors,
     /// Payments.
     pub payments: Payments,
     /// SMS captchas.
@@ -219,6 +221,16 @@ pub struct Billing {
     pub heartbeat_timeout_seconds: u64,
     /// Low-balance warning threshold in units.
     pub low_balance_minutes: i64,
+}
+
+/// `[actors]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Actors {
+    /// A device actor with no socket, no session, no pending command and no activity for
+    /// this many seconds stops and frees its memory (its next request activates it again
+    /// from storage). 0: never.
+    pub idle_seconds: u64,
 }
 
 /// Payment mode.
@@ -625,6 +637,7 @@ mod tests {
         let c = Config::load_with(None, "[ops]\ntoken = \"s3cret\"").unwrap();
         assert_eq!(c.server.listen.port(), 8080);
         assert_eq!(c.billing.unit_seconds, 60);
+        assert_eq!(c.actors.idle_seconds, 300);
         assert!(!format!("{c:?}").contains("s3cret"));
     }
 

@@ -473,6 +473,16 @@ impl Operators {
         Ok(self.db.operator_tokens(operator_id).await?)
     }
 
+    /// The site (location) of a device, for site-limited operators.
+    pub async fn device_site(&self, code: &str) -> Result<Option<String>, OperatorError> {
+        Ok(self.db.device_site(code).await?)
+    }
+
+    /// The site (location) of the device a session ran on.
+    pub async fn session_site(&self, session_id: i64) -> Result<Option<String>, OperatorError> {
+        Ok(self.db.session_site(session_id).await?)
+    }
+
     /// Revokes one of the operator's API tokens.
     pub async fn revoke_token(&self, operator_id: i64, id: i64) -> Result<(), OperatorError> {
         if self.db.revoke_operator_token(operator_id, id).await? {

@@ -215,7 +215,11 @@ async fn a_stopping_node_hands_its_running_sessions_to_the_others() {
         rows.iter().filter(|r| r.amount < 0).count()
     };
     let before = debits(db.clone()).await;
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // Polled (up to 10 s) instead of a fixed wait: the next unit's debit is the effect.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while debits(db.clone()).await <= before && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert!(debits(db.clone()).await > before, "node B keeps billing");
     let v = b
         .state

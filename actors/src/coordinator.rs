@@ -44,6 +44,10 @@ pub struct CoordinatorConfig {
     pub retry_ms: i64,
     /// Bound on every ask between actors and from adapters.
     pub ask_timeout: Duration,
+    /// A device actor with no socket, no session, no pending command and no activity for
+    /// this long stops (passivation); its next request activates it again from storage.
+    /// `None`: never.
+    pub idle: Option<Duration>,
 }
 
 impl Default for CoordinatorConfig {
@@ -56,6 +60,7 @@ impl Default for CoordinatorConfig {
             heartbeat_flush: Duration::from_secs(1),
             retry_ms: 1_000,
             ask_timeout: Duration::from_secs(10),
+            idle: Some(Duration::from_secs(300)),
         }
     }
 }
@@ -81,6 +86,11 @@ pub struct Inner {
     placement: std::sync::OnceLock<Arc<dyn Placement>>,
     /// Shutting down: no more actors are spawned.
     closing: std::sync::atomic::AtomicBool,
+    /// Devices whose actor died holding a running session: the next actor for the code
+    /// picks the session up from storage (`DeviceArgs::adopt`).
+    orphans: DashMap<String, ()>,
+    /// Recent at-once revivals per device (window start, count), against restart storms.
+    revivals: DashMap<String, (i64, u8)>,
 }
 
 impl Inner {
@@ -92,6 +102,73 @@ impl Inner {
     pub(crate) fn forget_session(&self, token: &str, user_id: i64) {
         self.sessions.remove(token);
         self.by_user.remove_if(&user_id, |_, t| t == token);
+    }
+
+    /// A session actor stopped (however it stopped): its entries go, unless they already
+    /// name a newer actor for the same session.
+    pub(crate) fn session_stopped(&self, token: &str, user_id: i64, id: ActorId) {
+        if self
+            .sessions
+            .remove_if(token, |_, a| a.id() == id)
+            .is_some()
+        {
+            self.by_user.remove_if(&user_id, |_, t| t == token);
+        }
+    }
+
+    /// A device actor stopped (however it stopped): its entry goes, unless it already
+    /// names a newer actor for the device.
+    pub(crate) fn device_stopped(&self, code: &str, id: ActorId) {
+        self.devices.remove_if(code, |_, (_, a)| a.id() == id);
+    }
+
+    /// Is `id` the device's actor in the directory?
+    pub(crate) fn is_current_device(&self, code: &str, id: ActorId) -> bool {
+        self.devices.get(code).is_some_and(|e| e.1.id() == id)
+    }
+
+    pub(crate) fn closing(&self) -> bool {
+        self.closing.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// A device's actor died holding a running session: the session must go on billing,
+    /// so a new actor picks it up from storage — at once, unless this device was revived
+    /// too often lately (then on its next use).
+    pub(crate) fn device_died_with_session(self: &Arc<Self>, code: &str) {
+        self.orphans.insert(code.to_string(), ());
+        if self.closing() {
+            return;
+        }
+        let now = self.clock.now_ms();
+        let allowed = {
+            let mut e = self.revivals.entry(code.to_string()).or_insert((now, 0));
+            if now - e.0 >= RESTART_WINDOW_MS {
+                *e = (now, 0);
+            }
+            e.1 += 1;
+            e.1 <= RESTART_LIMIT
+        };
+        if !allowed {
+            tracing::error!(device = %code, "device actor keeps dying: revived on its next use only");
+            return;
+        }
+        let coord = Coordinator {
+            inner: self.clone(),
+        };
+        let code = code.to_string();
+        tokio::spawn(async move {
+            if let Err(e) = coord.device(&code).await {
+                tracing::warn!(device = %code, error = %e, "reviving a device actor failed");
+            }
+        });
+    }
+
+    /// The live actor of the session holding `token`, if any.
+    pub(crate) fn live_session(&self, token: &str) -> Option<ActorRef<SessionActor>> {
+        self.sessions
+            .get(token)
+            .map(|a| a.clone())
+            .filter(|a| a.is_alive())
     }
 
     pub(crate) fn user_has_session(&self, user_id: i64) -> bool {
@@ -162,8 +239,13 @@ impl Coordinator {
             beats: tx,
             placement: std::sync::OnceLock::new(),
             closing: std::sync::atomic::AtomicBool::new(false),
+            orphans: DashMap::new(),
+            revivals: DashMap::new(),
         });
         tokio::spawn(heartbeat_writer(store, rx, flush));
+        if let Some(idle) = inner.cfg.idle {
+            tokio::spawn(idle_sweeper(Arc::downgrade(&inner), idle));
+        }
         Self { inner }
     }
 
@@ -225,14 +307,18 @@ impl Coordinator {
 
     /// Where a device's actor is: here (found or just spawned) or on another node.
     async fn route(&self, code: &str) -> Result<Route, CoordError> {
-        if let Some(a) = self.inner.devices.get(code) {
-            return Ok(Route::Here(a.1.clone()));
+        let cached = self.inner.devices.get(code).map(|e| e.1.clone());
+        let mut died = false;
+        if let Some(a) = cached {
+            if a.is_alive() {
+                return Ok(Route::Here(a));
+            }
+            // Died, and its `on_stop` has not cleared the entry yet: never handed out; a
+            // new actor is activated from storage below, with any running session.
+            self.inner.device_stopped(code, a.id());
+            died = true;
         }
-        if self
-            .inner
-            .closing
-            .load(std::sync::atomic::Ordering::Relaxed)
-        {
+        if self.inner.closing() {
             return Err(CoordError::Unavailable("shutting down".into()));
         }
         let Some(p) = self.inner.placement.get() else {
@@ -242,7 +328,13 @@ impl Coordinator {
                 .device_by_code(code)
                 .await?
                 .ok_or(CoordError::NoSuchDevice)?;
-            return Ok(Route::Here(self.spawn_device(rec, false)));
+            // A device whose actor died with a running session picks it up again.
+            let adopt = died || self.inner.orphans.contains_key(code);
+            let a = self.spawn_device(rec, adopt, None);
+            if adopt {
+                a.wait_for_startup().await;
+            }
+            return Ok(Route::Here(a));
         };
         match p.claim(code).await.map_err(placement_err)? {
             Owner::There(node) => Ok(Route::There(node)),
@@ -260,20 +352,43 @@ impl Coordinator {
                 };
                 // Taken over (from a node that released it or died): its running session
                 // is picked up from the database before any message is handled.
-                let a = self.spawn_device(rec, true);
+                let a = self.spawn_device(rec, true, None);
                 a.wait_for_startup().await;
                 Ok(Route::Here(a))
             }
         }
     }
 
-    fn spawn_device(&self, rec: DeviceRecord, adopt: bool) -> ActorRef<DeviceActor> {
+    /// The device's actor, spawned unless one is in the directory. `adopt`: it picks the
+    /// device's running session up from storage before any message; `running`: the
+    /// session row (and balance) the caller already holds, attached the same way. Either
+    /// way the actor's first snapshot shows the session.
+    fn spawn_device(
+        &self,
+        rec: DeviceRecord,
+        adopt: bool,
+        running: Option<(SessionRecord, i64)>,
+    ) -> ActorRef<DeviceActor> {
         let inner = self.inner.clone();
         let id = rec.id;
+        let code = rec.code.clone();
         self.inner
             .devices
-            .entry(rec.code.clone())
-            .or_insert_with(|| (id, DeviceActor::spawn(DeviceArgs { rec, inner, adopt })))
+            .entry(code.clone())
+            .or_insert_with(|| {
+                let orphan = self.inner.orphans.remove(&code).is_some();
+                let adopt = adopt || orphan;
+                let running = running.map(Box::new);
+                (
+                    id,
+                    DeviceActor::spawn(DeviceArgs {
+                        rec,
+                        inner,
+                        adopt,
+                        running,
+                    }),
+                )
+            })
             .1
             .clone()
     }
@@ -305,7 +420,14 @@ impl Coordinator {
     async fn on_device(&self, code: &str, op: DeviceOp) -> Result<Reply, CoordError> {
         for _ in 0..ROUTE_ATTEMPTS {
             match self.route(code).await? {
-                Route::Here(d) => return self.exec_device(code, &d, op).await,
+                Route::Here(d) => match self.exec_device(code, &d, op.clone()).await {
+                    // It stopped (passivated) before taking the message: the next
+                    // attempt activates it again.
+                    Err(CoordError::Unavailable(e)) if e == NOT_RUNNING => {
+                        self.inner.device_stopped(code, d.id());
+                    }
+                    r => return r,
+                },
                 Route::There(node) => {
                     let req = Request::Device {
                         code: code.to_string(),
@@ -330,7 +452,9 @@ impl Coordinator {
         Ok(match op {
             DeviceOp::Check => Reply::Check(refused(d.ask(Check).reply_timeout(t).await)?),
             DeviceOp::Heard { at } => {
-                let _ = d.tell(KioskHeard(at)).try_send();
+                if let Err(SendError::ActorNotRunning(_)) = d.tell(KioskHeard(at)).try_send() {
+                    return Err(CoordError::Unavailable(NOT_RUNNING.into()));
+                }
                 Reply::Done(Ok(()))
             }
             DeviceOp::StartSession { user } => Reply::Started(refused(
@@ -553,13 +677,29 @@ impl Coordinator {
             .device_by_code(&rec.device_code)
             .await?
             .ok_or(CoordError::NoSuchDevice)?;
-        let device = self.spawn_device(dev, false);
         let balance = self.inner.store.user_balance(rec.user_id).await?;
-        device
-            .ask(Recover { rec, balance })
-            .reply_timeout(self.inner.cfg.ask_timeout)
-            .await
-            .map_err(unavailable)?;
+        if let Some(device) = self.inner.devices.get(&dev.code).map(|e| e.1.clone())
+            && device.is_alive()
+        {
+            device
+                .ask(Recover { rec, balance })
+                .reply_timeout(self.inner.cfg.ask_timeout)
+                .await
+                .map_err(unavailable)?;
+            return Ok(true);
+        }
+        // Spawned with the session attached in its start, so no kiosk ever sees the
+        // device without it (its first snapshot is `busy` with the session).
+        let mut rec = rec;
+        rec.device_code = dev.code.clone();
+        let code = dev.code.clone();
+        let device = self.spawn_device(dev, false, Some((rec, balance)));
+        device.wait_for_startup().await;
+        if !device.is_alive() {
+            return Err(CoordError::Unavailable(format!(
+                "device {code} did not start"
+            )));
+        }
         Ok(true)
     }
 
@@ -896,6 +1036,49 @@ impl Coordinator {
         st
     }
 
+    /// Test hook: a panic in a handler of the device's live actor. Whether one was live.
+    #[cfg(any(test, feature = "test-hooks"))]
+    pub async fn crash_device(&self, code: &str) -> bool {
+        let a = self.inner.devices.get(code).map(|e| e.1.clone());
+        match a {
+            Some(a) => a.tell(crate::device::Crash).await.is_ok(),
+            None => false,
+        }
+    }
+
+    /// Test hook: a panic in a handler of the actor of the session holding `token`.
+    #[cfg(any(test, feature = "test-hooks"))]
+    pub async fn crash_session(&self, token: &str) -> bool {
+        match self.session_by_token(token) {
+            Some(a) => a.tell(crate::device::Crash).await.is_ok(),
+            None => false,
+        }
+    }
+
+    /// Test hook: kills the device's live actor outright (no restart in place), as a
+    /// panic beyond the restart limit would stop it.
+    #[cfg(any(test, feature = "test-hooks"))]
+    pub async fn kill_device(&self, code: &str) -> bool {
+        let a = self.inner.devices.get(code).map(|e| e.1.clone());
+        match a {
+            Some(a) => {
+                a.kill();
+                a.wait_for_shutdown().await;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Test hook: the ids of the device's live actor and of its session's (by token).
+    #[cfg(any(test, feature = "test-hooks"))]
+    pub fn actor_ids(&self, code: &str, token: &str) -> (Option<ActorId>, Option<ActorId>) {
+        (
+            self.inner.devices.get(code).map(|e| e.1.id()),
+            self.session_by_token(token).map(|a| a.id()),
+        )
+    }
+
     /// Stops every actor (graceful shutdown). Sessions stay active in the database and
     /// are recovered by the next start.
     pub async fn shutdown(&self) {
@@ -961,6 +1144,61 @@ pub struct ActorStats {
 /// How often an operation looks for a device's owner again when ownership moves.
 const ROUTE_ATTEMPTS: usize = 3;
 
+/// A device's actor had stopped before it took the message (nothing was done).
+const NOT_RUNNING: &str = "the device's actor had stopped; retry";
+
+/// At most this many restarts of one actor (in place after a panic, or revivals of a
+/// device that died holding a session) within `RESTART_WINDOW_MS`; beyond that the
+/// actor stops, and a device comes back on its next use.
+pub(crate) const RESTART_LIMIT: u8 = 3;
+/// See `RESTART_LIMIT`.
+pub(crate) const RESTART_WINDOW_MS: i64 = 60_000;
+
+/// Restarts of one actor in the current window.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Restarts {
+    since: i64,
+    count: u8,
+}
+
+impl Restarts {
+    /// Counts one restart at `now`: whether it is within the limit.
+    pub(crate) fn allow(&mut self, now: i64) -> bool {
+        if self.count == 0 || now - self.since >= RESTART_WINDOW_MS {
+            self.since = now;
+            self.count = 0;
+        }
+        self.count = self.count.saturating_add(1);
+        self.count <= RESTART_LIMIT
+    }
+}
+
+/// Passivation: every so often each live device actor is asked whether it has been
+/// idle long enough to stop (it decides; see `device::IdleCheck`). Holds the coordinator
+/// weakly, so it ends with it.
+async fn idle_sweeper(inner: std::sync::Weak<Inner>, idle: Duration) {
+    let every = (idle / 2).clamp(Duration::from_secs(1), Duration::from_secs(60));
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let Some(inner) = inner.upgrade() else { break };
+        if inner.closing() {
+            break;
+        }
+        let live: Vec<ActorRef<DeviceActor>> =
+            inner.devices.iter().map(|e| e.value().1.clone()).collect();
+        drop(inner);
+        for (i, a) in live.into_iter().enumerate() {
+            let _ = a.tell(crate::device::IdleCheck).try_send();
+            if i % 1024 == 1023 {
+                tokio::task::yield_now().await;
+            }
+        }
+    }
+}
+
 /// Where a device's actor is.
 enum Route {
     /// On this node.
@@ -1002,6 +1240,7 @@ fn refused<T, M, E: std::fmt::Debug>(
     match r {
         Ok(v) => Ok(Ok(v)),
         Err(SendError::HandlerError(e)) => Ok(Err(e)),
+        Err(SendError::ActorNotRunning(_)) => Err(CoordError::Unavailable(NOT_RUNNING.into())),
         Err(e) => Err(unavailable(e)),
     }
 }

@@ -9,10 +9,11 @@ use kameo::prelude::*;
 
 use crate::billing::EndReason;
 use crate::catalog;
-use crate::coordinator::Inner;
+use crate::coordinator::{Inner, Restarts};
 use crate::events::{DeviceStatus, Event};
 use crate::ports::{
-    BillingMode, DeviceRecord, NewSession, PersistedStatus, SessionRecord, StartError, UserRef,
+    BillingMode, DeviceRecord, NewSession, PersistedStatus, SessionRecord, StartError, StoreError,
+    UserRef,
 };
 use crate::session::{End, EndedView, Heard as SessionHeard, SessionActor, SessionArgs};
 use crate::stream::{Conn, DeviceStream, Resumed};
@@ -63,6 +64,10 @@ pub struct DeviceActor {
     session_info: Option<SessionInfo>,
     /// The unpaid postpaid order the last session left (screen E), for snapshots.
     unpaid_order: Option<String>,
+    /// The last request that used the device (unix ms), for passivation.
+    active_at: i64,
+    /// Restarts after panics (and of its session's actor), against restart storms.
+    restarts: Restarts,
 }
 
 /// Heartbeats are passed on at most this often (see the session actor).
@@ -72,9 +77,12 @@ const RELAY_EVERY_MS: i64 = 1_000;
 pub struct DeviceArgs {
     pub(crate) rec: DeviceRecord,
     pub(crate) inner: Arc<Inner>,
-    /// Taken over from another node: pick up the device's running session from storage
-    /// before handling any message.
+    /// Taken over from another node (or its last actor died holding a session): pick up
+    /// the device's running session from storage before handling any message.
     pub(crate) adopt: bool,
+    /// The running session (row and the user's balance) the caller already holds:
+    /// attached before any message (a dead node's session taken over).
+    pub(crate) running: Option<Box<(SessionRecord, i64)>>,
 }
 
 impl Actor for DeviceActor {
@@ -110,6 +118,7 @@ impl Actor for DeviceActor {
         } else {
             None
         };
+        let now = args.inner.clock.now_ms();
         let mut d = DeviceActor {
             stream: DeviceStream::new(pending),
             session_info: None,
@@ -121,48 +130,148 @@ impl Actor for DeviceActor {
             inner: args.inner,
             shown: DeviceStatus::Free,
             relayed_at: i64::MIN,
+            active_at: now,
+            restarts: Restarts::default(),
         };
         d.shown = d.status();
         metrics::gauge!(catalog::DEVICES, "status" => d.shown.as_str()).increment(1.0);
-        if adopt && let Some((rec, balance)) = Box::pin(running_session(&d.inner, &d.rec)).await {
-            d.attach(rec, balance, false, &me);
+        let running = match args.running {
+            Some(r) => Some(*r),
+            None if adopt => Box::pin(running_session(&d.inner, &d.rec)).await,
+            None => None,
+        };
+        if let Some((mut rec, balance)) = running {
+            rec.device_code = d.rec.code.clone();
+            Box::pin(d.attach(rec, balance, false, &me)).await;
         }
         Ok(d)
     }
 
+    /// A handler panicked: the device is restarted in place from storage (its record and
+    /// its running session), keeping its address, its directory entry and its kiosk's
+    /// socket. Beyond the restart limit (or if storage fails) it stops; `on_stop` then
+    /// clears its entry and a new actor picks the device up.
+    async fn on_panic(
+        &mut self,
+        me: WeakActorRef<Self>,
+        err: PanicError,
+    ) -> Result<std::ops::ControlFlow<ActorStopReason>, Self::Error> {
+        use std::ops::ControlFlow;
+        let now = self.inner.clock.now_ms();
+        metrics::counter!(catalog::ACTOR_RESTARTS, "actor" => "device").increment(1);
+        if self.inner.closing() || !self.restarts.allow(now) {
+            tracing::error!(device = %self.rec.code, error = %err, "device actor panicked: stopping it");
+            return Ok(ControlFlow::Break(ActorStopReason::Panicked(err)));
+        }
+        tracing::warn!(device = %self.rec.code, error = %err, "device actor panicked: restarting it from storage");
+        let Some(me) = me.upgrade() else {
+            return Ok(ControlFlow::Break(ActorStopReason::Panicked(err)));
+        };
+        match Box::pin(self.restart_from_storage(&me)).await {
+            Ok(()) => Ok(ControlFlow::Continue(())),
+            Err(e) => {
+                tracing::warn!(device = %self.rec.code, error = %e, "restarting the device from storage failed: stopping it");
+                Ok(ControlFlow::Break(ActorStopReason::Panicked(err)))
+            }
+        }
+    }
+
+    /// The running session's actor died (not a normal stop): it is started again from
+    /// storage, billing on from what the database holds.
+    async fn on_link_died(
+        &mut self,
+        me: WeakActorRef<Self>,
+        id: ActorId,
+        reason: ActorStopReason,
+    ) -> Result<std::ops::ControlFlow<ActorStopReason>, Self::Error> {
+        use std::ops::ControlFlow;
+        let ours = self.session.as_ref().is_some_and(|s| s.actor.id() == id);
+        if !ours
+            || matches!(
+                reason,
+                ActorStopReason::Normal | ActorStopReason::SupervisorRestart
+            )
+        {
+            return Ok(ControlFlow::Continue(()));
+        }
+        metrics::counter!(catalog::ACTOR_RESTARTS, "actor" => "session").increment(1);
+        let now = self.inner.clock.now_ms();
+        let Some(me) = me.upgrade() else {
+            return Ok(ControlFlow::Continue(()));
+        };
+        if self.inner.closing() || !self.restarts.allow(now) {
+            tracing::error!(device = %self.rec.code, reason = ?reason, "the session's actor keeps dying: stopping the device");
+            return Ok(ControlFlow::Break(ActorStopReason::LinkDied {
+                id,
+                reason: Box::new(reason),
+            }));
+        }
+        tracing::warn!(device = %self.rec.code, reason = ?reason, "the session's actor died: restarting it from storage");
+        // Forgotten first, so storage's running session gets a new actor (the dead one
+        // may not have closed its mailbox yet).
+        let run = self.session.take().expect("checked: ours");
+        self.inner.session_stopped(&run.token, run.user_id, id);
+        self.session_info = None;
+        match Box::pin(self.restart_from_storage(&me)).await {
+            Ok(()) => Ok(ControlFlow::Continue(())),
+            Err(e) => {
+                // Stopping with the session still ours: `on_stop` has it adopted anew.
+                if self.session.is_none() {
+                    self.session = Some(run);
+                }
+                tracing::warn!(device = %self.rec.code, error = %e, "restarting the session from storage failed: stopping the device");
+                Ok(ControlFlow::Break(ActorStopReason::LinkDied {
+                    id,
+                    reason: Box::new(reason),
+                }))
+            }
+        }
+    }
+
+    /// However the actor stops, its directory entry goes. One that dies (not a normal
+    /// stop) holding a running session has it picked up by a new actor from storage.
     async fn on_stop(
         &mut self,
-        _me: WeakActorRef<Self>,
-        _reason: ActorStopReason,
+        me: WeakActorRef<Self>,
+        reason: ActorStopReason,
     ) -> Result<(), Self::Error> {
         metrics::gauge!(catalog::DEVICES, "status" => self.shown.as_str()).decrement(1.0);
+        self.inner.device_stopped(&self.rec.code, me.id());
+        if self.session.is_some() && !matches!(reason, ActorStopReason::Normal) {
+            self.inner.device_died_with_session(&self.rec.code);
+        }
         Ok(())
     }
+}
+
+/// The device's running session and its user's balance, from storage.
+async fn load_running(
+    inner: &Inner,
+    rec: &DeviceRecord,
+) -> Result<Option<(SessionRecord, i64)>, StoreError> {
+    let found = inner
+        .store
+        .active_session(crate::ports::ActiveKey::Device(rec.id))
+        .await?;
+    let Some(mut s) = found else {
+        return Ok(None);
+    };
+    let balance = inner.store.user_balance(s.user_id).await?;
+    s.device_code = rec.code.clone();
+    Ok(Some((s, balance)))
 }
 
 /// The device's running session and its user's balance, from storage (a device taken
 /// over from another node).
 async fn running_session(inner: &Inner, rec: &DeviceRecord) -> Option<(SessionRecord, i64)> {
-    let found = inner
-        .store
-        .active_session(crate::ports::ActiveKey::Device(rec.id))
-        .await;
-    let mut s = match found {
-        Ok(Some(s)) => s,
-        Ok(None) => return None,
-        Err(e) => {
-            tracing::warn!(device = %rec.code, error = %e, "loading the running session failed");
-            return None;
-        }
-    };
-    match inner.store.user_balance(s.user_id).await {
-        Ok(balance) => {
-            s.device_code = rec.code.clone();
+    match load_running(inner, rec).await {
+        Ok(Some((s, balance))) => {
             tracing::info!(device = %rec.code, session = s.id, "running session taken over");
             Some((s, balance))
         }
+        Ok(None) => None,
         Err(e) => {
-            tracing::warn!(device = %rec.code, error = %e, "loading the balance failed");
+            tracing::warn!(device = %rec.code, error = %e, "loading the running session failed");
             None
         }
     }
@@ -349,6 +458,7 @@ impl DeviceActor {
     /// Records a sign of life; passes it on (storage, the session) at most once a second.
     /// `from_session`: the session told us (no need to tell it back).
     fn heard(&mut self, at: i64, from_session: bool) {
+        self.active_at = self.active_at.max(at);
         if self.last_heard.is_none_or(|h| h < at) {
             self.last_heard = Some(at);
             if at.saturating_sub(self.relayed_at) >= RELAY_EVERY_MS {
@@ -381,6 +491,64 @@ impl DeviceActor {
         }
     }
 
+    fn touch(&mut self) {
+        self.active_at = self.active_at.max(self.inner.clock.now_ms());
+    }
+
+    /// Reloads what storage holds about the device (its record, its running session) into
+    /// this actor, after a panic or the death of its session's actor. A running session
+    /// whose actor still lives is kept; one whose actor died is started again (billing
+    /// from the database's state: units already debited are never debited again).
+    async fn restart_from_storage(&mut self, me: &ActorRef<Self>) -> Result<(), StoreError> {
+        let rec = self
+            .inner
+            .store
+            .device_by_code(&self.rec.code)
+            .await?
+            .ok_or_else(|| StoreError("the device is gone".into()))?;
+        let last = self.last_heard;
+        self.rec = rec;
+        self.last_heard = last.max(self.rec.last_seen_at);
+        let running = load_running(&self.inner, &self.rec).await?;
+        let alive = self
+            .session
+            .as_ref()
+            .is_some_and(|run| run.actor.is_alive());
+        match running {
+            Some((s, _)) if alive && self.session.as_ref().is_some_and(|r| r.id == s.id) => {}
+            // Still running in a live actor this one lost track of: taken back.
+            Some((s, balance)) if !alive && self.inner.live_session(&s.token).is_some() => {
+                let actor = self.inner.live_session(&s.token).expect("checked");
+                self.session_info =
+                    Some(crate::session::initial_info(&s, balance, &self.inner.cfg));
+                self.session = Some(Running {
+                    id: s.id,
+                    token: s.token,
+                    user_id: s.user_id,
+                    actor,
+                });
+                self.transient_lock = None;
+            }
+            Some((s, balance)) => {
+                if let Some(old) = self.session.take() {
+                    self.inner.forget_session(&old.token, old.user_id);
+                    let _ = old.actor.stop_gracefully().await;
+                }
+                tracing::info!(device = %self.rec.code, session = s.id, "running session restarted from storage");
+                self.attach(s, balance, false, me).await;
+            }
+            // Ended in storage: the live actor tells us itself; a dead one cannot.
+            None if alive => {}
+            None => {
+                if let Some(old) = self.session.as_ref().map(|r| r.id) {
+                    self.session_closed(old, None, 0, None);
+                }
+            }
+        }
+        self.changed();
+        Ok(())
+    }
+
     async fn persist_status(
         &mut self,
         status: PersistedStatus,
@@ -400,16 +568,24 @@ impl DeviceActor {
         Ok(())
     }
 
-    fn attach(&mut self, rec: SessionRecord, balance: i64, fresh: bool, me: &ActorRef<Self>) {
+    /// Starts the session's actor, linked to this one (each learns of the other's death),
+    /// and shows the session at once: the device's next snapshot carries it, before the
+    /// session actor's first update.
+    async fn attach(&mut self, rec: SessionRecord, balance: i64, fresh: bool, me: &ActorRef<Self>) {
         let token = rec.token.clone();
         let (id, user_id) = (rec.id, rec.user_id);
-        let actor = SessionActor::spawn(SessionArgs {
-            rec,
-            balance,
-            device: me.downgrade(),
-            inner: self.inner.clone(),
-            fresh,
-        });
+        self.session_info = Some(crate::session::initial_info(&rec, balance, &self.inner.cfg));
+        let actor = SessionActor::spawn_link(
+            me,
+            SessionArgs {
+                rec,
+                balance,
+                device: me.downgrade(),
+                inner: self.inner.clone(),
+                fresh,
+            },
+        )
+        .await;
         self.inner.remember_session(&token, user_id, actor.clone());
         // Someone else sits down: the last session's order is the phone's business now.
         self.unpaid_order = None;
@@ -539,6 +715,7 @@ impl Message<StartSession> for DeviceActor {
         msg: StartSession,
         ctx: &mut Context<Self, Self::Reply>,
     ) -> Self::Reply {
+        self.touch();
         let now = self.inner.clock.now_ms();
         if let Some(run) = &self.session {
             return if run.user_id == msg.user.id {
@@ -590,7 +767,8 @@ impl Message<StartSession> for DeviceActor {
             token: rec.token.clone(),
             created: true,
         };
-        self.attach(rec, started.balance, true, ctx.actor_ref());
+        self.attach(rec, started.balance, true, ctx.actor_ref())
+            .await;
         tracing::info!(device = %self.rec.code, session = view.session_id, user = msg.user.id, "session started");
         Ok(view)
     }
@@ -612,7 +790,7 @@ impl Message<Recover> for DeviceActor {
         if self.session.is_none() {
             let mut rec = msg.rec;
             rec.device_code = self.rec.code.clone();
-            self.attach(rec, msg.balance, false, ctx.actor_ref());
+            self.attach(rec, msg.balance, false, ctx.actor_ref()).await;
         }
     }
 }
@@ -723,6 +901,7 @@ impl Message<Detach> for DeviceActor {
     type Reply = ();
 
     async fn handle(&mut self, Detach(id): Detach, _ctx: &mut Context<Self, Self::Reply>) {
+        self.touch();
         self.stream.detach(id);
     }
 }
@@ -810,6 +989,7 @@ impl Message<SendCommand> for DeviceActor {
         msg: SendCommand,
         _ctx: &mut Context<Self, Self::Reply>,
     ) -> Self::Reply {
+        self.touch();
         self.queue_command(&msg.name, msg.text).await
     }
 }
@@ -877,6 +1057,7 @@ impl Message<MaintainLogin> for DeviceActor {
         msg: MaintainLogin,
         _ctx: &mut Context<Self, Self::Reply>,
     ) -> Self::Reply {
+        self.touch();
         let now = self.inner.clock.now_ms();
         if !self.online(now) {
             return Err(DeviceRefusal::Offline);
@@ -905,6 +1086,7 @@ impl Message<MaintainLogout> for DeviceActor {
         msg: MaintainLogout,
         _ctx: &mut Context<Self, Self::Reply>,
     ) -> Self::Reply {
+        self.touch();
         if self.rec.status != PersistedStatus::Maintain
             || self.rec.maintainer.as_deref() != Some(msg.username.as_str())
         {
@@ -926,6 +1108,7 @@ impl Message<GameUpdate> for DeviceActor {
         GameUpdate(set): GameUpdate,
         _ctx: &mut Context<Self, Self::Reply>,
     ) -> Self::Reply {
+        self.touch();
         if let Some(updating) = set
             && updating != self.rec.updating
         {
@@ -964,6 +1147,7 @@ impl Message<Operate> for DeviceActor {
         Operate(cmd): Operate,
         _ctx: &mut Context<Self, Self::Reply>,
     ) -> Self::Reply {
+        self.touch();
         match cmd {
             OperatorCommand::Lock => {
                 let ended = self.end_running(EndReason::Operator).await?;
@@ -1015,6 +1199,60 @@ impl Message<Reload> for DeviceActor {
     }
 }
 
+/// Passivation: stop if nothing needs this actor (no socket, no session, no pending
+/// command, no balance lock to show) and nothing used it for `actors.idle_seconds`. Its
+/// directory entry goes first, so the next request activates a new actor from storage.
+#[derive(Debug)]
+pub struct IdleCheck;
+
+impl Message<IdleCheck> for DeviceActor {
+    type Reply = ();
+
+    async fn handle(&mut self, _: IdleCheck, ctx: &mut Context<Self, Self::Reply>) {
+        let Some(idle) = self.inner.cfg.idle else {
+            return;
+        };
+        let idle_ms = i64::try_from(idle.as_millis()).unwrap_or(i64::MAX);
+        let quiet_since = self.active_at.max(self.last_heard.unwrap_or(i64::MIN));
+        let now = self.inner.clock.now_ms();
+        let me = ctx.actor_ref();
+        let queued = me
+            .mailbox_sender()
+            .capacity()
+            .zip(me.mailbox_sender().max_capacity())
+            .is_some_and(|(free, max)| free < max);
+        if self.session.is_none()
+            && !self.stream.connected()
+            && !self.stream.has_pending()
+            && self.transient_lock.is_none()
+            && !queued
+            && now.saturating_sub(quiet_since) >= idle_ms
+            && self.inner.is_current_device(&self.rec.code, me.id())
+        {
+            self.inner.device_stopped(&self.rec.code, me.id());
+            metrics::counter!(catalog::DEVICES_PASSIVATED).increment(1);
+            ctx.stop();
+        }
+    }
+}
+
+/// Test hook: makes the handler panic (to show a panicked actor is restarted).
+#[cfg(any(test, feature = "test-hooks"))]
+#[derive(Debug)]
+pub struct Crash;
+
+#[cfg(any(test, feature = "test-hooks"))]
+impl Message<Crash> for DeviceActor {
+    type Reply = ();
+
+    async fn handle(&mut self, _: Crash, _ctx: &mut Context<Self, Self::Reply>) {
+        // A half-done change, as a real bug would leave it.
+        self.session = None;
+        self.session_info = None;
+        panic!("injected panic in a device handler");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1037,6 +1275,7 @@ mod tests {
             rec,
             inner: coord.inner_for_tests(),
             adopt: false,
+            running: None,
         };
         let lifecycle = DeviceActor::prepare().run(args);
         let beside = std::mem::size_of_val(&lifecycle) - std::mem::size_of::<DeviceActor>();

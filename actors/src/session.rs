@@ -10,10 +10,10 @@ use tokio::task::JoinHandle;
 
 use crate::billing::{EndReason, Meter, Step, Tariff, UNLIMITED_UNITS, units_left, units_started};
 use crate::catalog;
-use crate::coordinator::Inner;
+use crate::coordinator::{CoordinatorConfig, Inner, Restarts};
 use crate::device::{DeviceActor, SessionClosed, SessionUpdate};
 use crate::events::Event;
-use crate::ports::{BillingMode, Reserve, SessionEnd, SessionRecord};
+use crate::ports::{ActiveKey, BillingMode, Reserve, SessionEnd, SessionRecord};
 use kioskd_protocol::ws::{self as wire, ServerEvent, SessionInfo};
 
 /// What adapters see of a running session.
@@ -110,6 +110,54 @@ pub struct SessionActor {
     ended: Option<EndedView>,
     /// When a heartbeat was last passed on (to the device and the heartbeat writer).
     relayed_at: i64,
+    /// Restarts after panics, against restart storms.
+    restarts: Restarts,
+}
+
+/// The billing meter of a session as storage holds it.
+fn meter_of(rec: &SessionRecord, cfg: &CoordinatorConfig) -> Meter {
+    Meter {
+        tariff: Tariff {
+            unit_ms: cfg.unit_ms,
+            free_ms: cfg.free_ms,
+            price: rec.charge_mode,
+        },
+        heartbeat_timeout_ms: cfg.heartbeat_timeout_ms,
+        started_at: rec.started_at,
+        reserved: rec.reserved_units,
+        last_heard: rec.last_heard_at,
+        postpaid: rec.billing_mode == BillingMode::Postpaid,
+    }
+}
+
+/// The session as the kiosk's stream shows it.
+fn info_of(rec: &SessionRecord, meter: &Meter, balance: i64) -> SessionInfo {
+    let minutes_left = if meter.postpaid {
+        UNLIMITED_UNITS
+    } else {
+        units_left(&meter.tariff, balance)
+    };
+    SessionInfo {
+        session_id: rec.id,
+        device_code: rec.device_code.clone(),
+        user_id: rec.user_id,
+        started_at: rec.started_at,
+        charge_mode: rec.charge_mode,
+        cost: meter.reserved * rec.charge_mode,
+        balance,
+        minutes_left,
+        paid_until: meter.paid_until(),
+    }
+}
+
+/// The session as storage holds it, for the device to show before the session's actor
+/// has reported (a session taken over or restarted: `paid_until` is what was paid).
+pub(crate) fn initial_info(
+    rec: &SessionRecord,
+    balance: i64,
+    cfg: &CoordinatorConfig,
+) -> SessionInfo {
+    info_of(rec, &meter_of(rec, cfg), balance)
 }
 
 /// Heartbeats are passed on at most this often: liveness is judged in seconds, and a
@@ -125,19 +173,7 @@ impl Actor for SessionActor {
     }
 
     async fn on_start(args: Self::Args, me: ActorRef<Self>) -> Result<Self, Self::Error> {
-        let cfg = &args.inner.cfg;
-        let meter = Meter {
-            tariff: Tariff {
-                unit_ms: cfg.unit_ms,
-                free_ms: cfg.free_ms,
-                price: args.rec.charge_mode,
-            },
-            heartbeat_timeout_ms: cfg.heartbeat_timeout_ms,
-            started_at: args.rec.started_at,
-            reserved: args.rec.reserved_units,
-            last_heard: args.rec.last_heard_at,
-            postpaid: args.rec.billing_mode == BillingMode::Postpaid,
-        };
+        let meter = meter_of(&args.rec, &args.inner.cfg);
         metrics::gauge!(catalog::SESSIONS_ACTIVE).increment(1.0);
         let mut s = SessionActor {
             rec: args.rec,
@@ -150,6 +186,7 @@ impl Actor for SessionActor {
             armed_at: i64::MAX,
             ended: None,
             relayed_at: i64::MIN,
+            restarts: Restarts::default(),
         };
         if args.fresh {
             metrics::counter!(catalog::SESSIONS_STARTED).increment(1);
@@ -175,14 +212,81 @@ impl Actor for SessionActor {
         Ok(s)
     }
 
+    /// A handler panicked: the session is restarted in place from storage (its row and
+    /// the user's balance), keeping its address and its directory entries, so the user
+    /// and the kiosk can go on at once. Units the database holds as debited are never
+    /// debited again (and a debit's ledger id is unique anyway). Beyond the restart limit
+    /// (or if storage fails) it stops, and its device starts it again from storage.
+    async fn on_panic(
+        &mut self,
+        me: WeakActorRef<Self>,
+        err: PanicError,
+    ) -> Result<std::ops::ControlFlow<ActorStopReason>, Self::Error> {
+        use std::ops::ControlFlow;
+        let now = self.inner.clock.now_ms();
+        metrics::counter!(catalog::ACTOR_RESTARTS, "actor" => "session").increment(1);
+        if self.ended.is_some() || self.inner.closing() || !self.restarts.allow(now) {
+            tracing::error!(session = self.rec.id, error = %err, "session actor panicked: stopping it");
+            return Ok(ControlFlow::Break(ActorStopReason::Panicked(err)));
+        }
+        tracing::warn!(session = self.rec.id, error = %err, "session actor panicked: restarting it from storage");
+        let Some(me) = me.upgrade() else {
+            return Ok(ControlFlow::Break(ActorStopReason::Panicked(err)));
+        };
+        let found = self
+            .inner
+            .store
+            .active_session(ActiveKey::Device(self.rec.device_id))
+            .await;
+        let rec = match found {
+            Ok(Some(rec)) if rec.id == self.rec.id => rec,
+            Ok(_) => {
+                // Ended in storage meanwhile: nothing left to run.
+                self.close_without_settling();
+                return Ok(ControlFlow::Break(ActorStopReason::Normal));
+            }
+            Err(e) => {
+                tracing::warn!(session = self.rec.id, error = %e, "reloading the session failed: stopping it");
+                return Ok(ControlFlow::Break(ActorStopReason::Panicked(err)));
+            }
+        };
+        let balance = match self.inner.store.user_balance(rec.user_id).await {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(session = self.rec.id, error = %e, "reloading the balance failed: stopping it");
+                return Ok(ControlFlow::Break(ActorStopReason::Panicked(err)));
+            }
+        };
+        let mut meter = meter_of(&rec, &self.inner.cfg);
+        // What this actor heard is newer than the last flush; postpaid units are not
+        // written, so the actor's count stands.
+        meter.heard(self.meter.last_heard);
+        if meter.postpaid {
+            meter.reserved(self.meter.reserved);
+        }
+        self.meter = meter;
+        self.balance = balance;
+        self.rec.reserved_units = rec.reserved_units;
+        self.rec.last_heard_at = rec.last_heard_at;
+        self.inner
+            .remember_session(&self.rec.token, self.rec.user_id, me.clone());
+        self.tell_device(None);
+        self.arm_at(&me, self.meter.next_wake());
+        Ok(ControlFlow::Continue(()))
+    }
+
+    /// However the actor stops, its directory entries go (unless they already name a
+    /// newer actor for the same session).
     async fn on_stop(
         &mut self,
-        _me: WeakActorRef<Self>,
+        me: WeakActorRef<Self>,
         _reason: ActorStopReason,
     ) -> Result<(), Self::Error> {
         if let Some(t) = self.timer.take() {
             t.abort();
         }
+        self.inner
+            .session_stopped(&self.rec.token, self.rec.user_id, me.id());
         metrics::gauge!(catalog::SESSIONS_ACTIVE).decrement(1.0);
         Ok(())
     }
@@ -217,23 +321,7 @@ impl SessionActor {
 
     /// The session as the kiosk's stream shows it.
     fn info(&self) -> SessionInfo {
-        let paid_until = self.meter.paid_until();
-        let minutes_left = if self.meter.postpaid {
-            UNLIMITED_UNITS
-        } else {
-            units_left(&self.meter.tariff, self.balance)
-        };
-        SessionInfo {
-            session_id: self.rec.id,
-            device_code: self.rec.device_code.clone(),
-            user_id: self.rec.user_id,
-            started_at: self.rec.started_at,
-            charge_mode: self.rec.charge_mode,
-            cost: self.meter.reserved * self.rec.charge_mode,
-            balance: self.balance,
-            minutes_left,
-            paid_until,
-        }
+        info_of(&self.rec, &self.meter, self.balance)
     }
 
     /// Keeps the device's copy of the session current and pushes `event` to its kiosk.
@@ -662,5 +750,18 @@ impl Message<BalanceChanged> for SessionActor {
         // The kiosk sees the new balance at once (paid_until moves only when a unit is
         // reserved).
         self.tell_device(Some(self.billing_event()));
+    }
+}
+
+/// Test hook: makes the handler panic (to show a panicked actor is restarted).
+#[cfg(any(test, feature = "test-hooks"))]
+impl Message<crate::device::Crash> for SessionActor {
+    type Reply = ();
+
+    async fn handle(&mut self, _: crate::device::Crash, _ctx: &mut Context<Self, Self::Reply>) {
+        // A half-done change, as a real bug would leave it.
+        self.meter.reserved = 0;
+        self.balance = 0;
+        panic!("injected panic in a session handler");
     }
 }

@@ -91,6 +91,11 @@ impl DeviceStream {
         self.conn.is_some()
     }
 
+    /// Are commands waiting for the kiosk's acknowledgement?
+    pub fn has_pending(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
     /// Commands not yet acknowledged.
     pub fn pending(&self) -> Vec<Command> {
         self.pending.iter().map(|p| p.cmd.clone()).collect()

@@ -295,3 +295,70 @@ async fn nodes_racing_for_an_unowned_device_spawn_one_actor() {
     assert_eq!(reply, Reply::NotOwner);
     assert_eq!(cl.devices().iter().sum::<usize>(), 1);
 }
+
+/// The kiosk's first frame on a socket attached to `d`: the snapshot.
+async fn first_snapshot(
+    d: &kameo::actor::ActorRef<kioskd_actors::device::DeviceActor>,
+) -> kioskd_protocol::ws::Snapshot {
+    let (tx, mut rx) = tokio::sync::mpsc::channel(64);
+    let (kick, _kicked) = tokio::sync::oneshot::channel();
+    let conn = kioskd_actors::stream::Conn { id: 1, tx, kick };
+    d.ask(kioskd_actors::device::Attach {
+        conn,
+        resume_from: None,
+        epoch: None,
+    })
+    .await
+    .unwrap();
+    match rx.try_recv().expect("a frame at once").event.clone() {
+        kioskd_protocol::ws::ServerEvent::Snapshot(s) => s,
+        e => panic!("first frame is not a snapshot: {e:?}"),
+    }
+}
+
+/// The snapshot shows the running session as the session's own view does.
+fn assert_shows(snap: &kioskd_protocol::ws::Snapshot, view: &kioskd_actors::session::SessionView) {
+    assert_eq!(
+        snap.device.as_ref().map(|d| d.status),
+        Some(kioskd_protocol::windows::DeviceStatus::Busy)
+    );
+    let s = snap.session.as_ref().expect("busy WITH its session");
+    assert_eq!(s.session_id, view.id);
+    assert_eq!(s.paid_until, view.paid_until);
+    assert_eq!(s.balance, view.balance);
+    assert_eq!(s.cost, view.reserved * view.charge_mode);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_device_pulled_over_by_a_socket_snapshots_its_session_at_once() {
+    let cl = cluster();
+    let (a, b) = (&cl.nodes[0], &cl.nodes[1]);
+    cl.store.credit(7, 100);
+    a.check(CODE).await.unwrap();
+    let started = a.start_session(CODE, cl.user(7)).await.unwrap().unwrap();
+    secs(40).await;
+    a.keepalive(&started.token, CODE).await.unwrap();
+    let view = a.user_session(7).await.unwrap().unwrap();
+    // The kiosk's socket lands on b: its first snapshot, before the session actor there
+    // has said anything, is busy with the session and the right paid_until.
+    let d = b.device(CODE).await.unwrap();
+    assert_shows(&first_snapshot(&d).await, &view);
+    assert_eq!(cl.sessions(), vec![0, 1, 0]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_dead_nodes_session_taken_over_snapshots_at_once() {
+    let cl = cluster();
+    let (a, b) = (&cl.nodes[0], &cl.nodes[1]);
+    cl.store.credit(7, 100);
+    a.check(CODE).await.unwrap();
+    let started = a.start_session(CODE, cl.user(7)).await.unwrap().unwrap();
+    secs(40).await;
+    a.keepalive(&started.token, CODE).await.unwrap();
+    let view = a.user_session(7).await.unwrap().unwrap();
+    cl.hub.alive.lock().unwrap().remove("a");
+    a.shutdown().await;
+    assert_eq!(b.recover().await.unwrap(), 1);
+    let d = b.device(CODE).await.unwrap();
+    assert_shows(&first_snapshot(&d).await, &view);
+}

@@ -8,6 +8,9 @@
 //!   is published after the commit).
 //! * `ws` / `cluster`: kiosks on WebSockets (one node: memory and push latency; two
 //!   nodes on one Redis: forwarded pushes), see `bench_ws/`.
+//! * `passivation`: N registered devices all activated once, then only some of them
+//!   used; RSS and live device actors before and after `actors.idle_seconds` passes
+//!   (run once with `--idle-seconds 0`, never passivating, to compare).
 //! * `attendance`: a bridge's nightly Sync AttLog of N records (the real bridge's form
 //!   body: a URL-encoded JSON array), first with every record new, then re-sent whole as
 //!   the bridge does every night; then the same records as native iclock ATTLOG posts.
@@ -112,6 +115,21 @@ enum Cmd {
         /// Units to observe per session after the last start.
         #[arg(long, default_value_t = 1)]
         units: u64,
+    },
+    /// RSS with many registered devices of which few stay active, with and without
+    /// passivation of idle device actors.
+    Passivation {
+        #[arg(long, default_value_t = 100_000)]
+        devices: usize,
+        /// Devices that keep polling (`check`) every second.
+        #[arg(long, default_value_t = 5_000)]
+        active: usize,
+        /// `actors.idle_seconds` (0: never passivate).
+        #[arg(long, default_value_t = 10)]
+        idle_seconds: u64,
+        /// How long the active devices poll after every device was activated.
+        #[arg(long, default_value_t = 40)]
+        seconds: u64,
     },
     /// A bridge's nightly sync batch and native ATTLOG uploads.
     Attendance {
@@ -551,6 +569,95 @@ async fn attendance(
     Ok(())
 }
 
+fn rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|k| k.parse::<f64>().ok())
+        })
+        .unwrap_or(0.0)
+        / 1024.0
+}
+
+/// `devices` registered devices; every one is activated by one `check` (a fleet that
+/// all polled once, e.g. after a restart), then only `active` of them keep polling for
+/// `seconds`. RSS and live device actors at each step.
+async fn passivation(
+    db: Option<String>,
+    devices: usize,
+    active: usize,
+    idle_seconds: u64,
+    seconds: u64,
+) -> anyhow::Result<()> {
+    let r = start(db, &format!("[actors]\nidle_seconds = {idle_seconds}\n")).await?;
+    let s = &r.state;
+    let now = s.coord.clock().now_ms();
+    let mut tx = s.db.pool().begin().await?;
+    for i in 0..devices {
+        sqlx::query("INSERT INTO devices (code, name, charge_mode, billing_mode, ctime, utime) VALUES ($1, $2, 5, 'prepaid', $3, $3)")
+            .bind(code(i))
+            .bind(format!("bench {i}"))
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    let base = rss_mib();
+    let live = |s: &AppState| s.coord.actor_stats().devices.actors;
+    println!(
+        "{devices} devices registered, idle_seconds = {idle_seconds}: RSS {base:.1} MiB, {} device actors",
+        live(s)
+    );
+    let t = Instant::now();
+    let workers = 16;
+    let mut tasks = Vec::new();
+    for w in 0..workers {
+        let st = s.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut i = w;
+            while i < devices {
+                st.coord.check(&code(i)).await?;
+                i += workers;
+            }
+            anyhow::Ok(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    let all = rss_mib();
+    println!(
+        "all activated in {:.1} s: RSS {all:.1} MiB, {} device actors ({:.2} KiB per actor over the base)",
+        t.elapsed().as_secs_f64(),
+        live(s),
+        (all - base) * 1024.0 / devices as f64
+    );
+    let until = Instant::now() + Duration::from_secs(seconds);
+    while Instant::now() < until {
+        let tick = Instant::now();
+        for i in 0..active {
+            s.coord.check(&code(i)).await?;
+        }
+        tokio::time::sleep_until((tick + Duration::from_secs(1)).into()).await;
+    }
+    let after = rss_mib();
+    println!(
+        "after {seconds} s with {active} active: RSS {after:.1} MiB, {} device actors",
+        live(s)
+    );
+    println!(
+        "| idle_seconds | devices | active | device actors | RSS all active (MiB) | RSS after {seconds} s (MiB) |"
+    );
+    println!(
+        "| {idle_seconds} | {devices} | {active} | {} | {all:.1} | {after:.1} |",
+        live(s)
+    );
+    Ok(())
+}
+
 /// mimalloc: faster small allocations than glibc's malloc on the request path, and it
 /// returns freed memory (glibc kept the memory of 100k stopped actors).
 #[global_allocator]
@@ -608,6 +715,12 @@ async fn main() -> anyhow::Result<()> {
             )
             .await
         }
+        Cmd::Passivation {
+            devices,
+            active,
+            idle_seconds,
+            seconds,
+        } => passivation(cli.database_url, devices, active, idle_seconds, seconds).await,
         Cmd::Attendance {
             records,
             resends,

@@ -76,7 +76,13 @@ pub fn rule(method: &Method, pattern: &str) -> Option<Rule> {
             | "/ops/terminals/{sn}/errors"
             | "/ops/punches"
             | "/ops/staff"
-            | "/ops/outbox",
+            | "/ops/outbox"
+            // The console's reads (ops_console.rs).
+            | "/ops/users"
+            | "/ops/users/{id}/sessions"
+            | "/ops/devices/{code}"
+            | "/ops/alerts"
+            | "/ops/reports",
         ) => r(Viewer, None),
         // Acting on devices and sessions.
         ("POST", "/ops/devices/{code}/command")
@@ -229,11 +235,11 @@ pub async fn authorize(State(s): State<AppState>, mut req: Request, next: Next) 
             Scope::Device => match param(&pattern, &path, "code")
                 .and_then(kioskd_actors::ids::normalize_device_code)
             {
-                Some(code) => s.db.device_site(&code).await.map(Some),
+                Some(code) => s.operators.device_site(&code).await.map(Some),
                 None => Ok(Some(None)),
             },
             Scope::Session => match param(&pattern, &path, "id").and_then(|v| v.parse().ok()) {
-                Some(id) => s.db.session_site(id).await.map(Some),
+                Some(id) => s.operators.session_site(id).await.map(Some),
                 None => Ok(Some(None)),
             },
         };

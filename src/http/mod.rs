@@ -22,6 +22,7 @@ pub mod oauth;
 pub mod operators;
 pub mod ops;
 pub mod ops_attendance;
+pub mod ops_console;
 pub mod ops_upstream;
 pub mod pay;
 pub mod rest;
@@ -234,6 +235,7 @@ pub fn router(state: AppState) -> Router {
         .merge(app_api::routes())
         .merge(ops_upstream::routes())
         .merge(ops::routes())
+        .merge(ops_console::routes())
         .merge(operators::routes())
         .merge(audit::routes())
         .merge(health::routes())

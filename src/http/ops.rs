@@ -681,6 +681,9 @@ async fn adjust(
 #[serde(deny_unknown_fields)]
 struct SetState {
     state: i32,
+    /// Why (kept by the audit log; the console asks for one).
+    #[serde(rename = "reason")]
+    _reason: Option<String>,
 }
 
 async fn set_state(

@@ -11,6 +11,7 @@ mod attendance;
 mod audit;
 mod operators;
 mod orders;
+mod reports;
 mod rows;
 mod upstream;
 
@@ -26,6 +27,7 @@ pub use attendance::*;
 pub use audit::*;
 pub use operators::*;
 pub use orders::*;
+pub use reports::*;
 pub use rows::*;
 pub use upstream::*;
 

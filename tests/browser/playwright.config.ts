@@ -42,12 +42,12 @@ export default defineConfig({
   projects: [
     {
       name: 'phone',
-      testMatch: /phone.*\.spec\.ts/,
+      testMatch: /specs\/phone[^/]*\.spec\.ts$/,
       use: { ...devices['Pixel 7'], launchOptions: { executablePath: chromium } },
     },
     {
       name: 'console',
-      testMatch: /console.*\.spec\.ts/,
+      testMatch: /specs\/console[^/]*\.spec\.ts$/,
       use: { viewport: { width: 1440, height: 900 }, launchOptions: { executablePath: chromium } },
     },
   ],
