@@ -11,7 +11,7 @@ use tokio::net::TcpListener;
 
 use crate::config::{Config, IdentityMode, PaymentsMode};
 use crate::http::{AppInner, AppState, router};
-use crate::sms::{LogSender, SmsSender};
+use crate::sms::SmsSender;
 use crate::store::{Db, WriteError};
 
 /// A built, not yet running application.
@@ -60,7 +60,8 @@ pub fn coordinator_config(cfg: &Config) -> CoordinatorConfig {
 impl Application {
     /// Opens storage, recovers running sessions and prepares the routes.
     pub async fn build(cfg: Config, listener: TcpListener) -> Result<Self, BuildError> {
-        Self::build_with(cfg, listener, Arc::new(LogSender)).await
+        let sms = crate::sms::sender(&cfg.sms).map_err(BuildError::Config)?;
+        Self::build_with(cfg, listener, sms).await
     }
 
     /// As `build`, with a given SMS sender (tests capture codes with one).
@@ -234,6 +235,23 @@ impl Application {
         tracing::info!(%addr, "kioskd listening");
         crate::upstream::outbox::spawn(self.state.clone(), self.shutdown.subscribe());
         crate::payments::spawn_reconciler(self.state.clone(), self.shutdown.subscribe());
+        // /metrics on its own listener, when configured (Prometheus only, never the
+        // public one).
+        let metrics_task = if self.state.cfg.metrics.listen.is_empty() {
+            None
+        } else {
+            let l = TcpListener::bind(&self.state.cfg.metrics.listen).await?;
+            tracing::info!(addr = %l.local_addr()?, "metrics listening");
+            let app = crate::http::health::metrics_router(self.state.clone());
+            let mut stop = self.shutdown.subscribe();
+            Some(tokio::spawn(async move {
+                let _ = axum::serve(l, app)
+                    .with_graceful_shutdown(async move {
+                        let _ = stop.wait_for(|v| *v).await;
+                    })
+                    .await;
+            }))
+        };
         let tx = self.shutdown.clone();
         let shutdown = async move {
             shutdown.await;
@@ -250,6 +268,9 @@ impl Application {
         )
         .await?;
         sampler.abort();
+        if let Some(t) = metrics_task {
+            t.abort();
+        }
         // Sessions stay active in the database; the next start recovers them.
         tokio::time::timeout(Duration::from_secs(10), self.state.coord.shutdown())
             .await

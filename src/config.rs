@@ -276,6 +276,9 @@ pub struct Payments {
     pub mode: PaymentsMode,
     /// Largest single recharge (fen).
     pub max_recharge_fen: i64,
+    /// Sandbox payments next to a real identity provider (real users get free credit)
+    /// only when this says someone meant it.
+    pub sandbox_acknowledged: bool,
 }
 
 /// `[sms]`
@@ -296,6 +299,23 @@ pub struct Sms {
     pub hourly_per_mobile: i64,
     /// Wrong guesses before a code is burned.
     pub max_attempts: i64,
+    /// Who delivers codes: `log` (nobody: the log says a code was made, never which;
+    /// refused in production) or `http` (POST to `gateway_url`).
+    pub sender: SmsSenderKind,
+    /// The SMS gateway (`sender = "http"`): receives `{"mobile","code"}` as JSON.
+    pub gateway_url: String,
+    /// Bearer token for the gateway.
+    pub gateway_token: Secret,
+}
+
+/// Who delivers SMS codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmsSenderKind {
+    /// Nobody (development).
+    Log,
+    /// An HTTP gateway.
+    Http,
 }
 
 /// `[maintainers]`
@@ -429,6 +449,9 @@ pub struct Metrics {
     pub sample_interval_ms: u64,
     /// How far past a deadline a running session must be to count as overdue.
     pub overdue_grace_seconds: u64,
+    /// Serve `/metrics` on this address instead of the main listener (empty: on the
+    /// main listener).
+    pub listen: String,
 }
 
 /// `[open189]`
@@ -613,6 +636,44 @@ impl Config {
                 "identity.mode = \"dev\" lets anyone sign in as anyone and is refused with server.environment = \"production\"",
             );
         }
+        if self.payments.mode == PaymentsMode::Sandbox
+            && self.identity.mode == IdentityMode::Open189
+            && !self.open189.appid.is_empty()
+            && !self.payments.sandbox_acknowledged
+        {
+            return bad(
+                "payments.mode = \"sandbox\" with a real identity provider (open189.appid) gives real users free credit; configure [wechatpay], or set payments.sandbox_acknowledged = true if that is what you want",
+            );
+        }
+        if prod {
+            if self.identity.cookie_secret.expose().len() < 32 {
+                return bad("identity.cookie_secret must be at least 32 bytes in production");
+            }
+            let ops = self.ops.token.expose();
+            if !ops.is_empty() && ops.len() < 32 {
+                return bad(
+                    "ops.token must be empty (operator accounts only) or at least 32 bytes in production",
+                );
+            }
+            if self.ws.allow_unsigned {
+                return bad(
+                    "ws.allow_unsigned lets anyone connect as any kiosk and is refused in production",
+                );
+            }
+            if self.sms.sender == SmsSenderKind::Log {
+                return bad(
+                    "sms.sender = \"log\" delivers no code and is refused in production: set sms.sender = \"http\" and sms.gateway_url",
+                );
+            }
+        }
+        if self.sms.sender == SmsSenderKind::Http && !self.sms.gateway_url.starts_with("http") {
+            return bad("sms.sender = \"http\" needs sms.gateway_url (http:// or https://)");
+        }
+        if !self.metrics.listen.is_empty()
+            && self.metrics.listen.parse::<std::net::SocketAddr>().is_err()
+        {
+            return bad("metrics.listen must be an address such as 127.0.0.1:9090, or empty");
+        }
         if self.payments.mode == PaymentsMode::Wechatpay {
             let w = &self.wechatpay;
             if w.appid.is_empty()
@@ -760,6 +821,59 @@ mod tests {
         assert!(c.is_err(), "dev identity in production");
         let c = Config::load_layers(None, &["[identity]\nmode = \"dev\"\n"]).unwrap();
         assert_eq!(c.server.environment, Environment::Development);
+    }
+
+    /// A production configuration that passes every check.
+    const GOOD_PROD: &str = r#"
+[server]
+environment = "production"
+trusted_proxies = []
+[identity]
+cookie_secret = "0123456789abcdef0123456789abcdef"
+[ops]
+token = "abcdefghijklmnopqrstuvwxyz012345"
+[payments]
+mode = "wechatpay"
+[wechatpay]
+appid = "wxapp"
+mchid = "1900000001"
+merchant_serial = "SER"
+merchant_key_file = "/k.pem"
+apiv3_key = "0123456789abcdef0123456789abcdef"
+platform_serial = "PUB"
+platform_public_key_file = "/p.pem"
+platform_appid_is_merchant = true
+[sms]
+sender = "http"
+gateway_url = "https://sms.example/send"
+"#;
+
+    #[test]
+    fn production_refuses_every_unsafe_setting() {
+        Config::load_layers(None, &[GOOD_PROD]).expect("the good production config");
+        for (layer, key) in [
+            ("[identity]\ncookie_secret = \"short\"", "cookie_secret"),
+            ("[ops]\ntoken = \"short-token\"", "ops.token"),
+            ("[ws]\nallow_unsigned = true", "allow_unsigned"),
+            ("[sms]\nsender = \"log\"", "sms.sender"),
+            ("[payments]\nmode = \"sandbox\"", "sandbox"),
+            ("[identity]\nmode = \"dev\"", "dev"),
+        ] {
+            let e = Config::load_layers(None, &[GOOD_PROD, layer])
+                .expect_err(layer)
+                .to_string();
+            assert!(e.contains(key), "{layer}: {e}");
+        }
+        // Operator accounts only: an empty shared token is fine.
+        Config::load_layers(None, &[GOOD_PROD, "[ops]\ntoken = \"\""]).unwrap();
+    }
+
+    #[test]
+    fn sandbox_next_to_a_real_identity_provider_needs_an_acknowledgement() {
+        let real = "[open189]\nappid = \"wx1b0d10b65d395395\"\nsecret = \"s\"";
+        let e = Config::load_layers(None, &[real]).expect_err("free credit for real users");
+        assert!(e.to_string().contains("sandbox_acknowledged"), "{e}");
+        Config::load_layers(None, &[real, "[payments]\nsandbox_acknowledged = true"]).unwrap();
     }
 
     #[test]

@@ -18,19 +18,90 @@ pub trait SmsSender: Send + Sync + 'static {
     async fn send_code(&self, mobile: &str, code: &str) -> Result<(), String>;
 }
 
-/// The default sender: writes the code to the log (no SMS gateway configured).
+/// The development sender: delivers nothing. The log says a code was made for a masked
+/// mobile — never the code (use `sms.debug_code` in dev identity mode).
 pub struct LogSender;
+
+/// `17717463317` → `177****3317`.
+pub fn mask_mobile(mobile: &str) -> String {
+    let chars: Vec<char> = mobile.chars().collect();
+    if chars.len() < 8 {
+        return "*".repeat(chars.len());
+    }
+    let head: String = chars[..3].iter().collect();
+    let tail: String = chars[chars.len() - 4..].iter().collect();
+    format!("{head}****{tail}")
+}
 
 #[async_trait]
 impl SmsSender for LogSender {
-    async fn send_code(&self, mobile: &str, code: &str) -> Result<(), String> {
+    async fn send_code(&self, mobile: &str, _code: &str) -> Result<(), String> {
         tracing::info!(
-            mobile,
-            code,
-            "sms captcha (log sender: no gateway configured)"
+            mobile = %mask_mobile(mobile),
+            "sms captcha made, not delivered (sms.sender = \"log\": no gateway configured)"
         );
         Ok(())
     }
+}
+
+/// Delivers codes through an HTTP gateway: `POST gateway_url {"mobile","code"}` with a
+/// bearer token; any 2xx is sent.
+pub struct HttpSender {
+    url: String,
+    token: String,
+    http: reqwest::Client,
+}
+
+impl HttpSender {
+    /// A sender for `url`.
+    pub fn new(url: &str, token: &str) -> Result<HttpSender, String> {
+        let http = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(10))
+            .user_agent("kioskd")
+            .build()
+            .map_err(|e| e.without_url().to_string())?;
+        Ok(HttpSender {
+            url: url.to_string(),
+            token: token.to_string(),
+            http,
+        })
+    }
+}
+
+#[async_trait]
+impl SmsSender for HttpSender {
+    async fn send_code(&self, mobile: &str, code: &str) -> Result<(), String> {
+        let mut req = self
+            .http
+            .post(&self.url)
+            .json(&serde_json::json!({ "mobile": mobile, "code": code }));
+        if !self.token.is_empty() {
+            req = req.bearer_auth(&self.token);
+        }
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| format!("sms gateway: {}", e.without_url()))?;
+        if resp.status().is_success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "sms gateway answered HTTP {}",
+                resp.status().as_u16()
+            ))
+        }
+    }
+}
+
+/// The sender the configuration names.
+pub fn sender(cfg: &SmsConfig) -> Result<std::sync::Arc<dyn SmsSender>, String> {
+    Ok(match cfg.sender {
+        crate::config::SmsSenderKind::Log => std::sync::Arc::new(LogSender),
+        crate::config::SmsSenderKind::Http => std::sync::Arc::new(HttpSender::new(
+            &cfg.gateway_url,
+            cfg.gateway_token.expose(),
+        )?),
+    })
 }
 
 /// A fresh 6-digit code from the OS-seeded CSPRNG.
@@ -143,6 +214,17 @@ impl Captchas<'_> {
             .captcha_guess(mobile, &hash, now, self.cfg.max_attempts)
             .await?;
         Ok(stored.is_some_and(|h| bool::from(h.as_bytes().ct_eq(hash.as_bytes()))))
+    }
+}
+
+#[cfg(test)]
+mod mask_tests {
+    use super::*;
+
+    #[test]
+    fn mobiles_are_masked_in_the_middle() {
+        assert_eq!(mask_mobile("17717463317"), "177****3317");
+        assert_eq!(mask_mobile("123"), "***");
     }
 }
 

@@ -21,6 +21,10 @@ const NOT_METRICS: &[(&str, &str)] = &[
         "kioskd_pre",
         "sign-in-in-progress cookie name (src/identity.rs)",
     ),
+    (
+        "kioskd_op",
+        "operator console cookie name (src/http/authz.rs)",
+    ),
 ];
 
 /// Label names a catalog entry may declare: each has a small, fixed set of values.

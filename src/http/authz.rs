@@ -118,7 +118,6 @@ fn bearer(h: &HeaderMap) -> Option<&str> {
     h.get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
 }
 
 /// The caller: the shared token, a personal token, or the session cookie; `None` when

@@ -30,7 +30,29 @@ async fn readyz(State(s): State<AppState>) -> Response {
     (StatusCode::OK, "ready").into_response()
 }
 
+/// `/metrics` alone, for `metrics.listen`.
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route(
+            "/metrics",
+            get(|State(s): State<AppState>| async move { render(&s) }),
+        )
+        .with_state(state)
+}
+
 async fn metrics(State(s): State<AppState>) -> Response {
+    if !s.cfg.metrics.listen.is_empty() {
+        // Served on its own listener; the public one does not show it.
+        return (
+            StatusCode::NOT_FOUND,
+            "metrics are served on metrics.listen",
+        )
+            .into_response();
+    }
+    render(&s)
+}
+
+fn render(s: &AppState) -> Response {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         s.metrics.render(),

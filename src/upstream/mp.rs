@@ -52,7 +52,7 @@ impl Mp {
             .timeout(Duration::from_millis(timeout_ms))
             .user_agent("kioskd")
             .build()
-            .map_err(|e| UpstreamError::Transport(e.to_string()))?;
+            .map_err(|e| UpstreamError::Transport(e.without_url().to_string()))?;
         Ok(Self {
             http,
             cfg: cfg.clone(),
@@ -89,7 +89,7 @@ impl Mp {
         let body = res
             .bytes()
             .await
-            .map_err(|e| UpstreamError::Transport(e.to_string()))?;
+            .map_err(|e| UpstreamError::Transport(e.without_url().to_string()))?;
         match serde_json::from_slice::<Value>(&body) {
             Ok(v) if v.is_object() => Ok(v),
             _ => Err(UpstreamError::Transport(format!("HTTP {st}, not JSON"))),

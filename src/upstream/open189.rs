@@ -153,7 +153,7 @@ impl Open189 {
             .redirect(reqwest::redirect::Policy::none())
             .user_agent("kioskd")
             .build()
-            .map_err(|e| UpstreamError::Transport(e.to_string()))?;
+            .map_err(|e| UpstreamError::Transport(e.without_url().to_string()))?;
         Ok(Self {
             http,
             cfg: cfg.clone(),
@@ -186,7 +186,7 @@ impl Open189 {
         let body = res
             .bytes()
             .await
-            .map_err(|e| UpstreamError::Transport(e.to_string()))?;
+            .map_err(|e| UpstreamError::Transport(e.without_url().to_string()))?;
         match serde_json::from_slice::<Value>(&body) {
             Ok(v) if v.is_object() => Ok(v),
             _ if status.is_server_error() => Err(UpstreamError::Transport(format!(

@@ -231,7 +231,7 @@ impl WxPay {
         let bytes = res
             .bytes()
             .await
-            .map_err(|e| UpstreamError::Transport(e.to_string()))?
+            .map_err(|e| UpstreamError::Transport(e.without_url().to_string()))?
             .to_vec();
         if (200..300).contains(&status) {
             self.verify_signed(&headers, &bytes, now_s()).map_err(|e| {

@@ -154,6 +154,10 @@ impl Standin {
              [wechat_mp]\nappid = \"{PAY_APPID}\"\nsecret = \"mpsecret\"\napi_base_url = \"{b}\"\noauth_base_url = \"{b}/mp\"\n\
              [outbox]\npoll_ms = 50\nretry_base_ms = 50\nretry_max_ms = 400\nmax_attempts = 5\n"
         );
+        if !wechatpay {
+            // A test deployment: sandbox credit next to the stand-in platform is meant.
+            t.push_str("[payments]\nsandbox_acknowledged = true\n");
+        }
         if wechatpay {
             t.push_str(&format!(
                 "[payments]\nmode = \"wechatpay\"\n\
