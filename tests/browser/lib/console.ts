@@ -2,7 +2,7 @@
 // operators, phone users and sessions over the API, the reference kiosk agent as a
 // child process, sign-in, console-error and accessibility checks, screenshots.
 import { expect, request as pwRequest, type APIRequestContext, type Page } from '@playwright/test';
-import AxeBuilder from '@axe-core/playwright';
+import { watchConsole, axe } from './checks';
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -123,30 +123,7 @@ export function startAgent(code: string) {
   };
 }
 
-/** Collects console errors and page errors. */
-export function watchConsole(page: Page) {
-  const errors: string[] = [];
-  page.on('console', (m) => {
-    if (m.type() === 'error') errors.push(`${page.url()}: ${m.text()}`);
-  });
-  page.on('pageerror', (e) => errors.push(`${page.url()}: ${e.message}`));
-  return {
-    errors,
-    assertNone() {
-      expect(errors, errors.join('\n')).toEqual([]);
-    },
-  };
-}
-
-/** No serious or critical axe violations. */
-export async function axe(page: Page, name: string) {
-  const r = await new AxeBuilder({ page }).analyze();
-  const bad = r.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical');
-  const text = bad
-    .map((v) => `${name}: ${v.id} (${v.impact}) ${v.help}: ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`)
-    .join('\n');
-  expect(bad, text).toEqual([]);
-}
+export { watchConsole, axe };
 
 const shotDir = path.resolve(__dirname, '../test-results/screenshots');
 

@@ -1,7 +1,7 @@
 // Helpers of the phone app's browser tests: seeding through the ops API, a kiosk's
 // signs of life, console-error and accessibility checks, screenshots at two sizes.
 import { expect, type APIRequestContext, type Page } from '@playwright/test';
-import AxeBuilder from '@axe-core/playwright';
+import { watchConsole, axe } from './checks';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 
@@ -94,30 +94,7 @@ export async function kioskCheck(request: APIRequestContext, base: string, code:
   expect(r.status()).toBe(200);
 }
 
-/** Collects console errors and page errors; `assertNone()` at the end of a test. */
-export function watchConsole(page: Page) {
-  const errors: string[] = [];
-  page.on('console', (m) => {
-    if (m.type() === 'error') errors.push(`${page.url()}: ${m.text()}`);
-  });
-  page.on('pageerror', (e) => errors.push(`${page.url()}: ${e.message}`));
-  return {
-    errors,
-    assertNone() {
-      expect(errors, errors.join('\n')).toEqual([]);
-    },
-  };
-}
-
-/** An axe check: no serious or critical violations. */
-export async function axe(page: Page, name: string) {
-  const r = await new AxeBuilder({ page }).analyze();
-  const bad = r.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical');
-  const text = bad
-    .map((v) => `${name}: ${v.id} (${v.impact}) ${v.help}: ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`)
-    .join('\n');
-  expect(bad, text).toEqual([]);
-}
+export { watchConsole, axe };
 
 const shotDir = path.resolve(__dirname, '../test-results/screenshots');
 
