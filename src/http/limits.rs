@@ -173,17 +173,16 @@ pub async fn limit(State(s): State<AppState>, req: Request, next: Next) -> Respo
         return next.run(req).await;
     }
     // Buckets charged per miss.
-    let (bucket, dialect) = if path == "/windows/check" && post {
-        ("lookup", Dialect::Envelope)
-    } else if path.starts_with("/windows/login/") {
-        ("lookup", Dialect::Envelope)
-    } else if path.starts_with("/rest/") {
-        ("lookup", Dialect::Rest)
-    } else if path.starts_with("/ops/") {
-        ("ops_auth", Dialect::Ops)
-    } else {
-        return next.run(req).await;
-    };
+    let (bucket, dialect) =
+        if (path == "/windows/check" && post) || path.starts_with("/windows/login/") {
+            ("lookup", Dialect::Envelope)
+        } else if path.starts_with("/rest/") {
+            ("lookup", Dialect::Rest)
+        } else if path.starts_with("/ops/") {
+            ("ops_auth", Dialect::Ops)
+        } else {
+            return next.run(req).await;
+        };
     if l.boxed_until(ip, bucket) {
         return limited(dialect, bucket, &path);
     }
