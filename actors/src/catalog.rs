@@ -82,9 +82,10 @@ pub const DEVICES_ONLINE: &str = "kioskd_devices_online";
 /// Gauge: live actors on this node, by `kind` (device, session, terminal).
 pub const ACTORS: &str = "kioskd_actors_live";
 /// Counter: actors restarted from storage after a panic or the death of a linked actor,
-/// by `actor` (device, session).
+/// by `kind` (device, session).
 pub const ACTOR_RESTARTS: &str = "kioskd_actors_restarts_total";
-/// Counter: device actors stopped after `actors.idle_seconds` without use (passivation).
+/// Counter: device actors stopped after the configured idle time without use
+/// (passivation, `[actors]`).
 pub const DEVICES_PASSIVATED: &str = "kioskd_actors_devices_passivated_total";
 /// Gauge: messages waiting in actor mailboxes on this node, by `kind` (sum, sampled).
 pub const ACTOR_MAILBOX_DEPTH: &str = "kioskd_actors_mailbox_depth";

@@ -158,7 +158,7 @@ impl Actor for DeviceActor {
     ) -> Result<std::ops::ControlFlow<ActorStopReason>, Self::Error> {
         use std::ops::ControlFlow;
         let now = self.inner.clock.now_ms();
-        metrics::counter!(catalog::ACTOR_RESTARTS, "actor" => "device").increment(1);
+        metrics::counter!(catalog::ACTOR_RESTARTS, "kind" => "device").increment(1);
         if self.inner.closing() || !self.restarts.allow(now) {
             tracing::error!(device = %self.rec.code, error = %err, "device actor panicked: stopping it");
             return Ok(ControlFlow::Break(ActorStopReason::Panicked(err)));
@@ -194,7 +194,7 @@ impl Actor for DeviceActor {
         {
             return Ok(ControlFlow::Continue(()));
         }
-        metrics::counter!(catalog::ACTOR_RESTARTS, "actor" => "session").increment(1);
+        metrics::counter!(catalog::ACTOR_RESTARTS, "kind" => "session").increment(1);
         let now = self.inner.clock.now_ms();
         let Some(me) = me.upgrade() else {
             return Ok(ControlFlow::Continue(()));

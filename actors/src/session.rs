@@ -224,7 +224,7 @@ impl Actor for SessionActor {
     ) -> Result<std::ops::ControlFlow<ActorStopReason>, Self::Error> {
         use std::ops::ControlFlow;
         let now = self.inner.clock.now_ms();
-        metrics::counter!(catalog::ACTOR_RESTARTS, "actor" => "session").increment(1);
+        metrics::counter!(catalog::ACTOR_RESTARTS, "kind" => "session").increment(1);
         if self.ended.is_some() || self.inner.closing() || !self.restarts.allow(now) {
             tracing::error!(session = self.rec.id, error = %err, "session actor panicked: stopping it");
             return Ok(ControlFlow::Break(ActorStopReason::Panicked(err)));

@@ -167,6 +167,7 @@ fn the_close_code_table_lists_every_constant_with_the_right_reconnect_answer() {
         ("SLOW_CONSUMER", close::SLOW_CONSUMER),
         ("IDLE_TIMEOUT", close::IDLE_TIMEOUT),
         ("PROTOCOL_ERROR", close::PROTOCOL_ERROR),
+        ("RATE_LIMITED", close::RATE_LIMITED),
     ];
     // The list above is complete: a constant added to `ws::close` must be added here
     // (and so to the doc).
