@@ -11,6 +11,7 @@ use tokio::net::TcpListener;
 
 use crate::config::{Config, IdentityMode, PaymentsMode};
 use crate::http::{AppInner, AppState, router};
+use crate::services::Services;
 use crate::sms::SmsSender;
 use crate::store::{Db, WriteError};
 
@@ -172,31 +173,15 @@ impl Application {
             kioskd_actors::terminal::TerminalConfig::default(),
         );
         let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
-        let inner = AppInner {
+        let services = Arc::new(Services {
             operators: crate::operators::Operators::new(
                 db.clone(),
                 (cfg.ops.session_ttl_seconds as i64).saturating_mul(1000),
             ),
             terminals,
-            client_ids: Default::default(),
-            legacy: Default::default(),
             shutdown: shutdown_rx,
-            ws_connections: Default::default(),
             kiosk_sockets: Default::default(),
-            next_conn_id: std::sync::atomic::AtomicU64::new(1),
-            nonces: Default::default(),
             tz: cfg.tz(),
-            edge: Arc::new(crate::net::Edge::new(&cfg)),
-            ws_per_user: Default::default(),
-            ws_per_address: Default::default(),
-            downloads: Default::default(),
-            limits: crate::http::limits::Limits::new(&cfg),
-            large_bodies: Arc::new(tokio::sync::Semaphore::new(
-                cfg.server.large_body_budget_bytes / 1024,
-            )),
-            large_body_kib: cfg.server.large_body_budget_bytes / 1024,
-
-            cookie_key: crate::identity::key(cfg.identity.cookie_secret.expose()),
             cfg,
             db,
             coord,
@@ -206,6 +191,25 @@ impl Application {
             cluster,
             remote,
             upstream,
+        });
+        let cfg = &services.cfg;
+        let inner = AppInner {
+            client_ids: Default::default(),
+            legacy: Default::default(),
+            ws_connections: Default::default(),
+            next_conn_id: std::sync::atomic::AtomicU64::new(1),
+            nonces: Default::default(),
+            edge: Arc::new(crate::net::Edge::new(cfg)),
+            ws_per_user: Default::default(),
+            ws_per_address: Default::default(),
+            downloads: Default::default(),
+            limits: crate::http::limits::Limits::new(cfg),
+            large_bodies: Arc::new(tokio::sync::Semaphore::new(
+                cfg.server.large_body_budget_bytes / 1024,
+            )),
+            large_body_kib: cfg.server.large_body_budget_bytes / 1024,
+            cookie_key: crate::identity::key(cfg.identity.cookie_secret.expose()),
+            services: services.clone(),
         };
         Ok(Self {
             listener,
@@ -230,11 +234,11 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let app = router(self.state.clone());
-        let sampler = crate::sampler::spawn(self.state.clone());
+        let sampler = crate::sampler::spawn(self.state.services.clone());
         let addr = self.listener.local_addr()?;
         tracing::info!(%addr, "kioskd listening");
-        crate::upstream::outbox::spawn(self.state.clone(), self.shutdown.subscribe());
-        crate::payments::spawn_reconciler(self.state.clone(), self.shutdown.subscribe());
+        crate::upstream::outbox::spawn(self.state.services.clone(), self.shutdown.subscribe());
+        crate::payments::spawn_reconciler(self.state.services.clone(), self.shutdown.subscribe());
         // /metrics on its own listener, when configured (Prometheus only, never the
         // public one).
         let metrics_task = if self.state.cfg.metrics.listen.is_empty() {

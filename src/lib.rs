@@ -20,6 +20,7 @@ pub mod orders;
 pub mod passwords;
 pub mod payments;
 pub mod sampler;
+pub mod services;
 pub mod sms;
 pub mod store;
 pub mod telemetry;

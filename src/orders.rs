@@ -9,7 +9,7 @@
 use kioskd_actors::catalog;
 use kioskd_actors::coordinator::CoordinatorConfig;
 
-use crate::http::AppInner;
+use crate::services::Services;
 use crate::store::OrderSettle;
 use kioskd_actors::ports::StoreError;
 
@@ -17,7 +17,7 @@ use kioskd_actors::ports::StoreError;
 /// from `provider` (`sandbox`, `wechatpay`). `Paid` the first time; `AlreadyPaid` for a
 /// repeat of the same transaction (or a free order); nothing changes otherwise.
 pub async fn settle_order(
-    s: &AppInner,
+    s: &Services,
     order_id: &str,
     provider: &str,
     transaction_id: &str,

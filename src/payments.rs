@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use kioskd_actors::catalog;
 
-use crate::http::AppState;
+use crate::services::Services;
 use crate::store::Settle;
 use crate::upstream::wxpay::Transaction;
 use crate::upstream::{UpstreamError, record, wxpay};
@@ -63,7 +63,7 @@ impl Verdict {
 }
 
 /// Checks a successful transaction against our order and settles it once.
-pub async fn settle_transaction(s: &AppState, t: &Transaction) -> Result<Verdict, String> {
+pub async fn settle_transaction(s: &Services, t: &Transaction) -> Result<Verdict, String> {
     let cfg = &s.cfg.wechatpay;
     if t.mchid != cfg.mchid {
         return Ok(Verdict::Mismatch("mchid is not ours".into()));
@@ -140,7 +140,7 @@ pub fn postpaid_trade_no(order_id: &str) -> String {
 
 /// A verified transaction for a postpaid order: pays the order once (the amount must be
 /// the order's), through the same function as sandbox payments.
-async fn settle_postpaid(s: &AppState, t: &Transaction) -> Result<Verdict, String> {
+async fn settle_postpaid(s: &Services, t: &Transaction) -> Result<Verdict, String> {
     let order_id = format!("o{}", &t.out_trade_no[1..]);
     if !crate::orders::valid_order_id(&order_id) {
         return Ok(Verdict::Unknown);
@@ -170,7 +170,10 @@ async fn settle_postpaid(s: &AppState, t: &Transaction) -> Result<Verdict, Strin
 /// `reconcile_interval_seconds`, each open order older than `reconcile_after_seconds`
 /// is queried; paid ones are settled like a notification, closed or expired ones are
 /// given up. Stops when `shutdown` flips.
-pub fn spawn_reconciler(s: AppState, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+pub fn spawn_reconciler(
+    s: std::sync::Arc<Services>,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
     if s.upstream.pay.is_none() {
         return;
     }
@@ -189,7 +192,7 @@ pub fn spawn_reconciler(s: AppState, mut shutdown: tokio::sync::watch::Receiver<
 }
 
 /// One reconciliation pass; returns how many orders were looked at.
-pub async fn reconcile_once(s: &AppState) -> Result<usize, String> {
+pub async fn reconcile_once(s: &Services) -> Result<usize, String> {
     let Some(pay) = &s.upstream.pay else {
         return Ok(0);
     };

@@ -9,10 +9,10 @@ use std::time::Duration;
 
 use kioskd_actors::catalog as c;
 
-use crate::http::AppState;
+use crate::services::Services;
 
 /// Runs the sampler until aborted.
-pub fn spawn(s: AppState) -> tokio::task::JoinHandle<()> {
+pub fn spawn(s: std::sync::Arc<Services>) -> tokio::task::JoinHandle<()> {
     let every = Duration::from_millis(s.cfg.metrics.sample_interval_ms.max(100));
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
@@ -33,7 +33,7 @@ fn mode_label(m: &str) -> &'static str {
 }
 
 /// Takes one reading of everything.
-pub async fn sample(s: &AppState) {
+pub async fn sample(s: &Services) {
     let cfg = s.coord.config();
     let now = s.coord.clock().now_ms();
     match s

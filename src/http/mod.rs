@@ -41,57 +41,26 @@ use axum::extract::FromRef;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum_extra::extract::cookie::Key;
-use chrono_tz::Tz;
-use kioskd_actors::Coordinator;
 use kioskd_protocol::Envelope;
-use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Serialize;
 
-use crate::config::Config;
-use crate::sms::SmsSender;
-use crate::store::Db;
+use crate::services::Services;
 
-/// Shared by every handler.
+/// Shared by every handler: the composition root (`Services`, reached through `Deref`)
+/// and what only the HTTP edge keeps — cookies, connection counts, rate limits.
 pub struct AppInner {
-    /// Configuration.
-    pub cfg: Config,
-    /// Storage.
-    pub db: Db,
-    /// The actors.
-    pub coord: Coordinator,
-    /// Wire time zone.
-    pub tz: Tz,
+    /// Configuration, storage, the actors and the named services.
+    pub services: Arc<Services>,
     /// Signs the phone's session cookie.
     pub cookie_key: Key,
-    /// Sends SMS captchas.
-    pub sms: Arc<dyn SmsSender>,
-    /// Prometheus exposition.
-    pub metrics: PrometheusHandle,
-    /// The Redis broker, when configured.
-    pub broker: Option<crate::broker::RedisBroker>,
-    /// Device ownership across nodes, when Redis is configured.
-    pub cluster: Option<std::sync::Arc<crate::cluster::Cluster>>,
-    /// Events other nodes published through the broker (fed to /ws/ops and /ws/user).
-    pub remote: tokio::sync::broadcast::Sender<kioskd_actors::Event>,
-    /// Flips to true when the server shuts down (WebSockets close with 1001).
-    pub shutdown: tokio::sync::watch::Receiver<bool>,
     /// Open WebSocket connections (all kinds), for the cap.
     pub ws_connections: std::sync::atomic::AtomicUsize,
-    /// Open kiosk WebSockets (devices online over ws on this node).
-    pub kiosk_sockets: std::sync::atomic::AtomicUsize,
     /// Connection ids.
     pub next_conn_id: std::sync::atomic::AtomicU64,
     /// Signed-upgrade nonces seen (key → expiry, unix seconds), when there is no Redis.
     pub nonces: dashmap::DashMap<String, i64>,
-    /// The attendance terminal actors.
-    pub terminals: kioskd_actors::terminal::Terminals,
-    /// Upstream clients (open platform, official account, WeChat Pay) and the token
-    /// keeper.
-    pub upstream: Arc<crate::upstream::Upstream>,
     /// Dialect B client id → device code (client ids never change once registered).
     pub client_ids: dashmap::DashMap<String, String>,
-    /// Operator accounts, console sessions and personal tokens.
-    pub operators: crate::operators::Operators,
     /// What the unsigned legacy kiosk calls looked like (the address rule).
     pub legacy: legacy::LegacyState,
     /// Connection caps and the trusted proxies (the client address every limiter uses).
@@ -108,6 +77,13 @@ pub struct AppInner {
     pub large_bodies: Arc<tokio::sync::Semaphore>,
     /// The whole budget in KiB (one body never asks for more).
     pub large_body_kib: usize,
+}
+
+impl std::ops::Deref for AppInner {
+    type Target = Services;
+    fn deref(&self) -> &Services {
+        &self.services
+    }
 }
 
 impl AppInner {

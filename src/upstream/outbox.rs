@@ -16,7 +16,7 @@ use kioskd_actors::catalog;
 use super::UpstreamError;
 use super::open189::{FlowOrder, PrizeNotice, WeekBind, op};
 use super::token::TokenKind;
-use crate::http::AppState;
+use crate::services::Services;
 use crate::store::OutboxRow;
 
 /// Outbox kinds.
@@ -30,7 +30,7 @@ pub mod kind {
 }
 
 /// How long a claimed row stays claimed (longer than any one send).
-fn claim_ms(s: &AppState) -> i64 {
+fn claim_ms(s: &Services) -> i64 {
     s.cfg.open189.timeout_ms as i64 * 3 + 5_000
 }
 
@@ -41,7 +41,7 @@ pub fn backoff_ms(base: u64, max: u64, attempts: i64) -> i64 {
 }
 
 /// Starts the worker; it stops when `shutdown` flips.
-pub fn spawn(s: AppState, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+pub fn spawn(s: std::sync::Arc<Services>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
     let poll = Duration::from_millis(s.cfg.outbox.poll_ms);
     tokio::spawn(async move {
         loop {
@@ -61,7 +61,7 @@ pub fn spawn(s: AppState, mut shutdown: tokio::sync::watch::Receiver<bool>) {
 }
 
 /// Sends every due row.
-pub async fn drain(s: &AppState) -> Result<(), String> {
+pub async fn drain(s: &Services) -> Result<(), String> {
     loop {
         let now = s.coord.clock().now_ms();
         let Some(row) =
@@ -75,7 +75,7 @@ pub async fn drain(s: &AppState) -> Result<(), String> {
     }
 }
 
-async fn send(s: &AppState, row: OutboxRow) -> Result<(), String> {
+async fn send(s: &Services, row: OutboxRow) -> Result<(), String> {
     let used = Mutex::new(None::<String>);
     let used = &used;
     let remember = move |t: &str| {
