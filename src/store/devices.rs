@@ -1,6 +1,6 @@
 //! Devices: registration, lookups, persisted status and the command queue.
 
-use sqlx::Row;
+use super::RowExt;
 use sqlx::any::AnyRow;
 
 use super::rows::NewDevice;
@@ -29,8 +29,8 @@ impl Db {
         .bind(now)
         .bind(&d.legacy_unsigned)
         .fetch_one(&self.pool)
-        .await?;
-        device_from_row(&row).map_err(WriteError::Store)
+        .await.map_err(se)?;
+        device_from_row(&row)
     }
 
     /// Every device.
@@ -83,8 +83,8 @@ impl Db {
             .await
             .map_err(se)?;
         row.map(|r| {
-            let secret: Option<String> = r.try_get(0).map_err(se)?;
-            Ok((secret.filter(|s| !s.is_empty()), r.try_get(1).map_err(se)?))
+            let secret: Option<String> = r.col("secret")?;
+            Ok((secret.filter(|s| !s.is_empty()), r.col("legacy_unsigned")?))
         })
         .transpose()
     }
@@ -100,7 +100,8 @@ impl Db {
             .bind(mode)
             .bind(code)
             .execute(&self.pool)
-            .await?;
+            .await
+            .map_err(se)?;
         Ok(r.rows_affected() > 0)
     }
 
@@ -124,7 +125,7 @@ impl Db {
         maintainer: Option<&str>,
     ) -> StoreResult<()> {
         sqlx::query("UPDATE devices SET status = $1, maintainer = $2 WHERE id = $3")
-            .bind(status_str(status))
+            .bind(status.as_str())
             .bind(maintainer)
             .bind(device_id)
             .execute(&self.pool)
@@ -194,15 +195,15 @@ impl Db {
             // RETURNING order is not promised: match ids back to devices.
             let mut by_device = std::collections::HashMap::with_capacity(rows.len());
             for r in &rows {
-                let id: i64 = r.try_get(0).map_err(se)?;
-                let dev: i64 = r.try_get(1).map_err(se)?;
+                let id: i64 = r.col("id")?;
+                let dev: i64 = r.col("device_id")?;
                 by_device.insert(dev, id);
             }
             for d in chunk {
                 ids.push(
                     *by_device
                         .get(d)
-                        .ok_or_else(|| StoreError("a broadcast row went missing".into()))?,
+                        .ok_or_else(|| StoreError::other("a broadcast row went missing"))?,
                 );
             }
         }
@@ -223,13 +224,7 @@ impl Db {
         .await
         .map_err(se)?;
         rows.iter()
-            .map(|r| {
-                Ok((
-                    r.try_get(0).map_err(se)?,
-                    r.try_get(1).map_err(se)?,
-                    r.try_get(2).map_err(se)?,
-                ))
-            })
+            .map(|r| Ok((r.col("id")?, r.col("name")?, r.col("text")?)))
             .collect()
     }
 
@@ -250,35 +245,28 @@ impl Db {
 }
 
 pub(super) fn device_from_row(r: &AnyRow) -> Result<DeviceRecord, StoreError> {
-    let billing: String = r.try_get(9).map_err(se)?;
-    let status: String = r.try_get(10).map_err(se)?;
+    let billing: String = r.col("billing_mode")?;
+    let status: String = r.col("status")?;
     Ok(DeviceRecord {
-        id: r.try_get(0).map_err(se)?,
-        code: r.try_get(1).map_err(se)?,
-        client_id: r.try_get(2).map_err(se)?,
-        name: r.try_get(3).map_err(se)?,
-        province: r.try_get(4).map_err(se)?,
-        city: r.try_get(5).map_err(se)?,
-        area: r.try_get(6).map_err(se)?,
-        location: r.try_get(7).map_err(se)?,
-        charge_mode: r.try_get(8).map_err(se)?,
-        billing_mode: BillingMode::parse(&billing)
-            .ok_or_else(|| StoreError(format!("bad billing_mode {billing}")))?,
-        status: match status.as_str() {
-            "lock" => PersistedStatus::OperatorLock,
-            "maintain" => PersistedStatus::Maintain,
-            _ => PersistedStatus::Free,
-        },
-        maintainer: r.try_get(11).map_err(se)?,
-        updating: r.try_get::<i64, _>(12).map_err(se)? != 0,
-        last_seen_at: r.try_get(13).map_err(se)?,
+        id: r.col("id")?,
+        code: r.col("code")?,
+        client_id: r.col("client_id")?,
+        name: r.col("name")?,
+        province: r.col("province")?,
+        city: r.col("city")?,
+        area: r.col("area")?,
+        location: r.col("location")?,
+        charge_mode: r.col("charge_mode")?,
+        billing_mode: billing_mode("devices.billing_mode", &billing)?,
+        status: PersistedStatus::parse(&status)
+            .ok_or_else(|| StoreError::corrupt("devices.status", status))?,
+        maintainer: r.col("maintainer")?,
+        updating: r.col::<i64>("updating")? != 0,
+        last_seen_at: r.col("last_seen_at")?,
     })
 }
 
-fn status_str(s: PersistedStatus) -> &'static str {
-    match s {
-        PersistedStatus::Free => "free",
-        PersistedStatus::OperatorLock => "lock",
-        PersistedStatus::Maintain => "maintain",
-    }
+/// A stored billing mode; an unknown value is [`StoreError::Corrupt`], never a default.
+pub(super) fn billing_mode(what: &str, v: &str) -> Result<BillingMode, StoreError> {
+    BillingMode::parse(v).ok_or_else(|| StoreError::corrupt(what, v))
 }

@@ -1,6 +1,6 @@
 //! Games and what each device has installed.
 
-use sqlx::Row;
+use super::RowExt;
 
 use super::rows::DeviceGameRow;
 use super::{Db, WriteError, se};
@@ -65,7 +65,8 @@ impl Db {
         .bind(device_id)
         .bind(game_id)
         .execute(&self.pool)
-        .await?;
+        .await
+        .map_err(se)?;
         Ok(())
     }
 
@@ -82,12 +83,12 @@ impl Db {
         rows.iter()
             .map(|r| {
                 Ok(DeviceGameRow {
-                    id: r.try_get(0).map_err(se)?,
-                    name: r.try_get(1).map_err(se)?,
-                    current_version: r.try_get(2).map_err(se)?,
-                    newest_version: r.try_get(3).map_err(se)?,
-                    url: r.try_get(4).map_err(se)?,
-                    md5: r.try_get(5).map_err(se)?,
+                    id: r.col("id")?,
+                    name: r.col("name")?,
+                    current_version: r.col("current_version")?,
+                    newest_version: r.col("version")?,
+                    url: r.col("url")?,
+                    md5: r.col("md5")?,
                 })
             })
             .collect()

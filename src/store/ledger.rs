@@ -1,7 +1,7 @@
 //! Money: recharges, operator adjustments, the ledger and balances. Every change is one
 //! transaction that writes its ledger row and the user's totals together.
 
-use sqlx::Row;
+use super::RowExt;
 
 use super::rows::*;
 use super::{Db, WriteError, is_unique_violation, se};
@@ -26,7 +26,7 @@ impl Db {
         .bind(provider)
         .bind(now)
         .execute(&self.pool)
-        .await?;
+        .await.map_err(se)?;
         Ok(())
     }
 
@@ -51,10 +51,10 @@ impl Db {
         let Some(order) = order else {
             return Ok(Settle::UnknownOrder);
         };
-        let user_id: i64 = order.try_get(0).map_err(se)?;
-        let order_amount: i64 = order.try_get(1).map_err(se)?;
-        let status: String = order.try_get(2).map_err(se)?;
-        let paid_tx: Option<String> = order.try_get(3).map_err(se)?;
+        let user_id: i64 = order.col("user_id")?;
+        let order_amount: i64 = order.col("amount")?;
+        let status: String = order.col("status")?;
+        let paid_tx: Option<String> = order.col("transaction_id")?;
         if order_amount != amount {
             return Ok(Settle::AmountMismatch);
         }
@@ -129,7 +129,7 @@ impl Db {
         .bind(reason)
         .bind(now)
         .fetch_optional(&mut *tx)
-        .await?;
+        .await.map_err(se)?;
         if inserted.is_none() {
             return Err(WriteError::Conflict);
         }
@@ -141,7 +141,7 @@ impl Db {
         .bind(now)
         .bind(user_id)
         .fetch_optional(&mut *tx)
-        .await?;
+        .await.map_err(se)?;
         let Some(balance) = balance else {
             // Release the (possibly only) connection before looking the user up.
             tx.rollback().await.map_err(se)?;
@@ -167,12 +167,12 @@ impl Db {
         rows.iter()
             .map(|r| {
                 Ok(LedgerRow {
-                    id: r.try_get(0).map_err(se)?,
-                    amount: r.try_get(1).map_err(se)?,
-                    kind: r.try_get(2).map_err(se)?,
-                    session_id: r.try_get(3).map_err(se)?,
-                    reason: r.try_get(4).map_err(se)?,
-                    created_at: r.try_get(5).map_err(se)?,
+                    id: r.col("id")?,
+                    amount: r.col("amount")?,
+                    kind: r.col("kind")?,
+                    session_id: r.col("session_id")?,
+                    reason: r.col("reason")?,
+                    created_at: r.col("created_at")?,
                 })
             })
             .collect()
@@ -221,15 +221,14 @@ impl Db {
             .iter()
             .map(|r| {
                 Ok(RechargeRow {
-                    id: r.try_get(0).map_err(se)?,
-                    amount: r.try_get(1).map_err(se)?,
+                    id: r.col("id")?,
+                    amount: r.col("amount")?,
                     transaction_id: r
-                        .try_get::<Option<String>, _>(2)
-                        .map_err(se)?
+                        .col::<Option<String>>("transaction_id")?
                         .unwrap_or_default(),
-                    pay_time: r.try_get::<Option<i64>, _>(3).map_err(se)?.unwrap_or(0),
-                    utime: r.try_get(4).map_err(se)?,
-                    ctime: r.try_get(5).map_err(se)?,
+                    pay_time: r.col::<Option<i64>>("pay_time")?.unwrap_or(0),
+                    utime: r.col("utime")?,
+                    ctime: r.col("ctime")?,
                 })
             })
             .collect::<Result<_, StoreError>>()?;

@@ -1,6 +1,6 @@
 //! Maintainer accounts: credentials, sign-in attempts and their backoff.
 
-use sqlx::Row;
+use super::RowExt;
 
 use super::rows::MaintainerRow;
 use super::{Db, WriteError, se};
@@ -19,7 +19,8 @@ impl Db {
             .bind(hash)
             .bind(now)
             .execute(&self.pool)
-            .await?;
+            .await
+            .map_err(se)?;
         Ok(())
     }
 
@@ -32,11 +33,11 @@ impl Db {
             .map_err(se)?;
         row.map(|r| {
             Ok(MaintainerRow {
-                username: r.try_get(0).map_err(se)?,
-                password_hash: r.try_get(1).map_err(se)?,
-                enabled: r.try_get::<i64, _>(2).map_err(se)? != 0,
-                failed_attempts: r.try_get(3).map_err(se)?,
-                locked_until: r.try_get(4).map_err(se)?,
+                username: r.col("username")?,
+                password_hash: r.col("password_hash")?,
+                enabled: r.col::<i64>("enabled")? != 0,
+                failed_attempts: r.col("failed_attempts")?,
+                locked_until: r.col("locked_until")?,
             })
         })
         .transpose()
@@ -80,11 +81,11 @@ impl Db {
         .map_err(se)?;
         row.map(|r| {
             Ok(MaintainerRow {
-                username: r.try_get(0).map_err(se)?,
-                password_hash: r.try_get(1).map_err(se)?,
-                enabled: r.try_get::<i64, _>(2).map_err(se)? != 0,
-                failed_attempts: r.try_get(3).map_err(se)?,
-                locked_until: r.try_get(4).map_err(se)?,
+                username: r.col("username")?,
+                password_hash: r.col("password_hash")?,
+                enabled: r.col::<i64>("enabled")? != 0,
+                failed_attempts: r.col("failed_attempts")?,
+                locked_until: r.col("locked_until")?,
             })
         })
         .transpose()
@@ -113,11 +114,11 @@ impl Db {
         rows.iter()
             .map(|r| {
                 Ok(MaintainerRow {
-                    username: r.try_get(0).map_err(se)?,
+                    username: r.col("username")?,
                     password_hash: String::new(),
-                    enabled: r.try_get::<i64, _>(2).map_err(se)? != 0,
-                    failed_attempts: r.try_get(3).map_err(se)?,
-                    locked_until: r.try_get(4).map_err(se)?,
+                    enabled: r.col::<i64>("enabled")? != 0,
+                    failed_attempts: r.col("failed_attempts")?,
+                    locked_until: r.col("locked_until")?,
                 })
             })
             .collect()

@@ -11,6 +11,7 @@ mod attendance;
 mod audit;
 mod captcha;
 mod devices;
+mod error;
 mod games;
 mod ledger;
 mod maintainers;
@@ -27,16 +28,35 @@ use std::path::Path;
 use std::time::Duration;
 
 use kioskd_actors::ports::*;
-use sqlx::any::AnyPoolOptions;
-use sqlx::{AnyPool, Executor};
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Executor, Row};
 
 pub use attendance::*;
 pub use audit::*;
+pub use error::WriteError;
+use error::{is_unique_violation, se};
 pub use operators::*;
 pub use orders::*;
 pub use reports::*;
 pub use rows::*;
 pub use upstream::*;
+
+/// Reads a column by name, mapping a decode failure to [`StoreError::Corrupt`].
+pub(crate) trait RowExt {
+    /// The value of column `name`.
+    fn col<'r, T>(&'r self, name: &str) -> Result<T, StoreError>
+    where
+        T: sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>;
+}
+
+impl RowExt for AnyRow {
+    fn col<'r, T>(&'r self, name: &str) -> Result<T, StoreError>
+    where
+        T: sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>,
+    {
+        self.try_get(name).map_err(se)
+    }
+}
 
 /// Which database is behind the pool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,47 +74,6 @@ pub struct Db {
     backend: Backend,
 }
 
-fn se(e: sqlx::Error) -> StoreError {
-    StoreError(e.to_string())
-}
-
-fn is_unique_violation(e: &sqlx::Error) -> bool {
-    matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
-}
-
-fn is_check_violation(e: &sqlx::Error) -> bool {
-    matches!(e, sqlx::Error::Database(d) if d.is_check_violation())
-}
-
-/// A unique key was already taken.
-#[derive(Debug, thiserror::Error)]
-pub enum WriteError {
-    /// A unique constraint refused the row.
-    #[error("already exists")]
-    Conflict,
-    /// A check constraint refused the row (e.g. a balance would go negative).
-    #[error("refused by a constraint")]
-    Refused,
-    /// The row the write needs does not exist.
-    #[error("not found")]
-    NotFound,
-    /// Storage failed.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-}
-
-impl From<sqlx::Error> for WriteError {
-    fn from(e: sqlx::Error) -> Self {
-        if is_unique_violation(&e) {
-            WriteError::Conflict
-        } else if is_check_violation(&e) {
-            WriteError::Refused
-        } else {
-            WriteError::Store(se(e))
-        }
-    }
-}
-
 impl Db {
     /// Connects (creating an SQLite file and its folder if needed) and runs migrations.
     pub async fn connect(url: &str, max_connections: u32) -> Result<Self, StoreError> {
@@ -104,7 +83,7 @@ impl Db {
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             Backend::Postgres
         } else {
-            return Err(StoreError(format!(
+            return Err(StoreError::other(format!(
                 "unsupported database url (want sqlite:// or postgres://): {}",
                 redact_url(url)
             )));
@@ -150,7 +129,7 @@ impl Db {
                     .await
             }
         };
-        r.map_err(|e| StoreError(format!("migration failed: {e}")))
+        r.map_err(|e| StoreError::other(format!("migration failed: {e}")))
     }
 
     /// Which backend.
@@ -187,15 +166,15 @@ fn prepare_sqlite_url(url: &str) -> Result<String, StoreError> {
         .trim_start_matches("sqlite:");
     let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
     if path.is_empty() || path.contains(":memory:") {
-        return Err(StoreError(
-            "an in-memory SQLite database would vanish on restart; give a file path".into(),
+        return Err(StoreError::other(
+            "an in-memory SQLite database would vanish on restart; give a file path",
         ));
     }
     if let Some(dir) = Path::new(path).parent()
         && !dir.as_os_str().is_empty()
     {
         std::fs::create_dir_all(dir)
-            .map_err(|e| StoreError(format!("cannot create {}: {e}", dir.display())))?;
+            .map_err(|e| StoreError::other(format!("cannot create {}: {e}", dir.display())))?;
     }
     let query = if query.contains("mode=") {
         query.to_string()

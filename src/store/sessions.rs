@@ -1,7 +1,7 @@
 //! Sessions: start (with the first reservation), reservations, end (refund, postpaid
 //! order), recovery lookups, heartbeats and the expense list.
 
-use sqlx::Row;
+use super::RowExt;
 use sqlx::any::AnyRow;
 
 use super::rows::*;
@@ -29,7 +29,7 @@ impl Db {
         .fetch_optional(&self.pool)
         .await
         .map_err(se)?;
-        row.map(|r| Ok((r.try_get(0).map_err(se)?, r.try_get(1).map_err(se)?)))
+        row.map(|r| Ok((r.col("code")?, r.col("user_id")?)))
             .transpose()
     }
 
@@ -437,39 +437,118 @@ impl Db {
 
 pub(super) fn expense_from_row(r: &AnyRow) -> Result<ExpenseRow, StoreError> {
     Ok(ExpenseRow {
-        id: r.try_get(0).map_err(se)?,
-        user_id: r.try_get(1).map_err(se)?,
-        device_id: r.try_get(2).map_err(se)?,
-        province: r.try_get(3).map_err(se)?,
-        city: r.try_get(4).map_err(se)?,
-        area: r.try_get(5).map_err(se)?,
-        location: r.try_get(6).map_err(se)?,
-        cost_money: r.try_get(7).map_err(se)?,
-        started_at: r.try_get(8).map_err(se)?,
-        utime: r.try_get(9).map_err(se)?,
-        ended_at: r.try_get::<Option<i64>, _>(10).map_err(se)?.unwrap_or(0),
-        billed_ms: r.try_get(11).map_err(se)?,
-        device_code: r.try_get(12).map_err(se)?,
-        end_reason: r
-            .try_get::<Option<String>, _>(13)
-            .map_err(se)?
-            .unwrap_or_default(),
+        id: r.col("id")?,
+        user_id: r.col("user_id")?,
+        device_id: r.col("device_id")?,
+        province: r.col("province")?,
+        city: r.col("city")?,
+        area: r.col("area")?,
+        location: r.col("location")?,
+        cost_money: r.col("cost_money")?,
+        started_at: r.col("started_at")?,
+        utime: r.col("utime")?,
+        ended_at: r.col::<Option<i64>>("ended_at")?.unwrap_or(0),
+        billed_ms: r.col("billed_ms")?,
+        device_code: r.col("code")?,
+        end_reason: r.col::<Option<String>>("end_reason")?.unwrap_or_default(),
     })
 }
 
 pub(super) fn session_from_row(r: &AnyRow) -> Result<SessionRecord, StoreError> {
-    let billing: String = r.try_get(7).map_err(se)?;
+    let billing: String = r.col("billing_mode")?;
     Ok(SessionRecord {
-        id: r.try_get(0).map_err(se)?,
-        token: r.try_get(1).map_err(se)?,
-        user_id: r.try_get(2).map_err(se)?,
-        openid: r.try_get(3).map_err(se)?,
-        device_id: r.try_get(4).map_err(se)?,
-        device_code: r.try_get(5).map_err(se)?,
-        charge_mode: r.try_get(6).map_err(se)?,
-        billing_mode: BillingMode::parse(&billing).unwrap_or(BillingMode::Prepaid),
-        started_at: r.try_get(8).map_err(se)?,
-        reserved_units: r.try_get(9).map_err(se)?,
-        last_heard_at: r.try_get(10).map_err(se)?,
+        id: r.col("id")?,
+        token: r.col("token")?,
+        user_id: r.col("user_id")?,
+        openid: r.col("openid")?,
+        device_id: r.col("device_id")?,
+        device_code: r.col("code")?,
+        charge_mode: r.col("charge_mode")?,
+        billing_mode: super::devices::billing_mode("sessions.billing_mode", &billing)?,
+        started_at: r.col("started_at")?,
+        reserved_units: r.col("reserved_units")?,
+        last_heard_at: r.col("last_heard_at")?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn db(dir: &tempfile::TempDir) -> Db {
+        Db::connect(&format!("sqlite://{}/k.db", dir.path().display()), 1)
+            .await
+            .unwrap()
+    }
+
+    /// An unknown enum value in the database is an error naming the column and the
+    /// value, never a silent default (it used to become prepaid / free).
+    #[tokio::test]
+    async fn unknown_stored_enums_are_corrupt_not_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = db(&dir).await;
+        let dev = NewDevice {
+            code: "AA-BB".into(),
+            client_id: None,
+            name: "k".into(),
+            province: String::new(),
+            city: String::new(),
+            area: String::new(),
+            location: String::new(),
+            charge_mode: 100,
+            billing_mode: BillingMode::Prepaid,
+            secret: None,
+            legacy_unsigned: None,
+        };
+        let dev = db.add_device(&dev, 1).await.unwrap();
+        let user = db.ensure_user("o1", "n", "", 1).await.unwrap();
+        // sessions.billing_mode has no CHECK constraint: a stray value can be stored.
+        sqlx::query(
+            "INSERT INTO sessions (token, user_id, device_id, charge_mode, billing_mode, started_at, last_heard_at, utime)
+             VALUES ('t', $1, $2, 100, 'weekly', 1, 1, 1)",
+        )
+        .bind(user.id)
+        .bind(dev.id)
+        .execute(db.pool())
+        .await
+        .unwrap();
+        let corrupt = StoreError::corrupt("sessions.billing_mode", "weekly");
+        assert_eq!(db.active_sessions().await.unwrap_err(), corrupt);
+        assert_eq!(
+            db.active_session(ActiveKey::Token("t")).await.unwrap_err(),
+            corrupt
+        );
+        assert!(
+            db.active_sessions()
+                .await
+                .unwrap_err()
+                .to_string()
+                .contains("weekly")
+        );
+
+        // devices.status has a CHECK constraint; SQLite lets a test bypass it (one
+        // connection, so the pragma holds for the update).
+        sqlx::query("PRAGMA ignore_check_constraints = ON")
+            .execute(db.pool())
+            .await
+            .unwrap();
+        sqlx::query("UPDATE devices SET status = 'busy' WHERE id = $1")
+            .bind(dev.id)
+            .execute(db.pool())
+            .await
+            .unwrap();
+        assert_eq!(
+            db.device_by_code("AA-BB").await.unwrap_err(),
+            StoreError::corrupt("devices.status", "busy")
+        );
+        sqlx::query("UPDATE devices SET status = 'free', billing_mode = 'monthly' WHERE id = $1")
+            .bind(dev.id)
+            .execute(db.pool())
+            .await
+            .unwrap();
+        assert_eq!(
+            db.device_by_code("AA-BB").await.unwrap_err(),
+            StoreError::corrupt("devices.billing_mode", "monthly")
+        );
+    }
 }

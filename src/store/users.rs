@@ -1,6 +1,6 @@
 //! Users: identity (openid, mobile) and state. Their money is in `ledger.rs`.
 
-use sqlx::Row;
+use super::RowExt;
 use sqlx::any::AnyRow;
 
 use super::rows::UserRow;
@@ -31,7 +31,7 @@ impl Db {
         .map_err(se)?;
         self.user_by_openid(openid)
             .await?
-            .ok_or_else(|| StoreError("user vanished after insert".into()))
+            .ok_or_else(|| StoreError::other("user vanished after insert"))
     }
 
     /// A user by openid.
@@ -94,7 +94,8 @@ impl Db {
         .bind(now)
         .bind(user_id)
         .execute(&self.pool)
-        .await?;
+        .await
+        .map_err(se)?;
         if r.rows_affected() == 0 {
             return Err(WriteError::Refused);
         }
@@ -121,16 +122,16 @@ impl Db {
 
 pub(super) fn user_from_row(r: &AnyRow) -> Result<UserRow, StoreError> {
     Ok(UserRow {
-        id: r.try_get(0).map_err(se)?,
-        openid: r.try_get(1).map_err(se)?,
-        nickname: r.try_get(2).map_err(se)?,
-        head_img_url: r.try_get(3).map_err(se)?,
-        mobile: r.try_get(4).map_err(se)?,
-        total_account: r.try_get(5).map_err(se)?,
-        used_account: r.try_get(6).map_err(se)?,
-        balance_account: r.try_get(7).map_err(se)?,
-        state: r.try_get::<i64, _>(8).map_err(se)? as i32,
-        ctime: r.try_get(9).map_err(se)?,
-        utime: r.try_get(10).map_err(se)?,
+        id: r.col("id")?,
+        openid: r.col("openid")?,
+        nickname: r.col("nickname")?,
+        head_img_url: r.col("head_img_url")?,
+        mobile: r.col("mobile")?,
+        total_account: r.col("total_account")?,
+        used_account: r.col("used_account")?,
+        balance_account: r.col("balance_account")?,
+        state: r.col::<i64>("state")? as i32,
+        ctime: r.col("ctime")?,
+        utime: r.col("utime")?,
     })
 }
