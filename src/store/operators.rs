@@ -258,8 +258,9 @@ impl Db {
         .bind(now)
         .bind(expires_at)
         .fetch_one(self.pool())
-        .await.map_err(se)?;
-        Ok(row.try_get("id").map_err(se)?)
+        .await
+        .map_err(se)?;
+        row.try_get("id").map_err(se)
     }
 
     /// The enabled operator behind a live token of `kind`, marking it used. Expired
