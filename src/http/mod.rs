@@ -13,6 +13,7 @@ pub mod authz;
 pub mod body;
 pub mod csrf;
 pub mod dev;
+pub mod envelope;
 pub mod extract;
 pub mod files;
 pub mod fuzz_replay;
@@ -42,9 +43,9 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum_extra::extract::cookie::Key;
 use kioskd_protocol::Envelope;
-use serde::Serialize;
 
 use crate::services::Services;
+pub use envelope::{ApiError, ApiResult, bad_request, fail, internal, ok};
 
 /// Shared by every handler: the composition root (`Services`, reached through `Deref`)
 /// and what only the HTTP edge keeps — cookies, connection counts, rate limits.
@@ -59,8 +60,6 @@ pub struct AppInner {
     pub next_conn_id: std::sync::atomic::AtomicU64,
     /// Signed-upgrade nonces seen (key → expiry, unix seconds), when there is no Redis.
     pub nonces: dashmap::DashMap<String, i64>,
-    /// Dialect B client id → device code (client ids never change once registered).
-    pub client_ids: dashmap::DashMap<String, String>,
     /// What the unsigned legacy kiosk calls looked like (the address rule).
     pub legacy: legacy::LegacyState,
     /// Connection caps and the trusted proxies (the client address every limiter uses).
@@ -174,37 +173,6 @@ pub mod codes {
     pub const SIGNATURE_REQUIRED: i32 = -21;
     /// A logout by token from an address that is not the kiosk's (`http::legacy`).
     pub const NOT_THE_KIOSK: i32 = -22;
-}
-
-/// `{"success":true,"result":..,"error":null}`, HTTP 200.
-pub fn ok<T: Serialize>(result: T) -> Response {
-    axum::Json(Envelope::ok(result)).into_response()
-}
-
-/// A business failure: HTTP 200 with `success:false`, a numeric code and a message.
-pub fn fail(code: i32, msg: impl Into<String>) -> Response {
-    let mut r = axum::Json(Envelope::fail(code, msg)).into_response();
-    // The rate limits read it (an unknown device code counts as a lookup miss).
-    r.extensions_mut().insert(limits::FailCode(code));
-    r
-}
-
-/// Malformed input: the envelope with `BAD_REQUEST` and an HTTP 4xx status.
-pub fn bad_request(status: StatusCode, msg: impl Into<String>) -> Response {
-    (status, axum::Json(Envelope::fail(codes::BAD_REQUEST, msg))).into_response()
-}
-
-/// Storage or actor failure: logged once here, a clean message to the client.
-pub fn internal(e: impl std::fmt::Display) -> Response {
-    tracing::error!(error = %e, "request failed");
-    (
-        StatusCode::SERVICE_UNAVAILABLE,
-        axum::Json(Envelope::fail(
-            codes::INTERNAL,
-            "服务暂时不可用，请稍后再试",
-        )),
-    )
-        .into_response()
 }
 
 /// Every route.
