@@ -64,14 +64,12 @@ async fn limit(req: Request, next: Next) -> Response {
             LIMITER.retain_recent();
         }
         if LIMITER.check_key(&ip).is_err() {
-            return (
+            return ApiError::status(
                 axum::http::StatusCode::TOO_MANY_REQUESTS,
-                axum::Json(kioskd_protocol::Envelope::fail(
-                    codes::RATE_LIMITED,
-                    "请求过于频繁，请稍后再试",
-                )),
+                codes::RATE_LIMITED,
+                "请求过于频繁，请稍后再试",
             )
-                .into_response();
+            .into_response();
         }
     }
     next.run(req).await
