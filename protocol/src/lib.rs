@@ -15,7 +15,6 @@
 pub mod attendance;
 pub mod decode;
 pub mod envelope;
-pub mod ops;
 pub mod rest;
 pub mod wechat;
 pub mod windows;

@@ -23,7 +23,7 @@ use super::ops::{Operator, err, internal};
 use crate::store::{AuditQuery, NewAudit};
 
 /// The header giving the reason for an action (the body's `reason` wins).
-pub use kioskd_protocol::ops::REASON_HEADER;
+pub const REASON_HEADER: &str = "x-kioskd-reason";
 
 /// Longest body kept in an entry.
 const BODY_KEEP: usize = 4096;
