@@ -208,18 +208,23 @@ pub enum BindError {
     #[error("bad captcha")]
     BadCaptcha,
     /// Storage failed.
-    #[error(transparent)]
-    Store(#[from] StoreError),
+    #[error("storage: {0}")]
+    Store(String),
 }
 
-impl From<WriteError> for BindError {
-    fn from(e: WriteError) -> Self {
-        match e {
-            WriteError::Conflict => BindError::MobileTaken,
-            WriteError::Refused => BindError::HasOtherMobile,
-            WriteError::NotFound => BindError::Store(StoreError("user not found".into())),
-            WriteError::Store(e) => BindError::Store(e),
-        }
+impl From<StoreError> for BindError {
+    fn from(e: StoreError) -> Self {
+        BindError::Store(e.to_string())
+    }
+}
+
+/// The binding write's refusals: a unique constraint (the mobile is taken) or a check
+/// (this user already has another mobile).
+fn bind_refused(e: WriteError) -> BindError {
+    match e {
+        WriteError::Conflict => BindError::MobileTaken,
+        WriteError::Refused => BindError::HasOtherMobile,
+        other => BindError::Store(other.to_string()),
     }
 }
 
@@ -244,7 +249,10 @@ pub async fn bind_mobile(
         return Err(BindError::BadCaptcha);
     }
     let now = s.coord.clock().now_ms();
-    let u = s.db.bind_mobile(u.id, mobile, now).await?;
+    let u =
+        s.db.bind_mobile(u.id, mobile, now)
+            .await
+            .map_err(bind_refused)?;
     report_binding(s, &u.openid, mobile).await;
     Ok(u)
 }
@@ -279,7 +287,10 @@ pub async fn app_entry(
     };
     match signed_in {
         Some(u) => {
-            let u = s.db.bind_mobile(u.id, mobile, now).await?;
+            let u =
+                s.db.bind_mobile(u.id, mobile, now)
+                    .await
+                    .map_err(bind_refused)?;
             report_binding(s, &u.openid, mobile).await;
             Ok(AppEntry::Bound(u))
         }

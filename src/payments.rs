@@ -307,10 +307,8 @@ impl From<StoreError> for PayError {
     }
 }
 
-impl From<crate::store::WriteError> for PayError {
-    fn from(e: crate::store::WriteError) -> Self {
-        PayError::Internal(e.to_string())
-    }
+fn internal(e: impl std::fmt::Display) -> PayError {
+    PayError::Internal(e.to_string())
 }
 
 /// A recharge of `amount` fen for user `u` (`GET /wechat/recharge/<amount>`). Sandbox:
@@ -329,7 +327,8 @@ pub async fn recharge(s: &Services, u: &UserRow, amount: i64) -> Result<Payment,
     let now = s.coord.clock().now_ms();
     let out_trade_no = format!("R{}", kioskd_actors::ids::new_token());
     s.db.create_recharge(u.id, amount, "sandbox", &out_trade_no, now)
-        .await?;
+        .await
+        .map_err(internal)?;
     match s
         .db
         .settle_recharge(
@@ -362,7 +361,8 @@ async fn wechatpay_recharge(
         .take(32)
         .collect();
     s.db.create_recharge(u.id, amount, "wechatpay", &out_trade_no, now)
-        .await?;
+        .await
+        .map_err(internal)?;
     let (prepay, params) = jsapi_order(s, &out_trade_no, amount, &payer).await?;
     s.db.set_prepay_id(&out_trade_no, &prepay, now).await?;
     Ok(params)
