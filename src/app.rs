@@ -191,10 +191,10 @@ impl Application {
             cluster,
             remote,
             upstream,
+            client_ids: Default::default(),
         });
         let cfg = &services.cfg;
         let inner = AppInner {
-            client_ids: Default::default(),
             legacy: Default::default(),
             ws_connections: Default::default(),
             next_conn_id: std::sync::atomic::AtomicU64::new(1),
