@@ -111,7 +111,14 @@ pub async fn spawn_layers(layers: &[&str]) -> TestApp {
     let mut all = vec![base.as_str()];
     all.extend_from_slice(layers);
     let cfg = Config::load_layers(None, &all).expect("test config");
-    start(cfg, tdb, url, std::sync::Arc::new(kioskd::sms::LogSender), None).await
+    start(
+        cfg,
+        tdb,
+        url,
+        std::sync::Arc::new(kioskd::sms::LogSender),
+        None,
+    )
+    .await
 }
 
 /// Starts the app on a given clock (`Clock::starting_at(ms)` pins the wall time the app
