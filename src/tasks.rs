@@ -7,7 +7,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::task::JoinHandle;
+use tokio::task::{AbortHandle, JoinHandle};
 
 /// How a task learns that the application is stopping.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,7 +22,10 @@ pub enum Stop {
 struct Task {
     name: &'static str,
     stop: Stop,
-    handle: JoinHandle<()>,
+    /// Tells whether it has ended, even once `join` holds the handle.
+    abort: AbortHandle,
+    /// Taken by `join`.
+    handle: Option<JoinHandle<()>>,
 }
 
 /// The set of owned tasks (cheap to clone; clones share the set).
@@ -50,7 +53,12 @@ impl Tasks {
     /// Takes ownership of a task spawned elsewhere.
     pub fn adopt(&self, name: &'static str, stop: Stop, handle: JoinHandle<()>) {
         if let Ok(mut t) = self.tasks.lock() {
-            t.push(Task { name, stop, handle });
+            t.push(Task {
+                name,
+                stop,
+                abort: handle.abort_handle(),
+                handle: Some(handle),
+            });
         }
     }
 
@@ -70,7 +78,7 @@ impl Tasks {
             .lock()
             .map(|t| {
                 t.iter()
-                    .filter(|t| !t.handle.is_finished())
+                    .filter(|t| !t.abort.is_finished())
                     .map(|t| t.name)
                     .collect()
             })
@@ -81,31 +89,28 @@ impl Tasks {
     /// `Stop::Signal` ones (already told through the shutdown signal) get up to `bound`
     /// in all to finish, then are aborted. Returns when every task has ended.
     pub async fn join(&self, bound: Duration) {
-        let mut tasks = match self.tasks.lock() {
-            Ok(mut t) => std::mem::take(&mut *t),
+        let tasks: Vec<(&'static str, Stop, JoinHandle<()>)> = match self.tasks.lock() {
+            Ok(mut t) => t
+                .iter_mut()
+                .filter_map(|t| t.handle.take().map(|h| (t.name, t.stop, h)))
+                .collect(),
             Err(_) => return,
         };
-        for t in tasks.iter().filter(|t| t.stop == Stop::Abort) {
-            t.handle.abort();
-        }
-        let deadline = tokio::time::Instant::now() + bound;
-        for t in tasks.iter_mut() {
-            if tokio::time::timeout_at(deadline, &mut t.handle)
-                .await
-                .is_err()
-            {
-                tracing::warn!(
-                    task = t.name,
-                    "a background task did not stop in time: aborted"
-                );
-                t.handle.abort();
-                let _ = (&mut t.handle).await;
+        for (_, stop, h) in &tasks {
+            if *stop == Stop::Abort {
+                h.abort();
             }
         }
-        // Kept, finished, so that `running` can tell.
-        if let Ok(mut t) = self.tasks.lock() {
-            tasks.append(&mut t);
-            *t = tasks;
+        let deadline = tokio::time::Instant::now() + bound;
+        for (name, _, mut h) in tasks {
+            if tokio::time::timeout_at(deadline, &mut h).await.is_err() {
+                tracing::warn!(
+                    task = name,
+                    "a background task did not stop in time: aborted"
+                );
+                h.abort();
+                let _ = h.await;
+            }
         }
     }
 }

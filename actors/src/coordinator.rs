@@ -94,8 +94,12 @@ pub struct Inner {
     /// Recent at-once revivals per device (window start, count), against restart storms.
     revivals: DashMap<String, (i64, u8)>,
     /// The coordinator's own background tasks (heartbeat writer, idle sweeper), ended and
-    /// joined by `shutdown`.
-    tasks: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// joined by `shutdown` (which takes the join handles; the abort handles stay, to
+    /// tell whether they run).
+    tasks: std::sync::Mutex<(
+        Vec<tokio::task::JoinHandle<()>>,
+        Vec<tokio::task::AbortHandle>,
+    )>,
 }
 
 impl Inner {
@@ -246,14 +250,15 @@ impl Coordinator {
             closing: std::sync::atomic::AtomicBool::new(false),
             orphans: DashMap::new(),
             revivals: DashMap::new(),
-            tasks: std::sync::Mutex::new(Vec::new()),
+            tasks: std::sync::Mutex::new((Vec::new(), Vec::new())),
         });
         let mut tasks = vec![tokio::spawn(heartbeat_writer(store, rx, flush))];
         if let Some(idle) = inner.cfg.idle {
             tasks.push(tokio::spawn(idle_sweeper(Arc::downgrade(&inner), idle)));
         }
         if let Ok(mut t) = inner.tasks.lock() {
-            *t = tasks;
+            t.1 = tasks.iter().map(|h| h.abort_handle()).collect();
+            t.0 = tasks;
         }
         Self { inner }
     }
@@ -1118,20 +1123,16 @@ impl Coordinator {
         // The background tasks: the heartbeat writer writes what it was given and ends,
         // the idle sweeper is stopped; both are joined.
         let _ = self.inner.beats.send(Beat::Stop).await;
-        let mut handles = match self.inner.tasks.lock() {
-            Ok(mut t) => std::mem::take(&mut *t),
+        let handles = match self.inner.tasks.lock() {
+            Ok(mut t) => std::mem::take(&mut t.0),
             Err(_) => Vec::new(),
         };
-        for (i, h) in handles.iter_mut().enumerate() {
+        for (i, h) in handles.into_iter().enumerate() {
             // The writer (first) ends by itself; the sweeper is aborted.
             if i > 0 {
                 h.abort();
             }
             let _ = h.await;
-        }
-        // Kept (finished) so that `background_tasks` can tell they are gone.
-        if let Ok(mut t) = self.inner.tasks.lock() {
-            t.extend(handles);
         }
     }
 
@@ -1141,7 +1142,7 @@ impl Coordinator {
         self.inner
             .tasks
             .lock()
-            .map(|t| t.iter().filter(|h| !h.is_finished()).count())
+            .map(|t| t.1.iter().filter(|h| !h.is_finished()).count())
             .unwrap_or(0)
     }
 }

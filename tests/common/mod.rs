@@ -233,8 +233,11 @@ impl TestApp {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
-        if let Some(j) = self.join.take() {
-            let _ = tokio::time::timeout(Duration::from_secs(15), j).await;
+        if let Some(j) = self.join.take()
+            && let Ok(Err(e)) = tokio::time::timeout(Duration::from_secs(15), j).await
+            && e.is_panic()
+        {
+            std::panic::resume_unwind(e.into_panic());
         }
         std::mem::replace(&mut self._db, TestDb::Sqlite(tempfile::tempdir().unwrap()))
     }
