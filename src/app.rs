@@ -14,12 +14,55 @@ use crate::http::{AppInner, AppState, router};
 use crate::services::Services;
 use crate::sms::SmsSender;
 use crate::store::{Db, WriteError};
+use crate::tasks::{Stop, Tasks};
+
+/// How long `run` waits, after the listener stops, for the background tasks that finish
+/// their work on the shutdown signal (outbox send, reconciliation pass, metrics
+/// listener) before aborting them.
+const TASKS_BOUND: Duration = Duration::from_secs(10);
 
 /// A built, not yet running application.
 pub struct Application {
     listener: TcpListener,
     state: AppState,
     shutdown: tokio::sync::watch::Sender<bool>,
+    tasks: Tasks,
+}
+
+/// Builds an [`Application`] with what tests (or embedders) replace: the SMS sender and
+/// the clock. `Application::build` is `Application::builder(cfg, listener).build()`.
+pub struct Builder {
+    cfg: Config,
+    listener: TcpListener,
+    sms: Option<Arc<dyn SmsSender>>,
+    clock: Option<Clock>,
+}
+
+impl Builder {
+    /// Sends SMS captchas through `sms` (tests capture codes with one) instead of the
+    /// configured sender.
+    pub fn sms(mut self, sms: Arc<dyn SmsSender>) -> Self {
+        self.sms = Some(sms);
+        self
+    }
+
+    /// Reads time from `clock` (billing, deadlines, timestamps, the upstream token
+    /// keeper, attendance terminals) instead of the system clock. A clock pinned with
+    /// `Clock::starting_at` under paused tokio time is fully controlled.
+    pub fn clock(mut self, clock: Clock) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    /// Opens storage, recovers running sessions and prepares the routes.
+    pub async fn build(self) -> Result<Application, BuildError> {
+        let sms = match self.sms {
+            Some(s) => s,
+            None => crate::sms::sender(&self.cfg.sms).map_err(BuildError::Config)?,
+        };
+        let clock = self.clock.unwrap_or_else(Clock::system);
+        Application::assemble(self.cfg, self.listener, sms, clock).await
+    }
 }
 
 /// Start-up failed.
@@ -59,10 +102,19 @@ pub fn coordinator_config(cfg: &Config) -> CoordinatorConfig {
 }
 
 impl Application {
+    /// A builder, to replace the SMS sender or the clock.
+    pub fn builder(cfg: Config, listener: TcpListener) -> Builder {
+        Builder {
+            cfg,
+            listener,
+            sms: None,
+            clock: None,
+        }
+    }
+
     /// Opens storage, recovers running sessions and prepares the routes.
     pub async fn build(cfg: Config, listener: TcpListener) -> Result<Self, BuildError> {
-        let sms = crate::sms::sender(&cfg.sms).map_err(BuildError::Config)?;
-        Self::build_with(cfg, listener, sms).await
+        Self::builder(cfg, listener).build().await
     }
 
     /// As `build`, with a given SMS sender (tests capture codes with one).
@@ -71,6 +123,16 @@ impl Application {
         listener: TcpListener,
         sms: Arc<dyn SmsSender>,
     ) -> Result<Self, BuildError> {
+        Self::builder(cfg, listener).sms(sms).build().await
+    }
+
+    async fn assemble(
+        cfg: Config,
+        listener: TcpListener,
+        sms: Arc<dyn SmsSender>,
+        clock: Clock,
+    ) -> Result<Self, BuildError> {
+        let tasks = Tasks::new();
         let metrics = crate::telemetry::metrics();
         let db = Db::connect(cfg.database.url.expose(), cfg.database.max_connections)
             .await
@@ -110,12 +172,12 @@ impl Application {
             );
         }
         let upstream = Arc::new(
-            crate::upstream::Upstream::new(&cfg, db.clone(), Clock::system())
+            crate::upstream::Upstream::new(&cfg, db.clone(), clock)
                 .map_err(BuildError::Upstream)?,
         );
         let coord = Coordinator::new(
             Arc::new(db.clone()),
-            Clock::system(),
+            clock,
             coordinator_config(&cfg),
             Events::default(),
         );
@@ -127,17 +189,23 @@ impl Application {
                 .await
                 .map_err(|e| BuildError::Redis(e.to_string()))?
                 .with_namespace(&cfg.redis.namespace);
-            b.clone().forward(coord.events());
+            tasks.adopt(
+                "event forwarder",
+                Stop::Abort,
+                b.clone().forward(coord.events()),
+            );
             crate::telemetry::prime_broker();
             Some(b)
         };
         // Other nodes' events, for this node's /ws/ops and /ws/user feeds.
         let (remote, _) = tokio::sync::broadcast::channel(1024);
         if let Some(b) = &broker {
-            b.clone()
+            let relay = b
+                .clone()
                 .relay_remote(remote.clone())
                 .await
                 .map_err(|e| BuildError::Redis(e.to_string()))?;
+            tasks.adopt("event relay", Stop::Abort, relay);
         }
         // Several nodes: device ownership and forwarding through Redis.
         let cluster = match &broker {
@@ -169,7 +237,7 @@ impl Application {
             .map_err(|e| BuildError::Recover(e.to_string()))?;
         let terminals = kioskd_actors::terminal::Terminals::new(
             Arc::new(db.clone()),
-            Clock::system(),
+            clock,
             kioskd_actors::terminal::TerminalConfig::default(),
         );
         let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
@@ -215,6 +283,7 @@ impl Application {
             listener,
             state: AppState(Arc::new(inner)),
             shutdown,
+            tasks,
         })
     }
 
@@ -228,34 +297,57 @@ impl Application {
         self.state.clone()
     }
 
-    /// Serves until `shutdown` resolves, then stops the actors.
+    /// The application's background tasks (a test checks none outlives `run`).
+    pub fn tasks(&self) -> Tasks {
+        self.tasks.clone()
+    }
+
+    /// Serves until `shutdown` resolves, then stops the actors and ends and joins every
+    /// background task.
     pub async fn run(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let app = router(self.state.clone());
-        let sampler = crate::sampler::spawn(self.state.services.clone());
         let addr = self.listener.local_addr()?;
         tracing::info!(%addr, "kioskd listening");
-        crate::upstream::outbox::spawn(self.state.services.clone(), self.shutdown.subscribe());
-        crate::payments::spawn_reconciler(self.state.services.clone(), self.shutdown.subscribe());
         // /metrics on its own listener, when configured (Prometheus only, never the
         // public one).
-        let metrics_task = if self.state.cfg.metrics.listen.is_empty() {
+        let metrics_listener = if self.state.cfg.metrics.listen.is_empty() {
             None
         } else {
             let l = TcpListener::bind(&self.state.cfg.metrics.listen).await?;
             tracing::info!(addr = %l.local_addr()?, "metrics listening");
+            Some(l)
+        };
+        let tasks = &self.tasks;
+        let services = &self.state.services;
+        tasks.spawn(
+            "sampler",
+            Stop::Abort,
+            crate::sampler::run(services.clone()),
+        );
+        tasks.adopt(
+            "outbox",
+            Stop::Signal,
+            crate::upstream::outbox::spawn(services.clone(), self.shutdown.subscribe()),
+        );
+        if let Some(h) =
+            crate::payments::spawn_reconciler(services.clone(), self.shutdown.subscribe())
+        {
+            tasks.adopt("reconciler", Stop::Signal, h);
+        }
+        if let Some(l) = metrics_listener {
             let app = crate::http::health::metrics_router(self.state.clone());
             let mut stop = self.shutdown.subscribe();
-            Some(tokio::spawn(async move {
+            tasks.spawn("metrics listener", Stop::Signal, async move {
                 let _ = axum::serve(l, app)
                     .with_graceful_shutdown(async move {
                         let _ = stop.wait_for(|v| *v).await;
                     })
                     .await;
-            }))
-        };
+            });
+        }
         let tx = self.shutdown.clone();
         let shutdown = async move {
             shutdown.await;
@@ -271,10 +363,6 @@ impl Application {
             Duration::from_secs(15),
         )
         .await?;
-        sampler.abort();
-        if let Some(t) = metrics_task {
-            t.abort();
-        }
         // Sessions stay active in the database; the next start recovers them.
         tokio::time::timeout(Duration::from_secs(10), self.state.coord.shutdown())
             .await
@@ -287,6 +375,10 @@ impl Application {
             .await
             .ok();
         self.state.upstream.tokens.stop().await;
+        // The listener has stopped and the shutdown signal was sent: every background
+        // task ends (those that watch the signal finish their work first) and is joined.
+        let _ = self.shutdown.send(true);
+        self.tasks.join(TASKS_BOUND).await;
         Ok(())
     }
 }

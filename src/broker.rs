@@ -128,14 +128,15 @@ impl RedisBroker {
 
     /// Subscribes now, then relays every event another node publishes to `to` (this
     /// node's own are skipped: they are already on its bus). Resubscribes with backoff
-    /// when the subscription drops.
+    /// when the subscription drops. The relay's task is returned (the application owns
+    /// it).
     pub async fn relay_remote(
         self,
         to: tokio::sync::broadcast::Sender<Event>,
-    ) -> Result<(), BrokerError> {
+    ) -> Result<tokio::task::JoinHandle<()>, BrokerError> {
         let first = self.subscribe().await?;
         let me = self.clone();
-        tokio::spawn(keep_subscribed(
+        Ok(tokio::spawn(keep_subscribed(
             first,
             move || {
                 let me = me.clone();
@@ -148,8 +149,7 @@ impl RedisBroker {
             },
             "redis subscription",
             std::time::Duration::from_secs(10),
-        ));
-        Ok(())
+        )))
     }
 
     /// Forwards this node's events to Redis until the bus closes. A lagging forwarder

@@ -332,10 +332,13 @@ impl Cluster {
     /// nodes take over this node's running sessions at their next check instead of
     /// waiting for the lease to run out.
     pub async fn leave(&self) {
-        if let Ok(mut t) = self.tasks.lock() {
-            for h in t.drain(..) {
-                h.abort();
-            }
+        let tasks: Vec<_> = match self.tasks.lock() {
+            Ok(mut t) => t.drain(..).collect(),
+            Err(_) => Vec::new(),
+        };
+        for h in tasks {
+            h.abort();
+            let _ = h.await;
         }
         let mut c = self.conn.clone();
         let r: Result<(), _> = c.del(self.key("alive", &self.node)).await;

@@ -25,6 +25,7 @@ pub mod sampler;
 pub mod services;
 pub mod sms;
 pub mod store;
+pub mod tasks;
 pub mod telemetry;
 pub mod timefmt;
 pub mod upstream;

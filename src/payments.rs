@@ -172,16 +172,15 @@ async fn settle_postpaid(s: &Services, t: &Transaction) -> Result<Verdict, Strin
 /// Settles WeChat Pay orders that never got a notification: every
 /// `reconcile_interval_seconds`, each open order older than `reconcile_after_seconds`
 /// is queried; paid ones are settled like a notification, closed or expired ones are
-/// given up. Stops when `shutdown` flips.
+/// given up. Stops when `shutdown` flips (after the pass in progress). None when WeChat
+/// Pay is not configured.
 pub fn spawn_reconciler(
     s: std::sync::Arc<Services>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
-) {
-    if s.upstream.pay.is_none() {
-        return;
-    }
+) -> Option<tokio::task::JoinHandle<()>> {
+    s.upstream.pay.as_ref()?;
     let every = Duration::from_secs(s.cfg.wechatpay.reconcile_interval_seconds);
-    tokio::spawn(async move {
+    Some(tokio::spawn(async move {
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(every) => {}
@@ -191,7 +190,7 @@ pub fn spawn_reconciler(
                 tracing::warn!(error = %e, "reconciliation pass failed");
             }
         }
-    });
+    }))
 }
 
 /// One reconciliation pass; returns how many orders were looked at.

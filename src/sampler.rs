@@ -11,17 +11,16 @@ use kioskd_actors::catalog as c;
 
 use crate::services::Services;
 
-/// Runs the sampler until aborted.
-pub fn spawn(s: std::sync::Arc<Services>) -> tokio::task::JoinHandle<()> {
+/// Samples every `metrics.sample_interval_ms`, until dropped (the application owns the
+/// task and aborts it at shutdown).
+pub async fn run(s: std::sync::Arc<Services>) {
     let every = Duration::from_millis(s.cfg.metrics.sample_interval_ms.max(100));
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(every);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tick.tick().await;
-            sample(&s).await;
-        }
-    })
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        sample(&s).await;
+    }
 }
 
 fn mode_label(m: &str) -> &'static str {

@@ -2,7 +2,9 @@
 //! redis://127.0.0.1:6379): each device's actor lives on one node, requests that land
 //! elsewhere are forwarded to it, a kiosk's socket pulls its device (and running session)
 //! to its node, a node that stops hands its sessions over, and a node that lost its lease
-//! gives its devices up. Each test has a Redis namespace of its own.
+//! gives its devices up, and a node killed mid-session (SIGKILL) has its kiosk's session
+//! shown whole by the node the kiosk reconnects to. Each test has a Redis namespace of
+//! its own.
 
 mod common;
 
@@ -274,4 +276,205 @@ async fn a_node_that_lost_its_lease_gives_its_devices_up() {
     a.assert_invariants().await;
     b.stop().await;
     a.stop().await;
+}
+
+/// A node in a child process (the real binary), so that it can be killed like a crash.
+struct Node {
+    child: std::process::Child,
+    base: String,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The binary as a cluster node on `db_url` in namespace `ns`, billing in `unit_s`-second
+/// units; returns once it answers /readyz.
+async fn node_process(db_url: &str, ns: &str, unit_s: u64) -> Node {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_kioskd"))
+        .arg("serve")
+        .env("KIOSKD_SERVER__LISTEN", format!("127.0.0.1:{port}"))
+        .env("KIOSKD_DATABASE__URL", db_url)
+        .env("KIOSKD_OPS__TOKEN", OPS)
+        .env("KIOSKD_IDENTITY__MODE", "dev")
+        .env("KIOSKD_SMS__DEBUG_CODE", "123456")
+        .env("KIOSKD_IDENTITY__COOKIE_SECRET", "cluster-kill-test-secret")
+        .env("KIOSKD_WS__ALLOW_UNSIGNED", "true")
+        .env("KIOSKD_BILLING__UNIT_SECONDS", unit_s.to_string())
+        .env("KIOSKD_BILLING__FREE_SECONDS", "0")
+        .env("KIOSKD_BILLING__HEARTBEAT_TIMEOUT_SECONDS", "30")
+        .env("KIOSKD_REDIS__URL", redis_url())
+        .env("KIOSKD_REDIS__LEASE_MS", "600")
+        .env("KIOSKD_REDIS__NAMESPACE", ns)
+        .env("KIOSKD_LOG__FILTER", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .expect("kioskd binary starts");
+    let node = Node {
+        child,
+        base: format!("http://127.0.0.1:{port}"),
+    };
+    let http = reqwest::Client::new();
+    let mut ready = false;
+    wait_until(
+        "the node answers /readyz",
+        Duration::from_secs(20),
+        async || {
+            ready = matches!(
+                http.get(format!("{}/readyz", node.base)).send().await,
+                Ok(r) if r.status() == 200
+            );
+            ready
+        },
+    )
+    .await;
+    node
+}
+
+/// Issue 14, part 2: node A is killed (SIGKILL: no shutdown, no leave, its lease left to
+/// run out) while a kiosk on it is in a session; the kiosk reconnects to node B and the
+/// FIRST snapshot already shows the device busy with that session, its `paid_until`,
+/// cost and balance as the ledger has them — never `"session": null`.
+#[tokio::test]
+async fn a_killed_nodes_kiosk_sees_its_session_in_the_first_snapshot_on_another_node() {
+    const UNIT_S: i64 = 2;
+    const PRICE: i64 = 5;
+    let ns = format!("kioskd-test-{}", kioskd_actors::ids::new_token());
+    let (tdb, url) = TestDb::new().await;
+    let b_layer = format!(
+        "[ws]\nallow_unsigned = true\n[billing]\nunit_seconds = {UNIT_S}\nfree_seconds = 0\nheartbeat_timeout_seconds = 30\n[redis]\nurl = \"{}\"\nlease_ms = 600\nnamespace = \"{ns}\"\n",
+        redis_url()
+    );
+    // Node B first (it migrates the database), then node A as a process of its own.
+    let b = spawn_on(tdb, url.clone(), &b_layer).await;
+    let a = node_process(&url, &ns, UNIT_S as u64).await;
+    let code = "11-22-33-44-55-66-70-05";
+    b.add_device(code, PRICE).await;
+    let a_app = Phone::new(&a.base);
+    let a_ws = format!(
+        "{}/ws/kiosk?device_code={code}",
+        a.base.replace("http://", "ws://")
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(a_ws).await.unwrap();
+    ws.send(Message::Text(json!({"type":"hello"}).to_string().into()))
+        .await
+        .unwrap();
+    let snap = until(&mut ws, "snapshot").await.unwrap();
+    assert_eq!(snap["data"]["device"]["status"], "free", "{snap}");
+    // A phone on node A starts a session on the kiosk's device (its actors on A).
+    a_app.get("/dev/login?openid=oCluster5&nickname=k").await;
+    let v = a_app
+        .post(
+            "/wechat/login",
+            json!({"mobile": "17717463005", "code": "123456"}),
+        )
+        .await;
+    assert_eq!(v["success"], true, "{v}");
+    let v = a_app.get("/wechat/recharge/100").await;
+    assert_eq!(v["result"], "success", "{v}");
+    let v = a_app.scan(code).await;
+    assert_eq!(v["result"], "success", "{v}");
+    let started = until(&mut ws, "session_started").await.unwrap();
+    let uid = started["data"]["user_id"].as_i64().unwrap();
+    let sid = started["data"]["session_id"].as_i64().unwrap();
+    // Mid-session: node A has billed the second unit.
+    let bill = until(&mut ws, "billing").await.unwrap();
+    assert_eq!(bill["data"]["cost"], 2 * PRICE, "{bill}");
+    assert_eq!(
+        b.state.coord.actor_stats().sessions.actors,
+        0,
+        "the session runs on A"
+    );
+    // Crash.
+    drop(a);
+    drop(ws);
+    let reserved = async || b.last_session(uid).await.5;
+    let before = reserved().await;
+    assert!(before >= 2, "{before}");
+    // The kiosk reconnects at once, to node B. Until A's lease has run out B cannot
+    // take the device over and closes with 1011, which tells a kiosk to reconnect
+    // (WS.md): it does, at the kiosk's backoff.
+    let mut refused = 0;
+    let snap = loop {
+        let mut ws = kiosk(&b, code).await;
+        match until(&mut ws, "snapshot").await {
+            Ok(snap) => break snap,
+            Err(Some(1011)) if refused < 50 => {
+                refused += 1;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => {
+                panic!("the kiosk's socket on B closed with {e:?} ({refused} refusals before)")
+            }
+        }
+    };
+    let after = reserved().await;
+    let d = &snap["data"];
+    assert_eq!(d["device"]["status"], "busy", "{snap}");
+    let s = &d["session"];
+    assert!(
+        s.is_object(),
+        "the first snapshot carries the session: {snap}"
+    );
+    assert_eq!(s["session_id"], sid, "{snap}");
+    assert_eq!(s["user_id"], uid, "{snap}");
+    assert_eq!(s["charge_mode"], PRICE, "{snap}");
+    let (ended, _, _, _, started_at, _) = b.last_session(uid).await;
+    assert!(!ended, "the session survives its node");
+    assert_eq!(s["started_at"], started_at, "{snap}");
+    // Units reserved as the snapshot was taken: between the readings before and after.
+    let cost = s["cost"].as_i64().unwrap();
+    assert_eq!(cost % PRICE, 0, "{snap}");
+    let units = cost / PRICE;
+    assert!(
+        (before..=after).contains(&units),
+        "cost {cost} is {units} units; the ledger had {before}..={after}: {snap}"
+    );
+    assert_eq!(
+        s["paid_until"],
+        started_at + units * UNIT_S * 1000,
+        "paid to the end of the reserved units: {snap}"
+    );
+    assert_eq!(s["balance"], 100 - cost, "{snap}");
+    // Node B runs it now and ends it exactly.
+    wait_until(
+        "node B runs the session",
+        Duration::from_secs(10),
+        async || session_actors(&b) == 1,
+    )
+    .await;
+    let v = b
+        .state
+        .coord
+        .end_for_user(uid, kioskd_actors::EndReason::Operator)
+        .await;
+    assert!(v.unwrap().is_some());
+    let (ended, _, cost, billed, ..) = b.last_session(uid).await;
+    assert!(ended);
+    assert_eq!(
+        cost,
+        ((billed + UNIT_S * 1000 - 1) / (UNIT_S * 1000)) * PRICE
+    );
+    assert_eq!(b.balance(uid).await, 100 - cost);
+    b.assert_invariants().await;
+    // Node B's own tasks, the Redis ones included, end with it.
+    let tasks = b.tasks.clone();
+    let mut names = tasks.running();
+    names.sort();
+    assert_eq!(
+        names,
+        ["event forwarder", "event relay", "outbox", "sampler"],
+        "node B's tasks"
+    );
+    b.stop().await;
+    assert!(tasks.running().is_empty(), "{:?}", tasks.running());
 }

@@ -114,9 +114,17 @@ async fn phone_offline_ends_the_session_and_bills_started_minutes() {
     app.add_device(CODE, 5).await;
     let (phone, uid) = app.phone("oOff", "17717463318", 100).await;
     app.check(CODE).await;
+    let t0 = app.now_ms();
     assert_eq!(phone.scan(CODE).await["result"], "success");
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // The session runs into its second unit (reserved at the one-second boundary).
+    wait_until(
+        "the second unit is reserved",
+        Duration::from_secs(10),
+        async || app.last_session(uid).await.5 >= 2,
+    )
+    .await;
     let v = phone.get("/windows/offline").await;
+    let t1 = app.now_ms();
     assert_eq!(
         v,
         json!({"success":true,"result":{"status":1,"msg":"logout successed!"},"error":null})
@@ -130,7 +138,12 @@ async fn phone_offline_ends_the_session_and_bills_started_minutes() {
     assert_eq!(cost, ((billed + 999) / 1000) * 5);
     assert!(
         cost >= 10,
-        "1.5 s at 1 s units is two started units, got {cost}"
+        "past the second unit's start is two started units, got {cost}"
+    );
+    assert!(
+        billed > 1000 && billed <= t1 - t0,
+        "billed {billed} ms: past one unit, within the {} ms observed",
+        t1 - t0
     );
     assert_eq!(app.balance(uid).await, 100 - cost);
     // The kiosk learns it from check: no token any more.
@@ -147,16 +160,23 @@ async fn balance_exhausted_ends_the_session_and_locks_the_device_once() {
     app.check(CODE).await;
     assert_eq!(phone.scan(CODE).await["result"], "success");
     let token = app.token(CODE).await.unwrap();
-    // Keep the kiosk alive while the balance runs out (two units, then none).
-    for _ in 0..8 {
-        tokio::time::sleep(Duration::from_millis(400)).await;
+    // Keep the kiosk alive (a keepalive every 400 ms, well within the 3 s timeout: the
+    // kiosk's cadence, part of the scenario) until the balance has run out (two units,
+    // then none) and the session ended.
+    wait_until("the session ends", Duration::from_secs(10), async || {
         app.kiosk(
             "/windows/keepalive",
             json!({"token": token, "device_code": CODE}),
         )
         .await;
-    }
-    let (ended, reason, cost, ..) = app.wait_ended(uid, Duration::from_secs(5)).await;
+        if app.last_session(uid).await.0 {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        false
+    })
+    .await;
+    let (ended, reason, cost, ..) = app.last_session(uid).await;
     assert!(ended);
     assert_eq!(reason.as_deref(), Some("balance_exhausted"));
     assert_eq!(cost, 10);
@@ -179,25 +199,38 @@ async fn heartbeat_timeout_bills_only_to_the_last_heartbeat() {
     app.check(CODE).await;
     assert_eq!(phone.scan(CODE).await["result"], "success");
     let token = app.token(CODE).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    // One heartbeat in the second unit (reserved at the one-second boundary).
+    wait_until(
+        "the second unit is reserved",
+        Duration::from_secs(10),
+        async || app.last_session(uid).await.5 >= 2,
+    )
+    .await;
+    let beat0 = app.now_ms();
     app.kiosk(
         "/windows/keepalive",
         json!({"token": token, "device_code": CODE}),
     )
     .await;
+    let beat1 = app.now_ms();
     // Silence: the session ends 3 s after the last heartbeat.
     let (ended, reason, cost, billed, started, reserved) =
         app.wait_ended(uid, Duration::from_secs(8)).await;
     assert!(ended);
     assert_eq!(reason.as_deref(), Some("heartbeat_timeout"));
     assert!((1000..2000).contains(&billed), "billed {billed} ms");
+    assert!(
+        (beat0 - started..=beat1 - started).contains(&billed),
+        "billed {billed} ms: to the heartbeat, sent {}..={} ms after the start",
+        beat0 - started,
+        beat1 - started
+    );
     assert_eq!(cost, 10);
     assert!(
         reserved >= 4,
         "units kept being reserved until the timeout ({reserved})"
     );
     assert_eq!(app.balance(uid).await, 1000 - cost);
-    let _ = started;
     app.assert_invariants().await;
     app.stop().await;
 }
@@ -471,4 +504,70 @@ async fn ops_user_view_and_adjustments_keep_the_ledger_exact() {
     assert_eq!(r.status(), 401);
     app.assert_invariants().await;
     app.stop().await;
+}
+
+/// The clock given to `Application::builder(..).clock(..)` is the one the app bills by:
+/// pinned to a known instant, every stored time reads from it.
+#[tokio::test]
+async fn the_app_reads_time_from_the_injected_clock() {
+    const T: i64 = 1_900_000_000_000;
+    let app = spawn_clocked(FAST, kioskd_actors::Clock::starting_at(T)).await;
+    app.add_device(CODE, 5).await;
+    let (phone, uid) = app.phone("oClock", "17717463399", 100).await;
+    app.check(CODE).await;
+    let t0 = app.now_ms();
+    assert!((T..T + 60_000).contains(&t0), "{t0}");
+    assert_eq!(phone.scan(CODE).await["result"], "success");
+    let t1 = app.now_ms();
+    let v = phone.get("/windows/offline").await;
+    assert_eq!(v["result"]["status"], 1, "{v}");
+    let (ended, _, cost, billed, started, _) = app.last_session(uid).await;
+    assert!(ended);
+    assert!(
+        (t0..=t1).contains(&started),
+        "started at {started}, on the injected clock ({t0}..={t1})"
+    );
+    assert!(billed <= app.now_ms() - started);
+    assert_eq!(cost, ((billed + 999) / 1000) * 5);
+    app.assert_invariants().await;
+    app.stop().await;
+}
+
+/// Background tasks are owned: once `run` has returned (the test's `stop` waits for it),
+/// none of the app's tasks is still running — the sampler, the outbox, the metrics
+/// listener, the coordinator's heartbeat writer and idle sweeper, the token keeper.
+#[tokio::test]
+async fn no_background_task_outlives_a_graceful_stop() {
+    let app = spawn_app(&format!(
+        "{FAST}[metrics]\nlisten = \"127.0.0.1:0\"\n[actors]\nidle_seconds = 30\n"
+    ))
+    .await;
+    app.add_device(CODE, 5).await;
+    let (phone, _) = app.phone("oTasks", "17717463398", 100).await;
+    app.check(CODE).await;
+    assert_eq!(phone.scan(CODE).await["result"], "success");
+    let tasks = app.tasks.clone();
+    let state = app.state.clone();
+    let mut names = tasks.running();
+    names.sort();
+    assert_eq!(
+        names,
+        ["metrics listener", "outbox", "sampler"],
+        "the app's own tasks, running"
+    );
+    assert_eq!(
+        state.coord.background_tasks(),
+        2,
+        "heartbeat writer, idle sweeper"
+    );
+    assert!(state.upstream.tokens.is_running());
+    app.stop().await;
+    assert_eq!(tasks.len(), 3);
+    assert!(
+        tasks.running().is_empty(),
+        "still running: {:?}",
+        tasks.running()
+    );
+    assert_eq!(state.coord.background_tasks(), 0);
+    assert!(!state.upstream.tokens.is_running());
 }

@@ -527,15 +527,19 @@ async fn a_stranger_with_the_token_cannot_keep_a_dead_kiosk_billing() {
             .send()
     };
     check(&kiosk).await.unwrap();
+    let t0 = app.now_ms();
     assert_eq!(p.scan(CODE).await["result"], "success");
     let v: Value = check(&kiosk).await.unwrap().json().await.unwrap();
     let token = v["result"]["token"].as_str().unwrap().to_string();
+    // The kiosk's cadence (300 ms): the scenario.
     for _ in 0..3 {
         assert_eq!(keepalive(&kiosk, &app, &token).await["result"]["status"], 1);
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    // The kiosk dies. Later than the handover time, a stranger starts posting the
-    // token (and polling check) from elsewhere, every 200 ms.
+    let last_kiosk = app.now_ms();
+    // The kiosk dies. Later than the handover time (1 s: waiting it out is the
+    // scenario), a stranger starts posting the token (and polling check) from
+    // elsewhere, every 200 ms.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
     while !app.last_session(uid).await.0 {
@@ -547,11 +551,17 @@ async fn a_stranger_with_the_token_cannot_keep_a_dead_kiosk_billing() {
         check(&stranger).await.unwrap();
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let (_, reason, cost, ..) = app.last_session(uid).await;
+    let (_, reason, cost, billed, ..) = app.last_session(uid).await;
     assert_eq!(reason.as_deref(), Some("heartbeat_timeout"));
     // About 1 s of kiosk life + the 3 s deadline, at 10 fen a second; never the
     // stranger's 15 s.
     assert!(cost <= 70, "billed {cost} fen");
+    // Exactly: billed to the kiosk's own last heartbeat, none of the stranger's.
+    assert!(
+        billed <= last_kiosk - t0,
+        "billed {billed} ms, the kiosk lived {} ms",
+        last_kiosk - t0
+    );
     app.assert_invariants().await;
     app.stop().await;
 }
@@ -571,12 +581,13 @@ async fn a_real_kiosk_keeps_its_session_when_its_address_changes() {
         .unwrap();
     assert_eq!(p.scan(CODE).await["result"], "success");
     let token = app.token(CODE).await.unwrap();
+    // The kiosk's cadence (300 ms): the scenario.
     for _ in 0..3 {
         keepalive(&before, &app, &token).await;
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     // The address changes (DHCP, NAT): the same cadence from the new one, for longer
-    // than the heartbeat timeout.
+    // than the heartbeat timeout (the scenario again).
     for _ in 0..25 {
         let v = keepalive(&after, &app, &token).await;
         assert_eq!(v["result"]["status"], 1, "{v}");

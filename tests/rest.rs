@@ -186,9 +186,15 @@ async fn field_client_drives_every_screen_and_pays_through_the_phone() {
     assert_eq!(k.seen.str("unionId"), uid.to_string());
     assert_eq!(k.seen.str("charging"), "1.32");
 
-    // C screen: stable while billing ticks (1 s units), cost = minutes × 1.32 exactly.
+    // C screen: stable while billing ticks (1 s units), cost = minutes × 1.32 exactly;
+    // the kiosk polls (every 600 ms, its cadence) until three units have accrued.
     let mut last = (0, 0);
-    for _ in 0..5 {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while last.1 < 3 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "units accrued: {last:?}"
+        );
         tokio::time::sleep(Duration::from_millis(600)).await;
         assert_eq!(k.client_status().await, 1);
         k.status_client().await;
@@ -308,8 +314,17 @@ async fn ends_from_phone_heartbeat_and_operator_move_online_status_off_2() {
         let v = phone.scan(CODE).await;
         assert_eq!(v["result"], "success", "{how}: {v}");
         wait_online(&mut k, 2, Duration::from_secs(2)).await;
-        tokio::time::sleep(Duration::from_millis(1200)).await;
-        // In session, the kiosk's heartbeat (then, for one case, silence).
+        wait_until(
+            "the second unit accrues",
+            Duration::from_secs(10),
+            async || {
+                k.status_client().await;
+                k.assert_cost_consistent().1 >= 2
+            },
+        )
+        .await;
+        // In session, the kiosk's heartbeat (then, for one case, silence), at its
+        // cadence (the scenario).
         assert_eq!(k.client_status().await, 1);
         tokio::time::sleep(Duration::from_millis(300)).await;
         match how {
@@ -468,7 +483,15 @@ async fn concurrent_payments_of_one_order_settle_once() {
     k.client_status().await;
     let (phone, uid) = app.phone("oB3", "17700000003", 0).await;
     assert_eq!(phone.scan(CODE).await["result"], "success");
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    wait_until(
+        "the second unit accrues",
+        Duration::from_secs(10),
+        async || {
+            k.status_client().await;
+            k.assert_cost_consistent().1 >= 2
+        },
+    )
+    .await;
     k.get("offline", &[("clientId", CLIENT)]).await;
     let order = k.seen.str("orderId").to_string();
     let o = app.db.order(&order).await.unwrap().unwrap();
@@ -766,7 +789,6 @@ async fn a_dialect_b_kiosk_on_the_websocket_sees_the_same_session() {
     let mut k = Kiosk::new(&app, CLIENT);
     k.status_client().await;
     assert_eq!(k.online_status(), 2);
-    tokio::time::sleep(Duration::from_millis(1100)).await;
     until(&mut ws, "billing").await;
     k.get("offline", &[("clientId", CLIENT)]).await;
     let ended = until(&mut ws, "session_ended").await;
@@ -787,10 +809,19 @@ async fn a_postpaid_session_survives_a_restart_and_bills_the_outage() {
     let (phone, uid) = app.phone("oR", "17700000010", 0).await;
     assert_eq!(phone.scan(CODE).await["result"], "success");
     let url = app.db_url.clone();
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    wait_until(
+        "the second unit accrues",
+        Duration::from_secs(10),
+        async || {
+            k.status_client().await;
+            k.assert_cost_consistent().1 >= 2
+        },
+    )
+    .await;
     k.client_status().await;
     let tdb = app.stop().await;
-    // Down for a while; the kiosk keeps polling once it is back.
+    // Down for a while (the outage is the scenario); the kiosk keeps polling once it is
+    // back.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let app = spawn_on(tdb, url, &extra(dir.path(), 300)).await;
     let mut k = Kiosk::new(&app, CLIENT);

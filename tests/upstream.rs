@@ -10,7 +10,7 @@ mod common;
 use std::time::Duration;
 
 use common::standin::{self, Reply, Standin};
-use common::{Phone, TestApp, spawn_app, spawn_on};
+use common::{Phone, TestApp, spawn_app, spawn_on, wait_until};
 use kioskd::upstream::crypto;
 use serde_json::{Value, json};
 
@@ -740,7 +740,13 @@ async fn prize_notices_are_retried_through_failures_and_never_sent_twice() {
     let (st, v) = app.ops_post("/ops/notices/prize", notice).await;
     assert_eq!(st, 200);
     assert_eq!(v["duplicate"], true);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Nothing new is sent: the outbox, woken, finds nothing due (its depth is 0) and
+    // the stand-in still has one notice.
+    wait_until("the outbox is empty", Duration::from_secs(10), async || {
+        app.db.outbox_depth().await.unwrap() == 0
+    })
+    .await;
+    kioskd::upstream::outbox::drain(&app.state).await.unwrap();
     assert_eq!(si.w().notices.len(), 1);
     assert_eq!(si.calls("prize"), 3);
     // A definite refusal ("发送失败") is a visible failure, not retried.

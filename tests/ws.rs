@@ -152,7 +152,7 @@ async fn a_phone_start_reaches_the_kiosk_socket_and_billing_carries_paid_until()
 
 #[tokio::test]
 async fn resume_replays_missed_events_in_order_or_sends_a_snapshot() {
-    let (app, phone, _uid) = setup(WS).await;
+    let (app, phone, uid) = setup(WS).await;
     let mut k = Client::connect(&app, &format!("/ws/kiosk?device_code={CODE}"))
         .await
         .unwrap();
@@ -161,9 +161,14 @@ async fn resume_replays_missed_events_in_order_or_sends_a_snapshot() {
     let epoch = snap["data"]["epoch"].as_str().unwrap().to_string();
     let last = snap["data"]["seq"].as_u64().unwrap();
     drop(k);
-    // Missed while away: the start, a status change and some ticks.
+    // Missed while away: the start, a status change and a tick (the second unit).
     assert_eq!(phone.scan(CODE).await["result"], "success");
-    tokio::time::sleep(Duration::from_millis(1300)).await;
+    wait_until(
+        "the second unit is reserved",
+        Duration::from_secs(10),
+        async || app.last_session(uid).await.5 >= 2,
+    )
+    .await;
     let mut k = Client::connect(&app, &format!("/ws/kiosk?device_code={CODE}"))
         .await
         .unwrap();
@@ -256,7 +261,14 @@ async fn commands_are_resent_until_acknowledged_and_survive_in_the_database() {
     assert_eq!(c3["data"]["name"], "restart");
     k.send(json!({"type":"ack","data":{"seq": c3["seq"]}}))
         .await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    wait_until("the ack is stored", Duration::from_secs(10), async || {
+        sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM device_commands WHERE acked_at IS NULL")
+            .fetch_one(app.db.pool())
+            .await
+            .unwrap()
+            == 0
+    })
+    .await;
     drop(k);
     let mut k = Client::connect(&app, &format!("/ws/kiosk?device_code={CODE}"))
         .await
@@ -428,7 +440,8 @@ async fn the_socket_is_the_kiosk_heartbeat_and_a_timeout_arrives_as_a_push() {
     k.send(json!({"type":"hello"})).await;
     k.until("snapshot").await;
     assert_eq!(phone.scan(CODE).await["result"], "success");
-    // Heartbeats over the socket alone keep the session past the 3 s timeout.
+    // Heartbeats over the socket alone keep the session past the 3 s timeout (every
+    // 900 ms: the kiosk's cadence, which is the scenario).
     for _ in 0..5 {
         tokio::time::sleep(Duration::from_millis(900)).await;
         k.send(json!({"type":"heartbeat"})).await;

@@ -69,6 +69,8 @@ impl Default for CoordinatorConfig {
 enum Beat {
     Device(i64, i64),
     Session(i64, i64),
+    /// Shutdown: write what is pending, then end (queued after every earlier beat).
+    Stop,
 }
 
 /// Shared by the coordinator and its actors.
@@ -91,6 +93,13 @@ pub struct Inner {
     orphans: DashMap<String, ()>,
     /// Recent at-once revivals per device (window start, count), against restart storms.
     revivals: DashMap<String, (i64, u8)>,
+    /// The coordinator's own background tasks (heartbeat writer, idle sweeper), ended and
+    /// joined by `shutdown` (which takes the join handles; the abort handles stay, to
+    /// tell whether they run).
+    tasks: std::sync::Mutex<(
+        Vec<tokio::task::JoinHandle<()>>,
+        Vec<tokio::task::AbortHandle>,
+    )>,
 }
 
 impl Inner {
@@ -241,10 +250,15 @@ impl Coordinator {
             closing: std::sync::atomic::AtomicBool::new(false),
             orphans: DashMap::new(),
             revivals: DashMap::new(),
+            tasks: std::sync::Mutex::new((Vec::new(), Vec::new())),
         });
-        tokio::spawn(heartbeat_writer(store, rx, flush));
+        let mut tasks = vec![tokio::spawn(heartbeat_writer(store, rx, flush))];
         if let Some(idle) = inner.cfg.idle {
-            tokio::spawn(idle_sweeper(Arc::downgrade(&inner), idle));
+            tasks.push(tokio::spawn(idle_sweeper(Arc::downgrade(&inner), idle)));
+        }
+        if let Ok(mut t) = inner.tasks.lock() {
+            t.1 = tasks.iter().map(|h| h.abort_handle()).collect();
+            t.0 = tasks;
         }
         Self { inner }
     }
@@ -1108,6 +1122,30 @@ impl Coordinator {
         for d in devices {
             let _ = d.stop_gracefully().await;
         }
+        // The background tasks: the heartbeat writer writes what it was given and ends,
+        // the idle sweeper is stopped; both are joined.
+        let _ = self.inner.beats.send(Beat::Stop).await;
+        let handles = match self.inner.tasks.lock() {
+            Ok(mut t) => std::mem::take(&mut t.0),
+            Err(_) => Vec::new(),
+        };
+        for (i, h) in handles.into_iter().enumerate() {
+            // The writer (first) ends by itself; the sweeper is aborted.
+            if i > 0 {
+                h.abort();
+            }
+            let _ = h.await;
+        }
+    }
+
+    /// How many of the coordinator's background tasks are still running (0 after
+    /// `shutdown`).
+    pub fn background_tasks(&self) -> usize {
+        self.inner
+            .tasks
+            .lock()
+            .map(|t| t.1.iter().filter(|h| !h.is_finished()).count())
+            .unwrap_or(0)
     }
 }
 
@@ -1311,6 +1349,10 @@ async fn heartbeat_writer(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Beat>, e
     loop {
         let first = rx.recv().await;
         let Some(first) = first else { break };
+        if matches!(first, Beat::Stop) {
+            break;
+        }
+        let mut stop = false;
         let deadline = tokio::time::Instant::now() + every;
         let mut add = |b: Beat| match b {
             Beat::Device(id, at) => {
@@ -1321,11 +1363,15 @@ async fn heartbeat_writer(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Beat>, e
                 let e = sessions.entry(id).or_insert(at);
                 *e = (*e).max(at);
             }
+            Beat::Stop => {}
         };
         add(first);
         loop {
             tokio::select! {
-                b = rx.recv() => match b { Some(b) => add(b), None => break },
+                b = rx.recv() => match b {
+                    Some(Beat::Stop) | None => { stop = true; break }
+                    Some(b) => add(b),
+                },
                 _ = tokio::time::sleep_until(deadline) => break,
             }
         }
@@ -1337,6 +1383,9 @@ async fn heartbeat_writer(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Beat>, e
             tracing::warn!(error = %e, "writing heartbeats failed");
         } else {
             metrics::counter!(catalog::HEARTBEATS_FLUSHED).increment(n);
+        }
+        if stop {
+            break;
         }
     }
 }

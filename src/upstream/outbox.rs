@@ -40,8 +40,11 @@ pub fn backoff_ms(base: u64, max: u64, attempts: i64) -> i64 {
     base.saturating_mul(1u64 << exp).min(max) as i64
 }
 
-/// Starts the worker; it stops when `shutdown` flips.
-pub fn spawn(s: std::sync::Arc<Services>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+/// Starts the worker; it stops when `shutdown` flips (after the send in progress).
+pub fn spawn(
+    s: std::sync::Arc<Services>,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
     let poll = Duration::from_millis(s.cfg.outbox.poll_ms);
     tokio::spawn(async move {
         loop {
@@ -57,7 +60,7 @@ pub fn spawn(s: std::sync::Arc<Services>, mut shutdown: tokio::sync::watch::Rece
                 _ = shutdown.changed() => return,
             }
         }
-    });
+    })
 }
 
 /// Sends every due row.

@@ -234,8 +234,14 @@ impl Tokens {
             .await;
     }
 
-    /// Stops the keeper.
+    /// Stops the keeper and waits until it has stopped.
     pub async fn stop(&self) {
         let _ = self.0.stop_gracefully().await;
+        self.0.wait_for_shutdown().await;
+    }
+
+    /// Whether the keeper is still running.
+    pub fn is_running(&self) -> bool {
+        self.0.is_alive()
     }
 }

@@ -84,6 +84,8 @@ pub struct TestApp {
     pub state: AppState,
     pub db: Db,
     pub http: reqwest::Client,
+    /// The app's background tasks (none runs once `stop` has returned).
+    pub tasks: kioskd::tasks::Tasks,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     join: Option<tokio::task::JoinHandle<()>>,
     pub _db: TestDb,
@@ -109,7 +111,30 @@ pub async fn spawn_layers(layers: &[&str]) -> TestApp {
     let mut all = vec![base.as_str()];
     all.extend_from_slice(layers);
     let cfg = Config::load_layers(None, &all).expect("test config");
-    start(cfg, tdb, url, std::sync::Arc::new(kioskd::sms::LogSender)).await
+    start(
+        cfg,
+        tdb,
+        url,
+        std::sync::Arc::new(kioskd::sms::LogSender),
+        None,
+    )
+    .await
+}
+
+/// Starts the app on a given clock (`Clock::starting_at(ms)` pins the wall time the app
+/// reads; under `#[tokio::test(start_paused = true)]` it moves only as tokio time does).
+/// `extra` is TOML merged over the test defaults.
+pub async fn spawn_clocked(extra: &str, clock: kioskd_actors::Clock) -> TestApp {
+    let (tdb, url) = TestDb::new().await;
+    let cfg = config(&url, extra);
+    start(
+        cfg,
+        tdb,
+        url,
+        std::sync::Arc::new(kioskd::sms::LogSender),
+        Some(clock),
+    )
+    .await
 }
 
 /// Builds and runs the app on port 0.
@@ -118,13 +143,17 @@ async fn start(
     tdb: TestDb,
     url: String,
     sms: std::sync::Arc<dyn kioskd::sms::SmsSender>,
+    clock: Option<kioskd_actors::Clock>,
 ) -> TestApp {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let app = Application::build_with(cfg, listener, sms)
-        .await
-        .expect("app builds");
+    let mut b = Application::builder(cfg, listener).sms(sms);
+    if let Some(c) = clock {
+        b = b.clock(c);
+    }
+    let app = b.build().await.expect("app builds");
     let addr = app.local_addr().unwrap();
     let state = app.state();
+    let tasks = app.tasks();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let join = tokio::spawn(async move {
         app.run(async {
@@ -137,6 +166,7 @@ async fn start(
         base: format!("http://{addr}"),
         db: state.db.clone(),
         state,
+        tasks,
         http: reqwest::Client::new(),
         shutdown: Some(tx),
         join: Some(join),
@@ -163,16 +193,51 @@ pub async fn spawn_with(
     sms: std::sync::Arc<dyn kioskd::sms::SmsSender>,
 ) -> TestApp {
     let cfg = config(&url, extra);
-    start(cfg, tdb, url, sms).await
+    start(cfg, tdb, url, sms, None).await
+}
+
+/// Polls `f` until it holds, for at most `within`; panics naming `what` otherwise. The
+/// way to wait for an effect (a row written, a frame sent, an actor gone) instead of
+/// sleeping for a guessed time.
+pub async fn wait_until(what: &str, within: Duration, mut f: impl AsyncFnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if f().await {
+            return;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            panic!("not within {within:?}: {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 impl TestApp {
+    /// The app's wall clock now (unix ms), as billing reads it.
+    pub fn now_ms(&self) -> i64 {
+        self.state.coord.clock().now_ms()
+    }
+
+    /// Rows in the user's ledger that debit (negative amounts).
+    pub async fn debits(&self, user: i64) -> usize {
+        self.db
+            .ledger(user)
+            .await
+            .unwrap()
+            .iter()
+            .filter(|r| r.amount < 0)
+            .count()
+    }
+
     pub async fn stop(mut self) -> TestDb {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
-        if let Some(j) = self.join.take() {
-            let _ = tokio::time::timeout(Duration::from_secs(15), j).await;
+        if let Some(j) = self.join.take()
+            && let Ok(Err(e)) = tokio::time::timeout(Duration::from_secs(15), j).await
+            && e.is_panic()
+        {
+            std::panic::resume_unwind(e.into_panic());
         }
         std::mem::replace(&mut self._db, TestDb::Sqlite(tempfile::tempdir().unwrap()))
     }
