@@ -582,10 +582,16 @@ impl Coordinator {
                 Err(e) => Err(e),
             },
             Request::Release { code, to } => self.release(&code, &to).await,
-            Request::Broadcast { name, text } => self
-                .broadcast_local(&name, text.as_deref())
-                .await
-                .map(Reply::Count),
+            Request::Broadcast { name, text, id } => {
+                let id = match id {
+                    Some(id) => Ok(id),
+                    None => self.store_broadcast(&name, text.as_deref()).await,
+                };
+                match id {
+                    Ok(id) => Ok(Reply::Count(self.broadcast_local(id, name, text))),
+                    Err(e) => Err(e),
+                }
+            }
             Request::Sessions => Ok(Reply::Sessions(self.local_sessions().await)),
             Request::LiveDevices => Ok(Reply::Devices(self.local_devices().await)),
         };
@@ -955,15 +961,19 @@ impl Coordinator {
         M::out(r)
     }
 
-    /// Sends a command to every live device (on every node) at once: stored for all in
-    /// one transaction per node, then pushed by each device actor. Returns how many
-    /// devices it was queued for.
+    /// Sends a command to every device: stored once (one broadcast row, whatever the
+    /// number of devices), then pushed by every live device actor (on every node) as
+    /// that device's own copy, pending until its kiosk acknowledges it; devices not live
+    /// now get it when their actor next starts. Returns how many live devices it was
+    /// pushed to.
     pub async fn broadcast(&self, name: &str, text: Option<&str>) -> Result<usize, CoordError> {
-        let mut n = self.broadcast_local(name, text).await?;
+        let id = self.store_broadcast(name, text).await?;
+        let mut n = self.broadcast_local(id, name.to_string(), text.map(str::to_string));
         for node in self.peers().await {
             let req = Request::Broadcast {
                 name: name.to_string(),
                 text: text.map(str::to_string),
+                id: Some(id),
             };
             match self.forward(&node, req).await {
                 Ok(Reply::Count(c)) => n += c,
@@ -976,29 +986,26 @@ impl Coordinator {
         Ok(n)
     }
 
-    async fn broadcast_local(&self, name: &str, text: Option<&str>) -> Result<usize, CoordError> {
-        let live: Vec<(i64, ActorRef<DeviceActor>)> = self
-            .inner
-            .devices
-            .iter()
-            .map(|e| e.value().clone())
-            .collect();
-        if live.is_empty() {
-            return Ok(0);
-        }
-        let ids: Vec<i64> = live.iter().map(|(id, _)| *id).collect();
+    async fn store_broadcast(&self, name: &str, text: Option<&str>) -> Result<i64, CoordError> {
         let now = self.inner.clock.now_ms();
-        let cmd_ids = self.inner.store.add_commands(&ids, name, text, now).await?;
-        for ((_, actor), id) in live.iter().zip(cmd_ids) {
-            let cmd = kioskd_protocol::ws::Command {
-                id,
-                name: name.to_string(),
-                text: text.map(str::to_string),
-            };
-            let _ = actor.tell(crate::device::Deliver(cmd)).try_send();
+        Ok(self.inner.store.add_broadcast(name, text, now).await?)
+    }
+
+    /// Pushes a stored broadcast to every device actor live here: one shared message,
+    /// no storage on the way.
+    fn broadcast_local(&self, id: i64, name: String, text: Option<String>) -> usize {
+        let msg = Arc::new(crate::device::Broadcast { id, name, text });
+        let mut n = 0;
+        for e in self.inner.devices.iter() {
+            let _ = e
+                .value()
+                .1
+                .tell(crate::device::Deliver(msg.clone()))
+                .try_send();
+            n += 1;
         }
-        metrics::counter!(catalog::COMMANDS_QUEUED).increment(live.len() as u64);
-        Ok(live.len())
+        metrics::counter!(catalog::COMMANDS_QUEUED).increment(n as u64);
+        n
     }
 
     /// A postpaid order of `code`'s was paid: its kiosk is told (when its actor is live,

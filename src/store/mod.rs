@@ -9,6 +9,7 @@
 
 mod attendance;
 mod audit;
+mod commands;
 mod operators;
 mod orders;
 mod reports;
@@ -1533,97 +1534,22 @@ impl Store for Db {
         text: Option<&str>,
         now: i64,
     ) -> StoreResult<i64> {
-        sqlx::query_scalar(
-            "INSERT INTO device_commands (device_id, name, text, created_at) VALUES ($1, $2, $3, $4) RETURNING id",
-        )
-        .bind(device_id)
-        .bind(name)
-        .bind(text)
-        .bind(now)
-        .fetch_one(&self.pool)
-        .await
-        .map_err(se)
+        self.insert_command(device_id, name, text, now).await
     }
 
-    async fn add_commands(
-        &self,
-        device_ids: &[i64],
-        name: &str,
-        text: Option<&str>,
-        now: i64,
-    ) -> StoreResult<Vec<i64>> {
-        // Multi-row inserts in chunks: one round trip per 500 devices, not per device.
-        let mut tx = self.pool.begin().await.map_err(se)?;
-        let mut ids = Vec::with_capacity(device_ids.len());
-        for chunk in device_ids.chunks(500) {
-            let values: Vec<String> = (0..chunk.len())
-                .map(|i| format!("(${}, $1, $2, $3)", i + 4))
-                .collect();
-            let sql = format!(
-                "INSERT INTO device_commands (device_id, name, text, created_at) VALUES {} RETURNING id, device_id",
-                values.join(", ")
-            );
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
-                .bind(name)
-                .bind(text)
-                .bind(now);
-            for d in chunk {
-                q = q.bind(*d);
-            }
-            let rows = q.fetch_all(&mut *tx).await.map_err(se)?;
-            // RETURNING order is not promised: match ids back to devices.
-            let mut by_device = std::collections::HashMap::with_capacity(rows.len());
-            for r in &rows {
-                let id: i64 = r.try_get(0).map_err(se)?;
-                let dev: i64 = r.try_get(1).map_err(se)?;
-                by_device.insert(dev, id);
-            }
-            for d in chunk {
-                ids.push(
-                    *by_device
-                        .get(d)
-                        .ok_or_else(|| StoreError("a broadcast row went missing".into()))?,
-                );
-            }
-        }
-        tx.commit().await.map_err(se)?;
-        Ok(ids)
+    async fn add_broadcast(&self, name: &str, text: Option<&str>, now: i64) -> StoreResult<i64> {
+        self.insert_broadcast(name, text, now).await
     }
 
     async fn pending_commands(
         &self,
         device_id: i64,
     ) -> StoreResult<Vec<(i64, String, Option<String>)>> {
-        let rows = sqlx::query(
-            "SELECT id, name, text FROM device_commands WHERE device_id = $1 AND acked_at IS NULL ORDER BY id",
-        )
-        .bind(device_id)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(se)?;
-        rows.iter()
-            .map(|r| {
-                Ok((
-                    r.try_get(0).map_err(se)?,
-                    r.try_get(1).map_err(se)?,
-                    r.try_get(2).map_err(se)?,
-                ))
-            })
-            .collect()
+        self.commands_pending(device_id).await
     }
 
     async fn ack_commands(&self, ids: &[i64], now: i64) -> StoreResult<()> {
-        for id in ids {
-            sqlx::query(
-                "UPDATE device_commands SET acked_at = $1 WHERE id = $2 AND acked_at IS NULL",
-            )
-            .bind(now)
-            .bind(id)
-            .execute(&self.pool)
-            .await
-            .map_err(se)?;
-        }
-        Ok(())
+        self.commands_acked(ids, now).await
     }
 
     async fn unpaid_order_of_device(&self, device_id: i64) -> StoreResult<Option<String>> {
