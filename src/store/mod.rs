@@ -10,6 +10,7 @@
 mod attendance;
 mod audit;
 mod commands;
+mod heartbeats;
 mod operators;
 mod orders;
 mod reports;
@@ -1493,29 +1494,7 @@ impl Store for Db {
         devices: &[(i64, i64)],
         sessions: &[(i64, i64)],
     ) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await.map_err(se)?;
-        for (id, at) in devices {
-            sqlx::query(
-                "UPDATE devices SET last_seen_at = $1 WHERE id = $2 AND (last_seen_at IS NULL OR last_seen_at < $1)",
-            )
-            .bind(at)
-            .bind(id)
-            .execute(&mut *tx)
-            .await
-            .map_err(se)?;
-        }
-        for (id, at) in sessions {
-            sqlx::query(
-                "UPDATE sessions SET last_heard_at = $1 WHERE id = $2 AND ended_at IS NULL AND last_heard_at < $1",
-            )
-            .bind(at)
-            .bind(id)
-            .execute(&mut *tx)
-            .await
-            .map_err(se)?;
-        }
-        tx.commit().await.map_err(se)?;
-        Ok(())
+        self.write_heartbeats(devices, sessions).await
     }
 
     async fn user_balance(&self, user_id: i64) -> StoreResult<i64> {
