@@ -82,6 +82,8 @@ pub struct Inner {
     sessions: DashMap<String, ActorRef<SessionActor>>,
     by_user: DashMap<i64, String>,
     beats: mpsc::Sender<Beat>,
+    /// Kiosks' command acknowledgements, to the ack writer.
+    acks: mpsc::UnboundedSender<Vec<i64>>,
     /// Set when several nodes share the database (Redis configured).
     placement: std::sync::OnceLock<Arc<dyn Placement>>,
     /// Shutting down: no more actors are spawned.
@@ -186,6 +188,12 @@ impl Inner {
     pub(crate) fn beat_session(&self, id: i64, at: i64) {
         let _ = self.beats.try_send(Beat::Session(id, at));
     }
+
+    /// Records acknowledged commands (their pending state in the actor is already
+    /// gone): written by the ack writer, batched with whatever else arrived meanwhile.
+    pub(crate) fn acked(&self, ids: Vec<i64>) {
+        let _ = self.acks.send(ids);
+    }
 }
 
 /// A failure of a coordinator operation.
@@ -227,6 +235,7 @@ impl Coordinator {
         events: Events,
     ) -> Self {
         let (tx, rx) = mpsc::channel(65_536);
+        let (acks, acks_rx) = mpsc::unbounded_channel();
         let flush = cfg.heartbeat_flush;
         let inner = Arc::new(Inner {
             store: store.clone(),
@@ -237,11 +246,13 @@ impl Coordinator {
             sessions: DashMap::new(),
             by_user: DashMap::new(),
             beats: tx,
+            acks,
             placement: std::sync::OnceLock::new(),
             closing: std::sync::atomic::AtomicBool::new(false),
             orphans: DashMap::new(),
             revivals: DashMap::new(),
         });
+        tokio::spawn(ack_writer(store.clone(), inner.clock, acks_rx));
         tokio::spawn(heartbeat_writer(store, rx, flush));
         if let Some(idle) = inner.cfg.idle {
             tokio::spawn(idle_sweeper(Arc::downgrade(&inner), idle));
@@ -1305,6 +1316,27 @@ fn session_reply<T, M>(r: Result<T, SendError<M, SessionError>>) -> Result<Optio
         | Err(SendError::ActorStopped) => Ok(None),
         Err(SendError::HandlerError(SessionError::Store(e))) => Err(CoordError::Store(e)),
         Err(e) => Err(unavailable(e)),
+    }
+}
+
+/// Writes command acknowledgements: each write takes everything that arrived while the
+/// previous one ran, so a broadcast's 19,000 acks are a few transactions, not 19,000
+/// (and no device actor waits for the database to take its kiosk's ack). An ack lost to
+/// a crash before its write only means the command is sent again after the restart; the
+/// kiosk deduplicates on its id (WS.md §6).
+async fn ack_writer(
+    store: Arc<dyn Store>,
+    clock: Clock,
+    mut rx: mpsc::UnboundedReceiver<Vec<i64>>,
+) {
+    while let Some(mut ids) = rx.recv().await {
+        while let Ok(more) = rx.try_recv() {
+            ids.extend(more);
+        }
+        if let Err(e) = store.ack_commands(&ids, clock.now_ms()).await {
+            metrics::counter!(catalog::STORE_ERRORS, "op" => "ack_commands").increment(1);
+            tracing::warn!(error = %e, "recording command acks failed");
+        }
     }
 }
 

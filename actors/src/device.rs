@@ -936,10 +936,8 @@ impl Message<FromKiosk> for DeviceActor {
             }
             ClientMessage::Ack(a) => {
                 let done = self.stream.ack(a.seq);
-                if !done.is_empty()
-                    && let Err(e) = self.inner.store.ack_commands(&done, now).await
-                {
-                    tracing::warn!(device = %self.rec.code, error = %e, "recording command acks failed");
+                if !done.is_empty() {
+                    self.inner.acked(done);
                 }
                 None
             }

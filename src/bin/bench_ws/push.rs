@@ -100,7 +100,7 @@ async fn wait_ready(base: &str, path: &str) -> anyhow::Result<()> {
 pub async fn run(a: PushArgs) -> anyhow::Result<()> {
     let _ = rlimit::increase_nofile_limit(u64::MAX);
     let me = std::env::current_exe()?;
-    let kioskd_exe = me.with_file_name("kioskd");
+    let server_exe = me.with_file_name("kioskd");
     let mut k = None;
     let mut p = None;
     if a.kioskd {
@@ -128,12 +128,12 @@ pub async fn run(a: PushArgs) -> anyhow::Result<()> {
                 .stdout(Stdio::null());
         };
         // The operator, as an administrator adds one.
-        let mut add = Command::new(&kioskd_exe);
+        let mut add = Command::new(&server_exe);
         add.args(["operator", "add", "--username", OPERATOR, "--role", "admin"]);
         env(&mut add);
         let st = add.status().await?;
         anyhow::ensure!(st.success(), "kioskd operator add failed: {st}");
-        let mut serve = Command::new(&kioskd_exe);
+        let mut serve = Command::new(&server_exe);
         serve.arg("serve").kill_on_drop(true);
         env(&mut serve);
         let server = Proc(serve.spawn()?);
