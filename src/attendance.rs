@@ -177,7 +177,7 @@ pub async fn queue_command(
     match db.terminal(sn).await {
         Ok(Some(_)) => {}
         Ok(None) => return Err(OpError::NotFound("no such terminal".into())),
-        Err(e) => return Err(OpError::Store(e.0)),
+        Err(e) => return Err(OpError::Store(e.to_string())),
     }
     let cmd = NewCommand {
         sn: sn.to_string(),
@@ -188,5 +188,5 @@ pub async fn queue_command(
     };
     db.enqueue_command(&cmd, now)
         .await
-        .map_err(|e| OpError::Store(e.0))
+        .map_err(|e| OpError::Store(e.to_string()))
 }

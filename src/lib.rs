@@ -9,6 +9,8 @@ pub mod broker;
 pub mod cluster;
 pub mod config;
 pub mod demo;
+pub mod devices;
+pub mod games;
 pub mod http;
 pub mod identity;
 pub mod kiosk_auth;

@@ -214,7 +214,6 @@ async fn the_database_refuses_a_second_active_session_and_a_negative_balance() {
 
 #[tokio::test]
 async fn heartbeats_are_written_in_chunks_and_never_move_back() {
-    use kioskd_actors::ports::Store;
     let app = spawn_app("").await;
     app.add_device(A, 5).await;
     let (phone, _uid) = app.phone("oBeat", "17717460016", 100).await;

@@ -68,7 +68,7 @@ async fn refuse_bridge_terminals(
         match s.db.terminal_iclock(&sn).await {
             Ok(Some(t)) if t.bridge => return text(StatusCode::FORBIDDEN, "UNKNOWN DEVICE"),
             Ok(_) => {}
-            Err(e) => return failed(TermError::Store(e.0)),
+            Err(e) => return failed(TermError::Store(e)),
         }
     }
     next.run(req).await
@@ -182,12 +182,12 @@ async fn handshake(
                 if t.proven_addr.as_deref() != Some(addr.as_str())
                     && let Err(e) = s.db.set_terminal_proven(&sn, &addr).await
                 {
-                    return failed(TermError::Store(e.0));
+                    return failed(TermError::Store(e));
                 }
             }
         }
         Ok(None) => {}
-        Err(e) => return failed(TermError::Store(e.0)),
+        Err(e) => return failed(TermError::Store(e)),
     }
     if q.get("table")
         .is_some_and(|t| t.eq_ignore_ascii_case("RemoteAtt"))
@@ -203,7 +203,7 @@ async fn handshake(
             if let Some(lang) = q.get("language").filter(|l| l.len() <= 8)
                 && let Err(e) = s.db.set_terminal_language(&sn, lang).await
             {
-                return failed(TermError::Store(e.0));
+                return failed(TermError::Store(e));
             }
             (
                 kioskd_actors::terminal::parse_zone(&t.timezone).unwrap_or(s.tz),
@@ -376,7 +376,7 @@ async fn upload(
         "OPERLOG" => {
             let (users, n) = operlog_lines(&body);
             if let Err(e) = s.db.add_seen_users(&sn, &users, now).await {
-                return failed(TermError::Store(e.0));
+                return failed(TermError::Store(e));
             }
             // Advance the stamp on every accepted post, or the terminal re-sends forever.
             if let Some(stamp) = q.get("stamp")
@@ -401,7 +401,7 @@ async fn upload(
                 })
                 .collect();
             if let Err(e) = s.db.add_error_logs(&logs, now).await {
-                return failed(TermError::Store(e.0));
+                return failed(TermError::Store(e));
             }
             text(StatusCode::OK, format!("OK:{}", logs.len()))
         }
@@ -437,7 +437,7 @@ async fn getrequest(
     };
     let trusted = match s.db.terminal_iclock(&sn).await {
         Ok(t) => proven(&t, &peer),
-        Err(e) => return failed(TermError::Store(e.0)),
+        Err(e) => return failed(TermError::Store(e)),
     };
     let info = q.get("info").map(|i| i.chars().take(1000).collect());
     match s.terminals.native_poll(&sn, info).await {
@@ -445,7 +445,7 @@ async fn getrequest(
         Ok(cmds) => {
             let gbk = match s.db.terminal_language(&sn).await {
                 Ok(l) => l.as_deref() == Some(CHINESE),
-                Err(e) => return failed(TermError::Store(e.0)),
+                Err(e) => return failed(TermError::Store(e)),
             };
             let mut body = render_commands(&cmds);
             if !trusted {

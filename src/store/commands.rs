@@ -10,7 +10,7 @@ use super::{Db, se};
 
 impl Db {
     /// Queues a command for one device; returns its id.
-    pub(super) async fn insert_command(
+    pub async fn add_command(
         &self,
         device_id: i64,
         name: &str,
@@ -30,7 +30,7 @@ impl Db {
     }
 
     /// Stores a broadcast: one row, one statement (its own transaction).
-    pub(super) async fn insert_broadcast(
+    pub async fn add_broadcast(
         &self,
         name: &str,
         text: Option<&str>,
@@ -48,7 +48,7 @@ impl Db {
     }
 
     /// A device's unacknowledged commands and broadcast copies, oldest first.
-    pub(super) async fn commands_pending(
+    pub async fn pending_commands(
         &self,
         device_id: i64,
     ) -> StoreResult<Vec<(i64, String, Option<String>)>> {
@@ -94,7 +94,7 @@ impl Db {
 
     /// Records acknowledgements: a command's row is marked, a broadcast copy's ack is a
     /// row of its own (at most one per device and broadcast). One transaction.
-    pub(super) async fn commands_acked(&self, ids: &[i64], now: i64) -> StoreResult<()> {
+    pub async fn ack_commands(&self, ids: &[i64], now: i64) -> StoreResult<()> {
         if ids.is_empty() {
             return Ok(());
         }

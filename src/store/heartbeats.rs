@@ -17,7 +17,8 @@ use super::{Db, se};
 const CHUNK: usize = 250;
 
 impl Db {
-    pub(super) async fn write_heartbeats(
+    /// Records last-heard times of devices and sessions (batched, monotonic).
+    pub async fn record_heartbeats(
         &self,
         devices: &[(i64, i64)],
         sessions: &[(i64, i64)],
