@@ -211,3 +211,54 @@ async fn the_database_refuses_a_second_active_session_and_a_negative_balance() {
     app.assert_invariants().await;
     app.stop().await;
 }
+
+#[tokio::test]
+async fn heartbeats_are_written_in_chunks_and_never_move_back() {
+    let app = spawn_app("").await;
+    app.add_device(A, 5).await;
+    let (phone, _uid) = app.phone("oBeat", "17717460016", 100).await;
+    app.check(A).await;
+    assert_eq!(phone.scan(A).await["result"], "success");
+    // More devices than one statement takes.
+    for i in 0..600 {
+        sqlx::query("INSERT INTO devices (code, name, charge_mode, billing_mode, ctime, utime) VALUES ($1, 'b', 5, 'prepaid', 0, 0)")
+            .bind(format!("BE-AT-00-00-{:02X}-{:02X}", i / 256, i % 256))
+            .execute(app.db.pool())
+            .await
+            .unwrap();
+    }
+    let ids: Vec<i64> = sqlx::query_scalar("SELECT id FROM devices ORDER BY id")
+        .fetch_all(app.db.pool())
+        .await
+        .unwrap();
+    let sid: i64 = sqlx::query_scalar("SELECT id FROM sessions WHERE ended_at IS NULL")
+        .fetch_one(app.db.pool())
+        .await
+        .unwrap();
+    let far = 9_000_000_000_000i64;
+    let beats: Vec<(i64, i64)> = ids.iter().map(|id| (*id, far + id)).collect();
+    app.db
+        .record_heartbeats(&beats, &[(sid, far)])
+        .await
+        .unwrap();
+    // Older times change nothing.
+    let old: Vec<(i64, i64)> = ids.iter().map(|id| (*id, far - 1)).collect();
+    app.db
+        .record_heartbeats(&old, &[(sid, far - 1)])
+        .await
+        .unwrap();
+    let written: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM devices WHERE last_seen_at = $1 + id")
+            .bind(far)
+            .fetch_one(app.db.pool())
+            .await
+            .unwrap();
+    assert_eq!(written, ids.len() as i64);
+    let heard: i64 = sqlx::query_scalar("SELECT last_heard_at FROM sessions WHERE id = $1")
+        .bind(sid)
+        .fetch_one(app.db.pool())
+        .await
+        .unwrap();
+    assert_eq!(heard, far);
+    app.stop().await;
+}

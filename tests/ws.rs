@@ -576,6 +576,120 @@ async fn a_broadcast_reaches_every_connected_kiosk_with_its_own_command() {
     app.stop().await;
 }
 
+/// Waits (with a deadline) until `sql` counts `want`.
+async fn count_becomes(app: &TestApp, sql: &str, want: i64) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_string()))
+            .fetch_one(app.db.pool())
+            .await
+            .unwrap();
+        if n == want {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{sql}: {n}, want {want}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_broadcast_is_redelivered_after_reconnect_and_restart_until_acknowledged() {
+    let app = spawn_app(WS).await;
+    let (a, b, c) = (
+        "AA-BB-CC-DD-EE-21",
+        "AA-BB-CC-DD-EE-22",
+        "AA-BB-CC-DD-EE-23",
+    );
+    app.add_device(a, 5).await;
+    app.add_device(b, 5).await;
+    let mut ka = Client::connect(&app, &format!("/ws/kiosk?device_code={a}"))
+        .await
+        .unwrap();
+    ka.send(json!({"type":"hello"})).await;
+    ka.until("snapshot").await;
+    let (st, v) = app
+        .ops_post(
+            "/ops/broadcast",
+            json!({"name":"message","text":"closing soon"}),
+        )
+        .await;
+    assert_eq!(st, 202, "{v}");
+    let first = ka.until("command").await;
+    assert_eq!(first["data"]["text"], "closing soon");
+    let id_a = first["data"]["id"].as_i64().unwrap();
+    let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM broadcasts")
+        .fetch_one(app.db.pool())
+        .await
+        .unwrap();
+    assert_eq!(stored, 1, "one row for the broadcast");
+    drop(ka); // not acknowledged: sent again on the next connection, same id
+    let mut ka = Client::connect(&app, &format!("/ws/kiosk?device_code={a}"))
+        .await
+        .unwrap();
+    ka.send(json!({"type":"hello"})).await;
+    let snap = ka.until("snapshot").await;
+    assert_eq!(snap["data"]["pending_commands"][0]["id"], id_a);
+    let again = ka.until("command").await;
+    assert_eq!(again["data"]["id"], id_a, "re-sent with the same id");
+    ka.send(json!({"type":"ack","data":{"seq": again["seq"], "epoch": snap["data"]["epoch"]}}))
+        .await;
+    count_becomes(&app, "SELECT COUNT(*) FROM broadcast_acks", 1).await;
+    // A device registered before the broadcast but not connected then gets its own copy
+    // when it connects; one registered after it gets nothing.
+    let mut kb = Client::connect(&app, &format!("/ws/kiosk?device_code={b}"))
+        .await
+        .unwrap();
+    kb.send(json!({"type":"hello"})).await;
+    kb.until("snapshot").await;
+    let cb = kb.until("command").await;
+    assert_eq!(cb["data"]["text"], "closing soon");
+    let id_b = cb["data"]["id"].as_i64().unwrap();
+    assert_ne!(id_b, id_a, "each device acknowledges its own copy");
+    drop(kb);
+    app.add_device(c, 5).await;
+    let mut kc = Client::connect(&app, &format!("/ws/kiosk?device_code={c}"))
+        .await
+        .unwrap();
+    kc.send(json!({"type":"hello"})).await;
+    let snap = kc.until("snapshot").await;
+    assert_eq!(snap["data"]["pending_commands"], json!([]));
+    drop(kc);
+    // After a restart: the acknowledged copy is gone, the other is still pending.
+    let url = app.db_url.clone();
+    let tdb = app.stop().await;
+    let app = spawn_on(tdb, url, WS).await;
+    let mut ka = Client::connect(&app, &format!("/ws/kiosk?device_code={a}"))
+        .await
+        .unwrap();
+    ka.send(json!({"type":"hello"})).await;
+    let snap = ka.until("snapshot").await;
+    assert_eq!(snap["data"]["pending_commands"], json!([]), "acknowledged");
+    let (st, _) = app
+        .ops_post(
+            &format!("/ops/devices/{a}/command"),
+            json!({"name":"restart"}),
+        )
+        .await;
+    assert_eq!(st, 202);
+    let next = ka.until("command").await;
+    assert_eq!(
+        next["data"]["name"], "restart",
+        "the broadcast is not sent again"
+    );
+    let mut kb = Client::connect(&app, &format!("/ws/kiosk?device_code={b}"))
+        .await
+        .unwrap();
+    kb.send(json!({"type":"hello"})).await;
+    let snap = kb.until("snapshot").await;
+    assert_eq!(snap["data"]["pending_commands"][0]["id"], id_b);
+    let cb = kb.until("command").await;
+    assert_eq!(cb["data"]["id"], id_b, "still pending after a restart");
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn a_connection_whose_queue_overflows_is_closed_as_a_slow_consumer_and_the_device_goes_on() {
     // A queue of 2 frames: the snapshot plus five pending commands, pushed in one go on

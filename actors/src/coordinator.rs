@@ -84,6 +84,8 @@ pub struct Inner {
     sessions: DashMap<String, ActorRef<SessionActor>>,
     by_user: DashMap<i64, String>,
     beats: mpsc::Sender<Beat>,
+    /// Kiosks' command acknowledgements, to the ack writer.
+    acks: mpsc::UnboundedSender<Vec<i64>>,
     /// Set when several nodes share the database (Redis configured).
     placement: std::sync::OnceLock<Arc<dyn Placement>>,
     /// Shutting down: no more actors are spawned.
@@ -195,6 +197,15 @@ impl Inner {
     pub(crate) fn beat_session(&self, id: i64, at: i64) {
         let _ = self.beats.try_send(Beat::Session(id, at));
     }
+
+    /// Records acknowledged commands (their pending state in the actor is already
+    /// gone): written by the ack writer, batched with whatever else arrived meanwhile.
+    pub(crate) fn acked(&self, ids: Vec<i64>) {
+        // An empty batch would read as the stop (`shutdown`).
+        if !ids.is_empty() {
+            let _ = self.acks.send(ids);
+        }
+    }
 }
 
 /// A failure of a coordinator operation.
@@ -236,6 +247,7 @@ impl Coordinator {
         events: Events,
     ) -> Self {
         let (tx, rx) = mpsc::channel(65_536);
+        let (acks, acks_rx) = mpsc::unbounded_channel();
         let flush = cfg.heartbeat_flush;
         let inner = Arc::new(Inner {
             store: store.clone(),
@@ -246,13 +258,17 @@ impl Coordinator {
             sessions: DashMap::new(),
             by_user: DashMap::new(),
             beats: tx,
+            acks,
             placement: std::sync::OnceLock::new(),
             closing: std::sync::atomic::AtomicBool::new(false),
             orphans: DashMap::new(),
             revivals: DashMap::new(),
             tasks: std::sync::Mutex::new((Vec::new(), Vec::new())),
         });
-        let mut tasks = vec![tokio::spawn(heartbeat_writer(store, rx, flush))];
+        let mut tasks = vec![
+            tokio::spawn(heartbeat_writer(store.clone(), rx, flush)),
+            tokio::spawn(ack_writer(store, inner.clock, acks_rx)),
+        ];
         if let Some(idle) = inner.cfg.idle {
             tasks.push(tokio::spawn(idle_sweeper(Arc::downgrade(&inner), idle)));
         }
@@ -596,10 +612,16 @@ impl Coordinator {
                 Err(e) => Err(e),
             },
             Request::Release { code, to } => self.release(&code, &to).await,
-            Request::Broadcast { name, text } => self
-                .broadcast_local(&name, text.as_deref())
-                .await
-                .map(Reply::Count),
+            Request::Broadcast { name, text, id } => {
+                let id = match id {
+                    Some(id) => Ok(id),
+                    None => self.store_broadcast(&name, text.as_deref()).await,
+                };
+                match id {
+                    Ok(id) => Ok(Reply::Count(self.broadcast_local(id, name, text))),
+                    Err(e) => Err(e),
+                }
+            }
             Request::Sessions => Ok(Reply::Sessions(self.local_sessions().await)),
             Request::LiveDevices => Ok(Reply::Devices(self.local_devices().await)),
         };
@@ -971,15 +993,19 @@ impl Coordinator {
         M::out(r)
     }
 
-    /// Sends a command to every live device (on every node) at once: stored for all in
-    /// one transaction per node, then pushed by each device actor. Returns how many
-    /// devices it was queued for.
+    /// Sends a command to every device: stored once (one broadcast row, whatever the
+    /// number of devices), then pushed by every live device actor (on every node) as
+    /// that device's own copy, pending until its kiosk acknowledges it; devices not live
+    /// now get it when their actor next starts. Returns how many live devices it was
+    /// pushed to.
     pub async fn broadcast(&self, name: &str, text: Option<&str>) -> Result<usize, CoordError> {
-        let mut n = self.broadcast_local(name, text).await?;
+        let id = self.store_broadcast(name, text).await?;
+        let mut n = self.broadcast_local(id, name.to_string(), text.map(str::to_string));
         for node in self.peers().await {
             let req = Request::Broadcast {
                 name: name.to_string(),
                 text: text.map(str::to_string),
+                id: Some(id),
             };
             match self.forward(&node, req).await {
                 Ok(Reply::Count(c)) => n += c,
@@ -992,29 +1018,26 @@ impl Coordinator {
         Ok(n)
     }
 
-    async fn broadcast_local(&self, name: &str, text: Option<&str>) -> Result<usize, CoordError> {
-        let live: Vec<(i64, ActorRef<DeviceActor>)> = self
-            .inner
-            .devices
-            .iter()
-            .map(|e| e.value().clone())
-            .collect();
-        if live.is_empty() {
-            return Ok(0);
-        }
-        let ids: Vec<i64> = live.iter().map(|(id, _)| *id).collect();
+    async fn store_broadcast(&self, name: &str, text: Option<&str>) -> Result<i64, CoordError> {
         let now = self.inner.clock.now_ms();
-        let cmd_ids = self.inner.store.add_commands(&ids, name, text, now).await?;
-        for ((_, actor), id) in live.iter().zip(cmd_ids) {
-            let cmd = kioskd_protocol::ws::Command {
-                id,
-                name: name.to_string(),
-                text: text.map(str::to_string),
-            };
-            let _ = actor.tell(crate::device::Deliver(cmd)).try_send();
+        Ok(self.inner.store.add_broadcast(name, text, now).await?)
+    }
+
+    /// Pushes a stored broadcast to every device actor live here: one shared message,
+    /// no storage on the way.
+    fn broadcast_local(&self, id: i64, name: String, text: Option<String>) -> usize {
+        let msg = Arc::new(crate::device::Broadcast { id, name, text });
+        let mut n = 0;
+        for e in self.inner.devices.iter() {
+            let _ = e
+                .value()
+                .1
+                .tell(crate::device::Deliver(msg.clone()))
+                .try_send();
+            n += 1;
         }
-        metrics::counter!(catalog::COMMANDS_QUEUED).increment(live.len() as u64);
-        Ok(live.len())
+        metrics::counter!(catalog::COMMANDS_QUEUED).increment(n as u64);
+        n
     }
 
     /// A postpaid order of `code`'s was paid: its kiosk is told (when its actor is live,
@@ -1122,16 +1145,17 @@ impl Coordinator {
         for d in devices {
             let _ = d.stop_gracefully().await;
         }
-        // The background tasks: the heartbeat writer writes what it was given and ends,
-        // the idle sweeper is stopped; both are joined.
+        // The background tasks: the heartbeat and ack writers write what they were given
+        // and end, the idle sweeper is stopped; all are joined.
         let _ = self.inner.beats.send(Beat::Stop).await;
+        let _ = self.inner.acks.send(Vec::new());
         let handles = match self.inner.tasks.lock() {
             Ok(mut t) => std::mem::take(&mut t.0),
             Err(_) => Vec::new(),
         };
         for (i, h) in handles.into_iter().enumerate() {
-            // The writer (first) ends by itself; the sweeper is aborted.
-            if i > 0 {
+            // The writers (first two) end by themselves; the sweeper is aborted.
+            if i > 1 {
                 h.abort();
             }
             let _ = h.await;
@@ -1338,6 +1362,37 @@ fn session_reply<T, M>(r: Result<T, SendError<M, SessionError>>) -> Result<Optio
         | Err(SendError::ActorStopped) => Ok(None),
         Err(SendError::HandlerError(SessionError::Store(e))) => Err(CoordError::Store(e)),
         Err(e) => Err(unavailable(e)),
+    }
+}
+
+/// Writes command acknowledgements: each write takes everything that arrived while the
+/// previous one ran, so a broadcast's 19,000 acks are a few transactions, not 19,000
+/// (and no device actor waits for the database to take its kiosk's ack). An ack lost to
+/// a crash before its write only means the command is sent again after the restart; the
+/// kiosk deduplicates on its id (WS.md §6).
+async fn ack_writer(
+    store: Arc<dyn Store>,
+    clock: Clock,
+    mut rx: mpsc::UnboundedReceiver<Vec<i64>>,
+) {
+    // An empty batch is the coordinator's stop: write what came before it and end.
+    let mut stop = false;
+    while let Some(mut ids) = rx.recv().await {
+        stop |= ids.is_empty();
+        while let Ok(more) = rx.try_recv() {
+            stop |= more.is_empty();
+            ids.extend(more);
+        }
+        if ids.is_empty() {
+            break;
+        }
+        if let Err(e) = store.ack_commands(&ids, clock.now_ms()).await {
+            metrics::counter!(catalog::STORE_ERRORS, "op" => "ack_commands").increment(1);
+            tracing::warn!(error = %e, "recording command acks failed");
+        }
+        if stop {
+            break;
+        }
     }
 }
 

@@ -936,10 +936,8 @@ impl Message<FromKiosk> for DeviceActor {
             }
             ClientMessage::Ack(a) => {
                 let done = self.stream.ack(a.seq);
-                if !done.is_empty()
-                    && let Err(e) = self.inner.store.ack_commands(&done, now).await
-                {
-                    tracing::warn!(device = %self.rec.code, error = %e, "recording command acks failed");
+                if !done.is_empty() {
+                    self.inner.acked(done);
                 }
                 None
             }
@@ -994,15 +992,34 @@ impl Message<SendCommand> for DeviceActor {
     }
 }
 
-/// A command already stored (a broadcast): push it and keep it pending until acked.
+/// A stored broadcast, shared by every device it is pushed to.
 #[derive(Debug)]
-pub struct Deliver(pub Command);
+pub struct Broadcast {
+    /// The broadcast's id (each device's copy has its own wire id derived from it).
+    pub id: i64,
+    /// Command name.
+    pub name: String,
+    /// Its text.
+    pub text: Option<String>,
+}
+
+/// A broadcast already stored: push this device's copy and keep it pending until acked.
+#[derive(Debug)]
+pub struct Deliver(pub Arc<Broadcast>);
 
 impl Message<Deliver> for DeviceActor {
     type Reply = ();
 
-    async fn handle(&mut self, Deliver(cmd): Deliver, _ctx: &mut Context<Self, Self::Reply>) {
-        self.stream.command(cmd);
+    async fn handle(&mut self, Deliver(b): Deliver, _ctx: &mut Context<Self, Self::Reply>) {
+        let Some(id) = crate::ports::broadcast_copy_id(b.id, self.rec.id) else {
+            tracing::warn!(device = %self.rec.code, broadcast = b.id, "broadcast or device id out of the copy-id range");
+            return;
+        };
+        self.stream.command(Command {
+            id,
+            name: b.name.clone(),
+            text: b.text.clone(),
+        });
     }
 }
 

@@ -33,6 +33,9 @@ struct State {
     next_session: i64,
     /// Commands: id → (device, name, text, acked).
     commands: BTreeMap<i64, (i64, String, Option<String>, bool)>,
+    /// Broadcasts: id → (name, text); and the (device, broadcast) copies acknowledged.
+    broadcasts: BTreeMap<i64, (String, Option<String>)>,
+    broadcast_acks: std::collections::HashSet<(i64, i64)>,
     /// Postpaid orders: id → (user, amount, paid).
     orders: BTreeMap<String, (i64, i64, bool)>,
 }
@@ -350,18 +353,12 @@ impl Store for MemStore {
         Ok(id)
     }
 
-    async fn add_commands(
-        &self,
-        device_ids: &[i64],
-        name: &str,
-        text: Option<&str>,
-        now: i64,
-    ) -> StoreResult<Vec<i64>> {
-        let mut ids = Vec::new();
-        for d in device_ids {
-            ids.push(self.add_command(*d, name, text, now).await?);
-        }
-        Ok(ids)
+    async fn add_broadcast(&self, name: &str, text: Option<&str>, _now: i64) -> StoreResult<i64> {
+        let mut s = self.state.lock().unwrap();
+        let id = s.broadcasts.len() as i64 + 1;
+        s.broadcasts
+            .insert(id, (name.to_string(), text.map(str::to_string)));
+        Ok(id)
     }
 
     async fn pending_commands(
@@ -369,17 +366,29 @@ impl Store for MemStore {
         device_id: i64,
     ) -> StoreResult<Vec<(i64, String, Option<String>)>> {
         let s = self.state.lock().unwrap();
-        Ok(s.commands
+        let mut out: Vec<_> = s
+            .commands
             .iter()
             .filter(|(_, c)| c.0 == device_id && !c.3)
             .map(|(id, c)| (*id, c.1.clone(), c.2.clone()))
-            .collect())
+            .collect();
+        // (Every device here was registered before any broadcast.)
+        for (b, (name, text)) in &s.broadcasts {
+            if !s.broadcast_acks.contains(&(device_id, *b))
+                && let Some(id) = broadcast_copy_id(*b, device_id)
+            {
+                out.push((id, name.clone(), text.clone()));
+            }
+        }
+        Ok(out)
     }
 
     async fn ack_commands(&self, ids: &[i64], _now: i64) -> StoreResult<()> {
         let mut s = self.state.lock().unwrap();
         for id in ids {
-            if let Some(c) = s.commands.get_mut(id) {
+            if let Some((b, device)) = broadcast_of_copy(*id) {
+                s.broadcast_acks.insert((device, b));
+            } else if let Some(c) = s.commands.get_mut(id) {
                 c.3 = true;
             }
         }

@@ -179,6 +179,10 @@ pub enum Request {
         name: String,
         /// Its text.
         text: Option<String>,
+        /// The broadcast, already stored by the sender (absent from older senders: the
+        /// receiver stores it then).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<i64>,
     },
     /// The receiver's running sessions.
     Sessions,

@@ -355,24 +355,62 @@ pub trait Store: Send + Sync + 'static {
         text: Option<&str>,
         now: i64,
     ) -> StoreResult<i64>;
-    /// Queues one command for each of `device_ids` in one transaction; returns the
-    /// command ids in the same order.
-    async fn add_commands(
-        &self,
-        device_ids: &[i64],
-        name: &str,
-        text: Option<&str>,
-        now: i64,
-    ) -> StoreResult<Vec<i64>>;
-    /// A device's commands not yet acknowledged, oldest first: (id, name, text).
+    /// Stores a broadcast once (one row, whatever the number of devices); returns its
+    /// id. Every device registered by `now` has it pending (as its own copy, see
+    /// [`broadcast_copy_id`]) until its kiosk acknowledges that copy.
+    async fn add_broadcast(&self, name: &str, text: Option<&str>, now: i64) -> StoreResult<i64>;
+    /// A device's commands not yet acknowledged, oldest first: (id, name, text). Its
+    /// copies of broadcasts are among them, with their [`broadcast_copy_id`]s.
     async fn pending_commands(
         &self,
         device_id: i64,
     ) -> StoreResult<Vec<(i64, String, Option<String>)>>;
-    /// Marks commands acknowledged.
+    /// Marks commands acknowledged (a broadcast copy's id records that device's ack).
     async fn ack_commands(&self, ids: &[i64], now: i64) -> StoreResult<()>;
     /// The unpaid postpaid order left by the device's most recent session, if any.
     async fn unpaid_order_of_device(&self, _device_id: i64) -> StoreResult<Option<String>> {
         Ok(None)
+    }
+}
+
+/// Bits of a broadcast copy's id that hold the device id.
+const COPY_DEVICE_BITS: u32 = 30;
+
+/// The wire id of device `device_id`'s copy of broadcast `broadcast_id`: negative, so it
+/// never collides with a device command's id, distinct per device (each kiosk
+/// acknowledges its own copy), and within ±2^53 (exact in JavaScript) for broadcast ids
+/// below 2^23 and device ids below 2^30. `None` outside those ranges.
+pub fn broadcast_copy_id(broadcast_id: i64, device_id: i64) -> Option<i64> {
+    let ok =
+        (1..1 << 23).contains(&broadcast_id) && (1..1 << COPY_DEVICE_BITS).contains(&device_id);
+    ok.then(|| -((broadcast_id << COPY_DEVICE_BITS) | device_id))
+}
+
+/// The (broadcast id, device id) a broadcast copy's wire id stands for; `None` for a
+/// device command's id.
+pub fn broadcast_of_copy(id: i64) -> Option<(i64, i64)> {
+    if id >= 0 {
+        return None;
+    }
+    let v = id.checked_neg()?;
+    Some((v >> COPY_DEVICE_BITS, v & ((1 << COPY_DEVICE_BITS) - 1)))
+}
+
+#[cfg(test)]
+mod copy_id_tests {
+    use super::*;
+
+    #[test]
+    fn a_broadcast_copy_id_names_its_broadcast_and_device_and_never_a_command() {
+        let id = broadcast_copy_id(7, 19_000).unwrap();
+        assert!(id < 0);
+        assert!(id.unsigned_abs() <= 1 << 53);
+        assert_eq!(broadcast_of_copy(id), Some((7, 19_000)));
+        assert_ne!(broadcast_copy_id(7, 19_001), Some(id));
+        let max = broadcast_copy_id((1 << 23) - 1, (1 << 30) - 1).unwrap();
+        assert!(max.unsigned_abs() < 1 << 53);
+        assert_eq!(broadcast_of_copy(42), None);
+        assert_eq!(broadcast_copy_id(1 << 23, 1), None);
+        assert_eq!(broadcast_copy_id(1, 0), None);
     }
 }

@@ -87,6 +87,44 @@ enum Cmd {
         #[arg(long, default_value = "")]
         ops_token: String,
     },
+    /// Operator push latency and memory per kiosk measured from outside: worker
+    /// processes hold the kiosks, commands go through the ops API with an operator's
+    /// personal token; the same run against the Node `ws` peer (benches/peer), side by
+    /// side with the ratios.
+    Push {
+        #[arg(long, default_value_t = 19000)]
+        kiosks: usize,
+        /// Load generator processes.
+        #[arg(long, default_value_t = 4)]
+        workers: usize,
+        /// Loopback source addresses (127.0.0.1..).
+        #[arg(long, default_value_t = 4)]
+        sources: u8,
+        /// Commands to time, one at a time.
+        #[arg(long, default_value_t = 400)]
+        singles: usize,
+        #[arg(long, default_value_t = 1)]
+        broadcasts: usize,
+        /// Measure only kioskd / only the peer.
+        #[arg(long)]
+        only: Option<String>,
+        #[arg(long, default_value = "node")]
+        node: String,
+        #[arg(long, default_value = "benches/peer/server.js")]
+        peer_script: String,
+    },
+    /// A `push` load generator process (started by `push`).
+    #[command(hide = true)]
+    PushWorker {
+        #[arg(long)]
+        port: u16,
+        #[arg(long)]
+        first: usize,
+        #[arg(long)]
+        count: usize,
+        #[arg(long, default_value_t = 4)]
+        sources: u8,
+    },
     /// Two `kioskd serve` children on one database and one Redis: kiosks on node A,
     /// phones and operators on node B; forwarded push latency.
     Cluster {
@@ -693,6 +731,35 @@ async fn main() -> anyhow::Result<()> {
             }
             None => bench_ws::run(kiosks, sources, sessions, singles, broadcasts).await,
         },
+        Cmd::Push {
+            kiosks,
+            workers,
+            sources,
+            singles,
+            broadcasts,
+            only,
+            node,
+            peer_script,
+        } => {
+            bench_ws::push::run(bench_ws::push::PushArgs {
+                kiosks,
+                workers,
+                sources,
+                singles,
+                broadcasts,
+                kioskd: only.as_deref() != Some("peer"),
+                peer: only.as_deref() != Some("kioskd"),
+                node,
+                peer_script,
+            })
+            .await
+        }
+        Cmd::PushWorker {
+            port,
+            first,
+            count,
+            sources,
+        } => bench_ws::push::worker(port, first, count, sources).await,
         Cmd::Cluster {
             kiosks,
             sources,

@@ -10,9 +10,11 @@
 mod attendance;
 mod audit;
 mod captcha;
+mod commands;
 mod devices;
 mod error;
 mod games;
+mod heartbeats;
 mod ledger;
 mod maintainers;
 mod operators;

@@ -75,14 +75,8 @@ impl Store for Db {
         Db::add_command(self, device_id, name, text, now).await
     }
 
-    async fn add_commands(
-        &self,
-        device_ids: &[i64],
-        name: &str,
-        text: Option<&str>,
-        now: i64,
-    ) -> StoreResult<Vec<i64>> {
-        Db::add_commands(self, device_ids, name, text, now).await
+    async fn add_broadcast(&self, name: &str, text: Option<&str>, now: i64) -> StoreResult<i64> {
+        Db::add_broadcast(self, name, text, now).await
     }
 
     async fn pending_commands(

@@ -386,37 +386,6 @@ impl Db {
         row.as_ref().map(session_from_row).transpose()
     }
 
-    /// Records last-heard times of devices and sessions (batched, monotonic).
-    pub async fn record_heartbeats(
-        &self,
-        devices: &[(i64, i64)],
-        sessions: &[(i64, i64)],
-    ) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await.map_err(se)?;
-        for (id, at) in devices {
-            sqlx::query(
-                "UPDATE devices SET last_seen_at = $1 WHERE id = $2 AND (last_seen_at IS NULL OR last_seen_at < $1)",
-            )
-            .bind(at)
-            .bind(id)
-            .execute(&mut *tx)
-            .await
-            .map_err(se)?;
-        }
-        for (id, at) in sessions {
-            sqlx::query(
-                "UPDATE sessions SET last_heard_at = $1 WHERE id = $2 AND ended_at IS NULL AND last_heard_at < $1",
-            )
-            .bind(at)
-            .bind(id)
-            .execute(&mut *tx)
-            .await
-            .map_err(se)?;
-        }
-        tx.commit().await.map_err(se)?;
-        Ok(())
-    }
-
     /// PostgreSQL: locks the user's row for the rest of the transaction (a no-op on
     /// SQLite, whose single connection already serialises transactions).
     async fn lock_user(

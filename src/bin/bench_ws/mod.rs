@@ -3,6 +3,8 @@
 //! addresses. Reports connections held, the server's RSS per connection (actors
 //! included), and push latency for single-device commands and for a broadcast to all.
 
+pub mod push;
+
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};

@@ -1,0 +1,129 @@
+//! Kiosk commands: one row per command sent to one device (`device_commands`), and
+//! broadcasts stored once (`broadcasts`) with the devices' acknowledgements recorded as
+//! they come (`broadcast_acks`). A device's copy of a broadcast has its own wire id
+//! (`broadcast_copy_id`), so acks and re-deliveries work the same for both.
+
+use kioskd_actors::ports::{StoreResult, broadcast_copy_id, broadcast_of_copy};
+use sqlx::Row;
+
+use super::{Db, se};
+
+impl Db {
+    /// Queues a command for one device; returns its id.
+    pub async fn add_command(
+        &self,
+        device_id: i64,
+        name: &str,
+        text: Option<&str>,
+        now: i64,
+    ) -> StoreResult<i64> {
+        sqlx::query_scalar(
+            "INSERT INTO device_commands (device_id, name, text, created_at) VALUES ($1, $2, $3, $4) RETURNING id",
+        )
+        .bind(device_id)
+        .bind(name)
+        .bind(text)
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(se)
+    }
+
+    /// Stores a broadcast: one row, one statement (its own transaction).
+    pub async fn add_broadcast(
+        &self,
+        name: &str,
+        text: Option<&str>,
+        now: i64,
+    ) -> StoreResult<i64> {
+        sqlx::query_scalar(
+            "INSERT INTO broadcasts (name, text, created_at) VALUES ($1, $2, $3) RETURNING id",
+        )
+        .bind(name)
+        .bind(text)
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(se)
+    }
+
+    /// A device's unacknowledged commands and broadcast copies, oldest first.
+    pub async fn pending_commands(
+        &self,
+        device_id: i64,
+    ) -> StoreResult<Vec<(i64, String, Option<String>)>> {
+        // (created_at, is a broadcast, id, name, text); one statement, so a broadcast
+        // and a command stored meanwhile are seen consistently.
+        let rows = sqlx::query(
+            "SELECT c.created_at, CAST(0 AS BIGINT), c.id, c.name, c.text FROM device_commands c
+             WHERE c.device_id = $1 AND c.acked_at IS NULL
+             UNION ALL
+             SELECT b.created_at, CAST(1 AS BIGINT), b.id, b.name, b.text FROM broadcasts b
+             WHERE b.created_at >= (SELECT d.ctime FROM devices d WHERE d.id = $1)
+               AND NOT EXISTS (SELECT 1 FROM broadcast_acks a
+                               WHERE a.device_id = $1 AND a.broadcast_id = b.id)
+             ORDER BY 1, 2, 3",
+        )
+        .bind(device_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(se)?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let broadcast: i64 = r.try_get(1).map_err(se)?;
+            let id: i64 = r.try_get(2).map_err(se)?;
+            let id = if broadcast == 1 {
+                match broadcast_copy_id(id, device_id) {
+                    Some(copy) => copy,
+                    None => {
+                        tracing::warn!(
+                            broadcast = id,
+                            device_id,
+                            "broadcast or device id out of the copy-id range"
+                        );
+                        continue;
+                    }
+                }
+            } else {
+                id
+            };
+            out.push((id, r.try_get(3).map_err(se)?, r.try_get(4).map_err(se)?));
+        }
+        Ok(out)
+    }
+
+    /// Records acknowledgements: a command's row is marked, a broadcast copy's ack is a
+    /// row of its own (at most one per device and broadcast). One transaction.
+    pub async fn ack_commands(&self, ids: &[i64], now: i64) -> StoreResult<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await.map_err(se)?;
+        for id in ids {
+            if let Some((broadcast, device)) = broadcast_of_copy(*id) {
+                sqlx::query(
+                    "INSERT INTO broadcast_acks (device_id, broadcast_id, acked_at)
+                     SELECT $1, b.id, $3 FROM broadcasts b WHERE b.id = $2
+                     ON CONFLICT DO NOTHING",
+                )
+                .bind(device)
+                .bind(broadcast)
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .map_err(se)?;
+            } else {
+                sqlx::query(
+                    "UPDATE device_commands SET acked_at = $1 WHERE id = $2 AND acked_at IS NULL",
+                )
+                .bind(now)
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .map_err(se)?;
+            }
+        }
+        tx.commit().await.map_err(se)?;
+        Ok(())
+    }
+}

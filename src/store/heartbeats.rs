@@ -1,0 +1,74 @@
+//! Last-heard times, written in batches by the coordinator's heartbeat writer (once a
+//! second, at most one time per device and session).
+//!
+//! With 19,000 kiosk sockets whose pongs are signs of life, a flush holds ~1,000 devices.
+//! One `UPDATE` per row in one transaction held SQLite's only connection for the whole
+//! flush, and every operator command, audit row and token lookup queued behind it (the
+//! tail of the command latency, issue 15). So: one multi-row `UPDATE ... FROM (VALUES
+//! ...)` per chunk, each chunk its own short transaction (heartbeats are monotonic and
+//! idempotent: a flush cut short loses nothing the next one does not write), and other
+//! statements get the connection between chunks.
+
+use kioskd_actors::ports::StoreResult;
+
+use super::{Db, se};
+
+/// Rows per statement (two parameters each).
+const CHUNK: usize = 250;
+
+impl Db {
+    /// Records last-heard times of devices and sessions (batched, monotonic).
+    pub async fn record_heartbeats(
+        &self,
+        devices: &[(i64, i64)],
+        sessions: &[(i64, i64)],
+    ) -> StoreResult<()> {
+        for chunk in devices.chunks(CHUNK) {
+            let sql = format!(
+                "UPDATE devices SET last_seen_at = v.column2 FROM (VALUES {}) AS v
+                 WHERE devices.id = v.column1
+                   AND (devices.last_seen_at IS NULL OR devices.last_seen_at < v.column2)",
+                values(chunk.len())
+            );
+            bind_pairs(sqlx::query(sqlx::AssertSqlSafe(sql)), chunk)
+                .execute(&self.pool)
+                .await
+                .map_err(se)?;
+        }
+        for chunk in sessions.chunks(CHUNK) {
+            let sql = format!(
+                "UPDATE sessions SET last_heard_at = v.column2 FROM (VALUES {}) AS v
+                 WHERE sessions.id = v.column1 AND sessions.ended_at IS NULL
+                   AND sessions.last_heard_at < v.column2",
+                values(chunk.len())
+            );
+            bind_pairs(sqlx::query(sqlx::AssertSqlSafe(sql)), chunk)
+                .execute(&self.pool)
+                .await
+                .map_err(se)?;
+        }
+        Ok(())
+    }
+}
+
+/// `($1, $2), ($3, $4), ...` for `n` rows.
+fn values(n: usize) -> String {
+    let mut s = String::with_capacity(n * 12);
+    for i in 0..n {
+        if i > 0 {
+            s.push_str(", ");
+        }
+        s.push_str(&format!("(${}, ${})", 2 * i + 1, 2 * i + 2));
+    }
+    s
+}
+
+fn bind_pairs<'q>(
+    mut q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
+    rows: &[(i64, i64)],
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
+    for (id, at) in rows {
+        q = q.bind(*id).bind(*at);
+    }
+    q
+}
