@@ -2,6 +2,7 @@
 //! configuration, HTTP adapters, storage, metrics and the CLI's building blocks. The
 //! actors live in `kioskd-actors`, the wire formats in `kioskd-protocol`.
 
+pub mod accounts;
 pub mod agent;
 pub mod app;
 pub mod attendance;
@@ -9,6 +10,7 @@ pub mod broker;
 pub mod cluster;
 pub mod config;
 pub mod demo;
+pub mod fleet;
 pub mod http;
 pub mod identity;
 pub mod kiosk_auth;
@@ -20,6 +22,7 @@ pub mod orders;
 pub mod passwords;
 pub mod payments;
 pub mod sampler;
+pub mod service_error;
 pub mod services;
 pub mod sms;
 pub mod store;
