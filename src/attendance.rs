@@ -14,10 +14,9 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use crate::services::Services;
-use crate::store::{
-    Db, IclockTrust, NewErrorLog, NewStaff, PunchFilter, PunchOut, QuarantineOut, Roster, SeenUser,
-    StaffRow, TerminalCounts, WriteError,
-};
+use crate::store::{Db, IclockTrust, NewStaff, PunchOut, QuarantineOut, Roster, WriteError};
+
+pub use crate::store::{NewErrorLog, PunchFilter, SeenUser, StaffRow, TerminalCounts};
 
 /// SHA-256 hex of a bridge token (what the terminals table keeps).
 pub fn token_hash(token: &str) -> String {

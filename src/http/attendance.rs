@@ -23,7 +23,7 @@ use serde_json::{Map, Value, json};
 
 use super::AppState;
 use crate::attendance as att;
-use crate::store::{NewErrorLog, StaffRow};
+use crate::attendance::{NewErrorLog, StaffRow};
 
 /// Largest bridge body: a nightly sync re-sends every punch since the bridge booted.
 pub const MAX_BRIDGE_BODY: usize = 64 * 1024 * 1024;

@@ -26,7 +26,7 @@ use kioskd_actors::terminal::{
 
 use super::AppState;
 use crate::attendance as att;
-use crate::store::SeenUser;
+use crate::attendance::SeenUser;
 
 pub use crate::attendance::{CHINESE, POLL_DELAY_SECONDS};
 

@@ -17,7 +17,7 @@ use super::AppState;
 use super::extract::{EnvJson, EnvQuery, OpsPath};
 use super::ops::{Operator, OpsError, OpsResult, body};
 use crate::attendance::{self as ops, NewTerminal};
-use crate::store::{PunchFilter, StaffRow, TerminalCounts};
+use crate::attendance::{PunchFilter, StaffRow, TerminalCounts};
 use crate::timefmt::{parse, wire};
 
 pub use crate::attendance::{BRIDGE_SILENT_AFTER_MS, NATIVE_SILENT_AFTER_MS};
