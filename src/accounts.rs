@@ -138,3 +138,17 @@ pub async fn add_maintainer(
         Err(AddError::Store(e)) => Err(ServiceError::Unavailable(e)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn idempotency_keys_are_short_and_plain() {
+        assert!(idempotency_key_ok("refund-2026.12:1_a"));
+        assert!(!idempotency_key_ok(""));
+        assert!(!idempotency_key_ok(&"k".repeat(65)));
+        assert!(!idempotency_key_ok("a b"));
+        assert!(!idempotency_key_ok("ключ"));
+    }
+}

@@ -595,3 +595,57 @@ pub async fn native_error_logs(s: &Services, sn: &str, lines: &str) -> Result<us
     s.db.add_error_logs(&logs, now).await.map_err(store)?;
     Ok(logs.len())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn iclock_settings_take_native_or_bridge_and_a_printable_key() {
+        assert_eq!(iclock_settings(None, None).unwrap(), (false, None));
+        assert_eq!(
+            iclock_settings(Some("bridge"), Some("")).unwrap(),
+            (true, None)
+        );
+        assert_eq!(
+            iclock_settings(Some("native"), Some("k3y")).unwrap(),
+            (false, Some("k3y".into()))
+        );
+        assert!(matches!(
+            iclock_settings(Some("pi"), None),
+            Err(OpError::Invalid(m)) if m.contains("native")
+        ));
+        assert!(iclock_settings(None, Some("a b")).is_err());
+        assert!(iclock_settings(None, Some(&"k".repeat(65))).is_err());
+    }
+
+    #[test]
+    fn a_terminal_is_silent_after_the_polls_its_kind_should_have_made() {
+        let t = |via: &str, at: Option<i64>| TerminalRecord {
+            last_seen_via: Some(via.into()),
+            last_seen_at: at,
+            id: 1,
+            sn: "S".into(),
+            token_hash: String::new(),
+            name: String::new(),
+            timezone: "UTC".into(),
+            roster_version: 0,
+            attlog_stamp: None,
+            operlog_stamp: None,
+            info: None,
+            created_at: 0,
+        };
+        let now = 10_000_000;
+        assert_eq!(
+            silence(&t("iclock", Some(now - 1000)), now),
+            (false, NATIVE_SILENT_AFTER_MS)
+        );
+        assert!(silence(&t("iclock", Some(now - NATIVE_SILENT_AFTER_MS - 1)), now).0);
+        assert_eq!(
+            silence(&t("bridge", Some(now - 3_600_000)), now),
+            (false, BRIDGE_SILENT_AFTER_MS)
+        );
+        assert!(silence(&t("bridge", None), now).0);
+        assert_eq!(token_hash("t").len(), 64);
+    }
+}

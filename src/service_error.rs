@@ -61,3 +61,42 @@ impl From<CoordError> for ServiceError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The services below the ops and attendance adapters never reach up into them.
+    #[test]
+    fn the_operator_services_never_import_the_http_layer() {
+        let root = env!("CARGO_MANIFEST_DIR");
+        for f in [
+            "src/accounts.rs",
+            "src/attendance.rs",
+            "src/audit.rs",
+            "src/fleet.rs",
+            "src/operators.rs",
+            "src/reports.rs",
+            "src/service_error.rs",
+            "src/upstream/notices.rs",
+        ] {
+            let text = std::fs::read_to_string(format!("{root}/{f}")).expect("source");
+            let needle = ["crate", "::http"].concat();
+            assert!(!text.contains(&needle), "{f} imports the HTTP layer");
+            let web = ["ax", "um"].concat();
+            assert!(!text.contains(&web), "{f} knows about the web framework");
+        }
+    }
+
+    #[test]
+    fn an_unknown_device_is_not_found_and_other_failures_are_unavailable() {
+        assert!(matches!(
+            ServiceError::from(CoordError::NoSuchDevice),
+            ServiceError::NotFound(m) if m == "no such device"
+        ));
+        assert!(matches!(
+            ServiceError::from(CoordError::Unavailable("x".into())),
+            ServiceError::Unavailable(_)
+        ));
+    }
+}

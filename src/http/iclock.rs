@@ -591,3 +591,34 @@ mod tests {
         assert_eq!(timezone_option(chrono_tz::UTC, now), 0);
     }
 }
+
+#[cfg(test)]
+mod boundary {
+    use super::*;
+
+    async fn parts(e: IclockError) -> (StatusCode, String) {
+        let r = e.into_response();
+        let status = r.status();
+        let body = axum::body::to_bytes(r.into_body(), 4096).await.unwrap();
+        (status, String::from_utf8(body.to_vec()).unwrap())
+    }
+
+    #[tokio::test]
+    async fn iclock_failures_are_plain_text_that_keeps_the_batch_on_the_terminal() {
+        assert_eq!(
+            parts(TermError::NoSuchTerminal.into()).await,
+            (StatusCode::FORBIDDEN, "UNKNOWN DEVICE".into())
+        );
+        assert_eq!(
+            parts(TermError::Store("down".into()).into()).await,
+            (StatusCode::SERVICE_UNAVAILABLE, "ERROR".into())
+        );
+        assert_eq!(
+            parts(super::super::body::BodyError::TooLarge.into()).await,
+            (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "ERROR: body too large".into()
+            )
+        );
+    }
+}

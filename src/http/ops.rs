@@ -518,3 +518,47 @@ async fn want_game(
     let (code, game) = fleet::want_game(&s, &code, &game).await?;
     Ok(Json(json!({ "device_code": code, "game_id": game, "need_update": true })).into_response())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn parts(e: OpsError) -> (StatusCode, String) {
+        let r = e.into_response();
+        let status = r.status();
+        let body = axum::body::to_bytes(r.into_body(), 4096).await.unwrap();
+        (status, String::from_utf8(body.to_vec()).unwrap())
+    }
+
+    #[tokio::test]
+    async fn the_ops_boundary_answers_error_objects_with_their_status() {
+        assert_eq!(
+            parts(ServiceError::not_found("no such device").into()).await,
+            (
+                StatusCode::NOT_FOUND,
+                r#"{"error":"no such device"}"#.into()
+            )
+        );
+        assert_eq!(
+            parts(ServiceError::invalid("bad device code").into()).await,
+            (
+                StatusCode::BAD_REQUEST,
+                r#"{"error":"bad device code"}"#.into()
+            )
+        );
+        assert_eq!(
+            parts(ServiceError::conflict("exists").into()).await.0,
+            StatusCode::CONFLICT
+        );
+        // What failed below is logged, never shown.
+        assert_eq!(
+            parts(ServiceError::unavailable("pool timed out: secret-host").into()).await,
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                r#"{"error":"storage unavailable"}"#.into()
+            )
+        );
+        let (status, _) = parts(OperatorError::Locked(30).into()).await;
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    }
+}
