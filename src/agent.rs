@@ -336,7 +336,7 @@ fn ws_url(cfg: &AgentConfig, clock: &Clock) -> String {
     if let Some(secret) = &cfg.secret {
         let ts = clock.now_ms() / 1000;
         let nonce = kioskd_actors::ids::new_token();
-        let sig = crate::http::ws::signature(secret, &code, ts, &nonce);
+        let sig = crate::kiosk_auth::signature(secret, &code, ts, &nonce);
         url.push_str(&format!("&ts={ts}&nonce={nonce}&sig={sig}"));
     }
     url

@@ -74,14 +74,14 @@ impl Application {
         let metrics = crate::telemetry::metrics();
         let db = Db::connect(cfg.database.url.expose(), cfg.database.max_connections)
             .await
-            .map_err(|e| BuildError::Db(e.0))?;
+            .map_err(|e| BuildError::Db(e.to_string()))?;
         // The field dialect-B client never leaves its start screen without a service
         // number: refuse to run such a fleet without one (SPEC §6).
         if cfg.rest.service_number.trim().is_empty() {
             let n = db
                 .dialect_b_devices()
                 .await
-                .map_err(|e| BuildError::Db(e.0))?;
+                .map_err(|e| BuildError::Db(e.to_string()))?;
             if n > 0 {
                 return Err(BuildError::Config(format!(
                     "{n} dialect-B device(s) (with a client_id) are registered but rest.service_number is empty; \
@@ -191,10 +191,10 @@ impl Application {
             cluster,
             remote,
             upstream,
+            client_ids: Default::default(),
         });
         let cfg = &services.cfg;
         let inner = AppInner {
-            client_ids: Default::default(),
             legacy: Default::default(),
             ws_connections: Default::default(),
             next_conn_id: std::sync::atomic::AtomicU64::new(1),

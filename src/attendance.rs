@@ -211,7 +211,7 @@ impl From<StoreError> for OpError {
 }
 
 fn store(e: StoreError) -> TermError {
-    TermError::Store(e.to_string())
+    TermError::Store(e)
 }
 
 // ---- the ops API -------------------------------------------------------------------

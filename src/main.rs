@@ -241,7 +241,7 @@ async fn main() -> anyhow::Result<()> {
             );
             let db = Db::connect(cfg.database.url.expose(), 2)
                 .await
-                .map_err(|e| anyhow::anyhow!(e.0))?;
+                .map_err(|e| anyhow::anyhow!(e.to_string()))?;
             let d = NewDevice {
                 code,
                 client_id,
@@ -271,7 +271,7 @@ async fn main() -> anyhow::Result<()> {
         } => {
             let db = Db::connect(cfg.database.url.expose(), 2)
                 .await
-                .map_err(|e| anyhow::anyhow!(e.0))?;
+                .map_err(|e| anyhow::anyhow!(e.to_string()))?;
             kioskd::app::add_maintainer(&db, &username, &password, now_ms())
                 .await
                 .map_err(|e| anyhow::anyhow!("cannot add maintainer: {e}"))?;
@@ -375,7 +375,7 @@ enum StaffCmd {
 async fn terminal_cli(cfg: &Config, cmd: TerminalCmd) -> anyhow::Result<()> {
     let db = Db::connect(cfg.database.url.expose(), 2)
         .await
-        .map_err(|e| anyhow::anyhow!(e.0))?;
+        .map_err(|e| anyhow::anyhow!(e.to_string()))?;
     match cmd {
         TerminalCmd::Add {
             sn,
@@ -410,7 +410,7 @@ async fn terminal_cli(cfg: &Config, cmd: TerminalCmd) -> anyhow::Result<()> {
 async fn staff_cli(cfg: &Config, cmd: StaffCmd) -> anyhow::Result<()> {
     let db = Db::connect(cfg.database.url.expose(), 2)
         .await
-        .map_err(|e| anyhow::anyhow!(e.0))?;
+        .map_err(|e| anyhow::anyhow!(e.to_string()))?;
     match cmd {
         StaffCmd::Add {
             pin,
@@ -439,7 +439,7 @@ async fn staff_cli(cfg: &Config, cmd: StaffCmd) -> anyhow::Result<()> {
 async fn operator_cli(cfg: &Config, cmd: OperatorCmd) -> anyhow::Result<()> {
     let db = Db::connect(cfg.database.url.expose(), 2)
         .await
-        .map_err(|e| anyhow::anyhow!(e.0))?;
+        .map_err(|e| anyhow::anyhow!(e.to_string()))?;
     let ops = kioskd::operators::Operators::new(db, 0);
     match cmd {
         OperatorCmd::Add {

@@ -15,10 +15,14 @@ use std::time::Duration;
 
 use tokio::sync::Semaphore;
 
+use kioskd_actors::CoordError;
+use kioskd_actors::device::{DeviceRefusal, MaintainLogin};
+use kioskd_actors::ports::StoreError;
+
 use crate::config::Maintainers as Policy;
 use crate::passwords;
+use crate::services::Services;
 use crate::store::Db;
-use kioskd_actors::ports::StoreError;
 
 /// Why a sign-in was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,4 +95,39 @@ pub async fn login(
         return Ok(Err(LoginRefusal::Disabled));
     }
     Ok(Ok(m.username))
+}
+
+/// Why a maintainer could not put a device into maintenance.
+#[derive(Debug, thiserror::Error)]
+pub enum MaintainError {
+    /// The sign-in was refused.
+    #[error("sign-in refused: {0:?}")]
+    SignIn(LoginRefusal),
+    /// The device refused (busy, locked, …).
+    #[error("{0}")]
+    Device(DeviceRefusal),
+    /// The actors failed (`NoSuchDevice` included).
+    #[error(transparent)]
+    Coord(#[from] CoordError),
+    /// Storage failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A maintainer signs in at kiosk `code` (`/windows/maintain/login`): the sign-in
+/// ([`login`]'s rules), then the device goes into maintenance under their name.
+pub async fn enter(
+    s: &Services,
+    code: &str,
+    username: &str,
+    password: &str,
+) -> Result<(), MaintainError> {
+    let now = s.coord.clock().now_ms();
+    let username = login(&s.db, &s.cfg.maintainers, username, password, now)
+        .await?
+        .map_err(MaintainError::SignIn)?;
+    s.coord
+        .ask_device(code, MaintainLogin { username })
+        .await?
+        .map_err(MaintainError::Device)
 }

@@ -138,12 +138,6 @@ impl From<WriteError> for OperatorError {
     }
 }
 
-impl From<kioskd_actors::ports::StoreError> for OperatorError {
-    fn from(e: kioskd_actors::ports::StoreError) -> Self {
-        OperatorError::Store(e.0)
-    }
-}
-
 /// Failed sign-ins allowed before the backoff starts.
 pub const FREE_FAILURES: i64 = 5;
 /// The longest backoff (15 minutes).

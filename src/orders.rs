@@ -10,7 +10,7 @@ use kioskd_actors::catalog;
 use kioskd_actors::coordinator::CoordinatorConfig;
 
 use crate::services::Services;
-use crate::store::OrderSettle;
+pub use crate::store::{ExpenseRow, OrderRow, OrderSettle};
 use kioskd_actors::ports::StoreError;
 
 /// Pays order `order_id` with a payment of `amount_fen` identified by `transaction_id`
@@ -74,4 +74,30 @@ pub fn valid_order_id(id: &str) -> bool {
         && id
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// Page `page` (from 1) of `size` of user `user_id`'s postpaid orders, unpaid first:
+/// the total and the rows.
+pub async fn of_user(
+    s: &Services,
+    user_id: i64,
+    page: i64,
+    size: i64,
+) -> Result<(i64, Vec<OrderRow>), StoreError> {
+    s.db.orders_page(user_id, size, (page.max(1) - 1) * size)
+        .await
+}
+
+/// A page of user `user_id`'s ended sessions (what they spent): the total and the rows.
+pub async fn expenses(
+    s: &Services,
+    user_id: i64,
+    q: &crate::store::PageQuery,
+) -> Result<(i64, Vec<ExpenseRow>), StoreError> {
+    s.db.expense_page(user_id, q).await
+}
+
+/// Order `id` (any user's: dialect B's payment screen asks by id), if it exists.
+pub async fn get(s: &Services, id: &str) -> Result<Option<OrderRow>, StoreError> {
+    s.db.order(id).await
 }

@@ -12,10 +12,13 @@ use std::time::Duration;
 
 use kioskd_actors::catalog;
 
+use crate::config::PaymentsMode;
 use crate::services::Services;
-use crate::store::Settle;
+use crate::store::{OrderSettle, Settle, UserRow};
+pub use crate::store::{PageQuery, RechargeRow};
 use crate::upstream::wxpay::Transaction;
 use crate::upstream::{UpstreamError, record, wxpay};
+use kioskd_actors::ports::StoreError;
 
 /// What kind of order an `out_trade_no` names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -264,4 +267,238 @@ pub async fn reconcile_once(s: &Services) -> Result<usize, String> {
         metrics::counter!(catalog::PAYMENTS_RECONCILED, "outcome" => outcome).increment(1);
     }
     Ok(n)
+}
+
+/// What a phone's recharge or order payment asks of the phone next.
+#[derive(Debug)]
+pub enum Payment {
+    /// Settled already (sandbox): nothing to do.
+    Done,
+    /// WeChat Pay: the parameters the H5 page passes to `getBrandWCPayRequest`.
+    Pay(wxpay::PayParams),
+}
+
+/// Why a phone's payment was not started.
+#[derive(Debug, thiserror::Error)]
+pub enum PayError {
+    /// The amount is not whole fen from 1 to `max` (a recharge).
+    #[error("amount out of range (1 to {max})")]
+    BadAmount {
+        /// The largest recharge, fen.
+        max: i64,
+    },
+    /// The order is unknown, or another user's.
+    #[error("no such order")]
+    NoSuchOrder,
+    /// WeChat Pay needs the user's payment openid, which a fresh sign-in gets.
+    #[error("no payment openid")]
+    NoPayOpenid,
+    /// WeChat Pay refused or is unreachable (logged where it happened).
+    #[error("wechat pay order failed")]
+    Upstream,
+    /// Storage, settlement or configuration failed: nothing was credited.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<StoreError> for PayError {
+    fn from(e: StoreError) -> Self {
+        PayError::Internal(e.to_string())
+    }
+}
+
+fn internal(e: impl std::fmt::Display) -> PayError {
+    PayError::Internal(e.to_string())
+}
+
+/// A recharge of `amount` fen for user `u` (`GET /wechat/recharge/<amount>`). Sandbox:
+/// the payment "arrives" at once, through the same settlement a verified WeChat Pay
+/// notification uses. WeChat Pay: the order is stored first, then created at WeChat Pay
+/// (JSAPI); nothing is credited here, only a verified notification or the reconciler's
+/// query credits.
+pub async fn recharge(s: &Services, u: &UserRow, amount: i64) -> Result<Payment, PayError> {
+    let max = s.cfg.payments.max_recharge_fen;
+    if amount <= 0 || amount > max {
+        return Err(PayError::BadAmount { max });
+    }
+    if s.cfg.payments.mode == PaymentsMode::Wechatpay {
+        return wechatpay_recharge(s, u, amount).await.map(Payment::Pay);
+    }
+    let now = s.coord.clock().now_ms();
+    let out_trade_no = format!("R{}", kioskd_actors::ids::new_token());
+    s.db.create_recharge(u.id, amount, "sandbox", &out_trade_no, now)
+        .await
+        .map_err(internal)?;
+    match s
+        .db
+        .settle_recharge(
+            &out_trade_no,
+            &format!("sandbox-{out_trade_no}"),
+            amount,
+            now,
+        )
+        .await?
+    {
+        Settle::Credited { user_id, balance } => {
+            metrics::counter!(catalog::RECHARGED_FEN).increment(amount as u64);
+            s.coord.balance_changed(user_id, balance).await;
+            Ok(Payment::Done)
+        }
+        other => Err(PayError::Internal(format!("sandbox settlement: {other:?}"))),
+    }
+}
+
+async fn wechatpay_recharge(
+    s: &Services,
+    u: &UserRow,
+    amount: i64,
+) -> Result<wxpay::PayParams, PayError> {
+    let payer = payer_openid(s, u).await?;
+    let now = s.coord.clock().now_ms();
+    // 32 characters at most (WeChat Pay's limit).
+    let out_trade_no: String = format!("R{}", kioskd_actors::ids::new_token())
+        .chars()
+        .take(32)
+        .collect();
+    s.db.create_recharge(u.id, amount, "wechatpay", &out_trade_no, now)
+        .await
+        .map_err(internal)?;
+    let (prepay, params) = jsapi_order(s, &out_trade_no, amount, &payer).await?;
+    s.db.set_prepay_id(&out_trade_no, &prepay, now).await?;
+    Ok(params)
+}
+
+/// Pays postpaid order `order_id` of user `u` (`POST /wechat/order/pay`). Sandbox
+/// settles it at once through `orders::settle_order`, the function a verified WeChat
+/// Pay notification uses; WeChat Pay creates a JSAPI order (kept so the reconciler can
+/// settle it by query if no notification comes). Paying a paid order again is `Done`
+/// and changes nothing; someone else's order is as unknown as a missing one.
+pub async fn pay_order(s: &Services, u: &UserRow, order_id: &str) -> Result<Payment, PayError> {
+    if !crate::orders::valid_order_id(order_id) {
+        return Err(PayError::NoSuchOrder);
+    }
+    let o = match s.db.order(order_id).await? {
+        Some(o) if o.user_id == u.id => o,
+        _ => return Err(PayError::NoSuchOrder),
+    };
+    if o.paid {
+        return Ok(Payment::Done);
+    }
+    if s.cfg.payments.mode != PaymentsMode::Sandbox {
+        // WeChat Pay: only a verified notification (or the order query) pays it.
+        let payer = payer_openid(s, u).await?;
+        let out_trade_no = postpaid_trade_no(&o.id);
+        let (prepay, params) = jsapi_order(s, &out_trade_no, o.amount, &payer).await?;
+        let now = s.coord.clock().now_ms();
+        s.db.add_order_payment(&out_trade_no, &o.id, o.amount, &prepay, now)
+            .await?;
+        return Ok(Payment::Pay(params));
+    }
+    match crate::orders::settle_order(s, &o.id, "sandbox", &format!("sandbox-{}", o.id), o.amount)
+        .await?
+    {
+        OrderSettle::Paid { .. } | OrderSettle::AlreadyPaid { .. } => Ok(Payment::Done),
+        other => Err(PayError::Internal(format!(
+            "sandbox order settlement: {other:?}"
+        ))),
+    }
+}
+
+/// The openid WeChat Pay knows the user by (the platform's, or kioskd's own official
+/// account's from the silent sign-in).
+async fn payer_openid(s: &Services, u: &UserRow) -> Result<String, PayError> {
+    let payer = if s.cfg.wechatpay.platform_appid_is_merchant {
+        Some(u.openid.clone())
+    } else {
+        s.db.pay_openid(u.id).await?
+    };
+    payer.ok_or(PayError::NoPayOpenid)
+}
+
+/// Creates a JSAPI order at WeChat Pay: its prepay id and the parameters for the H5
+/// page.
+async fn jsapi_order(
+    s: &Services,
+    out_trade_no: &str,
+    amount: i64,
+    payer: &str,
+) -> Result<(String, wxpay::PayParams), PayError> {
+    let Some(pay) = &s.upstream.pay else {
+        return Err(PayError::Internal(
+            "wechatpay mode without a WeChat Pay client".into(),
+        ));
+    };
+    let r = pay
+        .jsapi_order(out_trade_no, amount, &s.cfg.wechatpay.description, payer)
+        .await;
+    record(wxpay::op::ORDER, &r);
+    match r {
+        Ok(prepay) => {
+            let params = pay.pay_params(&prepay, out_trade_no);
+            Ok((prepay, params))
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "WeChat Pay order failed");
+            Err(PayError::Upstream)
+        }
+    }
+}
+
+/// Where a recharge stands, as the phone app polls it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RechargeStatus {
+    /// Waiting for the payment.
+    Pending,
+    /// Credited.
+    Paid,
+    /// Given up unpaid.
+    Closed,
+}
+
+impl RechargeStatus {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RechargeStatus::Pending => "pending",
+            RechargeStatus::Paid => "paid",
+            RechargeStatus::Closed => "closed",
+        }
+    }
+}
+
+/// The recharge `out_trade_no` of user `user_id`: its amount (fen) and status; none for
+/// an unknown one or another user's.
+pub async fn recharge_of(
+    s: &Services,
+    user_id: i64,
+    out_trade_no: &str,
+) -> Result<Option<(i64, RechargeStatus)>, StoreError> {
+    let valid = !out_trade_no.is_empty()
+        && out_trade_no.len() <= 64
+        && out_trade_no.bytes().all(|b| b.is_ascii_alphanumeric());
+    if !valid {
+        return Ok(None);
+    }
+    Ok(match s.db.recharge_order(out_trade_no).await? {
+        Some(o) if o.user_id == user_id => {
+            let status = if o.status == "paid" {
+                RechargeStatus::Paid
+            } else if o.closed_at.is_some() {
+                RechargeStatus::Closed
+            } else {
+                RechargeStatus::Pending
+            };
+            Some((o.amount, status))
+        }
+        _ => None,
+    })
+}
+
+/// A page of user `user_id`'s recharges: the total and the rows.
+pub async fn recharges(
+    s: &Services,
+    user_id: i64,
+    q: &PageQuery,
+) -> Result<(i64, Vec<RechargeRow>), StoreError> {
+    s.db.recharge_page(user_id, q).await
 }

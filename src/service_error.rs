@@ -47,12 +47,6 @@ impl From<StoreError> for ServiceError {
     }
 }
 
-impl From<crate::store::WriteError> for ServiceError {
-    fn from(e: crate::store::WriteError) -> Self {
-        ServiceError::unavailable(e)
-    }
-}
-
 impl From<CoordError> for ServiceError {
     fn from(e: CoordError) -> Self {
         match e {

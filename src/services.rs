@@ -44,4 +44,28 @@ pub struct Services {
     pub upstream: Arc<crate::upstream::Upstream>,
     /// Operator accounts, console sessions and personal tokens.
     pub operators: crate::operators::Operators,
+    /// Dialect B client id → device code (client ids never change once registered).
+    pub client_ids: dashmap::DashMap<String, String>,
+}
+
+/// What the server is not ready for.
+#[derive(Debug, thiserror::Error)]
+pub enum Unready {
+    /// The database does not answer.
+    #[error("database: {0}")]
+    Database(kioskd_actors::ports::StoreError),
+    /// Redis is configured and does not answer.
+    #[error("redis: {0}")]
+    Redis(String),
+}
+
+impl Services {
+    /// Ready to serve: the database answers, and Redis when configured.
+    pub async fn ready(&self) -> Result<(), Unready> {
+        self.db.ping().await.map_err(Unready::Database)?;
+        if let Some(b) = &self.broker {
+            b.ping().await.map_err(|e| Unready::Redis(e.to_string()))?;
+        }
+        Ok(())
+    }
 }

@@ -6,6 +6,7 @@ use async_trait::async_trait;
 use subtle::ConstantTimeEq;
 
 use crate::config::Sms as SmsConfig;
+use crate::services::Services;
 use crate::store::Db;
 use kioskd_actors::ports::StoreError;
 use rand::Rng;
@@ -215,6 +216,40 @@ impl Captchas<'_> {
             .await?;
         Ok(stored.is_some_and(|h| bool::from(h.as_bytes().ct_eq(hash.as_bytes()))))
     }
+}
+
+/// The captcha rules over the composition root's storage, limits and sender.
+pub fn captchas(s: &Services) -> Captchas<'_> {
+    Captchas {
+        db: &s.db,
+        cfg: &s.cfg.sms,
+        sender: s.sms.as_ref(),
+    }
+}
+
+/// Sends a fresh code to `mobile` for a request from `client` (`POST /wechat/captcha`).
+pub async fn send_captcha(
+    s: &Services,
+    mobile: &str,
+    client: &str,
+) -> Result<Result<(), SendRefusal>, SendError> {
+    let now = s.coord.clock().now_ms();
+    captchas(s).send(mobile, client, now).await
+}
+
+/// Checks a captcha: the debug code (dev identity mode only, compared in constant time)
+/// or one guess at the newest unused code ([`Captchas::verify`]: burns on success or
+/// after too many wrong guesses).
+pub async fn check_code(s: &Services, mobile: &str, code: &str) -> Result<bool, StoreError> {
+    let dbg = s.cfg.sms.debug_code.expose();
+    if s.cfg.identity.mode == crate::config::IdentityMode::Dev
+        && !dbg.is_empty()
+        && bool::from(dbg.as_bytes().ct_eq(code.as_bytes()))
+    {
+        return Ok(true);
+    }
+    let now = s.coord.clock().now_ms();
+    captchas(s).verify(mobile, code, now).await
 }
 
 #[cfg(test)]

@@ -195,8 +195,8 @@ pub enum CoordError {
     #[error("no such device")]
     NoSuchDevice,
     /// Storage failed.
-    #[error("storage failed: {0}")]
-    Store(String),
+    #[error("{0}")]
+    Store(StoreError),
     /// An actor did not answer in time or died.
     #[error("actor unavailable: {0}")]
     Unavailable(String),
@@ -204,7 +204,7 @@ pub enum CoordError {
 
 impl From<StoreError> for CoordError {
     fn from(e: StoreError) -> Self {
-        CoordError::Store(e.0)
+        CoordError::Store(e)
     }
 }
 
@@ -736,7 +736,9 @@ impl Coordinator {
     pub async fn check(&self, code: &str) -> Result<CheckView, CoordError> {
         match self.on_device(code, DeviceOp::Check).await? {
             Reply::Check(Ok(v)) => Ok(v),
-            Reply::Check(Err(_)) => Err(CoordError::Store("device status".into())),
+            Reply::Check(Err(e)) => Err(CoordError::Store(StoreError::other(format!(
+                "device status: {e}"
+            )))),
             r => Err(unexpected(r)),
         }
     }

@@ -505,7 +505,7 @@ impl DeviceActor {
             .store
             .device_by_code(&self.rec.code)
             .await?
-            .ok_or_else(|| StoreError("the device is gone".into()))?;
+            .ok_or(StoreError::NotFound)?;
         let last = self.last_heard;
         self.rec = rec;
         self.last_heard = last.max(self.rec.last_seen_at);

@@ -5,11 +5,57 @@ use async_trait::async_trait;
 
 use crate::billing::EndReason;
 
-/// A storage failure (the database is down, a query failed). Business outcomes such as
-/// "balance too low" are not errors: they are variants of the results below.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("storage: {0}")]
-pub struct StoreError(pub String);
+/// A storage failure. Business outcomes such as "balance too low" are not errors: they
+/// are variants of the results below. The store maps its driver's errors to these once,
+/// in one place (`kioskd::store`); `Display` stays a short, readable log line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
+pub enum StoreError {
+    /// The row the call needs does not exist.
+    #[error("storage: not found")]
+    NotFound,
+    /// A unique key was already taken.
+    #[error("storage: already exists")]
+    Conflict,
+    /// A check constraint refused the row (e.g. a balance would go negative).
+    #[error("storage: refused by a constraint")]
+    Refused,
+    /// The database cannot be reached or answered too late (connection, pool, timeout,
+    /// busy): retrying later may succeed.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+    /// A stored value cannot be read as what it should be (an unknown enum value, a
+    /// column of the wrong type): the data needs a look, retrying will not help.
+    #[error("storage: corrupt stored value: {what} = {value:?}")]
+    Corrupt {
+        /// What was being read (`table.column`, or the column).
+        what: String,
+        /// The value found (or the decoder's complaint).
+        value: String,
+    },
+    /// Anything else (a failed migration, a bad configuration, a query bug).
+    #[error("storage: {0}")]
+    Other(String),
+}
+
+impl StoreError {
+    /// Any other failure, with a message.
+    pub fn other(msg: impl Into<String>) -> Self {
+        StoreError::Other(msg.into())
+    }
+
+    /// A stored value that cannot be decoded.
+    pub fn corrupt(what: impl Into<String>, value: impl Into<String>) -> Self {
+        StoreError::Corrupt {
+            what: what.into(),
+            value: value.into(),
+        }
+    }
+
+    /// True when retrying later may succeed (the database was unreachable or busy).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_))
+    }
+}
 
 /// Result of a storage call.
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -50,6 +96,26 @@ pub enum PersistedStatus {
     OperatorLock,
     /// A maintainer is logged in.
     Maintain,
+}
+
+impl PersistedStatus {
+    /// Database name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PersistedStatus::Free => "free",
+            PersistedStatus::OperatorLock => "lock",
+            PersistedStatus::Maintain => "maintain",
+        }
+    }
+    /// Parses the database name.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "free" => Some(PersistedStatus::Free),
+            "lock" => Some(PersistedStatus::OperatorLock),
+            "maintain" => Some(PersistedStatus::Maintain),
+            _ => None,
+        }
+    }
 }
 
 /// A registered device.

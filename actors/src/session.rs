@@ -13,7 +13,7 @@ use crate::catalog;
 use crate::coordinator::{CoordinatorConfig, Inner, Restarts};
 use crate::device::{DeviceActor, SessionClosed, SessionUpdate};
 use crate::events::Event;
-use crate::ports::{ActiveKey, BillingMode, Reserve, SessionEnd, SessionRecord};
+use crate::ports::{ActiveKey, BillingMode, Reserve, SessionEnd, SessionRecord, StoreError};
 use kioskd_protocol::ws::{self as wire, ServerEvent, SessionInfo};
 
 /// What adapters see of a running session.
@@ -82,8 +82,8 @@ pub enum SessionError {
     #[error("session has ended")]
     Gone,
     /// Storage failed; nothing changed.
-    #[error("storage failed: {0}")]
-    Store(String),
+    #[error("{0}")]
+    Store(StoreError),
 }
 
 /// Arguments to spawn a session actor.
@@ -372,7 +372,7 @@ impl SessionActor {
 
     /// Carries out every step due by `now`. Returns `Err` when storage failed (the caller
     /// retries later; nothing was half-done because every step is one transaction).
-    async fn catch_up(&mut self, now: i64) -> Result<(), String> {
+    async fn catch_up(&mut self, now: i64) -> Result<(), StoreError> {
         while self.ended.is_none() {
             let Some(step) = self.meter.step(now) else {
                 return Ok(());
@@ -414,7 +414,7 @@ impl SessionActor {
         self.tell_device(Some(self.billing_event()));
     }
 
-    async fn reserve(&mut self, unit: i64, due_at: i64) -> Result<(), String> {
+    async fn reserve(&mut self, unit: i64, due_at: i64) -> Result<(), StoreError> {
         let price = self.rec.charge_mode;
         let r = self
             .inner
@@ -472,7 +472,7 @@ impl SessionActor {
                 metrics::counter!(catalog::BILLING_TICKS, "outcome" => "error").increment(1);
                 metrics::counter!(catalog::STORE_ERRORS, "op" => "reserve_unit").increment(1);
                 tracing::warn!(session = self.rec.id, unit, error = %e, "reserving a unit failed; will retry");
-                Err(e.0)
+                Err(e)
             }
         }
     }
@@ -500,7 +500,12 @@ impl SessionActor {
     }
 
     /// Settles and ends the session: one transaction, then everyone is told.
-    async fn finish(&mut self, reason: EndReason, at: i64, billed_to: i64) -> Result<(), String> {
+    async fn finish(
+        &mut self,
+        reason: EndReason,
+        at: i64,
+        billed_to: i64,
+    ) -> Result<(), StoreError> {
         let s = self.meter.settle(billed_to);
         let end = SessionEnd {
             session_id: self.rec.id,
@@ -523,7 +528,7 @@ impl SessionActor {
             Err(e) => {
                 metrics::counter!(catalog::STORE_ERRORS, "op" => "end_session").increment(1);
                 tracing::warn!(session = self.rec.id, error = %e, "ending a session failed");
-                return Err(e.0);
+                return Err(e);
             }
         };
         if !ended.changed {

@@ -1170,8 +1170,8 @@ pub enum TermError {
     #[error("{0}")]
     BadCommand(String),
     /// Storage failed.
-    #[error("storage failed: {0}")]
-    Store(String),
+    #[error("{0}")]
+    Store(StoreError),
     /// The actor did not answer in time or died.
     #[error("terminal actor unavailable: {0}")]
     Unavailable(String),
@@ -1179,14 +1179,14 @@ pub enum TermError {
 
 impl From<StoreError> for TermError {
     fn from(e: StoreError) -> Self {
-        TermError::Store(e.0)
+        TermError::Store(e)
     }
 }
 
 fn reply<T, M>(r: Result<T, SendError<M, StoreError>>) -> Result<T, TermError> {
     match r {
         Ok(v) => Ok(v),
-        Err(SendError::HandlerError(e)) => Err(TermError::Store(e.0)),
+        Err(SendError::HandlerError(e)) => Err(TermError::Store(e)),
         Err(e) => Err(TermError::Unavailable(
             format!("{e:?}").chars().take(200).collect(),
         )),

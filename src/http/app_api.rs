@@ -25,15 +25,16 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum_extra::extract::SignedCookieJar;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use kioskd_actors::DeviceStatus;
 use kioskd_actors::ids::normalize_device_code;
 use kioskd_actors::ports::BillingMode;
-use kioskd_actors::{CoordError, DeviceStatus};
 use serde::{Deserialize, Serialize};
 
 use super::extract::{EnvPath, EnvQuery};
-use super::{AppState, codes, fail, internal, ok};
+use super::{ApiError, ApiResult, AppState, codes, ok};
 use crate::config::{IdentityMode, PaymentsMode};
-use crate::identity::{self, Caller};
+use crate::devices::{self, DeviceError};
+use crate::{identity, payments};
 
 /// Routes.
 pub fn routes() -> Router<AppState> {
@@ -63,14 +64,12 @@ async fn limit(req: Request, next: Next) -> Response {
             LIMITER.retain_recent();
         }
         if LIMITER.check_key(&ip).is_err() {
-            return (
+            return ApiError::status(
                 axum::http::StatusCode::TOO_MANY_REQUESTS,
-                axum::Json(kioskd_protocol::Envelope::fail(
-                    codes::RATE_LIMITED,
-                    "请求过于频繁，请稍后再试",
-                )),
+                codes::RATE_LIMITED,
+                "请求过于频繁，请稍后再试",
             )
-                .into_response();
+            .into_response();
         }
     }
     next.run(req).await
@@ -131,25 +130,18 @@ struct DeviceCard {
     available: bool,
 }
 
-fn no_device() -> Response {
-    fail(codes::NO_SUCH_DEVICE, "设备不存在")
+fn no_device() -> ApiError {
+    ApiError::fail(codes::NO_SUCH_DEVICE, "设备不存在")
 }
 
-async fn device(State(s): State<AppState>, EnvPath(raw): EnvPath<String>) -> Response {
-    let Some(code) = normalize_device_code(&raw) else {
-        return no_device();
+async fn device(State(s): State<AppState>, EnvPath(raw): EnvPath<String>) -> ApiResult {
+    let code = normalize_device_code(&raw).ok_or_else(no_device)?;
+    let (rec, view) = match devices::card(&s, &code).await {
+        Ok(c) => c,
+        Err(DeviceError::NoSuchDevice) => return Err(no_device()),
+        Err(e) => return Err(ApiError::internal(e)),
     };
-    let rec = match kioskd_actors::ports::Store::device_by_code(&s.db, &code).await {
-        Ok(Some(r)) => r,
-        Ok(None) => return no_device(),
-        Err(e) => return internal(e),
-    };
-    let view = match s.coord.device_info(&code).await {
-        Ok(v) => v,
-        Err(CoordError::NoSuchDevice) => return no_device(),
-        Err(e) => return internal(e),
-    };
-    ok(DeviceCard {
+    Ok(ok(DeviceCard {
         device_code: rec.code,
         name: rec.name,
         province: rec.province,
@@ -164,7 +156,7 @@ async fn device(State(s): State<AppState>, EnvPath(raw): EnvPath<String>) -> Res
         available: view.status == DeviceStatus::Free && view.online && !view.updating,
         status: view.status,
         online: view.online,
-    })
+    }))
 }
 
 /// `GET /wechat/app/recharge/<out_trade_no>`: the caller's own recharge.
@@ -179,43 +171,24 @@ struct RechargeState {
     balance_account: i64,
 }
 
-fn valid_trade_no(t: &str) -> bool {
-    !t.is_empty() && t.len() <= 64 && t.bytes().all(|b| b.is_ascii_alphanumeric())
-}
-
 async fn recharge(
     State(s): State<AppState>,
     jar: SignedCookieJar,
     EnvPath(out_trade_no): EnvPath<String>,
-) -> Response {
-    let u = match identity::caller(&s.db, &jar).await {
-        Ok(Caller::User(u)) => u,
-        Ok(_) => return fail(codes::NOT_SIGNED_IN, "当前用户没有登录"),
-        Err(e) => return internal(e),
-    };
-    let unknown = || fail(codes::NO_SUCH_ORDER, "充值订单不存在");
-    if !valid_trade_no(&out_trade_no) {
-        return unknown();
-    }
-    let o = match s.db.recharge_order(&out_trade_no).await {
-        // Someone else's recharge is as unknown as a missing one.
-        Ok(Some(o)) if o.user_id == u.id => o,
-        Ok(_) => return unknown(),
-        Err(e) => return internal(e),
-    };
-    let status = if o.status == "paid" {
-        "paid"
-    } else if o.closed_at.is_some() {
-        "closed"
-    } else {
-        "pending"
-    };
-    ok(RechargeState {
+) -> ApiResult {
+    let u = identity::known(&s, &jar)
+        .await?
+        .ok_or_else(|| ApiError::fail(codes::NOT_SIGNED_IN, "当前用户没有登录"))?;
+    // Someone else's recharge is as unknown as a missing one.
+    let (amount, status) = payments::recharge_of(&s, u.id, &out_trade_no)
+        .await?
+        .ok_or_else(|| ApiError::fail(codes::NO_SUCH_ORDER, "充值订单不存在"))?;
+    Ok(ok(RechargeState {
         out_trade_no,
-        amount: o.amount,
-        status,
+        amount,
+        status: status.as_str(),
         balance_account: u.balance_account,
-    })
+    }))
 }
 
 #[derive(Deserialize)]
@@ -245,5 +218,5 @@ async fn signin(
         return Redirect::to(&back).into_response();
     }
     let back = super::oauth::safe_return(&s, &back);
-    super::oauth::start(&s, jar, back, 0).await
+    super::oauth::start(&s, jar, back, 0).await.into_response()
 }

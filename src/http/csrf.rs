@@ -17,11 +17,9 @@
 //! signed in") and before anything changes.
 
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{IntoResponse, Response};
-use kioskd_protocol::Envelope;
 
-use super::AppState;
 use super::codes;
+use super::{ApiError, AppState};
 
 /// Does the request come from kioskd's own pages?
 pub fn from_our_pages(s: &AppState, h: &HeaderMap) -> bool {
@@ -68,19 +66,16 @@ fn authority(u: &reqwest::Url) -> Option<String> {
 }
 
 /// The refusal: HTTP 403, the envelope with `CROSS_SITE`; nothing changed.
-pub fn refused() -> Response {
-    (
+pub fn refused() -> ApiError {
+    ApiError::status(
         StatusCode::FORBIDDEN,
-        axum::Json(Envelope::fail(
-            codes::CROSS_SITE,
-            "请在应用页面内操作（跨站请求已拒绝）",
-        )),
+        codes::CROSS_SITE,
+        "请在应用页面内操作（跨站请求已拒绝）",
     )
-        .into_response()
 }
 
 /// `Err(refusal)` unless the request comes from kioskd's own pages.
-pub fn check(s: &AppState, h: &HeaderMap) -> Result<(), Response> {
+pub fn check(s: &AppState, h: &HeaderMap) -> Result<(), ApiError> {
     if from_our_pages(s, h) {
         Ok(())
     } else {

@@ -7,6 +7,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
 use super::AppState;
+use crate::services::Unready;
 
 /// Routes.
 pub fn routes() -> Router<AppState> {
@@ -17,17 +18,17 @@ pub fn routes() -> Router<AppState> {
 }
 
 async fn readyz(State(s): State<AppState>) -> Response {
-    if let Err(e) = s.db.ping().await {
-        tracing::warn!(error = %e, "not ready: database");
-        return (StatusCode::SERVICE_UNAVAILABLE, "database unavailable").into_response();
+    match s.ready().await {
+        Ok(()) => (StatusCode::OK, "ready").into_response(),
+        Err(Unready::Database(e)) => {
+            tracing::warn!(error = %e, "not ready: database");
+            (StatusCode::SERVICE_UNAVAILABLE, "database unavailable").into_response()
+        }
+        Err(Unready::Redis(e)) => {
+            tracing::warn!(error = %e, "not ready: redis");
+            (StatusCode::SERVICE_UNAVAILABLE, "redis unavailable").into_response()
+        }
     }
-    if let Some(b) = &s.broker
-        && let Err(e) = b.ping().await
-    {
-        tracing::warn!(error = %e, "not ready: redis");
-        return (StatusCode::SERVICE_UNAVAILABLE, "redis unavailable").into_response();
-    }
-    (StatusCode::OK, "ready").into_response()
 }
 
 /// `/metrics` alone, for `metrics.listen`.

@@ -610,7 +610,11 @@ mod boundary {
             (StatusCode::FORBIDDEN, "UNKNOWN DEVICE".into())
         );
         assert_eq!(
-            parts(TermError::Store("down".into()).into()).await,
+            parts(
+                TermError::Store(kioskd_actors::ports::StoreError::Unavailable("down".into()))
+                    .into()
+            )
+            .await,
             (StatusCode::SERVICE_UNAVAILABLE, "ERROR".into())
         );
         assert_eq!(

@@ -30,10 +30,8 @@
 use std::net::IpAddr;
 
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
-use kioskd_protocol::Envelope;
 
-use super::{AppState, codes, internal};
+use super::{ApiError, AppState, codes};
 
 /// What the address rule says about one call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -137,8 +135,8 @@ pub enum Trust {
 }
 
 /// How far a legacy request for `code` can be trusted.
-pub async fn trust(s: &AppState, headers: &HeaderMap, code: &str) -> Result<Trust, Response> {
-    let Some((secret, mode)) = s.db.device_legacy(code).await.map_err(internal)? else {
+pub async fn trust(s: &AppState, headers: &HeaderMap, code: &str) -> Result<Trust, ApiError> {
+    let Some((secret, mode)) = crate::devices::legacy_credentials(s, code).await? else {
         return Ok(Trust::Unknown);
     };
     let Some(secret) = secret else {
@@ -172,15 +170,12 @@ pub async fn trust(s: &AppState, headers: &HeaderMap, code: &str) -> Result<Trus
 }
 
 /// The refusal of an unsigned token call for a device with a secret: HTTP 401, `-21`.
-pub fn signature_required() -> Response {
-    (
+pub fn signature_required() -> ApiError {
+    ApiError::status(
         StatusCode::UNAUTHORIZED,
-        axum::Json(Envelope::fail(
-            codes::SIGNATURE_REQUIRED,
-            "this device must sign its requests (X-Kiosk-Ts, X-Kiosk-Nonce, X-Kiosk-Sig)",
-        )),
+        codes::SIGNATURE_REQUIRED,
+        "this device must sign its requests (X-Kiosk-Ts, X-Kiosk-Nonce, X-Kiosk-Sig)",
     )
-        .into_response()
 }
 
 #[cfg(test)]

@@ -23,15 +23,13 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum_extra::extract::SignedCookieJar;
 use axum_extra::extract::cookie::{Cookie, SameSite};
-use kioskd_protocol::Envelope;
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
 use super::extract::{EnvJson, EnvPath, EnvQuery};
-use super::{AppState, bad_request, codes, fail, internal, ok};
-use crate::config::{IdentityMode, PaymentsMode};
-use crate::identity::{self, PRE_COOKIE};
-use crate::store::WriteError;
+use super::{ApiError, ApiResult, AppState, codes, ok};
+use crate::config::IdentityMode;
+use crate::identity::{self, AppEntry, PRE_COOKIE};
 use crate::upstream::UpstreamError;
 use crate::upstream::crypto::{jsapi_signature, nonce_str};
 use crate::upstream::open189::op;
@@ -129,7 +127,7 @@ pub fn safe_return(s: &AppState, path_and_query: &str) -> String {
 }
 
 /// A sign-in failure in the phone envelope (HTTP 503 for upstream trouble).
-fn upstream_failed(e: &UpstreamError) -> Response {
+fn upstream_failed(e: &UpstreamError) -> ApiError {
     tracing::warn!(error = %e, "sign-in at the open platform failed");
     let msg = match e {
         UpstreamError::NotConfigured(_) => {
@@ -140,11 +138,7 @@ fn upstream_failed(e: &UpstreamError) -> Response {
         }
         _ => "微信登录暂时不可用，请稍后再试".to_string(),
     };
-    (
-        StatusCode::SERVICE_UNAVAILABLE,
-        axum::Json(Envelope::fail(codes::UPSTREAM, msg)),
-    )
-        .into_response()
+    ApiError::status(StatusCode::SERVICE_UNAVAILABLE, codes::UPSTREAM, msg)
 }
 
 /// Sends the phone through `getBaseUrl`, remembering where it wanted to go.
@@ -153,9 +147,11 @@ pub(crate) async fn start(
     jar: SignedCookieJar,
     back: String,
     restarts: u32,
-) -> Response {
+) -> ApiResult {
     if !s.upstream.open189.configured() {
-        return upstream_failed(&UpstreamError::NotConfigured(String::new()));
+        return Err(upstream_failed(
+            &UpstreamError::NotConfigured(String::new()),
+        ));
     }
     let nonce = kioskd_actors::ids::new_token();
     let return_url = format!(
@@ -163,21 +159,18 @@ pub(crate) async fn start(
         s.cfg.public.base_url.trim_end_matches('/')
     );
     let ru = return_url.as_str();
-    let redirect = match s
+    let redirect = s
         .upstream
         .open189_call(op::BASE_URL, |c, t| async move { c.base_url(&t, ru).await })
         .await
-    {
-        Ok(u) => u,
-        Err(e) => return upstream_failed(&e),
-    };
+        .map_err(|e| upstream_failed(&e))?;
     let p = Pending {
         nonce,
         deadline: identity::now_s() + s.cfg.identity.signin_ttl_seconds,
         restarts,
         back,
     };
-    (jar.add(pre_cookie(s, &p)), Redirect::to(&redirect)).into_response()
+    Ok((jar.add(pre_cookie(s, &p)), Redirect::to(&redirect)).into_response())
 }
 
 /// Middleware (open189 mode): phone pages opened without a valid session start the
@@ -201,7 +194,7 @@ pub async fn require_sign_in(State(s): State<AppState>, req: Request, next: Next
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| path.to_string());
     let back = safe_return(&s, &pq);
-    start(&s, jar, back, 0).await
+    start(&s, jar, back, 0).await.into_response()
 }
 
 #[derive(Deserialize)]
@@ -210,15 +203,19 @@ struct CodeQ {
     state: Option<String>,
 }
 
-fn forged() -> Response {
-    (
+fn forged() -> ApiError {
+    ApiError::status(
         StatusCode::FORBIDDEN,
-        axum::Json(Envelope::fail(
-            codes::NOT_SIGNED_IN,
-            "登录状态无效或已过期，请重新打开页面",
-        )),
+        codes::NOT_SIGNED_IN,
+        "登录状态无效或已过期，请重新打开页面",
     )
-        .into_response()
+}
+
+fn no_code() -> ApiError {
+    ApiError::bad_request(
+        StatusCode::BAD_REQUEST,
+        "the callback carries no valid code",
+    )
 }
 
 fn valid_code(c: &str) -> bool {
@@ -234,16 +231,9 @@ async fn callback(
     jar: SignedCookieJar,
     EnvPath(nonce): EnvPath<String>,
     EnvQuery(q): EnvQuery<CodeQ>,
-) -> Response {
-    let Some(p) = Pending::matching(&jar, &nonce) else {
-        return forged();
-    };
-    let Some(code) = q.code.filter(|c| valid_code(c)) else {
-        return bad_request(
-            StatusCode::BAD_REQUEST,
-            "the callback carries no valid code",
-        );
-    };
+) -> ApiResult {
+    let p = Pending::matching(&jar, &nonce).ok_or_else(forged)?;
+    let code = q.code.filter(|c| valid_code(c)).ok_or_else(no_code)?;
     let cd = code.as_str();
     let openid = match s
         .upstream
@@ -258,49 +248,20 @@ async fn callback(
             // The code expired on the way: start over (a fresh nonce and code).
             return start(&s, drop_pre(jar), p.back, p.restarts + 1).await;
         }
-        Err(e) => return upstream_failed(&e),
+        Err(e) => return Err(upstream_failed(&e)),
     };
-    let now = s.coord.clock().now_ms();
-    let user = match s.db.ensure_user(&openid, "", "", now).await {
-        Ok(u) => u,
-        Err(e) => return internal(e),
-    };
-    if s.upstream.open189.has_user_info() {
-        let oi = openid.as_str();
-        match s
-            .upstream
-            .open189_call(
-                op::USER_INFO,
-                |c, t| async move { c.user_info(&t, oi).await },
-            )
-            .await
-        {
-            Ok(pr) => {
-                if let Err(e) =
-                    s.db.set_profile(user.id, &pr.nickname, &pr.headimg, now)
-                        .await
-                {
-                    tracing::warn!(error = %e, "could not store the profile");
-                }
-            }
-            // The profile is a nicety: sign-in goes on without it.
-            Err(e) => tracing::warn!(error = %e, "user info call failed"),
-        }
-    }
+    let signed = identity::platform_sign_in(&s, &openid).await?;
     let jar = identity::sign_in_for(jar, &openid, s.cfg.identity.session_ttl_seconds, secure(&s));
-    let needs_pay_openid = s.cfg.payments.mode == PaymentsMode::Wechatpay
-        && !s.cfg.wechatpay.platform_appid_is_merchant
-        && s.upstream.mp.configured();
-    if needs_pay_openid && matches!(s.db.pay_openid(user.id).await, Ok(None)) {
+    if signed.needs_pay_openid {
         let redirect_uri = format!(
             "{}/wechat/oauth/pay/{}",
             s.cfg.public.base_url.trim_end_matches('/'),
             p.nonce
         );
         let url = s.upstream.mp.authorize_url(&redirect_uri, &p.nonce);
-        return (jar, Redirect::to(&url)).into_response();
+        return Ok((jar, Redirect::to(&url)).into_response());
     }
-    (drop_pre(jar), Redirect::to(&p.back)).into_response()
+    Ok((drop_pre(jar), Redirect::to(&p.back)).into_response())
 }
 
 /// `GET /wechat/oauth/pay/<nonce>?code=&state=`: the silent pass of kioskd's own account
@@ -310,39 +271,20 @@ async fn pay_callback(
     jar: SignedCookieJar,
     EnvPath(nonce): EnvPath<String>,
     EnvQuery(q): EnvQuery<CodeQ>,
-) -> Response {
-    let Some(p) = Pending::matching(&jar, &nonce) else {
-        return forged();
-    };
+) -> ApiResult {
+    let p = Pending::matching(&jar, &nonce).ok_or_else(forged)?;
     if q.state.as_deref() != Some(p.nonce.as_str()) {
-        return forged();
+        return Err(forged());
     }
-    let Some(openid) = identity::openid(&jar) else {
-        return forged();
-    };
-    let Some(code) = q.code.filter(|c| valid_code(c)) else {
-        return bad_request(
-            StatusCode::BAD_REQUEST,
-            "the callback carries no valid code",
-        );
-    };
+    let openid = identity::openid(&jar).ok_or_else(forged)?;
+    let code = q.code.filter(|c| valid_code(c)).ok_or_else(no_code)?;
     let r = s.upstream.mp.openid_by_code(&code).await;
     crate::upstream::record(crate::upstream::mp::op::OAUTH, &r);
-    let pay_openid = match r {
-        Ok(o) => o,
-        Err(e) => return upstream_failed(&e),
-    };
-    let now = s.coord.clock().now_ms();
-    match s.db.user_by_openid(&openid).await {
-        Ok(Some(u)) => {
-            if let Err(e) = s.db.set_pay_openid(u.id, &pay_openid, now).await {
-                return internal(e);
-            }
-        }
-        Ok(None) => return forged(),
-        Err(e) => return internal(e),
+    let pay_openid = r.map_err(|e| upstream_failed(&e))?;
+    if !identity::store_pay_openid(&s, &openid, &pay_openid).await? {
+        return Err(forged());
     }
-    (drop_pre(jar), Redirect::to(&p.back)).into_response()
+    Ok((drop_pre(jar), Redirect::to(&p.back)).into_response())
 }
 
 #[derive(Deserialize)]
@@ -364,17 +306,18 @@ async fn app_login(
     headers: axum::http::HeaderMap,
     jar: SignedCookieJar,
     EnvQuery(q): EnvQuery<TicketQ>,
-) -> Response {
+) -> ApiResult {
     let Some(ticket) = q
         .ticket
         .filter(|t| !t.is_empty() && t.len() <= 512 && !t.chars().any(char::is_control))
     else {
-        return bad_request(StatusCode::BAD_REQUEST, "ticket must be given");
+        return Err(ApiError::bad_request(
+            StatusCode::BAD_REQUEST,
+            "ticket must be given",
+        ));
     };
-    if identity::openid(&jar).is_some()
-        && let Err(r) = super::csrf::check(&s, &headers)
-    {
-        return r;
+    if identity::openid(&jar).is_some() {
+        super::csrf::check(&s, &headers)?;
     }
     let tk = ticket.as_str();
     let mobile = match s
@@ -387,49 +330,31 @@ async fn app_login(
     {
         Ok(m) => m,
         Err(UpstreamError::Platform { msg, .. }) => {
-            return fail(codes::UPSTREAM, format!("手机号码获取失败：{msg}"));
+            return Err(ApiError::fail(
+                codes::UPSTREAM,
+                format!("手机号码获取失败：{msg}"),
+            ));
         }
-        Err(e) => return upstream_failed(&e),
+        Err(e) => return Err(upstream_failed(&e)),
     };
-    let now = s.coord.clock().now_ms();
-    let signed_in = match identity::caller(&s.db, &jar).await {
-        Ok(identity::Caller::User(u)) => Some(u),
-        Ok(identity::Caller::Unknown) => match identity::openid(&jar) {
-            Some(o) => match s.db.ensure_user(&o, "", "", now).await {
-                Ok(u) => Some(u),
-                Err(e) => return internal(e),
-            },
-            None => None,
-        },
-        Ok(identity::Caller::Anonymous) => None,
-        Err(e) => return internal(e),
-    };
-    match signed_in {
-        Some(u) => match s.db.bind_mobile(u.id, &mobile, now).await {
-            Ok(u) => {
-                super::wechat::report_binding(&s, &u.openid, &mobile).await;
-                ok(super::wechat::user_info(&u, s.tz))
-            }
-            Err(WriteError::Conflict) => fail(codes::BINDING_CONFLICT, "该手机号已绑定其他微信"),
-            Err(WriteError::Refused) => fail(codes::BINDING_CONFLICT, "当前微信已绑定其他手机号"),
-            Err(e) => internal(e),
-        },
-        None => match s.db.user_by_mobile(&mobile).await {
-            Ok(Some(u)) if u.state != crate::store::user_state::DELETED => {
-                let jar = identity::sign_in_for(
-                    jar,
-                    &u.openid,
-                    s.cfg.identity.session_ttl_seconds,
-                    secure(&s),
-                );
-                (jar, ok(super::wechat::user_info(&u, s.tz))).into_response()
-            }
-            Ok(_) => fail(
-                codes::NOT_SIGNED_IN,
-                "该手机号尚未注册，请先在微信中打开并绑定手机号",
-            ),
-            Err(e) => internal(e),
-        },
+    match identity::app_entry(&s, &jar, &mobile)
+        .await
+        .map_err(super::wechat::bind_err)?
+    {
+        AppEntry::Bound(u) => Ok(ok(super::wechat::user_info(&u, s.tz))),
+        AppEntry::Owner(u) => {
+            let jar = identity::sign_in_for(
+                jar,
+                &u.openid,
+                s.cfg.identity.session_ttl_seconds,
+                secure(&s),
+            );
+            Ok((jar, ok(super::wechat::user_info(&u, s.tz))).into_response())
+        }
+        AppEntry::NotRegistered => Err(ApiError::fail(
+            codes::NOT_SIGNED_IN,
+            "该手机号尚未注册，请先在微信中打开并绑定手机号",
+        )),
     }
 }
 
@@ -438,7 +363,7 @@ async fn app_login(
 async fn jsapi(
     State(s): State<AppState>,
     EnvJson(req): EnvJson<kioskd_protocol::wechat::JsapiSignatureRequest>,
-) -> Response {
+) -> ApiResult {
     let page = req.url.split('#').next().unwrap_or_default().to_string();
     let ours = reqwest::Url::parse(&s.cfg.public.base_url).ok();
     let theirs = reqwest::Url::parse(&page).ok();
@@ -451,29 +376,26 @@ async fn jsapi(
         _ => false,
     };
     if !same_host || page.len() > 2048 {
-        return bad_request(
+        return Err(ApiError::bad_request(
             StatusCode::BAD_REQUEST,
             "url must be a page on the host of public.base_url",
-        );
+        ));
     }
     if !s.upstream.mp.configured() {
-        return upstream_failed(&UpstreamError::NotConfigured(
+        return Err(upstream_failed(&UpstreamError::NotConfigured(
             "wechat_mp.appid / wechat_mp.secret".into(),
-        ));
+        )));
     }
     let r = s.upstream.tokens.get(TokenKind::MpTicket).await;
     crate::upstream::record(crate::upstream::mp::op::TICKET, &r);
-    let ticket = match r {
-        Ok(t) => t,
-        Err(e) => return upstream_failed(&e),
-    };
+    let ticket = r.map_err(|e| upstream_failed(&e))?;
     let nonce = nonce_str(16);
     let ts = identity::now_s();
     let signature = jsapi_signature(&ticket, &nonce, &ts.to_string(), &page);
-    ok(kioskd_protocol::wechat::JsapiSignature {
+    Ok(ok(kioskd_protocol::wechat::JsapiSignature {
         app_id: s.upstream.mp.appid().to_string(),
         timestamp: ts,
         nonce_str: nonce,
         signature,
-    })
+    }))
 }

@@ -17,11 +17,12 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use futures::FutureExt;
-use kioskd_actors::{CoordError, EndReason, catalog};
+use kioskd_actors::catalog;
 use kioskd_protocol::rest::*;
 
 use super::AppState;
-use crate::orders::{billed_minutes, valid_order_id};
+use crate::devices::{self, DeviceError, Last};
+use crate::orders::{self, billed_minutes, valid_order_id};
 use crate::timefmt::wire;
 
 /// Routes, nested under `/rest`.
@@ -105,6 +106,58 @@ fn internal(route: &'static str, e: impl std::fmt::Display) -> Response {
         "internal error; retry",
     )
 }
+
+/// The error boundary of dialect B: every failure a handler answers, as the endpoint's
+/// flat object (with every key of the endpoint) plus `msg`.
+#[derive(Debug)]
+enum RestError {
+    /// A refusal (HTTP 200) or bad input (HTTP 4xx).
+    Refuse {
+        route: &'static str,
+        status: StatusCode,
+        msg: &'static str,
+    },
+    /// An unknown client id (HTTP 200; counts as a lookup miss for the rate limit).
+    NoClient { route: &'static str },
+    /// Storage or the actors failed: the cause is logged once, HTTP 500.
+    Internal { route: &'static str, cause: String },
+}
+
+impl RestError {
+    fn refuse(route: &'static str, status: StatusCode, msg: &'static str) -> Self {
+        RestError::Refuse { route, status, msg }
+    }
+
+    fn internal(route: &'static str, e: impl std::fmt::Display) -> Self {
+        RestError::Internal {
+            route,
+            cause: e.to_string(),
+        }
+    }
+
+    /// A device operation's failure: an unknown device is an unknown client id.
+    fn device(route: &'static str, e: impl Into<DeviceError>) -> Self {
+        match e.into() {
+            DeviceError::NoSuchDevice => RestError::NoClient { route },
+            e => RestError::internal(route, e),
+        }
+    }
+}
+
+impl IntoResponse for RestError {
+    fn into_response(self) -> Response {
+        match self {
+            RestError::Refuse { route, status, msg } => refuse(route, status, msg),
+            RestError::NoClient { route } => {
+                miss(refuse(route, StatusCode::OK, "no such clientId"))
+            }
+            RestError::Internal { route, cause } => internal(route, cause),
+        }
+    }
+}
+
+/// What a dialect B handler returns.
+type RestResult = Result<Response, RestError>;
 
 /// Whatever leaves the `/rest` router is a flat object: replies from the handlers pass;
 /// anything else (axum's rejections, 404, 405, 413, a panic) becomes the fallback object
@@ -194,10 +247,10 @@ async fn read(
     s: &AppState,
     route: &'static str,
     req: Request,
-) -> Result<HashMap<String, String>, Response> {
+) -> Result<HashMap<String, String>, RestError> {
     params(s, req)
         .await
-        .map_err(|m| refuse(route, StatusCode::BAD_REQUEST, m))
+        .map_err(|m| RestError::refuse(route, StatusCode::BAD_REQUEST, m))
 }
 
 /// A registered dialect-B device: (device code, client id).
@@ -205,144 +258,84 @@ async fn device_of(
     s: &AppState,
     route: &'static str,
     p: &HashMap<String, String>,
-) -> Result<(String, String), Response> {
+) -> Result<(String, String), RestError> {
     let Some(raw) = p.get("clientId").map(|v| v.trim()) else {
-        return Err(refuse(
+        return Err(RestError::refuse(
             route,
             StatusCode::BAD_REQUEST,
             "clientId is required",
         ));
     };
     if raw.is_empty() || raw.len() > 32 || !raw.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(refuse(
+        return Err(RestError::refuse(
             route,
             StatusCode::BAD_REQUEST,
             "clientId must be 1-32 digits",
         ));
     }
-    if let Some(code) = s.client_ids.get(raw) {
-        return Ok((code.clone(), raw.to_string()));
-    }
-    match s.db.device_by_client_id(raw).await {
-        Ok(Some(d)) => {
-            // Client ids never change once registered: remember the mapping.
-            s.client_ids.insert(raw.to_string(), d.code.clone());
-            Ok((d.code, raw.to_string()))
-        }
-        Ok(None) => Err(miss(refuse(route, StatusCode::OK, "no such clientId"))),
-        Err(e) => Err(internal(route, e)),
-    }
-}
-
-fn coord_fail(route: &'static str, e: CoordError) -> Response {
-    match e {
-        CoordError::NoSuchDevice => miss(refuse(route, StatusCode::OK, "no such clientId")),
-        e => internal(route, e),
+    match devices::code_by_client_id(s, raw).await {
+        Ok(Some(code)) => Ok((code, raw.to_string())),
+        Ok(None) => Err(RestError::NoClient { route }),
+        Err(e) => Err(RestError::internal(route, e)),
     }
 }
 
 /// `GET /rest/serviceNum`.
-async fn service_num(State(s): State<AppState>) -> Response {
+async fn service_num(State(s): State<AppState>) -> RestResult {
     let n = s.cfg.rest.service_number.trim();
     if n.is_empty() {
-        return refuse(
+        return Err(RestError::refuse(
             "serviceNum",
             StatusCode::OK,
             "no service number configured (rest.service_number)",
-        );
+        ));
     }
     outcome("serviceNum", "ok");
-    reply(
+    Ok(reply(
         StatusCode::OK,
         ServiceNum {
             data: 1,
             service_num: n.to_string(),
         }
         .flat(),
-    )
-}
-
-/// What a device's last session left: (user id, that session, its order unpaid?).
-enum Last {
-    /// A session runs now (view from its actor).
-    Running(kioskd_actors::session::SessionView),
-    /// The last session ended; `unpaid`: its order is still due.
-    Ended {
-        rec: crate::store::LastSession,
-        unpaid: bool,
-    },
-    /// The device never had a session.
-    Never,
-}
-
-async fn last_of(s: &AppState, code: &str) -> Result<Last, CoordError> {
-    let info = s.coord.device_info(code).await?;
-    if let Some((id, _, user)) = info.session
-        && let Some(v) = s.coord.user_session(user).await?
-        && v.id == id
-    {
-        return Ok(Last::Running(v));
-    }
-    match s.db.last_session_of_device(info.id).await? {
-        None => Ok(Last::Never),
-        Some(rec) if rec.ended_at.is_none() => {
-            // Between the database and the actor (starting or ending right now): ask again.
-            match s.coord.device_info(code).await?.session {
-                Some((_, _, user)) => match s.coord.user_session(user).await? {
-                    Some(v) => Ok(Last::Running(v)),
-                    None => Ok(Last::Ended { rec, unpaid: false }),
-                },
-                None => Ok(Last::Ended { rec, unpaid: false }),
-            }
-        }
-        Some(rec) => {
-            let unpaid = rec.order.as_ref().is_some_and(|(_, paid)| !paid);
-            Ok(Last::Ended { rec, unpaid })
-        }
-    }
+    ))
 }
 
 /// `GET /rest/clientStatus?clientId&clientStatus`: the kiosk's heartbeat on every screen
 /// but E. `data` 1 in session (or before any session), 0 last session ended and paid, 2
 /// ended and unpaid.
-async fn client_status(State(s): State<AppState>, req: Request) -> Response {
+async fn client_status(State(s): State<AppState>, req: Request) -> RestResult {
     const R: &str = "clientStatus";
-    let p = match read(&s, R, req).await {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
-    let (code, _) = match device_of(&s, R, &p).await {
-        Ok(d) => d,
-        Err(r) => return r,
-    };
-    if let Err(e) = s.coord.heard(&code).await {
-        return coord_fail(R, e);
-    }
-    let data = match last_of(&s, &code).await {
-        Ok(Last::Running(_)) | Ok(Last::Never) => CLIENT_OK,
-        Ok(Last::Ended { unpaid: true, .. }) => CLIENT_ENDED_UNPAID,
-        Ok(Last::Ended { .. }) => CLIENT_ENDED_PAID,
-        Err(e) => return coord_fail(R, e),
+    let p = read(&s, R, req).await?;
+    let (code, _) = device_of(&s, R, &p).await?;
+    s.coord
+        .heard(&code)
+        .await
+        .map_err(|e| RestError::device(R, e))?;
+    let data = match devices::last_session(&s, &code)
+        .await
+        .map_err(|e| RestError::device(R, e))?
+    {
+        Last::Running(_) | Last::Never => CLIENT_OK,
+        Last::Ended { unpaid: true, .. } => CLIENT_ENDED_UNPAID,
+        Last::Ended { .. } => CLIENT_ENDED_PAID,
     };
     outcome(R, "ok");
-    reply(StatusCode::OK, ClientStatusReply { data }.flat())
+    Ok(reply(StatusCode::OK, ClientStatusReply { data }.flat()))
 }
 
 /// `GET /rest/status_client?clientId`: the session on this client, or what its last
 /// user owes.
-async fn status_client(State(s): State<AppState>, req: Request) -> Response {
+async fn status_client(State(s): State<AppState>, req: Request) -> RestResult {
     const R: &str = "status_client";
-    let p = match read(&s, R, req).await {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
-    let (code, client_id) = match device_of(&s, R, &p).await {
-        Ok(d) => d,
-        Err(r) => return r,
-    };
+    let p = read(&s, R, req).await?;
+    let (code, client_id) = device_of(&s, R, &p).await?;
     let cfg = s.coord.config();
-    let out = match last_of(&s, &code).await {
-        Ok(Last::Running(v)) => StatusClient {
+    let out = match devices::last_session(&s, &code)
+        .await
+        .map_err(|e| RestError::device(R, e))?
+    {
+        Last::Running(v) => StatusClient {
             data: 1,
             duration: billed_minutes(cfg, v.now - v.started_at),
             union_id: v.user_id.to_string(),
@@ -353,7 +346,7 @@ async fn status_client(State(s): State<AppState>, req: Request) -> Response {
             start_time: wire(v.started_at, s.tz),
             end_time: wire(v.now, s.tz),
         },
-        Ok(Last::Ended { rec, unpaid: true }) => StatusClient {
+        Last::Ended { rec, unpaid: true } => StatusClient {
             data: 1,
             duration: billed_minutes(cfg, rec.billed_ms),
             union_id: rec.user_id.to_string(),
@@ -364,95 +357,67 @@ async fn status_client(State(s): State<AppState>, req: Request) -> Response {
             start_time: wire(rec.started_at, s.tz),
             end_time: rec.ended_at.map(|t| wire(t, s.tz)).unwrap_or_default(),
         },
-        Ok(Last::Ended { rec, unpaid: false }) => {
+        Last::Ended { rec, unpaid: false } => {
             StatusClient::idle(1, rec.user_id.to_string(), client_id)
         }
         // SPEC §6: data 0 only for a client that never had a session (still its own
         // clientId and onlineStatus 1: nothing for the kiosk to act on).
-        Ok(Last::Never) => StatusClient::idle(0, String::new(), client_id),
-        Err(e) => return coord_fail(R, e),
+        Last::Never => StatusClient::idle(0, String::new(), client_id),
     };
     outcome(R, "ok");
-    reply(StatusCode::OK, out.flat())
+    Ok(reply(StatusCode::OK, out.flat()))
 }
 
 /// `GET /rest/offline?clientId`: the user ends the session at the kiosk. Answers the
 /// order to pay; asked again after the session ended (a retry, or the phone ended it
-/// first) it answers the same order while that end is recent.
-async fn offline(State(s): State<AppState>, req: Request) -> Response {
+/// first) it answers the same order while that end is recent (`devices::end_at_kiosk`).
+async fn offline(State(s): State<AppState>, req: Request) -> RestResult {
     const R: &str = "offline";
-    let p = match read(&s, R, req).await {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
-    let (code, _) = match device_of(&s, R, &p).await {
-        Ok(d) => d,
-        Err(r) => return r,
-    };
-    let info = match s.coord.device_info(&code).await {
-        Ok(i) => i,
-        Err(e) => return coord_fail(R, e),
-    };
-    if let Some((_, token, _)) = &info.session {
-        match s.coord.end_by_token(token, EndReason::UserLogout).await {
-            Ok(Some(v)) => {
-                outcome(R, "ok");
-                return reply(
-                    StatusCode::OK,
-                    OfflineReply {
-                        data: 1,
-                        order_id: v.order_id.unwrap_or_default(),
-                    }
-                    .flat(),
-                );
-            }
-            Ok(None) => {}
-            Err(e) => return internal(R, e),
-        }
-    }
-    let now = s.coord.clock().now_ms();
-    let recent = s.coord.config().heartbeat_timeout_ms;
-    match s.db.last_session_of_device(info.id).await {
-        Ok(Some(rec)) if rec.ended_at.is_some_and(|t| now - t <= recent) => {
+    let p = read(&s, R, req).await?;
+    let (code, _) = device_of(&s, R, &p).await?;
+    match devices::end_at_kiosk(&s, &code)
+        .await
+        .map_err(|e| RestError::device(R, e))?
+    {
+        Some(order_id) => {
             outcome(R, "ok");
-            reply(
+            Ok(reply(
                 StatusCode::OK,
-                OfflineReply {
-                    data: 1,
-                    order_id: rec.order.map(|(id, _)| id).unwrap_or_default(),
-                }
-                .flat(),
-            )
+                OfflineReply { data: 1, order_id }.flat(),
+            ))
         }
-        Ok(_) => refuse(R, StatusCode::OK, "no session on this client"),
-        Err(e) => internal(R, e),
+        None => Err(RestError::refuse(
+            R,
+            StatusCode::OK,
+            "no session on this client",
+        )),
     }
 }
 
 /// `GET /rest/orderStatus?orderId`: the kiosk's payment screen (E) waits for 1.
-async fn order_status(State(s): State<AppState>, req: Request) -> Response {
+async fn order_status(State(s): State<AppState>, req: Request) -> RestResult {
     const R: &str = "orderStatus";
-    let p = match read(&s, R, req).await {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
+    let p = read(&s, R, req).await?;
     let Some(id) = p.get("orderId").map(|v| v.trim()) else {
-        return refuse(R, StatusCode::BAD_REQUEST, "orderId is required");
+        return Err(RestError::refuse(
+            R,
+            StatusCode::BAD_REQUEST,
+            "orderId is required",
+        ));
     };
     if !valid_order_id(id) {
-        return refuse(
+        return Err(RestError::refuse(
             R,
             StatusCode::BAD_REQUEST,
             "orderId must be 2-64 of [A-Za-z0-9_-]",
-        );
+        ));
     }
-    let o = match s.db.order(id).await {
-        Ok(Some(o)) => o,
-        Ok(None) => return refuse(R, StatusCode::OK, "no such order"),
-        Err(e) => return internal(R, e),
-    };
+    let o = orders::get(&s, id)
+        .await
+        .map_err(|e| RestError::internal(R, e))?
+        .ok_or_else(|| RestError::refuse(R, StatusCode::OK, "no such order"))?;
     outcome(R, "ok");
-    reply(
+    Ok(reply(
         StatusCode::OK,
         OrderStatusReply {
             data: 1,
@@ -467,5 +432,5 @@ async fn order_status(State(s): State<AppState>, req: Request) -> Response {
             end_time: wire(o.ended_at, s.tz),
         }
         .flat(),
-    )
+    ))
 }

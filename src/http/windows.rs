@@ -8,9 +8,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum_extra::extract::SignedCookieJar;
-use kioskd_actors::device::{
-    DeviceRefusal, GameUpdate, MaintainLogin, MaintainLogout, StartRefusal,
-};
+use kioskd_actors::device::{DeviceRefusal, MaintainLogout, StartRefusal};
 use kioskd_actors::ids::normalize_device_code;
 use kioskd_actors::ports::UserRef;
 use kioskd_actors::session::SessionView;
@@ -21,10 +19,11 @@ use std::net::SocketAddr;
 
 use super::extract::{EnvJson, EnvPath, EnvQuery};
 use super::legacy::{self, Trust, Verdict};
-use super::{AppState, bad_request, codes, csrf, fail, internal, ok};
-use crate::identity::{self, Caller};
-use crate::maintainers::{self, LoginRefusal};
-use crate::store::user_state;
+use super::{ApiError, ApiResult, AppState, codes, csrf, ok};
+use crate::devices;
+use crate::games::{self, GamesError};
+use crate::identity::{self, Refusal};
+use crate::maintainers::{self, LoginRefusal, MaintainError};
 use crate::timefmt::wire;
 
 /// Routes.
@@ -55,24 +54,54 @@ fn status_of(s: ActorStatus) -> DeviceStatus {
 }
 
 /// A device code from the wire, or an envelope error.
-fn device_code(raw: &str) -> Result<String, Response> {
+fn device_code(raw: &str) -> Result<String, ApiError> {
     normalize_device_code(raw).ok_or_else(|| {
-        bad_request(
+        ApiError::bad_request(
             StatusCode::BAD_REQUEST,
             "device_code must be a MAC-like code such as 11-22-33-44-55-66",
         )
     })
 }
 
-fn no_device() -> Response {
-    fail(codes::NO_SUCH_DEVICE, LoginCode::NoSuchDevice.message())
+fn no_device() -> ApiError {
+    ApiError::fail(codes::NO_SUCH_DEVICE, LoginCode::NoSuchDevice.message())
 }
 
-fn coord_err(e: CoordError) -> Response {
+fn coord_err(e: CoordError) -> ApiError {
     match e {
         CoordError::NoSuchDevice => no_device(),
-        other => internal(other),
+        other => ApiError::internal(other),
     }
+}
+
+/// A device's refusal of a maintenance command.
+fn device_refusal(r: DeviceRefusal) -> ApiError {
+    match r {
+        DeviceRefusal::Internal => ApiError::internal("device status"),
+        r => ApiError::fail(codes::DEVICE_UNAVAILABLE, r.to_string()),
+    }
+}
+
+fn games_err(e: GamesError) -> ApiError {
+    match e {
+        GamesError::NoSuchDevice => no_device(),
+        GamesError::Refused(r) => ApiError::internal(r),
+        GamesError::Coord(e) => ApiError::internal(e),
+        GamesError::Store(e) => ApiError::internal(e),
+    }
+}
+
+/// The phone caller's refusal in this dialect.
+fn refusal(r: Refusal) -> ApiError {
+    let c = match r {
+        Refusal::Deleted => LoginCode::UserDeleted,
+        Refusal::Disabled => LoginCode::UserDisabled,
+        Refusal::NotSignedIn | Refusal::NotRegistered => {
+            return ApiError::fail(codes::NOT_SIGNED_IN, NOT_SIGNED_IN_MSG);
+        }
+        Refusal::Store(e) => return ApiError::internal(e),
+    };
+    ApiError::fail(c.code(), c.message())
 }
 
 /// The seed's session object (plus `openid` and `cur_time`).
@@ -93,28 +122,6 @@ pub fn session_object(v: &SessionView, tz: chrono_tz::Tz) -> SessionObject {
     }
 }
 
-/// The signed-in, registered, allowed user, or the dialect's refusal.
-async fn phone_user(
-    s: &AppState,
-    jar: &SignedCookieJar,
-) -> Result<crate::store::UserRow, Response> {
-    match identity::caller(&s.db, jar).await {
-        Err(e) => Err(internal(e)),
-        Ok(Caller::User(u)) if u.mobile.is_some() => match u.state {
-            user_state::DELETED => Err(fail(
-                LoginCode::UserDeleted.code(),
-                LoginCode::UserDeleted.message(),
-            )),
-            user_state::DISABLED => Err(fail(
-                LoginCode::UserDisabled.code(),
-                LoginCode::UserDisabled.message(),
-            )),
-            _ => Ok(u),
-        },
-        Ok(_) => Err(fail(codes::NOT_SIGNED_IN, NOT_SIGNED_IN_MSG)),
-    }
-}
-
 #[derive(Deserialize)]
 struct LoginQuery {
     from: Option<String>,
@@ -132,52 +139,45 @@ async fn login(
     EnvQuery(q): EnvQuery<LoginQuery>,
     headers: HeaderMap,
     jar: SignedCookieJar,
-) -> Response {
+) -> ApiResult {
     let app = s.cfg.phone.app_url.trim();
     if q.from.as_deref() != Some("playing") {
         let enc: String = url_escape(&raw_code);
         if app.is_empty() {
-            return confirm_page(&enc);
+            return Ok(confirm_page(&enc));
         }
         // Hand over to the phone app page, which starts with a same-origin fetch.
         let sep = if app.contains('?') { '&' } else { '?' };
-        return Redirect::to(&format!("{app}{sep}device_code={enc}")).into_response();
+        return Ok(Redirect::to(&format!("{app}{sep}device_code={enc}")).into_response());
     }
-    let user = match phone_user(&s, &jar).await {
-        Ok(u) => u,
-        Err(r) => return r,
-    };
-    if let Err(r) = csrf::check(&s, &headers) {
-        return r;
-    }
+    let user = identity::player(&s, &jar).await.map_err(refusal)?;
+    csrf::check(&s, &headers)?;
     let Some(code) = normalize_device_code(&raw_code) else {
-        return no_device();
+        return Err(no_device());
     };
     let who = UserRef {
         id: user.id,
         openid: user.openid.clone(),
         balance: user.balance_account,
     };
-    match s.coord.start_session(&code, who).await {
-        Ok(Ok(_)) => ok(LOGIN_OK),
-        Ok(Err(r)) => {
-            let c = match r {
-                StartRefusal::DeviceTaken => LoginCode::DeviceTaken,
-                StartRefusal::UserBusyElsewhere => LoginCode::UserBusyElsewhere,
-                StartRefusal::DeviceUnavailable => LoginCode::DeviceUnavailable,
-                StartRefusal::UnpaidOrder => LoginCode::UnpaidOrder,
-                StartRefusal::BalanceTooLow => LoginCode::BalanceTooLow,
-                StartRefusal::UserNotAllowed => LoginCode::UserDisabled,
-                StartRefusal::Internal => LoginCode::Internal,
-            };
-            fail(c.code(), c.message())
-        }
-        Err(CoordError::NoSuchDevice) => no_device(),
+    let c = match s.coord.start_session(&code, who).await {
+        Ok(Ok(_)) => return Ok(ok(LOGIN_OK)),
+        Ok(Err(r)) => match r {
+            StartRefusal::DeviceTaken => LoginCode::DeviceTaken,
+            StartRefusal::UserBusyElsewhere => LoginCode::UserBusyElsewhere,
+            StartRefusal::DeviceUnavailable => LoginCode::DeviceUnavailable,
+            StartRefusal::UnpaidOrder => LoginCode::UnpaidOrder,
+            StartRefusal::BalanceTooLow => LoginCode::BalanceTooLow,
+            StartRefusal::UserNotAllowed => LoginCode::UserDisabled,
+            StartRefusal::Internal => LoginCode::Internal,
+        },
+        Err(CoordError::NoSuchDevice) => return Err(no_device()),
         Err(e) => {
             tracing::error!(error = %e, "starting a session failed");
-            fail(LoginCode::Internal.code(), LoginCode::Internal.message())
+            LoginCode::Internal
         }
-    }
+    };
+    Err(ApiError::fail(c.code(), c.message()))
 }
 
 /// With no phone app configured: a page whose link starts the session (a click on
@@ -217,31 +217,27 @@ fn url_escape(s: &str) -> String {
 }
 
 /// `GET /windows/offline`: the phone ends its session.
-async fn offline(State(s): State<AppState>, headers: HeaderMap, jar: SignedCookieJar) -> Response {
-    let user = match phone_user(&s, &jar).await {
-        Ok(u) => u,
-        Err(r) => return r,
-    };
-    if let Err(r) = csrf::check(&s, &headers) {
-        return r;
-    }
-    match s.coord.end_for_user(user.id, EndReason::PhoneOffline).await {
-        Ok(Some(_)) => ok(StatusMsg::logged_out()),
-        Ok(None) => ok(StatusMsg::not_in_session(NOT_PLAYING_MSG)),
-        Err(e) => internal(e),
-    }
+async fn offline(State(s): State<AppState>, headers: HeaderMap, jar: SignedCookieJar) -> ApiResult {
+    let user = identity::player(&s, &jar).await.map_err(refusal)?;
+    csrf::check(&s, &headers)?;
+    Ok(
+        match s
+            .coord
+            .end_for_user(user.id, EndReason::PhoneOffline)
+            .await?
+        {
+            Some(_) => ok(StatusMsg::logged_out()),
+            None => ok(StatusMsg::not_in_session(NOT_PLAYING_MSG)),
+        },
+    )
 }
 
 /// `GET /windows/online/status`: the phone's view of its session.
-async fn online_status(State(s): State<AppState>, jar: SignedCookieJar) -> Response {
-    let user = match phone_user(&s, &jar).await {
-        Ok(u) => u,
-        Err(r) => return r,
-    };
-    match s.coord.user_session(user.id).await {
-        Ok(Some(v)) => ok(session_object(&v, s.tz)),
-        Ok(None) => fail(NOT_PLAYING_CODE, NOT_PLAYING_MSG),
-        Err(e) => internal(e),
+async fn online_status(State(s): State<AppState>, jar: SignedCookieJar) -> ApiResult {
+    let user = identity::player(&s, &jar).await.map_err(refusal)?;
+    match s.coord.user_session(user.id).await? {
+        Some(v) => Ok(ok(session_object(&v, s.tz))),
+        None => Err(ApiError::fail(NOT_PLAYING_CODE, NOT_PLAYING_MSG)),
     }
 }
 
@@ -252,34 +248,31 @@ async fn logout(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     EnvJson(req): EnvJson<TokenRequest>,
-) -> Response {
-    let code = match s.db.running_session_by_token(&req.token).await {
-        Ok(Some((code, _))) => code,
-        Ok(None) => return ok(StatusMsg::not_in_session("token is not in session")),
-        Err(e) => return internal(e),
+) -> ApiResult {
+    let not_in_session = || Ok(ok(StatusMsg::not_in_session("token is not in session")));
+    let Some((code, _)) = devices::running_session(&s, &req.token).await? else {
+        return not_in_session();
     };
-    match legacy::trust(&s, &headers, &code).await {
-        Ok(Trust::Signed) => {}
-        Ok(Trust::Unsigned) => {
+    match legacy::trust(&s, &headers, &code).await? {
+        Trust::Signed => {}
+        Trust::Unsigned => {
             if s.legacy.observe(&s, &code, peer.ip()) != Verdict::Counts {
-                return fail(
+                return Err(ApiError::fail(
                     codes::NOT_THE_KIOSK,
                     "logout must come from the session's kiosk",
-                );
+                ));
             }
         }
-        Ok(Trust::Refused) => return legacy::signature_required(),
-        Ok(Trust::Unknown) => return ok(StatusMsg::not_in_session("token is not in session")),
-        Err(r) => return r,
+        Trust::Refused => return Err(legacy::signature_required()),
+        Trust::Unknown => return not_in_session(),
     }
     match s
         .coord
         .end_by_token(&req.token, EndReason::UserLogout)
-        .await
+        .await?
     {
-        Ok(Some(_)) => ok(StatusMsg::logged_out()),
-        Ok(None) => ok(StatusMsg::not_in_session("token is not in session")),
-        Err(e) => internal(e),
+        Some(_) => Ok(ok(StatusMsg::logged_out())),
+        None => not_in_session(),
     }
 }
 
@@ -291,43 +284,35 @@ async fn keepalive(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     EnvJson(req): EnvJson<KeepaliveRequest>,
-) -> Response {
-    let code = match device_code(&req.device_code) {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
-    match legacy::trust(&s, &headers, &code).await {
-        Ok(Trust::Signed | Trust::Unknown) => {}
-        Ok(Trust::Unsigned) => match s.legacy.observe(&s, &code, peer.ip()) {
+) -> ApiResult {
+    let code = device_code(&req.device_code)?;
+    let dead = || Ok(ok(KeepaliveResult::dead("token is not in session")));
+    match legacy::trust(&s, &headers, &code).await? {
+        Trust::Signed | Trust::Unknown => {}
+        Trust::Unsigned => match s.legacy.observe(&s, &code, peer.ip()) {
             Verdict::Counts => {}
-            Verdict::Pending => return uncounted_keepalive(&s, &req.token, &code).await,
-            Verdict::Foreign => return ok(KeepaliveResult::dead("token is not in session")),
+            Verdict::Pending => {
+                // The session as a keepalive would show it, without counting as a sign
+                // of life.
+                return match devices::peek_session(&s, &req.token, &code)
+                    .await
+                    .map_err(ApiError::internal)?
+                {
+                    Some(v) => Ok(ok(KeepaliveResult::alive(session_object(&v, s.tz)))),
+                    None => dead(),
+                };
+            }
+            Verdict::Foreign => return dead(),
         },
-        Ok(Trust::Refused) => return legacy::signature_required(),
-        Err(r) => return r,
+        Trust::Refused => return Err(legacy::signature_required()),
     }
-    match s.coord.keepalive(&req.token, &code).await {
-        Ok(Some(v)) => ok(KeepaliveResult::alive(session_object(&v, s.tz))),
-        Ok(None) => {
+    match s.coord.keepalive(&req.token, &code).await? {
+        Some(v) => Ok(ok(KeepaliveResult::alive(session_object(&v, s.tz)))),
+        None => {
             // Still a sign of life from the kiosk, whatever its token.
             let _ = s.coord.heard(&code).await;
-            ok(KeepaliveResult::dead("token is not in session"))
+            dead()
         }
-        Err(e) => internal(e),
-    }
-}
-
-/// The session as a keepalive would show it, without counting as a sign of life.
-async fn uncounted_keepalive(s: &AppState, token: &str, code: &str) -> Response {
-    let user = match s.db.running_session_by_token(token).await {
-        Ok(Some((c, user))) if c == code => user,
-        Ok(_) => return ok(KeepaliveResult::dead("token is not in session")),
-        Err(e) => return internal(e),
-    };
-    match s.coord.user_session(user).await {
-        Ok(Some(v)) => ok(KeepaliveResult::alive(session_object(&v, s.tz))),
-        Ok(None) => ok(KeepaliveResult::dead("token is not in session")),
-        Err(e) => internal(e),
     }
 }
 
@@ -341,19 +326,15 @@ async fn check(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     EnvJson(req): EnvJson<DeviceRequest>,
-) -> Response {
-    let code = match device_code(&req.device_code) {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
-    let (reveal, counts) = match legacy::trust(&s, &headers, &code).await {
-        Ok(Trust::Signed | Trust::Unknown) => (true, true),
-        Ok(Trust::Unsigned) => (
+) -> ApiResult {
+    let code = device_code(&req.device_code)?;
+    let (reveal, counts) = match legacy::trust(&s, &headers, &code).await? {
+        Trust::Signed | Trust::Unknown => (true, true),
+        Trust::Unsigned => (
             true,
             s.legacy.observe(&s, &code, peer.ip()) == Verdict::Counts,
         ),
-        Ok(Trust::Refused) => (false, false),
-        Err(r) => return r,
+        Trust::Refused => (false, false),
     };
     let view = if counts {
         s.coord.check(&code).await.map(|v| (v.status, v.token))
@@ -363,7 +344,7 @@ async fn check(
             .await
             .map(|v| (v.status, v.session.map(|(_, t, _)| t)))
     };
-    match view {
+    Ok(match view {
         Ok((status, token)) => match token {
             Some(t) if reveal => ok(CheckResult::in_session(t, status_of(status))),
             Some(_) => ok(CheckResult {
@@ -373,51 +354,33 @@ async fn check(
             None => ok(CheckResult::idle(status_of(status))),
         },
         Err(CoordError::NoSuchDevice) => ok(CheckResult::not_deployed()),
-        Err(e) => internal(e),
-    }
+        Err(e) => return Err(e.into()),
+    })
 }
 
 /// `POST /windows/maintain/login {device_code, username, password}`: the rules are
-/// `crate::maintainers::login`'s.
+/// `crate::maintainers`'.
 async fn maintain_login(
     State(s): State<AppState>,
     EnvJson(req): EnvJson<MaintainLoginRequest>,
-) -> Response {
-    let code = match device_code(&req.device_code) {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
-    let now = s.coord.clock().now_ms();
-    let username = match maintainers::login(
-        &s.db,
-        &s.cfg.maintainers,
-        &req.username,
-        &req.password,
-        now,
-    )
-    .await
-    {
-        Ok(Ok(u)) => u,
-        Ok(Err(LoginRefusal::BadCredentials)) => {
-            return fail(codes::BAD_CREDENTIALS, "用户名或密码错误");
-        }
-        Ok(Err(LoginRefusal::Disabled)) => return fail(codes::BAD_CREDENTIALS, "账号已被禁用"),
-        Ok(Err(LoginRefusal::BackingOff(secs))) => {
-            return fail(
+) -> ApiResult {
+    let code = device_code(&req.device_code)?;
+    match maintainers::enter(&s, &code, &req.username, &req.password).await {
+        Ok(()) => Ok(ok(MAINTAIN_LOGIN_OK)),
+        Err(MaintainError::SignIn(r)) => Err(match r {
+            LoginRefusal::BadCredentials => {
+                ApiError::fail(codes::BAD_CREDENTIALS, "用户名或密码错误")
+            }
+            LoginRefusal::Disabled => ApiError::fail(codes::BAD_CREDENTIALS, "账号已被禁用"),
+            LoginRefusal::BackingOff(secs) => ApiError::fail(
                 codes::RATE_LIMITED,
                 format!("密码错误次数过多，请 {secs} 秒后再试"),
-            );
-        }
-        Ok(Err(LoginRefusal::Busy)) => {
-            return fail(codes::RATE_LIMITED, "服务器繁忙，请稍后再试");
-        }
-        Err(e) => return internal(e),
-    };
-    match s.coord.ask_device(&code, MaintainLogin { username }).await {
-        Ok(Ok(())) => ok(MAINTAIN_LOGIN_OK),
-        Ok(Err(DeviceRefusal::Internal)) => internal("device status"),
-        Ok(Err(r)) => fail(codes::DEVICE_UNAVAILABLE, r.to_string()),
-        Err(e) => coord_err(e),
+            ),
+            LoginRefusal::Busy => ApiError::fail(codes::RATE_LIMITED, "服务器繁忙，请稍后再试"),
+        }),
+        Err(MaintainError::Device(r)) => Err(device_refusal(r)),
+        Err(MaintainError::Coord(e)) => Err(coord_err(e)),
+        Err(MaintainError::Store(e)) => Err(ApiError::internal(e)),
     }
 }
 
@@ -425,13 +388,9 @@ async fn maintain_login(
 async fn maintain_logout(
     State(s): State<AppState>,
     EnvJson(req): EnvJson<MaintainLogoutRequest>,
-) -> Response {
-    let code = match device_code(&req.device_code) {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
-    match s
-        .coord
+) -> ApiResult {
+    let code = device_code(&req.device_code)?;
+    s.coord
         .ask_device(
             &code,
             MaintainLogout {
@@ -439,82 +398,53 @@ async fn maintain_logout(
             },
         )
         .await
-    {
-        Ok(Ok(())) => ok("退出维护成功"),
-        Ok(Err(DeviceRefusal::Internal)) => internal("device status"),
-        Ok(Err(r)) => fail(codes::DEVICE_UNAVAILABLE, r.to_string()),
-        Err(e) => coord_err(e),
-    }
+        .map_err(coord_err)?
+        .map_err(device_refusal)?;
+    Ok(ok("退出维护成功"))
 }
 
 /// `POST /windows/game/list {device_code}`.
-async fn game_list(State(s): State<AppState>, EnvJson(req): EnvJson<DeviceRequest>) -> Response {
-    let code = match device_code(&req.device_code) {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
-    let info = match s.coord.device_info(&code).await {
-        Ok(i) => i,
-        Err(e) => return coord_err(e),
-    };
-    match s.db.device_games(info.id).await {
-        Ok(games) => {
-            let data: Vec<GameItem> = games
-                .into_iter()
-                .map(|g| GameItem {
-                    need_update: g.current_version.as_deref() != Some(g.newest_version.as_str()),
-                    id: g.id,
-                    name: g.name,
-                    current_version: g.current_version,
-                    newest_version: g.newest_version,
-                    url: g.url,
-                    md5: g.md5,
-                })
-                .collect();
-            ok(GameList {
-                total: data.len() as i64,
-                data,
-            })
-        }
-        Err(e) => internal(e),
-    }
+async fn game_list(State(s): State<AppState>, EnvJson(req): EnvJson<DeviceRequest>) -> ApiResult {
+    let code = device_code(&req.device_code)?;
+    let data: Vec<GameItem> = games::list(&s, &code)
+        .await
+        .map_err(games_err)?
+        .into_iter()
+        .map(|g| GameItem {
+            need_update: games::needs_update(&g),
+            id: g.id,
+            name: g.name,
+            current_version: g.current_version,
+            newest_version: g.newest_version,
+            url: g.url,
+            md5: g.md5,
+        })
+        .collect();
+    Ok(ok(GameList {
+        total: data.len() as i64,
+        data,
+    }))
 }
 
-async fn set_update(s: &AppState, code: &str, state: UpdateState) -> Response {
-    let updating = state == UpdateState::Ing;
-    let r = s.coord.ask_device(code, GameUpdate(Some(updating))).await;
-    match r {
-        Ok(Ok(_)) => {}
-        Ok(Err(e)) => return internal(e),
-        Err(e) => return coord_err(e),
-    }
-    if !updating {
-        let id = match s.coord.device_info(code).await {
-            Ok(i) => i.id,
-            Err(e) => return coord_err(e),
-        };
-        if let Err(e) = s.db.games_current(id).await {
-            return internal(e);
-        }
-    }
-    ok(GAME_STATE_SET_OK)
+async fn set_update(s: &AppState, code: &str, state: UpdateState) -> ApiResult {
+    games::set_updating(s, code, state == UpdateState::Ing)
+        .await
+        .map_err(games_err)?;
+    Ok(ok(GAME_STATE_SET_OK))
 }
 
 /// `PUT /windows/game/state {device_code, update_state}`: sets the update state.
 async fn game_state_put(
     State(s): State<AppState>,
     EnvJson(req): EnvJson<GameStateRequest>,
-) -> Response {
-    let code = match device_code(&req.device_code) {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+) -> ApiResult {
+    let code = device_code(&req.device_code)?;
     match req.update_state {
         Some(st) => set_update(&s, &code, st).await,
-        None => bad_request(
+        None => Err(ApiError::bad_request(
             StatusCode::BAD_REQUEST,
             "update_state must be \"ing\" or \"finish\"",
-        ),
+        )),
     }
 }
 
@@ -522,37 +452,15 @@ async fn game_state_put(
 async fn game_state_post(
     State(s): State<AppState>,
     EnvJson(req): EnvJson<GameStateRequest>,
-) -> Response {
-    let code = match device_code(&req.device_code) {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+) -> ApiResult {
+    let code = device_code(&req.device_code)?;
     if let Some(st) = req.update_state {
         return set_update(&s, &code, st).await;
     }
-    let updating = match s.coord.ask_device(&code, GameUpdate(None)).await {
-        Ok(Ok(u)) => u,
-        Ok(Err(e)) => return internal(e),
-        Err(e) => return coord_err(e),
+    let state = match games::state(&s, &code).await.map_err(games_err)? {
+        games::UpdateState::Updating => GameUpdateState::Ing,
+        games::UpdateState::Wanted => GameUpdateState::Wait,
+        games::UpdateState::Current => GameUpdateState::Finish,
     };
-    if updating {
-        return ok(GameUpdateState::Ing.as_str());
-    }
-    let id = match s.coord.device_info(&code).await {
-        Ok(i) => i.id,
-        Err(e) => return coord_err(e),
-    };
-    match s.db.device_games(id).await {
-        Ok(games) => {
-            let wanted = games
-                .iter()
-                .any(|g| g.current_version.as_deref() != Some(g.newest_version.as_str()));
-            ok(if wanted {
-                GameUpdateState::Wait.as_str()
-            } else {
-                GameUpdateState::Finish.as_str()
-            })
-        }
-        Err(e) => internal(e),
-    }
+    Ok(ok(state.as_str()))
 }

@@ -28,7 +28,8 @@ use serde::Deserialize;
 use tokio::sync::{mpsc, oneshot};
 
 use super::AppState;
-use crate::identity::{self, Caller};
+use crate::devices::{self, KioskId};
+use crate::identity;
 
 /// Routes.
 pub fn routes() -> Router<AppState> {
@@ -233,26 +234,23 @@ async fn kiosk(
         Ok(ws) => ws,
         Err(r) => return r,
     };
-    let device = match (&q.device_code, &q.client_id) {
+    let normalized;
+    let id = match (&q.device_code, &q.client_id) {
         (Some(code), _) => match normalize_device_code(code) {
-            Some(c) => kioskd_actors::ports::Store::device_by_code(&s.db, &c).await,
+            Some(c) => {
+                normalized = c;
+                KioskId::Code(&normalized)
+            }
             None => return refuse(StatusCode::FORBIDDEN, "unknown_device"),
         },
-        (None, Some(id)) => s.db.device_by_client_id(id).await,
+        (None, Some(id)) => KioskId::ClientId(id),
         (None, None) => return refuse(StatusCode::BAD_REQUEST, "no_device"),
     };
-    let device = match device {
+    let (device, secret) = match devices::kiosk_credentials(&s, id).await {
         Ok(Some(d)) => d,
         Ok(None) => return refuse(StatusCode::FORBIDDEN, "unknown_device"),
         Err(e) => {
             tracing::error!(error = %e, "ws kiosk lookup failed");
-            return refuse(StatusCode::SERVICE_UNAVAILABLE, "storage");
-        }
-    };
-    let secret = match s.db.device_secret(device.id).await {
-        Ok(v) => v,
-        Err(e) => {
-            tracing::error!(error = %e, "ws kiosk secret lookup failed");
             return refuse(StatusCode::SERVICE_UNAVAILABLE, "storage");
         }
     };
@@ -826,9 +824,9 @@ async fn user(
         Ok(ws) => ws,
         Err(r) => return r,
     };
-    let user = match identity::caller(&s.db, &jar).await {
-        Ok(Caller::User(u)) if u.state == crate::store::user_state::ACTIVE => u,
-        Ok(_) => return refuse(StatusCode::UNAUTHORIZED, "not_signed_in"),
+    let user = match identity::active(&s, &jar).await {
+        Ok(Some(u)) => u,
+        Ok(None) => return refuse(StatusCode::UNAUTHORIZED, "not_signed_in"),
         Err(e) => {
             tracing::error!(error = %e, "ws user lookup failed");
             return refuse(StatusCode::SERVICE_UNAVAILABLE, "storage");

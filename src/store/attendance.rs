@@ -222,7 +222,7 @@ fn command_from_row(r: &AnyRow) -> Result<CommandRow, StoreError> {
             Channel::Native
         },
         state: CommandState::parse(&state)
-            .ok_or_else(|| StoreError(format!("bad command state {state}")))?,
+            .ok_or_else(|| StoreError::corrupt("device_commands.state", state.to_string()))?,
         destructive: r.try_get::<i64, _>(6).map_err(se)? != 0,
         attempts: r.try_get(7).map_err(se)?,
         wire_id: r.try_get(8).map_err(se)?,
@@ -356,8 +356,8 @@ impl Db {
         .bind(timezone)
         .bind(now)
         .fetch_one(&self.pool)
-        .await?;
-        terminal_from_row(&row).map_err(WriteError::Store)
+        .await.map_err(se)?;
+        terminal_from_row(&row)
     }
 
     /// How a terminal may use `/iclock`: its kind (`native` | `bridge`), its comm key

@@ -61,11 +61,11 @@ const OPERATOR_COLS: &str = "o.id, o.username, o.password_hash, o.role, o.sites,
 fn operator_from_row(r: &AnyRow) -> Result<OperatorRow, StoreError> {
     let role: String = r.try_get("role").map_err(se)?;
     if !matches!(role.as_str(), "admin" | "staff" | "viewer") {
-        return Err(StoreError(format!("operator with unknown role {role:?}")));
+        return Err(StoreError::corrupt("operators.role", role.to_string()));
     }
     let sites: String = r.try_get("sites").map_err(se)?;
     let sites: Vec<String> = serde_json::from_str(&sites)
-        .map_err(|e| StoreError(format!("operator sites are not a JSON list: {e}")))?;
+        .map_err(|e| StoreError::corrupt("operators.sites", e.to_string()))?;
     Ok(OperatorRow {
         id: r.try_get("id").map_err(se)?,
         username: r.try_get("username").map_err(se)?,
@@ -103,7 +103,8 @@ impl Db {
         .bind(sites_json(sites))
         .bind(now)
         .execute(self.pool())
-        .await?;
+        .await
+        .map_err(se)?;
         self.operator(username).await?.ok_or(WriteError::NotFound)
     }
 
@@ -140,34 +141,39 @@ impl Db {
         username: &str,
         change: &OperatorChange,
     ) -> Result<OperatorRow, WriteError> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.pool().begin().await.map_err(se)?;
         let id: Option<i64> = sqlx::query("SELECT id FROM operators WHERE username = $1")
             .bind(username)
             .fetch_optional(&mut *tx)
-            .await?
+            .await
+            .map_err(se)?
             .map(|r| r.try_get("id"))
-            .transpose()?;
+            .transpose()
+            .map_err(se)?;
         let id = id.ok_or(WriteError::NotFound)?;
         if let Some(role) = &change.role {
             sqlx::query("UPDATE operators SET role = $1 WHERE id = $2")
                 .bind(role)
                 .bind(id)
                 .execute(&mut *tx)
-                .await?;
+                .await
+                .map_err(se)?;
         }
         if let Some(sites) = &change.sites {
             sqlx::query("UPDATE operators SET sites = $1 WHERE id = $2")
                 .bind(sites_json(sites))
                 .bind(id)
                 .execute(&mut *tx)
-                .await?;
+                .await
+                .map_err(se)?;
         }
         if let Some(d) = change.disabled {
             sqlx::query("UPDATE operators SET disabled = $1 WHERE id = $2")
                 .bind(i64::from(d))
                 .bind(id)
                 .execute(&mut *tx)
-                .await?;
+                .await
+                .map_err(se)?;
         }
         if let Some(h) = &change.password_hash {
             sqlx::query(
@@ -177,15 +183,17 @@ impl Db {
             .bind(h)
             .bind(id)
             .execute(&mut *tx)
-            .await?;
+            .await
+            .map_err(se)?;
         }
         if change.disabled == Some(true) || change.password_hash.is_some() {
             sqlx::query("DELETE FROM operator_tokens WHERE operator_id = $1 AND kind = 'session'")
                 .bind(id)
                 .execute(&mut *tx)
-                .await?;
+                .await
+                .map_err(se)?;
         }
-        tx.commit().await?;
+        tx.commit().await.map_err(se)?;
         self.operator(username).await?.ok_or(WriteError::NotFound)
     }
 
@@ -250,8 +258,9 @@ impl Db {
         .bind(now)
         .bind(expires_at)
         .fetch_one(self.pool())
-        .await?;
-        Ok(row.try_get("id")?)
+        .await
+        .map_err(se)?;
+        row.try_get("id").map_err(se)
     }
 
     /// The enabled operator behind a live token of `kind`, marking it used. Expired

@@ -110,6 +110,19 @@ fn order_from_row(r: &AnyRow) -> Result<OrderRow, StoreError> {
 }
 
 impl Db {
+    /// The unpaid postpaid order left by the device's most recent session, if any.
+    pub async fn unpaid_order_of_device(&self, device_id: i64) -> StoreResult<Option<String>> {
+        sqlx::query_scalar(
+            "SELECT o.id FROM orders o
+             WHERE o.status = 'unpaid'
+               AND o.session_id = (SELECT MAX(id) FROM sessions WHERE device_id = $1)",
+        )
+        .bind(device_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(se)
+    }
+
     /// An order by id.
     pub async fn order(&self, id: &str) -> StoreResult<Option<OrderRow>> {
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(

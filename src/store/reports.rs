@@ -15,7 +15,8 @@ use serde::Serialize;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::{Db, USER_COLS, se, user_from_row};
+use super::users::{USER_COLS, user_from_row};
+use super::{Db, se};
 use crate::store::UserRow;
 use kioskd_actors::ports::StoreError;
 

@@ -393,14 +393,15 @@ impl Db {
         .bind(payload)
         .bind(now)
         .fetch_optional(&self.pool)
-        .await?;
+        .await.map_err(se)?;
         if let Some(id) = id {
             return Ok((id, true));
         }
         let id: i64 = sqlx::query_scalar("SELECT id FROM outbox WHERE dedupe_key = $1")
             .bind(dedupe_key)
             .fetch_one(&self.pool)
-            .await?;
+            .await
+            .map_err(se)?;
         Ok((id, false))
     }
 

@@ -227,7 +227,7 @@ pub async fn run(
 async fn seed(url: &str, kiosks: usize) -> anyhow::Result<()> {
     let db = Db::connect(url, 1)
         .await
-        .map_err(|e| anyhow::anyhow!(e.0))?;
+        .map_err(|e| anyhow::anyhow!(e.to_string()))?;
     let pool = db.pool();
     let mut tx = pool.begin().await?;
     for i in 0..kiosks {
