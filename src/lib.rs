@@ -2,14 +2,17 @@
 //! configuration, HTTP adapters, storage, metrics and the CLI's building blocks. The
 //! actors live in `kioskd-actors`, the wire formats in `kioskd-protocol`.
 
+pub mod accounts;
 pub mod agent;
 pub mod app;
 pub mod attendance;
+pub mod audit;
 pub mod broker;
 pub mod cluster;
 pub mod config;
 pub mod demo;
 pub mod devices;
+pub mod fleet;
 pub mod games;
 pub mod http;
 pub mod identity;
@@ -21,7 +24,9 @@ pub mod opscli;
 pub mod orders;
 pub mod passwords;
 pub mod payments;
+pub mod reports;
 pub mod sampler;
+pub mod service_error;
 pub mod services;
 pub mod sms;
 pub mod store;

@@ -293,7 +293,7 @@ impl Client {
     ) -> anyhow::Result<Value> {
         let mut req = req.bearer_auth(&self.token);
         if let Some(r) = reason {
-            req = req.header(crate::http::audit::REASON_HEADER, r);
+            req = req.header(crate::audit::REASON_HEADER, r);
         }
         let resp = req
             .send()

@@ -135,7 +135,7 @@ async fn the_cli_registers_terminals_staff_and_commands_with_the_ops_checks() {
         "Asia/Shanghai"
     );
     assert_eq!(
-        db.terminals_by_token(&kioskd::http::attendance::token_hash("gh_2837e31e28ed"))
+        db.terminals_by_token(&kioskd::attendance::token_hash("gh_2837e31e28ed"))
             .await
             .unwrap()
             .len(),

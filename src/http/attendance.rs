@@ -20,10 +20,10 @@ use kioskd_actors::terminal::{
     CommandRow, Quarantined, RawPunch, TermError, TerminalRecord, check_punches, parse_zone,
 };
 use serde_json::{Map, Value, json};
-use sha2::{Digest, Sha256};
 
 use super::AppState;
-use crate::store::{NewErrorLog, StaffRow};
+use crate::attendance as att;
+use crate::attendance::{NewErrorLog, StaffRow};
 
 /// Largest bridge body: a nightly sync re-sends every punch since the bridge booted.
 pub const MAX_BRIDGE_BODY: usize = 64 * 1024 * 1024;
@@ -62,10 +62,7 @@ pub fn routes() -> Router<AppState> {
         .route("/attendance/{action}", post(modern))
 }
 
-/// SHA-256 hex of a bridge token (what the terminals table keeps).
-pub fn token_hash(token: &str) -> String {
-    hex::encode(Sha256::digest(token.as_bytes()))
-}
+pub use crate::attendance::token_hash;
 
 /// JSON with every non-ASCII character escaped as `\uXXXX` (UTF-16 surrogate pairs above
 /// U+FFFF), so GBK and UTF-8 readers decode the same text.
@@ -94,31 +91,63 @@ fn reply(status: StatusCode, v: Value) -> Response {
         .into_response()
 }
 
-fn refuse(status: StatusCode, msg: impl Into<String>) -> Response {
-    reply(status, json!({"state": "ERROR", "error": msg.into()}))
+/// A refusal in the bridge dialect: `{"state":"ERROR","error":..}` (ASCII JSON) with a
+/// non-2xx status, so the bridge keeps what it sent (the dialect's one boundary).
+#[derive(Debug)]
+pub struct Refusal {
+    status: StatusCode,
+    msg: String,
 }
 
-fn term_error(e: TermError) -> Response {
-    match e {
-        TermError::NoSuchTerminal => refuse(StatusCode::NOT_FOUND, "unknown SN"),
-        TermError::BadCommand(m) => refuse(StatusCode::BAD_REQUEST, m),
-        e => {
-            tracing::error!(error = %e, "attendance request failed");
-            refuse(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "storage unavailable, retry later",
-            )
-        }
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        reply(self.status, json!({"state": "ERROR", "error": self.msg}))
     }
 }
 
-fn store_error(e: impl std::fmt::Display) -> Response {
+fn refuse(status: StatusCode, msg: impl Into<String>) -> Refusal {
+    Refusal {
+        status,
+        msg: msg.into(),
+    }
+}
+
+fn unavailable(e: impl std::fmt::Display) -> Refusal {
     tracing::error!(error = %e, "attendance request failed");
     refuse(
         StatusCode::SERVICE_UNAVAILABLE,
         "storage unavailable, retry later",
     )
 }
+
+impl From<TermError> for Refusal {
+    fn from(e: TermError) -> Self {
+        match e {
+            TermError::NoSuchTerminal => refuse(StatusCode::NOT_FOUND, "unknown SN"),
+            TermError::BadCommand(m) => refuse(StatusCode::BAD_REQUEST, m),
+            e => unavailable(e),
+        }
+    }
+}
+
+impl From<kioskd_actors::ports::StoreError> for Refusal {
+    fn from(e: kioskd_actors::ports::StoreError) -> Self {
+        unavailable(e)
+    }
+}
+
+impl From<super::body::BodyError> for Refusal {
+    fn from(e: super::body::BodyError) -> Self {
+        match e {
+            super::body::BodyError::TooLarge => {
+                refuse(StatusCode::PAYLOAD_TOO_LARGE, "request body too large")
+            }
+            super::body::BodyError::Broken => refuse(StatusCode::BAD_REQUEST, "cannot read body"),
+        }
+    }
+}
+
+type BridgeResult = Result<Response, Refusal>;
 
 /// The body's fields: a form (every value a string) or a JSON object.
 pub(crate) fn fields(bytes: &[u8]) -> Result<Map<String, Value>, String> {
@@ -246,26 +275,14 @@ pub(crate) fn sync_records(v: &Value) -> Result<(Vec<RawPunch>, Vec<Quarantined>
     Ok((good, bad))
 }
 
-fn body_error(e: super::body::BodyError) -> Response {
-    match e {
-        super::body::BodyError::TooLarge => {
-            refuse(StatusCode::PAYLOAD_TOO_LARGE, "request body too large")
-        }
-        super::body::BodyError::Broken => refuse(StatusCode::BAD_REQUEST, "cannot read body"),
-    }
-}
-
 /// The terminals the body's token serves (403 when none).
-async fn authorize(s: &AppState, f: &Map<String, Value>) -> Result<Vec<TerminalRecord>, Response> {
+async fn authorize(s: &AppState, f: &Map<String, Value>) -> Result<Vec<TerminalRecord>, Refusal> {
     let token = text_field(f, "token").map_err(|m| refuse(StatusCode::UNAUTHORIZED, m))?;
     authorize_token(s, token).await
 }
 
-async fn authorize_token(s: &AppState, token: &str) -> Result<Vec<TerminalRecord>, Response> {
-    let ts =
-        s.db.terminals_by_token(&token_hash(token))
-            .await
-            .map_err(store_error)?;
+async fn authorize_token(s: &AppState, token: &str) -> Result<Vec<TerminalRecord>, Refusal> {
+    let ts = att::terminals_for_token(s, token).await?;
     if ts.is_empty() {
         metrics::counter!(kioskd_actors::catalog::BODIES_REFUSED, "reason" => "unauthorized")
             .increment(1);
@@ -278,7 +295,7 @@ async fn authorize_token(s: &AppState, token: &str) -> Result<Vec<TerminalRecord
 fn terminal<'a>(
     f: &Map<String, Value>,
     ts: &'a [TerminalRecord],
-) -> Result<&'a TerminalRecord, Response> {
+) -> Result<&'a TerminalRecord, Refusal> {
     let sn = text_field(f, "SN").map_err(|m| refuse(StatusCode::BAD_REQUEST, m))?;
     ts.iter()
         .find(|t| t.sn == sn)
@@ -290,14 +307,14 @@ async fn legacy(
     RawQuery(q): RawQuery,
     headers: HeaderMap,
     body: Body,
-) -> Response {
+) -> BridgeResult {
     let params: HashMap<String, String> =
         serde_urlencoded::from_str(q.as_deref().unwrap_or("")).unwrap_or_default();
     let Some(route) = params.get("s") else {
-        return refuse(StatusCode::NOT_FOUND, "missing s parameter");
+        return Err(refuse(StatusCode::NOT_FOUND, "missing s parameter"));
     };
     let Some(action) = route.strip_prefix(LEGACY_PREFIX) else {
-        return refuse(StatusCode::NOT_FOUND, "no such action");
+        return Err(refuse(StatusCode::NOT_FOUND, "no such action"));
     };
     dispatch(s, action.trim_matches('/'), headers, body).await
 }
@@ -307,68 +324,59 @@ async fn modern(
     Path(action): Path<String>,
     headers: HeaderMap,
     body: Body,
-) -> Response {
+) -> BridgeResult {
     dispatch(s, &action, headers, body).await
 }
 
-async fn error_logs_route(State(s): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+async fn error_logs_route(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> BridgeResult {
     dispatch(s, "", headers, body).await
 }
 
-async fn dispatch(s: AppState, action: &str, headers: HeaderMap, body: Body) -> Response {
+async fn dispatch(s: AppState, action: &str, headers: HeaderMap, body: Body) -> BridgeResult {
     let (handler, max) = match action {
         "newRecord" => (Action::New, MAX_SMALL_BODY),
         "syncRecord" => (Action::Sync, MAX_BRIDGE_BODY),
         "updateStudent" => (Action::Users, MAX_SMALL_BODY),
         "getCommand" => (Action::Command, MAX_SMALL_BODY),
         "" | "sendErrorLogs" => (Action::Errors, MAX_ERRORLOG_BODY),
-        _ => return refuse(StatusCode::NOT_FOUND, format!("no such action {action:?}")),
+        _ => {
+            return Err(refuse(
+                StatusCode::NOT_FOUND,
+                format!("no such action {action:?}"),
+            ));
+        }
     };
     // The limit is known before a byte is read; large bodies wait for the byte budget.
-    let mut reader = match super::body::BodyReader::new(&s, &headers, body, max).await {
-        Ok(r) => r,
-        Err(e) => return body_error(e),
-    };
+    let mut reader = super::body::BodyReader::new(&s, &headers, body, max).await?;
     // The bridge's form bodies start with the token: a wrong one is refused before
     // the rest (up to 64 MiB) is read.
-    if let Err(e) = reader.fill(TOKEN_PREFIX).await {
-        return body_error(e);
-    }
+    reader.fill(TOKEN_PREFIX).await?;
     let mut early = None;
     if !reader.complete()
         && reader.prefix().trim_ascii_start().first() != Some(&b'{')
         && let Some(token) = super::body::form_prefix_value(reader.prefix(), "token")
     {
-        match authorize_token(&s, &token).await {
-            Ok(ts) => early = Some(ts),
-            Err(r) => return r,
-        }
+        early = Some(authorize_token(&s, &token).await?);
     }
-    let bytes = match reader.finish().await {
-        Ok(b) => b,
-        Err(e) => return body_error(e),
-    };
-    let f = match fields(&bytes) {
-        Ok(f) => f,
-        Err(m) => return refuse(StatusCode::BAD_REQUEST, m),
-    };
+    let bytes = reader.finish().await?;
+    let f = fields(&bytes).map_err(|m| refuse(StatusCode::BAD_REQUEST, m))?;
     drop(bytes);
     let ts = match early {
         // Duplicate keys are refused by `fields`: the prefix's token is the body's.
         Some(ts) => ts,
-        None => match authorize(&s, &f).await {
-            Ok(t) => t,
-            Err(r) => return r,
-        },
+        None => authorize(&s, &f).await?,
     };
-    let r = match handler {
+    match handler {
         Action::New => new_attlog(&s, &f, &ts).await,
         Action::Sync => sync_attlog(&s, &f, &ts).await,
         Action::Users => update_users(&s, &f, &ts).await,
         Action::Command => get_command(&s, &f, &ts).await,
         Action::Errors => error_logs(&s, &f, &ts).await,
-    };
-    r.unwrap_or_else(|e| e)
+    }
 }
 
 enum Action {
@@ -379,11 +387,7 @@ enum Action {
     Errors,
 }
 
-async fn new_attlog(
-    s: &AppState,
-    f: &Map<String, Value>,
-    ts: &[TerminalRecord],
-) -> Result<Response, Response> {
+async fn new_attlog(s: &AppState, f: &Map<String, Value>, ts: &[TerminalRecord]) -> BridgeResult {
     let t = terminal(f, ts)?;
     let rec = f
         .get("record")
@@ -398,16 +402,11 @@ async fn new_attlog(
     }
     s.terminals
         .ingest(&t.sn, "bridge-new", vec![p], Vec::new())
-        .await
-        .map_err(term_error)?;
+        .await?;
     Ok(reply(StatusCode::OK, json!({"state": "OK", "SN": t.sn})))
 }
 
-async fn sync_attlog(
-    s: &AppState,
-    f: &Map<String, Value>,
-    ts: &[TerminalRecord],
-) -> Result<Response, Response> {
+async fn sync_attlog(s: &AppState, f: &Map<String, Value>, ts: &[TerminalRecord]) -> BridgeResult {
     let t = terminal(f, ts)?;
     let recs = f
         .get("records")
@@ -421,37 +420,10 @@ async fn sync_attlog(
             format!("at most {MAX_SYNC_RECORDS} records per sync"),
         ));
     }
-    let c = ingest_batched(s, &t.sn, "bridge-sync", good, bad)
-        .await
-        .map_err(term_error)?;
+    let c =
+        att::ingest_batched(&s.terminals, &t.sn, "bridge-sync", good, bad, INGEST_BATCH).await?;
     tracing::info!(sn = %t.sn, inserted = c.inserted, duplicates = c.duplicates, quarantined = c.quarantined, "sync batch stored");
     Ok(reply(StatusCode::OK, json!({"state": "OK", "SN": t.sn})))
-}
-
-/// Stores punches in transactions of [`INGEST_BATCH`] records, one after another, so
-/// other requests reach the database between them. A failure part way leaves the
-/// earlier batches stored; the sender re-sends and duplicates count as such.
-pub(super) async fn ingest_batched(
-    s: &AppState,
-    sn: &str,
-    source: &'static str,
-    good: Vec<RawPunch>,
-    bad: Vec<Quarantined>,
-) -> Result<kioskd_actors::terminal::IngestCounts, TermError> {
-    let mut total = kioskd_actors::terminal::IngestCounts::default();
-    let mut good = good.into_iter().peekable();
-    let mut bad = bad.into_iter().peekable();
-    loop {
-        let g: Vec<RawPunch> = good.by_ref().take(INGEST_BATCH).collect();
-        let b: Vec<Quarantined> = bad.by_ref().take(INGEST_BATCH).collect();
-        let c = s.terminals.ingest(sn, source, g, b).await?;
-        total.inserted += c.inserted;
-        total.duplicates += c.duplicates;
-        total.quarantined += c.quarantined;
-        if good.peek().is_none() && bad.peek().is_none() {
-            return Ok(total);
-        }
-    }
 }
 
 fn staff_json(st: &StaffRow) -> Value {
@@ -466,11 +438,7 @@ fn staff_json(st: &StaffRow) -> Value {
     })
 }
 
-async fn update_users(
-    s: &AppState,
-    f: &Map<String, Value>,
-    ts: &[TerminalRecord],
-) -> Result<Response, Response> {
+async fn update_users(s: &AppState, f: &Map<String, Value>, ts: &[TerminalRecord]) -> BridgeResult {
     let sn = text_field(f, "SN").map_err(|m| refuse(StatusCode::BAD_REQUEST, m))?;
     let sns: Vec<String> = if sn == "all_devices" {
         ts.iter().map(|t| t.sn.clone()).collect()
@@ -480,17 +448,8 @@ async fn update_users(
         // fingerprints included) whenever the reply carries users: only on an
         // operator's `reprovision`. Otherwise say which version it holds, so that a
         // newer roster still reaches it through updatestd and all_devices.
-        if !s
-            .terminals
-            .take_reprovision(&t.sn)
-            .await
-            .map_err(term_error)?
-        {
-            let held = s
-                .terminals
-                .heard(&t.sn, "bridge")
-                .await
-                .map_err(term_error)?;
+        if !s.terminals.take_reprovision(&t.sn).await? {
+            let held = s.terminals.heard(&t.sn, "bridge").await?;
             return Ok(reply(
                 StatusCode::OK,
                 json!({"state": "OK", "SN": t.sn, "timeStamp": held.roster_version}),
@@ -498,7 +457,7 @@ async fn update_users(
         }
         vec![t.sn.clone()]
     };
-    let roster = s.db.roster_for(&sns).await.map_err(store_error)?;
+    let roster = att::roster_for(s, &sns).await?;
     let users: Vec<Value> = roster.users.iter().map(staff_json).collect();
     let dele: Vec<Value> = roster.deleted.iter().map(staff_json).collect();
     Ok(reply(
@@ -527,29 +486,21 @@ fn cmd_value(c: &CommandRow) -> Value {
     }
 }
 
-async fn get_command(
-    s: &AppState,
-    f: &Map<String, Value>,
-    ts: &[TerminalRecord],
-) -> Result<Response, Response> {
+async fn get_command(s: &AppState, f: &Map<String, Value>, ts: &[TerminalRecord]) -> BridgeResult {
     let t = terminal(f, ts)?;
-    let cmds = s.terminals.bridge_poll(&t.sn).await.map_err(term_error)?;
+    let cmds = s.terminals.bridge_poll(&t.sn).await?;
     let mut list = Map::new();
     for c in &cmds {
         list.insert(c.name.clone(), cmd_value(c));
     }
-    let version = s.db.roster_version().await.map_err(store_error)?;
+    let version = att::roster_version(s).await?;
     Ok(reply(
         StatusCode::OK,
         json!({"state": "OK", "timeStamp": version, "SN": t.sn, "cmd_list": list}),
     ))
 }
 
-async fn error_logs(
-    s: &AppState,
-    f: &Map<String, Value>,
-    ts: &[TerminalRecord],
-) -> Result<Response, Response> {
+async fn error_logs(s: &AppState, f: &Map<String, Value>, ts: &[TerminalRecord]) -> BridgeResult {
     // The bridge sends `logs` (a JSON array string); the seed shows `log_data`.
     let v = f
         .get("logs")
@@ -599,10 +550,7 @@ async fn error_logs(
             device_time: o.get("wTime").and_then(Value::as_i64),
         });
     }
-    let now = s.terminals.clock().now_ms();
-    let failed = s.db.add_error_logs(&logs, now).await.map_err(store_error)?;
-    metrics::counter!(kioskd_actors::catalog::ATT_COMMANDS, "outcome" => "failed")
-        .increment(failed);
+    att::add_error_logs(s, &logs).await?;
     Ok(reply(StatusCode::OK, json!({"state": "OK"})))
 }
 

@@ -16,17 +16,13 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::AppState;
-use super::ops::{Operator, err, internal};
-use crate::store::{AuditQuery, NewAudit};
+use super::ops::{Operator, OpsError, OpsResult, err};
+use crate::audit::{AuditQuery, NewAudit, clean, summarize, target};
 
-/// The header giving the reason for an action (the body's `reason` wins).
-pub const REASON_HEADER: &str = "x-kioskd-reason";
-
-/// Longest body kept in an entry.
-const BODY_KEEP: usize = 4096;
+pub use crate::audit::REASON_HEADER;
 
 /// Routes.
 pub fn routes() -> Router<AppState> {
@@ -46,23 +42,18 @@ async fn list(
     _: Operator,
     State(s): State<AppState>,
     q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
-) -> Response {
+) -> OpsResult {
     let Ok(Query(q)) = q else {
-        return err(
-            StatusCode::BAD_REQUEST,
-            "bad query: after, operator, target, limit",
-        );
+        return Err(OpsError::bad("bad query: after, operator, target, limit"));
     };
     let q = AuditQuery {
         after: q.after,
         operator: q.operator.filter(|o| !o.is_empty()),
         target: q.target.filter(|t| !t.is_empty()),
-        limit: q.limit.unwrap_or(100),
+        limit: q.limit.unwrap_or(crate::audit::DEFAULT_LIMIT),
     };
-    match s.db.audit(&q).await {
-        Ok(rows) => Json(json!({ "data": rows })).into_response(),
-        Err(e) => internal(e),
-    }
+    let rows = crate::audit::list(&s, &q).await?;
+    Ok(Json(json!({ "data": rows })).into_response())
 }
 
 fn mutating(m: &Method) -> bool {
@@ -72,98 +63,8 @@ fn mutating(m: &Method) -> bool {
     )
 }
 
-/// A header value made safe for the log: printable, at most 64 characters.
-fn clean(v: &str) -> Option<String> {
-    let v: String = v
-        .chars()
-        .filter(|c| !c.is_control())
-        .take(64)
-        .collect::<String>()
-        .trim()
-        .to_string();
-    (!v.is_empty()).then_some(v)
-}
-
 fn header(h: &HeaderMap, name: &str) -> Option<String> {
     h.get(name).and_then(|v| v.to_str().ok()).and_then(clean)
-}
-
-fn is_secret_key(k: &str) -> bool {
-    let k = k.to_ascii_lowercase();
-    ["secret", "password", "passwd", "token", "key"]
-        .iter()
-        .any(|s| k.contains(s))
-}
-
-fn redact(v: &mut Value) {
-    match v {
-        Value::Object(m) => {
-            for (k, v) in m.iter_mut() {
-                if is_secret_key(k) && !v.is_null() {
-                    *v = Value::String("***".into());
-                } else {
-                    redact(v);
-                }
-            }
-        }
-        Value::Array(a) => a.iter_mut().for_each(redact),
-        _ => {}
-    }
-}
-
-/// What the log keeps of a body.
-#[derive(Debug, Default, PartialEq, Eq)]
-struct Summary {
-    body: Option<String>,
-    reason: Option<String>,
-    /// The thing a registration names (`device_code`, `sn`, `pin`, ...).
-    target: Option<String>,
-}
-
-/// The body as kept in the log, the `reason` it carries and what it names.
-fn summarize(bytes: &[u8]) -> Summary {
-    if bytes.is_empty() {
-        return Summary::default();
-    }
-    match serde_json::from_slice::<Value>(bytes) {
-        Ok(mut v) => {
-            let reason = v
-                .get("reason")
-                .and_then(|r| r.as_str())
-                .map(|r| r.chars().take(500).collect());
-            let target = ["device_code", "sn", "pin", "username", "openid", "name"]
-                .iter()
-                .find_map(|k| v.get(*k).and_then(|x| x.as_str()).and_then(clean));
-            redact(&mut v);
-            let mut s = v.to_string();
-            if s.len() > BODY_KEEP {
-                let mut cut = BODY_KEEP;
-                while !s.is_char_boundary(cut) {
-                    cut -= 1;
-                }
-                s.truncate(cut);
-                s.push('…');
-            }
-            Summary {
-                body: Some(s),
-                reason,
-                target,
-            }
-        }
-        Err(_) => Summary {
-            body: Some(format!("<{} bytes, not JSON>", bytes.len())),
-            ..Summary::default()
-        },
-    }
-}
-
-/// The value of the route's first `{param}` in the request's path.
-fn target(pattern: &str, path: &str) -> Option<String> {
-    pattern
-        .split('/')
-        .zip(path.split('/'))
-        .find(|(p, _)| p.starts_with('{'))
-        .and_then(|(_, v)| clean(v))
 }
 
 /// The middleware (on the whole router; it acts on mutating `/ops/*` requests only).
@@ -215,59 +116,6 @@ pub async fn record(State(s): State<AppState>, req: Request, next: Next) -> Resp
         status: status.as_u16(),
         source,
     };
-    if let Err(e) = s.db.add_audit(&entry).await {
-        tracing::error!(error = %e, action = %entry.action, operator = %entry.operator, "audit log write failed");
-    } else {
-        tracing::info!(
-            operator = %entry.operator,
-            action = %entry.action,
-            target = entry.target.as_deref().unwrap_or(""),
-            status = entry.status,
-            "operator action"
-        );
-    }
+    crate::audit::record(&s, &entry).await;
     resp
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn secrets_are_redacted_and_reason_is_kept() {
-        let s = summarize(
-            br#"{"device_code":"A","secret":"s3cret-s3cret-s3","nested":{"password":"p"},"reason":"refund"}"#,
-        );
-        let body = s.body.unwrap();
-        assert_eq!(s.target.as_deref(), Some("A"));
-        assert!(!body.contains("s3cret"), "{body}");
-        assert!(!body.contains("\"p\""), "{body}");
-        assert!(body.contains("\"device_code\":\"A\""));
-        assert_eq!(s.reason.as_deref(), Some("refund"));
-        assert_eq!(
-            summarize(b"not json").body.as_deref(),
-            Some("<8 bytes, not JSON>")
-        );
-        assert_eq!(summarize(b""), Summary::default());
-    }
-
-    #[test]
-    fn target_is_the_first_path_parameter() {
-        assert_eq!(
-            target("/ops/devices/{code}/command", "/ops/devices/AA-BB/command").as_deref(),
-            Some("AA-BB")
-        );
-        assert_eq!(
-            target("/ops/users/{id}/adjust", "/ops/users/7/adjust").as_deref(),
-            Some("7")
-        );
-        assert_eq!(target("/ops/devices", "/ops/devices"), None);
-    }
-
-    #[test]
-    fn header_values_are_cleaned() {
-        assert_eq!(clean("  alice\n "), Some("alice".into()));
-        assert_eq!(clean("\u{7}"), None);
-        assert_eq!(clean(&"x".repeat(100)).unwrap().len(), 64);
-    }
 }

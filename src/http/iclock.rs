@@ -23,13 +23,59 @@ use chrono::TimeZone as _;
 use kioskd_actors::terminal::{
     CmdResult, NativeCommand, Quarantined, RawPunch, StampTable, TermError,
 };
-use subtle::ConstantTimeEq;
 
 use super::AppState;
-use crate::store::{IclockTrust, NewErrorLog, SeenUser};
+use crate::attendance as att;
+use crate::attendance::SeenUser;
 
-/// Seconds between `getrequest` polls we ask for (native command latency).
-pub const POLL_DELAY_SECONDS: i64 = 10;
+pub use crate::attendance::{CHINESE, POLL_DELAY_SECONDS};
+
+/// An `/iclock` refusal or failure: plain text with a status (the dialect's one
+/// boundary). Anything but 200 with `OK` keeps the batch on the terminal.
+#[derive(Debug)]
+pub enum IclockError {
+    /// A refusal the terminal is told as is.
+    Text(StatusCode, String),
+    /// From the terminals' actors or storage: an unknown terminal is `403 UNKNOWN
+    /// DEVICE`, a failure (logged) `503 ERROR`.
+    Term(TermError),
+}
+
+impl IclockError {
+    fn text(status: StatusCode, body: impl Into<String>) -> Self {
+        IclockError::Text(status, body.into())
+    }
+}
+
+impl From<TermError> for IclockError {
+    fn from(e: TermError) -> Self {
+        IclockError::Term(e)
+    }
+}
+
+impl From<super::body::BodyError> for IclockError {
+    fn from(e: super::body::BodyError) -> Self {
+        match e {
+            super::body::BodyError::TooLarge => {
+                IclockError::text(StatusCode::PAYLOAD_TOO_LARGE, "ERROR: body too large")
+            }
+            super::body::BodyError::Broken => {
+                IclockError::text(StatusCode::BAD_REQUEST, "ERROR: cannot read body")
+            }
+        }
+    }
+}
+
+impl IntoResponse for IclockError {
+    fn into_response(self) -> Response {
+        match self {
+            IclockError::Text(status, body) => text(status, body),
+            IclockError::Term(e) => failed(e),
+        }
+    }
+}
+
+type IclockResult = Result<Response, IclockError>;
 
 /// Routes (with the `.aspx` spellings older firmware uses).
 pub fn routes(state: &AppState) -> Router<AppState> {
@@ -65,22 +111,13 @@ async fn refuse_bridge_terminals(
 ) -> Response {
     let q = query(req.uri().query());
     if let Ok(sn) = sn_of(&q) {
-        match s.db.terminal_iclock(&sn).await {
-            Ok(Some(t)) if t.bridge => return text(StatusCode::FORBIDDEN, "UNKNOWN DEVICE"),
-            Ok(_) => {}
-            Err(e) => return failed(TermError::Store(e)),
+        match att::is_bridge_terminal(&s, &sn).await {
+            Ok(true) => return text(StatusCode::FORBIDDEN, "UNKNOWN DEVICE"),
+            Ok(false) => {}
+            Err(e) => return failed(e),
         }
     }
     next.run(req).await
-}
-
-/// Has this terminal proven itself from `peer`? Only when it has a comm key and its last
-/// handshake from this very address carried it (`docs/security-legacy.md`: the iclock
-/// protocol has no other proof).
-fn proven(t: &Option<IclockTrust>, peer: &SocketAddr) -> bool {
-    t.as_ref().is_some_and(|t| {
-        t.comm_key.is_some() && t.proven_addr.as_deref() == Some(peer.ip().to_string().as_str())
-    })
 }
 
 /// A command for a terminal that has not proven itself: `USERINFO` lines lose their
@@ -126,7 +163,7 @@ fn query(q: Option<&str>) -> HashMap<String, String> {
 }
 
 /// The SN parameter: 1-64 letters, digits, `-` or `_`.
-fn sn_of(q: &HashMap<String, String>) -> Result<String, Response> {
+fn sn_of(q: &HashMap<String, String>) -> Result<String, IclockError> {
     match q.get("sn") {
         Some(sn)
             if !sn.is_empty()
@@ -137,7 +174,10 @@ fn sn_of(q: &HashMap<String, String>) -> Result<String, Response> {
         {
             Ok(sn.clone())
         }
-        _ => Err(text(StatusCode::BAD_REQUEST, "missing or bad SN")),
+        _ => Err(IclockError::text(
+            StatusCode::BAD_REQUEST,
+            "missing or bad SN",
+        )),
     }
 }
 
@@ -163,57 +203,27 @@ async fn handshake(
     State(s): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     RawQuery(q): RawQuery,
-) -> Response {
+) -> IclockResult {
     let q = query(q.as_deref());
-    let sn = match sn_of(&q) {
-        Ok(sn) => sn,
-        Err(r) => return r,
+    let sn = sn_of(&q)?;
+    // Remote attendance (the terminal asks about an unknown user): not offered.
+    let remote_att = q
+        .get("table")
+        .is_some_and(|t| t.eq_ignore_ascii_case("RemoteAtt"));
+    let Some(h) = att::handshake(
+        &s,
+        &sn,
+        q.get("pushcommkey").map(String::as_str),
+        peer.ip(),
+        q.get("language").map(String::as_str),
+        remote_att,
+    )
+    .await?
+    else {
+        return Ok(text(StatusCode::OK, "NONE"));
     };
-    // The comm key, when configured, must come with the handshake (the only place the
-    // protocol carries it); the address that presented it is the proven terminal.
-    match s.db.terminal_iclock(&sn).await {
-        Ok(Some(t)) => {
-            if let Some(key) = &t.comm_key {
-                let given = q.get("pushcommkey").map(String::as_str).unwrap_or("");
-                if !bool::from(given.as_bytes().ct_eq(key.as_bytes())) {
-                    return text(StatusCode::FORBIDDEN, "UNKNOWN DEVICE");
-                }
-                let addr = peer.ip().to_string();
-                if t.proven_addr.as_deref() != Some(addr.as_str())
-                    && let Err(e) = s.db.set_terminal_proven(&sn, &addr).await
-                {
-                    return failed(TermError::Store(e));
-                }
-            }
-        }
-        Ok(None) => {}
-        Err(e) => return failed(TermError::Store(e)),
-    }
-    if q.get("table")
-        .is_some_and(|t| t.eq_ignore_ascii_case("RemoteAtt"))
-    {
-        // Remote attendance (the terminal asks about an unknown user): not offered.
-        return text(StatusCode::OK, "NONE");
-    }
     let now = s.terminals.clock().now_ms();
-    // An unregistered terminal still gets a handshake (and `OK` polls) but its uploads
-    // are refused, so it keeps its records until an operator registers it.
-    let (zone, attlog, operlog) = match s.terminals.heard(&sn, "iclock").await {
-        Ok(t) => {
-            if let Some(lang) = q.get("language").filter(|l| l.len() <= 8)
-                && let Err(e) = s.db.set_terminal_language(&sn, lang).await
-            {
-                return failed(TermError::Store(e));
-            }
-            (
-                kioskd_actors::terminal::parse_zone(&t.timezone).unwrap_or(s.tz),
-                t.attlog_stamp,
-                t.operlog_stamp,
-            )
-        }
-        Err(TermError::NoSuchTerminal) => (s.tz, None, None),
-        Err(e) => return failed(e),
-    };
+    let (zone, attlog, operlog) = (h.zone, h.attlog, h.operlog);
     let none = || "None".to_string();
     let mut lines = vec![
         format!("GET OPTION FROM: {sn}"),
@@ -236,7 +246,7 @@ async fn handshake(
         lines.push(format!("Stamp={}", attlog.unwrap_or_else(none)));
         lines.push(format!("OpStamp={}", operlog.unwrap_or_else(none)));
     }
-    text(StatusCode::OK, lines.join("\n") + "\n")
+    Ok(text(StatusCode::OK, lines.join("\n") + "\n"))
 }
 
 /// ATTLOG lines into raw punches; lines with fewer than two columns are quarantined.
@@ -319,12 +329,9 @@ async fn upload(
     RawQuery(q): RawQuery,
     headers: axum::http::HeaderMap,
     body: axum::body::Body,
-) -> Response {
+) -> IclockResult {
     let q = query(q.as_deref());
-    let sn = match sn_of(&q) {
-        Ok(sn) => sn,
-        Err(r) => return r,
-    };
+    let sn = sn_of(&q)?;
     let table = q.get("table").map(String::as_str).unwrap_or("");
     // Refuse before reading anything for an unknown terminal (it keeps its data).
     if let Err(e) = s.terminals.get(&sn).await {
@@ -332,16 +339,10 @@ async fn upload(
             metrics::counter!(kioskd_actors::catalog::BODIES_REFUSED, "reason" => "unknown_device")
                 .increment(1);
         }
-        return failed(e);
+        return Err(e.into());
     }
-    let reader = match super::body::BodyReader::new(&s, &headers, body, MAX_UPLOAD_BODY).await {
-        Ok(r) => r,
-        Err(e) => return read_failed(e),
-    };
-    let body = match reader.finish().await {
-        Ok(b) => b,
-        Err(e) => return read_failed(e),
-    };
+    let reader = super::body::BodyReader::new(&s, &headers, body, MAX_UPLOAD_BODY).await?;
+    let body = reader.finish().await?;
     let lines = body
         .split(|b| *b == b'\n' || *b == b'\r')
         .filter(|l| !l.trim_ascii().is_empty())
@@ -349,79 +350,54 @@ async fn upload(
     if lines > MAX_UPLOAD_LINES {
         metrics::counter!(kioskd_actors::catalog::BODIES_REFUSED, "reason" => "too_many_lines")
             .increment(1);
-        return text(
+        return Err(IclockError::text(
             StatusCode::PAYLOAD_TOO_LARGE,
             format!("ERROR: at most {MAX_UPLOAD_LINES} lines per upload"),
-        );
+        ));
     }
     let body = decode(&body);
-    let now = s.terminals.clock().now_ms();
     match table.to_ascii_uppercase().as_str() {
         "ATTLOG" => {
             let (good, bad) = attlog_lines(&body);
-            let c = match super::attendance::ingest_batched(&s, &sn, "iclock", good, bad).await {
-                Ok(c) => c,
-                Err(e) => return failed(e),
-            };
-            if let Some(stamp) = q.get("stamp")
-                && let Err(e) = s
-                    .terminals
+            let c = att::ingest_batched(
+                &s.terminals,
+                &sn,
+                "iclock",
+                good,
+                bad,
+                super::attendance::INGEST_BATCH,
+            )
+            .await?;
+            if let Some(stamp) = q.get("stamp") {
+                s.terminals
                     .set_stamp(&sn, StampTable::AttLog, stamp.chars().take(32).collect())
-                    .await
-            {
-                return failed(e);
+                    .await?;
             }
-            text(StatusCode::OK, format!("OK:{}", c.processed()))
+            Ok(text(StatusCode::OK, format!("OK:{}", c.processed())))
         }
         "OPERLOG" => {
             let (users, n) = operlog_lines(&body);
-            if let Err(e) = s.db.add_seen_users(&sn, &users, now).await {
-                return failed(TermError::Store(e));
-            }
+            att::seen_users(&s, &sn, &users).await?;
             // Advance the stamp on every accepted post, or the terminal re-sends forever.
-            if let Some(stamp) = q.get("stamp")
-                && let Err(e) = s
-                    .terminals
+            if let Some(stamp) = q.get("stamp") {
+                s.terminals
                     .set_stamp(&sn, StampTable::OperLog, stamp.chars().take(32).collect())
-                    .await
-            {
-                return failed(e);
+                    .await?;
             }
-            text(StatusCode::OK, format!("OK:{n}"))
+            Ok(text(StatusCode::OK, format!("OK:{n}")))
         }
         "ERRORLOG" => {
-            let logs: Vec<NewErrorLog> = body
-                .split(['\n', '\r'])
-                .filter(|l| !l.trim().is_empty())
-                .map(|l| NewErrorLog {
-                    sn: Some(sn.clone()),
-                    kind: "ERRORLOG".into(),
-                    content: l.chars().take(4000).collect(),
-                    device_time: None,
-                })
-                .collect();
-            if let Err(e) = s.db.add_error_logs(&logs, now).await {
-                return failed(TermError::Store(e));
-            }
-            text(StatusCode::OK, format!("OK:{}", logs.len()))
+            let n = att::native_error_logs(&s, &sn, &body).await?;
+            Ok(text(StatusCode::OK, format!("OK:{n}")))
         }
         // Capability flags and photos: accepted, not kept (photos are not stored yet).
-        "OPTIONS" | "ATTPHOTO" => text(StatusCode::OK, "OK"),
+        "OPTIONS" | "ATTPHOTO" => Ok(text(StatusCode::OK, "OK")),
         // Anything else (access-control `rtlog`, biometrics) is refused rather than
         // acknowledged and lost: the terminal keeps it.
-        _ => text(
+        _ => Err(IclockError::text(
             StatusCode::BAD_REQUEST,
             format!("ERROR: table {table:?} is not supported"),
-        ),
-    }
-}
-
-fn read_failed(e: super::body::BodyError) -> Response {
-    match e {
-        super::body::BodyError::TooLarge => {
-            text(StatusCode::PAYLOAD_TOO_LARGE, "ERROR: body too large")
-        }
-        super::body::BodyError::Broken => text(StatusCode::BAD_REQUEST, "ERROR: cannot read body"),
+        )),
     }
 }
 
@@ -429,50 +405,33 @@ async fn getrequest(
     State(s): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     RawQuery(q): RawQuery,
-) -> Response {
+) -> IclockResult {
     let q = query(q.as_deref());
-    let sn = match sn_of(&q) {
-        Ok(sn) => sn,
-        Err(r) => return r,
-    };
-    let trusted = match s.db.terminal_iclock(&sn).await {
-        Ok(t) => proven(&t, &peer),
-        Err(e) => return failed(TermError::Store(e)),
-    };
+    let sn = sn_of(&q)?;
     let info = q.get("info").map(|i| i.chars().take(1000).collect());
-    match s.terminals.native_poll(&sn, info).await {
-        Ok(cmds) if cmds.is_empty() => text(StatusCode::OK, "OK"),
-        Ok(cmds) => {
-            let gbk = match s.db.terminal_language(&sn).await {
-                Ok(l) => l.as_deref() == Some(CHINESE),
-                Err(e) => return failed(TermError::Store(e)),
-            };
-            let mut body = render_commands(&cmds);
-            if !trusted {
-                body = body
-                    .lines()
-                    .map(|l| without_user_secrets(l) + "\n")
-                    .collect();
-            }
-            let bytes = if gbk {
-                to_gbk(&body)
-            } else {
-                body.into_bytes()
-            };
-            (
-                StatusCode::OK,
-                [(header::CONTENT_TYPE, "text/plain")],
-                bytes,
-            )
-                .into_response()
-        }
-        Err(TermError::NoSuchTerminal) => text(StatusCode::OK, "OK"),
-        Err(e) => failed(e),
+    let poll = att::native_poll(&s, &sn, peer.ip(), info).await?;
+    if poll.commands.is_empty() {
+        return Ok(text(StatusCode::OK, "OK"));
     }
+    let mut body = render_commands(&poll.commands);
+    if !poll.trusted {
+        body = body
+            .lines()
+            .map(|l| without_user_secrets(l) + "\n")
+            .collect();
+    }
+    let bytes = if poll.gbk {
+        to_gbk(&body)
+    } else {
+        body.into_bytes()
+    };
+    Ok((
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "text/plain")],
+        bytes,
+    )
+        .into_response())
 }
-
-/// The handshake `language` of Chinese firmware, which reads names as GB2312/GBK.
-pub const CHINESE: &str = "83";
 
 /// Text for a Chinese-language terminal: GBK, with `?` for what GBK cannot hold (never
 /// an HTML character reference inside a command).
@@ -546,32 +505,21 @@ async fn devicecmd(
     State(s): State<AppState>,
     RawQuery(q): RawQuery,
     b: Result<Bytes, BytesRejection>,
-) -> Response {
+) -> IclockResult {
     let q = query(q.as_deref());
-    let sn = match sn_of(&q) {
-        Ok(sn) => sn,
-        Err(r) => return r,
-    };
-    let body = match b {
-        Ok(b) => b,
-        Err(e) => return text(e.status(), "ERROR: cannot read body"),
-    };
+    let sn = sn_of(&q)?;
+    let body = b.map_err(|e| IclockError::text(e.status(), "ERROR: cannot read body"))?;
     let results = result_lines(&decode(&body));
-    match s.terminals.native_results(&sn, results).await {
-        Ok(_) => text(StatusCode::OK, "OK"),
-        Err(e) => failed(e),
-    }
+    s.terminals.native_results(&sn, results).await?;
+    Ok(text(StatusCode::OK, "OK"))
 }
 
-async fn ping(State(s): State<AppState>, RawQuery(q): RawQuery) -> Response {
+async fn ping(State(s): State<AppState>, RawQuery(q): RawQuery) -> IclockResult {
     let q = query(q.as_deref());
-    let sn = match sn_of(&q) {
-        Ok(sn) => sn,
-        Err(r) => return r,
-    };
+    let sn = sn_of(&q)?;
     match s.terminals.heard(&sn, "iclock").await {
-        Ok(_) | Err(TermError::NoSuchTerminal) => text(StatusCode::OK, "OK"),
-        Err(e) => failed(e),
+        Ok(_) | Err(TermError::NoSuchTerminal) => Ok(text(StatusCode::OK, "OK")),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -641,5 +589,40 @@ mod tests {
         assert_eq!(timezone_option(chrono_tz::Asia::Kolkata, now), 330);
         assert_eq!(timezone_option(chrono_tz::America::St_Johns, now), -210);
         assert_eq!(timezone_option(chrono_tz::UTC, now), 0);
+    }
+}
+
+#[cfg(test)]
+mod boundary {
+    use super::*;
+
+    async fn parts(e: IclockError) -> (StatusCode, String) {
+        let r = e.into_response();
+        let status = r.status();
+        let body = axum::body::to_bytes(r.into_body(), 4096).await.unwrap();
+        (status, String::from_utf8(body.to_vec()).unwrap())
+    }
+
+    #[tokio::test]
+    async fn iclock_failures_are_plain_text_that_keeps_the_batch_on_the_terminal() {
+        assert_eq!(
+            parts(TermError::NoSuchTerminal.into()).await,
+            (StatusCode::FORBIDDEN, "UNKNOWN DEVICE".into())
+        );
+        assert_eq!(
+            parts(
+                TermError::Store(kioskd_actors::ports::StoreError::Unavailable("down".into()))
+                    .into()
+            )
+            .await,
+            (StatusCode::SERVICE_UNAVAILABLE, "ERROR".into())
+        );
+        assert_eq!(
+            parts(super::super::body::BodyError::TooLarge.into()).await,
+            (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "ERROR: body too large".into()
+            )
+        );
     }
 }

@@ -16,7 +16,7 @@ use serde_json::json;
 use super::AppState;
 use super::authz::{SESSION_COOKIE, same_origin};
 use super::extract::{EnvJson, OpsPath};
-use super::ops::{Operator, body, err};
+use super::ops::{Operator, OpsError, OpsResult, body, err};
 use crate::operators::OperatorError;
 
 /// Routes.
@@ -74,10 +74,13 @@ async fn login(
     State(s): State<AppState>,
     headers: HeaderMap,
     b: Result<EnvJson<Login>, Response>,
-) -> Result<Response, Response> {
+) -> OpsResult {
     let browser = headers.contains_key("sec-fetch-site") || headers.contains_key(header::ORIGIN);
     if browser && !same_origin(&headers, &s.cfg.public.base_url) {
-        return Err(err(StatusCode::FORBIDDEN, "cross-site request refused"));
+        return Err(OpsError::new(
+            StatusCode::FORBIDDEN,
+            "cross-site request refused",
+        ));
     }
     let req = body(b).await?;
     let now = s.coord.clock().now_ms();
@@ -89,8 +92,7 @@ async fn login(
             if matches!(e, OperatorError::BadCredentials | OperatorError::Locked(_)) {
                 tracing::info!(reason = %e, "operator sign-in refused");
             }
-        })
-        .map_err(IntoResponse::into_response)?;
+        })?;
     tracing::info!(operator = %who.username, "operator signed in");
     let ttl = s.cfg.ops.session_ttl_seconds as i64;
     Ok((
@@ -101,12 +103,9 @@ async fn login(
 }
 
 /// `POST /ops/logout`: ends the console session (the cookie is cleared either way).
-async fn logout(State(s): State<AppState>, headers: HeaderMap) -> Result<Response, Response> {
+async fn logout(State(s): State<AppState>, headers: HeaderMap) -> OpsResult {
     if let Some(c) = CookieJar::from_headers(&headers).get(SESSION_COOKIE) {
-        s.operators
-            .sign_out(c.value())
-            .await
-            .map_err(IntoResponse::into_response)?;
+        s.operators.sign_out(c.value()).await?;
     }
     Ok((
         StatusCode::NO_CONTENT,
@@ -120,7 +119,7 @@ async fn me(Operator(p): Operator) -> Json<crate::operators::Principal> {
     Json(p)
 }
 
-async fn list(_: Operator, State(s): State<AppState>) -> Result<Response, OperatorError> {
+async fn list(_: Operator, State(s): State<AppState>) -> OpsResult {
     let list = s.operators.list().await?;
     Ok(Json(json!({ "data": list })).into_response())
 }
@@ -140,7 +139,7 @@ async fn add(
     _: Operator,
     State(s): State<AppState>,
     b: Result<EnvJson<AddOperator>, Response>,
-) -> Result<Response, Response> {
+) -> OpsResult {
     let req = body(b).await?;
     let v = s
         .operators
@@ -151,8 +150,7 @@ async fn add(
             &req.sites,
             s.coord.clock().now_ms(),
         )
-        .await
-        .map_err(IntoResponse::into_response)?;
+        .await?;
     Ok((StatusCode::CREATED, Json(v)).into_response())
 }
 
@@ -175,13 +173,12 @@ async fn update(
     State(s): State<AppState>,
     OpsPath(username): OpsPath<String>,
     b: Result<EnvJson<UpdateOperator>, Response>,
-) -> Result<Response, Response> {
+) -> OpsResult {
     let req = body(b).await?;
     if username == p.username
         && (req.disabled == Some(true) || req.role.as_deref().is_some_and(|r| r != "admin"))
     {
-        return Err(err(
-            StatusCode::CONFLICT,
+        return Err(OpsError::conflict(
             "you cannot disable or demote yourself; ask another admin",
         ));
     }
@@ -194,27 +191,19 @@ async fn update(
             req.disabled,
             req.password.as_deref(),
         )
-        .await
-        .map_err(IntoResponse::into_response)?;
+        .await?;
     Ok(Json(v).into_response())
 }
 
-fn own_id(p: &crate::operators::Principal) -> Result<i64, Response> {
+fn own_id(p: &crate::operators::Principal) -> Result<i64, OpsError> {
     p.id.ok_or_else(|| {
-        err(
-            StatusCode::BAD_REQUEST,
-            "the shared ops token has no personal tokens; sign in as an operator",
-        )
+        OpsError::bad("the shared ops token has no personal tokens; sign in as an operator")
     })
 }
 
-async fn tokens(Operator(p): Operator, State(s): State<AppState>) -> Result<Response, Response> {
+async fn tokens(Operator(p): Operator, State(s): State<AppState>) -> OpsResult {
     let id = own_id(&p)?;
-    let list = s
-        .operators
-        .tokens(id)
-        .await
-        .map_err(IntoResponse::into_response)?;
+    let list = s.operators.tokens(id).await?;
     Ok(Json(json!({ "data": list })).into_response())
 }
 
@@ -229,14 +218,13 @@ async fn create_token(
     Operator(p): Operator,
     State(s): State<AppState>,
     b: Result<EnvJson<NewToken>, Response>,
-) -> Result<Response, Response> {
+) -> OpsResult {
     let id = own_id(&p)?;
     let req = body(b).await?;
     let (tid, token) = s
         .operators
         .create_token(id, &req.name, s.coord.clock().now_ms())
-        .await
-        .map_err(IntoResponse::into_response)?;
+        .await?;
     Ok((
         StatusCode::CREATED,
         [(header::CACHE_CONTROL, "no-store")],
@@ -249,11 +237,8 @@ async fn revoke_token(
     Operator(p): Operator,
     State(s): State<AppState>,
     OpsPath(tid): OpsPath<i64>,
-) -> Result<Response, Response> {
+) -> OpsResult {
     let id = own_id(&p)?;
-    s.operators
-        .revoke_token(id, tid)
-        .await
-        .map_err(IntoResponse::into_response)?;
+    s.operators.revoke_token(id, tid).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -1,6 +1,8 @@
 //! The operator API (`/ops/*`, SPEC §11): bearer-token JSON for registering devices and
 //! maintainers, watching sessions, adjusting balances and commanding devices. Errors are
-//! `{"error": "..."}` with a fitting HTTP status.
+//! `{"error": "..."}` with a fitting HTTP status ([`OpsError`], the dialect's one
+//! boundary). Each handler decodes, makes one call into a service
+//! ([`crate::fleet`], [`crate::accounts`]) and encodes.
 
 use axum::Json;
 use axum::Router;
@@ -9,17 +11,93 @@ use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
-use kioskd_actors::CoordError;
-use kioskd_actors::device::{OperatorCommand, SendCommand};
-use kioskd_actors::ids::normalize_device_code;
-use kioskd_actors::ports::BillingMode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::AppState;
 use super::extract::{EnvJson, OpsPath};
-use crate::store::{NewDevice, WriteError};
+use crate::fleet::{self, Commanded};
+use crate::operators::OperatorError;
+use crate::service_error::ServiceError;
 use crate::timefmt::wire;
+
+/// An `/ops/*` failure. Every handler of the ops dialect answers with it through `?`:
+/// `{"error": msg}` with the status; a failure below (storage, actors) is logged once
+/// and answered 503 `storage unavailable`.
+#[derive(Debug)]
+pub enum OpsError {
+    /// A refusal the client can act on.
+    Status(StatusCode, String),
+    /// Storage or an actor failed (logged, never shown).
+    Unavailable(String),
+    /// An operator-account refusal (sign-in lockouts carry `Retry-After`).
+    Operator(OperatorError),
+}
+
+impl OpsError {
+    /// A refusal with `status`.
+    pub fn new(status: StatusCode, msg: impl Into<String>) -> Self {
+        OpsError::Status(status, msg.into())
+    }
+    /// 400.
+    pub fn bad(msg: impl Into<String>) -> Self {
+        OpsError::new(StatusCode::BAD_REQUEST, msg)
+    }
+    /// 404.
+    pub fn not_found(msg: impl Into<String>) -> Self {
+        OpsError::new(StatusCode::NOT_FOUND, msg)
+    }
+    /// 409.
+    pub fn conflict(msg: impl Into<String>) -> Self {
+        OpsError::new(StatusCode::CONFLICT, msg)
+    }
+    /// A failure below, with what failed (for the log).
+    pub fn unavailable(e: impl std::fmt::Display) -> Self {
+        OpsError::Unavailable(e.to_string())
+    }
+}
+
+impl IntoResponse for OpsError {
+    fn into_response(self) -> Response {
+        match self {
+            OpsError::Status(status, msg) => err(status, msg),
+            OpsError::Unavailable(e) => internal(e),
+            OpsError::Operator(e) => e.into_response(),
+        }
+    }
+}
+
+impl From<ServiceError> for OpsError {
+    fn from(e: ServiceError) -> Self {
+        match e {
+            ServiceError::Invalid(m) => OpsError::bad(m),
+            ServiceError::NotFound(m) => OpsError::not_found(m),
+            ServiceError::Conflict(m) => OpsError::conflict(m),
+            ServiceError::Unavailable(m) => OpsError::Unavailable(m),
+        }
+    }
+}
+
+impl From<OperatorError> for OpsError {
+    fn from(e: OperatorError) -> Self {
+        OpsError::Operator(e)
+    }
+}
+
+impl From<crate::attendance::OpError> for OpsError {
+    fn from(e: crate::attendance::OpError) -> Self {
+        use crate::attendance::OpError;
+        match e {
+            OpError::Invalid(m) => OpsError::bad(m),
+            OpError::NotFound(m) => OpsError::not_found(m),
+            OpError::Exists => OpsError::conflict(e.to_string()),
+            OpError::Store(m) => OpsError::Unavailable(m),
+        }
+    }
+}
+
+/// What an ops handler returns.
+pub type OpsResult = Result<Response, OpsError>;
 
 /// Routes.
 pub fn routes() -> Router<AppState> {
@@ -42,10 +120,6 @@ pub fn routes() -> Router<AppState> {
         .route("/ops/games", post(add_game))
 }
 
-fn legacy_mode_ok(m: Option<&str>) -> bool {
-    matches!(m, None | Some("allow") | Some("refuse"))
-}
-
 #[derive(Deserialize)]
 struct SetLegacy {
     /// `allow`, `refuse`, or null for the default (refuse when the device has a secret).
@@ -59,30 +133,10 @@ async fn set_legacy(
     State(s): State<AppState>,
     OpsPath(raw): OpsPath<String>,
     b: Result<EnvJson<SetLegacy>, Response>,
-) -> Response {
-    let req = match body(b).await {
-        Ok(r) => r,
-        Err(r) => return r,
-    };
-    let Some(code) = normalize_device_code(&raw) else {
-        return err(StatusCode::BAD_REQUEST, "bad device code");
-    };
-    if !legacy_mode_ok(req.legacy_unsigned.as_deref()) {
-        return err(
-            StatusCode::BAD_REQUEST,
-            "legacy_unsigned must be \"allow\", \"refuse\" or null",
-        );
-    }
-    match s
-        .db
-        .set_device_legacy(&code, req.legacy_unsigned.as_deref())
-        .await
-    {
-        Ok(true) => Json(json!({"device_code": code, "legacy_unsigned": req.legacy_unsigned}))
-            .into_response(),
-        Ok(false) => err(StatusCode::NOT_FOUND, "no such device"),
-        Err(e) => internal(e),
-    }
+) -> OpsResult {
+    let req = body(b).await?;
+    let code = fleet::set_legacy(&s, &raw, req.legacy_unsigned.as_deref()).await?;
+    Ok(Json(json!({"device_code": code, "legacy_unsigned": req.legacy_unsigned})).into_response())
 }
 
 /// An ops error: `{"error": msg}` with `status`.
@@ -121,7 +175,7 @@ impl FromRequestParts<AppState> for Operator {
 /// Ops bodies answer malformed input as `{"error"}` 400 rather than the envelope.
 pub(crate) async fn body<T: serde::de::DeserializeOwned>(
     b: Result<EnvJson<T>, Response>,
-) -> Result<T, Response> {
+) -> Result<T, OpsError> {
     match b {
         Ok(EnvJson(t)) => Ok(t),
         Err(r) => {
@@ -133,7 +187,7 @@ pub(crate) async fn body<T: serde::de::DeserializeOwned>(
                 .ok()
                 .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string))
                 .unwrap_or_else(|| "bad request".into());
-            Err(err(status, msg))
+            Err(OpsError::new(status, msg))
         }
     }
 }
@@ -159,24 +213,7 @@ fn device_json(
     s: &AppState,
     live: Option<&kioskd_actors::device::DeviceView>,
 ) -> Value {
-    let now = s.coord.clock().now_ms();
-    let timeout = s.coord.config().heartbeat_timeout_ms;
-    let (status, online, last) = match live {
-        Some(v) => (v.status.as_str().to_string(), v.online, v.last_heard),
-        None => {
-            let st = match d.status {
-                kioskd_actors::ports::PersistedStatus::Free if d.updating => "lock",
-                kioskd_actors::ports::PersistedStatus::Free => "free",
-                kioskd_actors::ports::PersistedStatus::OperatorLock => "lock",
-                kioskd_actors::ports::PersistedStatus::Maintain => "maintain",
-            };
-            (
-                st.to_string(),
-                d.last_seen_at.is_some_and(|t| now - t < timeout),
-                d.last_seen_at,
-            )
-        }
-    };
+    let seen = fleet::seen(s, d, live);
     json!({
         "id": d.id,
         "device_code": d.code,
@@ -188,9 +225,9 @@ fn device_json(
         "location": d.location,
         "charge_mode": d.charge_mode,
         "billing_mode": d.billing_mode.as_str(),
-        "status": status,
-        "online": online,
-        "last_seen": last.map(|t| wire(t, s.tz)),
+        "status": seen.status,
+        "online": seen.online,
+        "last_seen": seen.last_heard.map(|t| wire(t, s.tz)),
         "session": live.and_then(|v| v.session.as_ref().map(|(id, _, user)| json!({"id": id, "user_id": user}))),
     })
 }
@@ -199,99 +236,35 @@ async fn add_device(
     _: Operator,
     State(s): State<AppState>,
     b: Result<EnvJson<AddDevice>, Response>,
-) -> Response {
-    let req = match body(b).await {
-        Ok(r) => r,
-        Err(r) => return r,
-    };
-    let Some(code) = normalize_device_code(&req.device_code) else {
-        return err(
-            StatusCode::BAD_REQUEST,
-            "device_code must be a MAC-like code such as 11-22-33-44-55-66",
-        );
-    };
-    if req.name.trim().is_empty() || req.name.chars().count() > 100 {
-        return err(StatusCode::BAD_REQUEST, "name must be 1-100 characters");
-    }
-    if !(0..=100_000).contains(&req.charge_mode) {
-        return err(
-            StatusCode::BAD_REQUEST,
-            "charge_mode must be fen per minute, 0-100000",
-        );
-    }
-    // SPEC §3: postpaid is dialect B's default, prepaid dialect A's.
-    let default_mode = if req.client_id.is_some() {
-        "postpaid"
-    } else {
-        "prepaid"
-    };
-    let Some(mode) = BillingMode::parse(req.billing_mode.as_deref().unwrap_or(default_mode)) else {
-        return err(
-            StatusCode::BAD_REQUEST,
-            "billing_mode must be prepaid or postpaid",
-        );
-    };
-    if req
-        .client_id
-        .as_deref()
-        .is_some_and(|c| c.is_empty() || c.len() > 32 || !c.chars().all(|x| x.is_ascii_digit()))
-    {
-        return err(StatusCode::BAD_REQUEST, "client_id must be 1-32 digits");
-    }
-    if req.client_id.is_some() && s.cfg.rest.service_number.trim().is_empty() {
-        // kioskd would refuse its next start: the field client needs the number.
-        return err(
-            StatusCode::BAD_REQUEST,
-            "dialect-B devices (client_id) need rest.service_number (KIOSKD_REST__SERVICE_NUMBER) set first",
-        );
-    }
-    if req.secret.as_deref().is_some_and(|x| x.len() < 16) {
-        return err(
-            StatusCode::BAD_REQUEST,
-            "secret must be at least 16 characters",
-        );
-    }
-    if !legacy_mode_ok(req.legacy_unsigned.as_deref()) {
-        return err(
-            StatusCode::BAD_REQUEST,
-            "legacy_unsigned must be \"allow\" or \"refuse\"",
-        );
-    }
-    let d = NewDevice {
-        code,
-        client_id: req.client_id,
-        name: req.name,
-        province: req.province.unwrap_or_default(),
-        city: req.city.unwrap_or_default(),
-        area: req.area.unwrap_or_default(),
-        location: req.location.unwrap_or_default(),
-        charge_mode: req.charge_mode,
-        billing_mode: mode,
-        secret: req.secret,
-        legacy_unsigned: req.legacy_unsigned,
-    };
-    match s.db.add_device(&d, s.coord.clock().now_ms()).await {
-        Ok(rec) => (StatusCode::CREATED, Json(device_json(&rec, &s, None))).into_response(),
-        Err(WriteError::Conflict) => err(
-            StatusCode::CONFLICT,
-            "a device with that code or client_id exists",
-        ),
-        Err(e) => internal(e),
-    }
+) -> OpsResult {
+    let req = body(b).await?;
+    let rec = fleet::register(
+        &s,
+        fleet::Registration {
+            device_code: req.device_code,
+            client_id: req.client_id,
+            name: req.name,
+            charge_mode: req.charge_mode,
+            billing_mode: req.billing_mode,
+            province: req.province,
+            city: req.city,
+            area: req.area,
+            location: req.location,
+            secret: req.secret,
+            legacy_unsigned: req.legacy_unsigned,
+        },
+    )
+    .await?;
+    Ok((StatusCode::CREATED, Json(device_json(&rec, &s, None))).into_response())
 }
 
-async fn list_devices(Operator(p): Operator, State(s): State<AppState>) -> Response {
-    let devices = match s.db.list_devices().await {
-        Ok(d) => d,
-        Err(e) => return internal(e),
-    };
-    let live = s.coord.live_devices().await;
+async fn list_devices(Operator(p): Operator, State(s): State<AppState>) -> OpsResult {
+    let (devices, live) = fleet::list(&s, &p).await?;
     let out: Vec<Value> = devices
         .iter()
-        .filter(|d| p.covers(Some(d.location.as_str())))
         .map(|d| device_json(d, &s, live.get(&d.code)))
         .collect();
-    Json(json!({ "total": out.len(), "data": out })).into_response()
+    Ok(Json(json!({ "total": out.len(), "data": out })).into_response())
 }
 
 #[derive(Deserialize)]
@@ -309,62 +282,22 @@ async fn command(
     State(s): State<AppState>,
     OpsPath(code): OpsPath<String>,
     b: Result<EnvJson<Command>, Response>,
-) -> Response {
-    let req = match body(b).await {
-        Ok(r) => r,
-        Err(r) => return r,
-    };
-    let Some(code) = normalize_device_code(&code) else {
-        return err(StatusCode::BAD_REQUEST, "bad device code");
-    };
-    let cmd = match req.name.as_str() {
-        "lock" => OperatorCommand::Lock,
-        "unlock" => OperatorCommand::Unlock,
-        "maintain" => OperatorCommand::Maintain,
-        // Delivered over the kiosk's WebSocket; pending until it acknowledges.
-        "restart" | "message" | "update_games" => {
-            let text = req.text.clone().filter(|t| !t.trim().is_empty());
-            if req.name == "message" && text.as_ref().is_none_or(|t| t.chars().count() > 500) {
-                return err(
-                    StatusCode::BAD_REQUEST,
-                    "message needs a text of 1-500 characters",
-                );
-            }
-            return match s
-                .coord
-                .ask_device(&code, SendCommand { name: req.name.clone(), text })
-                .await
-            {
-                Ok(Ok((id, delivered))) => (
-                    StatusCode::ACCEPTED,
-                    Json(json!({"device_code": code, "command": req.name, "id": id, "delivered": delivered})),
-                )
-                    .into_response(),
-                Ok(Err(e)) => internal(e),
-                Err(CoordError::NoSuchDevice) => err(StatusCode::NOT_FOUND, "no such device"),
-                Err(e) => internal(e),
-            };
-        }
-        other => {
-            return err(
-                StatusCode::BAD_REQUEST,
-                format!(
-                    "unknown command {other:?}: lock, unlock, maintain, restart, message, update_games"
-                ),
-            );
-        }
-    };
-    match s.coord.operate(&code, cmd).await {
-        Ok(Ok(ended)) => Json(json!({
+) -> OpsResult {
+    let req = body(b).await?;
+    let (code, done) = fleet::command(&s, &code, &req.name, req.text).await?;
+    Ok(match done {
+        Commanded::Sent { id, delivered } => (
+            StatusCode::ACCEPTED,
+            Json(json!({"device_code": code, "command": req.name, "id": id, "delivered": delivered})),
+        )
+            .into_response(),
+        Commanded::State(ended) => Json(json!({
             "device_code": code,
             "command": req.name,
             "ended_session": ended.map(|e| json!({"id": e.id, "reason": e.reason.as_str(), "cost": e.cost, "refund": e.refund})),
         }))
         .into_response(),
-        Ok(Err(e)) => internal(e),
-        Err(CoordError::NoSuchDevice) => err(StatusCode::NOT_FOUND, "no such device"),
-        Err(e) => internal(e),
-    }
+    })
 }
 
 /// `POST /ops/broadcast {name, text?}`: a `message`, `restart` or `update_games` command
@@ -373,48 +306,18 @@ async fn broadcast(
     _: Operator,
     State(s): State<AppState>,
     b: Result<EnvJson<Command>, Response>,
-) -> Response {
-    let req = match body(b).await {
-        Ok(r) => r,
-        Err(r) => return r,
-    };
-    if !matches!(req.name.as_str(), "message" | "restart" | "update_games") {
-        return err(
-            StatusCode::BAD_REQUEST,
-            "broadcast takes message, restart or update_games",
-        );
-    }
-    let text = req.text.clone().filter(|t| !t.trim().is_empty());
-    if req.name == "message" && text.as_ref().is_none_or(|t| t.chars().count() > 500) {
-        return err(
-            StatusCode::BAD_REQUEST,
-            "message needs a text of 1-500 characters",
-        );
-    }
-    match s.coord.broadcast(&req.name, text.as_deref()).await {
-        Ok(n) => (
-            StatusCode::ACCEPTED,
-            Json(json!({"command": req.name, "devices": n})),
-        )
-            .into_response(),
-        Err(e) => internal(e),
-    }
+) -> OpsResult {
+    let req = body(b).await?;
+    let n = fleet::broadcast(&s, &req.name, req.text).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"command": req.name, "devices": n})),
+    )
+        .into_response())
 }
 
-async fn sessions(Operator(p): Operator, State(s): State<AppState>) -> Response {
-    let mut list = s.coord.sessions().await;
-    if !p.sites.is_empty() {
-        // Site-limited operators see the sessions on their sites' devices.
-        let Ok(devices) = s.db.list_devices().await else {
-            return internal("listing devices failed");
-        };
-        let mine: std::collections::HashSet<&str> = devices
-            .iter()
-            .filter(|d| p.covers(Some(d.location.as_str())))
-            .map(|d| d.code.as_str())
-            .collect();
-        list.retain(|v| mine.contains(v.device_code.as_str()));
-    }
+async fn sessions(Operator(p): Operator, State(s): State<AppState>) -> OpsResult {
+    let list = fleet::sessions(&s, &p).await?;
     let data: Vec<Value> = list
         .iter()
         .map(|v| {
@@ -434,7 +337,7 @@ async fn sessions(Operator(p): Operator, State(s): State<AppState>) -> Response 
             })
         })
         .collect();
-    Json(json!({ "total": data.len(), "data": data })).into_response()
+    Ok(Json(json!({ "total": data.len(), "data": data })).into_response())
 }
 
 #[derive(Deserialize)]
@@ -451,36 +354,18 @@ async fn end_session(
     State(s): State<AppState>,
     OpsPath(id): OpsPath<i64>,
     b: Result<EnvJson<EndSession>, Response>,
-) -> Response {
-    let b = match body(b).await {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
-    if b.reason.trim().is_empty() {
-        return err(StatusCode::BAD_REQUEST, "reason is required");
-    }
-    let token = match s.db.running_session_token(id).await {
-        Ok(Some(t)) => t,
-        Ok(None) => return err(StatusCode::NOT_FOUND, "no such running session"),
-        Err(e) => return internal(e),
-    };
-    match s
-        .coord
-        .end_by_token(&token, kioskd_actors::billing::EndReason::Operator)
-        .await
-    {
-        Ok(Some(e)) => Json(json!({
-            "id": e.id,
-            "end_reason": e.reason.as_str(),
-            "ended_at": wire(e.ended_at, s.tz),
-            "cost_money": e.cost,
-            "refund": e.refund,
-            "balance_account": e.balance,
-        }))
-        .into_response(),
-        Ok(None) => err(StatusCode::NOT_FOUND, "no such running session"),
-        Err(e) => internal(e),
-    }
+) -> OpsResult {
+    let b = body(b).await?;
+    let e = fleet::end_session(&s, id, &b.reason).await?;
+    Ok(Json(json!({
+        "id": e.id,
+        "end_reason": e.reason.as_str(),
+        "ended_at": wire(e.ended_at, s.tz),
+        "cost_money": e.cost,
+        "refund": e.refund,
+        "balance_account": e.balance,
+    }))
+    .into_response())
 }
 
 #[derive(Deserialize)]
@@ -494,52 +379,28 @@ async fn add_maintainer(
     _: Operator,
     State(s): State<AppState>,
     b: Result<EnvJson<AddMaintainer>, Response>,
-) -> Response {
-    let req = match body(b).await {
-        Ok(r) => r,
-        Err(r) => return r,
-    };
-    match crate::app::add_maintainer(
-        &s.db,
-        &req.username,
-        &req.password,
-        s.coord.clock().now_ms(),
+) -> OpsResult {
+    let req = body(b).await?;
+    crate::accounts::add_maintainer(&s, &req.username, &req.password).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "username": req.username })),
     )
-    .await
-    {
-        Ok(()) => (
-            StatusCode::CREATED,
-            Json(json!({ "username": req.username })),
-        )
-            .into_response(),
-        Err(crate::app::AddError::Invalid(m)) => err(StatusCode::BAD_REQUEST, m),
-        Err(crate::app::AddError::Exists) => err(StatusCode::CONFLICT, "that username exists"),
-        Err(crate::app::AddError::Store(e)) => internal(e),
-    }
+        .into_response())
 }
 
-async fn list_maintainers(_: Operator, State(s): State<AppState>) -> Response {
-    match s.db.list_maintainers().await {
-        Ok(list) => Json(json!({
-            "total": list.len(),
-            "data": list.iter().map(|m| json!({"username": m.username, "enabled": m.enabled, "failed_attempts": m.failed_attempts, "locked_until": m.locked_until})).collect::<Vec<_>>(),
-        }))
-        .into_response(),
-        Err(e) => internal(e),
-    }
+async fn list_maintainers(_: Operator, State(s): State<AppState>) -> OpsResult {
+    let list = crate::accounts::maintainers(&s).await?;
+    Ok(Json(json!({
+        "total": list.len(),
+        "data": list.iter().map(|m| json!({"username": m.username, "enabled": m.enabled, "failed_attempts": m.failed_attempts, "locked_until": m.locked_until})).collect::<Vec<_>>(),
+    }))
+    .into_response())
 }
 
-async fn user(_: Operator, State(s): State<AppState>, OpsPath(id): OpsPath<i64>) -> Response {
-    let u = match s.db.user_by_id(id).await {
-        Ok(Some(u)) => u,
-        Ok(None) => return err(StatusCode::NOT_FOUND, "no such user"),
-        Err(e) => return internal(e),
-    };
-    let sum = match s.db.ledger_sum(id).await {
-        Ok(v) => v,
-        Err(e) => return internal(e),
-    };
-    Json(json!({
+async fn user(_: Operator, State(s): State<AppState>, OpsPath(id): OpsPath<i64>) -> OpsResult {
+    let (u, sum) = crate::accounts::user(&s, id).await?;
+    Ok(Json(json!({
         "id": u.id,
         "openid": u.openid,
         "nick_name": u.nickname,
@@ -551,26 +412,19 @@ async fn user(_: Operator, State(s): State<AppState>, OpsPath(id): OpsPath<i64>)
         "ledger_sum": sum,
         "ctime": wire(u.ctime, s.tz),
     }))
-    .into_response()
+    .into_response())
 }
 
-async fn ledger(_: Operator, State(s): State<AppState>, OpsPath(id): OpsPath<i64>) -> Response {
-    match s.db.user_by_id(id).await {
-        Ok(Some(_)) => {}
-        Ok(None) => return err(StatusCode::NOT_FOUND, "no such user"),
-        Err(e) => return internal(e),
-    }
-    match s.db.ledger(id).await {
-        Ok(rows) => Json(json!({
-            "total": rows.len(),
-            "data": rows.iter().map(|r| json!({
-                "id": r.id, "amount": r.amount, "kind": r.kind, "session_id": r.session_id,
-                "reason": r.reason, "time": wire(r.created_at, s.tz),
-            })).collect::<Vec<_>>(),
-        }))
-        .into_response(),
-        Err(e) => internal(e),
-    }
+async fn ledger(_: Operator, State(s): State<AppState>, OpsPath(id): OpsPath<i64>) -> OpsResult {
+    let rows = crate::accounts::ledger(&s, id).await?;
+    Ok(Json(json!({
+        "total": rows.len(),
+        "data": rows.iter().map(|r| json!({
+            "id": r.id, "amount": r.amount, "kind": r.kind, "session_id": r.session_id,
+            "reason": r.reason, "time": wire(r.created_at, s.tz),
+        })).collect::<Vec<_>>(),
+    }))
+    .into_response())
 }
 
 #[derive(Deserialize)]
@@ -581,21 +435,13 @@ struct Adjust {
 }
 
 /// The `Idempotency-Key` header: 1-64 of `[A-Za-z0-9_.:-]`.
-fn idempotency_key(h: &axum::http::HeaderMap) -> Result<Option<String>, Response> {
+fn idempotency_key(h: &axum::http::HeaderMap) -> Result<Option<String>, OpsError> {
     let Some(v) = h.get("idempotency-key") else {
         return Ok(None);
     };
     match v.to_str() {
-        Ok(k)
-            if !k.is_empty()
-                && k.len() <= 64
-                && k.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "_.:-".contains(c)) =>
-        {
-            Ok(Some(k.to_string()))
-        }
-        _ => Err(err(
-            StatusCode::BAD_REQUEST,
+        Ok(k) if crate::accounts::idempotency_key_ok(k) => Ok(Some(k.to_string())),
+        _ => Err(OpsError::bad(
             "Idempotency-Key must be 1-64 of [A-Za-z0-9_.:-]",
         )),
     }
@@ -610,71 +456,15 @@ async fn adjust(
     OpsPath(id): OpsPath<i64>,
     headers: axum::http::HeaderMap,
     b: Result<EnvJson<Adjust>, Response>,
-) -> Response {
-    let key = match idempotency_key(&headers) {
-        Ok(k) => k,
-        Err(r) => return r,
-    };
-    let req = match body(b).await {
-        Ok(r) => r,
-        Err(r) => return r,
-    };
-    if req.amount == 0 || req.amount.unsigned_abs() > 100_000_000 {
-        return err(
-            StatusCode::BAD_REQUEST,
-            "amount must be non-zero fen, at most 100000000 either way",
-        );
+) -> OpsResult {
+    let key = idempotency_key(&headers)?;
+    let req = body(b).await?;
+    let a = crate::accounts::adjust(&s, id, req.amount, &req.reason, key.as_deref()).await?;
+    let mut v = json!({ "user_id": id, "balance_account": a.balance, "ledger_id": a.ledger_id });
+    if a.replayed {
+        v["replayed"] = json!(true);
     }
-    if req.reason.trim().is_empty() || req.reason.chars().count() > 200 {
-        return err(StatusCode::BAD_REQUEST, "reason must be 1-200 characters");
-    }
-    if let Ok(None) = s.db.user_by_id(id).await {
-        return err(StatusCode::NOT_FOUND, "no such user");
-    }
-    let ledger_id = match &key {
-        Some(k) => format!("adjust:key:{k}"),
-        None => format!("adjust:{}", kioskd_actors::ids::new_token()),
-    };
-    match s
-        .db
-        .adjust(
-            id,
-            req.amount,
-            &req.reason,
-            &ledger_id,
-            s.coord.clock().now_ms(),
-        )
-        .await
-    {
-        Ok(balance) => {
-            s.coord.balance_changed(id, balance).await;
-            Json(json!({ "user_id": id, "balance_account": balance, "ledger_id": ledger_id }))
-                .into_response()
-        }
-        Err(WriteError::Refused) => err(StatusCode::CONFLICT, "the balance would go below zero"),
-        Err(WriteError::NotFound) => err(StatusCode::NOT_FOUND, "no such user"),
-        Err(WriteError::Conflict) if key.is_some() => match s.db.ledger_entry(&ledger_id).await {
-            Ok(Some((user, amount))) if user == id && amount == req.amount => {
-                match s.db.user_by_id(id).await {
-                    Ok(Some(u)) => Json(json!({
-                        "user_id": id,
-                        "balance_account": u.balance_account,
-                        "ledger_id": ledger_id,
-                        "replayed": true,
-                    }))
-                    .into_response(),
-                    Ok(None) => err(StatusCode::NOT_FOUND, "no such user"),
-                    Err(e) => internal(e),
-                }
-            }
-            Ok(_) => err(
-                StatusCode::CONFLICT,
-                "Idempotency-Key already used for a different adjustment",
-            ),
-            Err(e) => internal(e),
-        },
-        Err(e) => internal(e),
-    }
+    Ok(Json(v).into_response())
 }
 
 #[derive(Deserialize)]
@@ -691,26 +481,10 @@ async fn set_state(
     State(s): State<AppState>,
     OpsPath(id): OpsPath<i64>,
     b: Result<EnvJson<SetState>, Response>,
-) -> Response {
-    let req = match body(b).await {
-        Ok(r) => r,
-        Err(r) => return r,
-    };
-    if !(0..=2).contains(&req.state) {
-        return err(
-            StatusCode::BAD_REQUEST,
-            "state must be 0 (active), 1 (disabled) or 2 (deleted)",
-        );
-    }
-    match s
-        .db
-        .set_user_state(id, req.state, s.coord.clock().now_ms())
-        .await
-    {
-        Ok(true) => Json(json!({ "user_id": id, "state": req.state })).into_response(),
-        Ok(false) => err(StatusCode::NOT_FOUND, "no such user"),
-        Err(e) => internal(e),
-    }
+) -> OpsResult {
+    let req = body(b).await?;
+    crate::accounts::set_state(&s, id, req.state).await?;
+    Ok(Json(json!({ "user_id": id, "state": req.state })).into_response())
 }
 
 #[derive(Deserialize)]
@@ -726,60 +500,65 @@ async fn add_game(
     _: Operator,
     State(s): State<AppState>,
     b: Result<EnvJson<AddGame>, Response>,
-) -> Response {
-    let req = match body(b).await {
-        Ok(r) => r,
-        Err(r) => return r,
-    };
-    if req.name.trim().is_empty() || req.version.trim().is_empty() || req.url.trim().is_empty() {
-        return err(
-            StatusCode::BAD_REQUEST,
-            "name, version and url are required",
-        );
-    }
-    if req.md5.len() != 32 || !req.md5.chars().all(|c| c.is_ascii_hexdigit()) {
-        return err(StatusCode::BAD_REQUEST, "md5 must be 32 hex digits");
-    }
-    match s
-        .db
-        .add_game(
-            &req.name,
-            &req.version,
-            &req.url,
-            &req.md5.to_ascii_lowercase(),
-            s.coord.clock().now_ms(),
-        )
-        .await
-    {
-        Ok(id) => (
-            StatusCode::CREATED,
-            Json(json!({ "id": id, "name": req.name, "version": req.version })),
-        )
-            .into_response(),
-        Err(e) => internal(e),
-    }
+) -> OpsResult {
+    let req = body(b).await?;
+    let id = fleet::add_game(&s, &req.name, &req.version, &req.url, &req.md5).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "id": id, "name": req.name, "version": req.version })),
+    )
+        .into_response())
 }
 
 async fn want_game(
     _: Operator,
     State(s): State<AppState>,
     OpsPath((code, game)): OpsPath<(String, String)>,
-) -> Response {
-    let Some(code) = normalize_device_code(&code) else {
-        return err(StatusCode::BAD_REQUEST, "bad device code");
-    };
-    let Ok(game) = game.parse::<i64>() else {
-        return err(StatusCode::BAD_REQUEST, "game id must be an integer");
-    };
-    let dev = match kioskd_actors::ports::Store::device_by_code(&s.db, &code).await {
-        Ok(Some(d)) => d,
-        Ok(None) => return err(StatusCode::NOT_FOUND, "no such device"),
-        Err(e) => return internal(e),
-    };
-    match s.db.want_game(dev.id, game).await {
-        Ok(()) => Json(json!({ "device_code": code, "game_id": game, "need_update": true }))
-            .into_response(),
-        Err(WriteError::NotFound) => err(StatusCode::NOT_FOUND, "no such game"),
-        Err(e) => internal(e),
+) -> OpsResult {
+    let (code, game) = fleet::want_game(&s, &code, &game).await?;
+    Ok(Json(json!({ "device_code": code, "game_id": game, "need_update": true })).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn parts(e: OpsError) -> (StatusCode, String) {
+        let r = e.into_response();
+        let status = r.status();
+        let body = axum::body::to_bytes(r.into_body(), 4096).await.unwrap();
+        (status, String::from_utf8(body.to_vec()).unwrap())
+    }
+
+    #[tokio::test]
+    async fn the_ops_boundary_answers_error_objects_with_their_status() {
+        assert_eq!(
+            parts(ServiceError::not_found("no such device").into()).await,
+            (
+                StatusCode::NOT_FOUND,
+                r#"{"error":"no such device"}"#.into()
+            )
+        );
+        assert_eq!(
+            parts(ServiceError::invalid("bad device code").into()).await,
+            (
+                StatusCode::BAD_REQUEST,
+                r#"{"error":"bad device code"}"#.into()
+            )
+        );
+        assert_eq!(
+            parts(ServiceError::conflict("exists").into()).await.0,
+            StatusCode::CONFLICT
+        );
+        // What failed below is logged, never shown.
+        assert_eq!(
+            parts(ServiceError::unavailable("pool timed out: secret-host").into()).await,
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                r#"{"error":"storage unavailable"}"#.into()
+            )
+        );
+        let (status, _) = parts(OperatorError::Locked(30).into()).await;
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
     }
 }

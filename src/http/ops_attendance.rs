@@ -15,16 +15,12 @@ use serde_json::{Map, Value, json};
 
 use super::AppState;
 use super::extract::{EnvJson, EnvQuery, OpsPath};
-use super::ops::Operator;
-use super::ops::{body, err, internal};
-use crate::attendance::{self as ops, OpError};
-use crate::store::{PunchFilter, StaffRow, TerminalCounts};
+use super::ops::{Operator, OpsError, OpsResult, body};
+use crate::attendance::{self as ops, NewTerminal};
+use crate::attendance::{PunchFilter, StaffRow, TerminalCounts};
 use crate::timefmt::{parse, wire};
 
-/// A native terminal polls every `Delay` seconds; allow a few missed polls.
-pub const NATIVE_SILENT_AFTER_MS: i64 = 6 * super::iclock::POLL_DELAY_SECONDS * 1000;
-/// The legacy bridge asks for commands once an hour; allow one missed poll.
-pub const BRIDGE_SILENT_AFTER_MS: i64 = 2 * 3600 * 1000;
+pub use crate::attendance::{BRIDGE_SILENT_AFTER_MS, NATIVE_SILENT_AFTER_MS};
 
 /// Routes.
 pub fn routes() -> Router<AppState> {
@@ -42,22 +38,18 @@ pub fn routes() -> Router<AppState> {
         .route("/ops/staff/{pin}", delete(delete_staff))
 }
 
-fn op_error(e: OpError) -> Response {
-    match e {
-        OpError::Invalid(m) => err(StatusCode::BAD_REQUEST, m),
-        OpError::NotFound(m) => err(StatusCode::NOT_FOUND, m),
-        OpError::Exists => err(StatusCode::CONFLICT, e.to_string()),
-        OpError::Store(m) => internal(m),
+impl From<TermError> for OpsError {
+    fn from(e: TermError) -> Self {
+        match e {
+            TermError::NoSuchTerminal => OpsError::not_found("no such terminal"),
+            TermError::BadCommand(m) => OpsError::bad(m),
+            e => OpsError::unavailable(e),
+        }
     }
 }
 
 fn terminal_json(t: &TerminalRecord, n: TerminalCounts, s: &AppState) -> Value {
-    let now = s.terminals.clock().now_ms();
-    let expected = match t.last_seen_via.as_deref() {
-        Some("iclock") => NATIVE_SILENT_AFTER_MS,
-        _ => BRIDGE_SILENT_AFTER_MS,
-    };
-    let silent = t.last_seen_at.is_none_or(|at| now - at > expected);
+    let (silent, expected) = ops::silence(t, s.terminals.clock().now_ms());
     json!({
         "sn": t.sn,
         "name": t.name,
@@ -115,31 +107,6 @@ struct SetIclock {
     comm_key: Option<String>,
 }
 
-/// `native` → false, `bridge` → true; a comm key is 1-64 printable ASCII characters.
-fn iclock_settings(
-    kind: Option<&str>,
-    key: Option<&str>,
-) -> Result<(bool, Option<String>), Response> {
-    let bridge = match kind {
-        None | Some("native") => false,
-        Some("bridge") => true,
-        Some(_) => {
-            return Err(err(
-                StatusCode::BAD_REQUEST,
-                "kind must be \"native\" or \"bridge\"",
-            ));
-        }
-    };
-    let key = key.filter(|k| !k.is_empty());
-    if key.is_some_and(|k| k.len() > 64 || !k.bytes().all(|b| b.is_ascii_graphic())) {
-        return Err(err(
-            StatusCode::BAD_REQUEST,
-            "comm_key must be 1-64 printable ASCII characters",
-        ));
-    }
-    Ok((bridge, key.map(str::to_string)))
-}
-
 /// `POST /ops/terminals/<sn>/iclock {kind, comm_key}`: how the terminal may use
 /// `/iclock` (a new comm key must be presented again before user secrets are sent).
 async fn set_iclock(
@@ -147,74 +114,41 @@ async fn set_iclock(
     State(s): State<AppState>,
     OpsPath(sn): OpsPath<String>,
     b: Result<EnvJson<SetIclock>, Response>,
-) -> Response {
-    let req = match body(b).await {
-        Ok(r) => r,
-        Err(r) => return r,
-    };
-    let (bridge, key) = match iclock_settings(Some(&req.kind), req.comm_key.as_deref()) {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
-    match s.db.set_terminal_iclock(&sn, bridge, key.as_deref()).await {
-        Ok(true) => {
-            Json(json!({"sn": sn, "kind": req.kind, "comm_key_set": key.is_some()})).into_response()
-        }
-        Ok(false) => err(StatusCode::NOT_FOUND, "no such terminal"),
-        Err(e) => internal(e),
-    }
+) -> OpsResult {
+    let req = body(b).await?;
+    let key_set = ops::set_iclock(&s, &sn, &req.kind, req.comm_key.as_deref()).await?;
+    Ok(Json(json!({"sn": sn, "kind": req.kind, "comm_key_set": key_set})).into_response())
 }
 
 async fn add_terminal(
     _: Operator,
     State(s): State<AppState>,
     b: Result<EnvJson<AddTerminal>, Response>,
-) -> Response {
-    let req = match body(b).await {
-        Ok(r) => r,
-        Err(r) => return r,
-    };
-    let (bridge, key) = match iclock_settings(req.kind.as_deref(), req.comm_key.as_deref()) {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
-    let now = s.terminals.clock().now_ms();
-    let r = ops::register_terminal(
-        &s.db,
-        &req.sn,
-        &req.token,
-        req.name.as_deref(),
-        req.timezone.as_deref(),
-        s.tz.name(),
-        now,
+) -> OpsResult {
+    let req = body(b).await?;
+    let t = ops::add_terminal(
+        &s,
+        NewTerminal {
+            sn: req.sn,
+            token: req.token,
+            name: req.name,
+            timezone: req.timezone,
+            kind: req.kind,
+            comm_key: req.comm_key,
+        },
     )
-    .await;
-    if let Ok(t) = &r
-        && (bridge || key.is_some())
-        && let Err(e) =
-            s.db.set_terminal_iclock(&t.sn, bridge, key.as_deref())
-                .await
-    {
-        return internal(e);
-    }
-    match r {
-        Ok(t) => (
-            StatusCode::CREATED,
-            Json(terminal_json(&t, TerminalCounts::default(), &s)),
-        )
-            .into_response(),
-        Err(e) => op_error(e),
-    }
+    .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(terminal_json(&t, TerminalCounts::default(), &s)),
+    )
+        .into_response())
 }
 
-async fn list_terminals(_: Operator, State(s): State<AppState>) -> Response {
-    match s.db.list_terminals().await {
-        Ok(ts) => {
-            let data: Vec<Value> = ts.iter().map(|(t, n)| terminal_json(t, *n, &s)).collect();
-            Json(json!({"total": data.len(), "data": data})).into_response()
-        }
-        Err(e) => internal(e),
-    }
+async fn list_terminals(_: Operator, State(s): State<AppState>) -> OpsResult {
+    let ts = ops::terminals(&s).await?;
+    let data: Vec<Value> = ts.iter().map(|(t, n)| terminal_json(t, *n, &s)).collect();
+    Ok(Json(json!({"total": data.len(), "data": data})).into_response())
 }
 
 #[derive(Deserialize)]
@@ -229,102 +163,59 @@ async fn add_command(
     State(s): State<AppState>,
     OpsPath(sn): OpsPath<String>,
     b: Result<EnvJson<AddCommand>, Response>,
-) -> Response {
-    let req = match body(b).await {
-        Ok(r) => r,
-        Err(r) => return r,
-    };
-    match s
+) -> OpsResult {
+    let req = body(b).await?;
+    let c = s
         .terminals
         .enqueue(&sn, &req.name, req.args.unwrap_or_default())
-        .await
-    {
-        Ok(c) => (StatusCode::CREATED, Json(command_json(&c, &s))).into_response(),
-        Err(TermError::NoSuchTerminal) => err(StatusCode::NOT_FOUND, "no such terminal"),
-        Err(TermError::BadCommand(m)) => err(StatusCode::BAD_REQUEST, m),
-        Err(e) => internal(e),
-    }
-}
-
-async fn known_terminal(s: &AppState, sn: &str) -> Result<(), Response> {
-    use kioskd_actors::terminal::TerminalStore;
-    match s.db.terminal(sn).await {
-        Ok(Some(_)) => Ok(()),
-        Ok(None) => Err(err(StatusCode::NOT_FOUND, "no such terminal")),
-        Err(e) => Err(internal(e)),
-    }
+        .await?;
+    Ok((StatusCode::CREATED, Json(command_json(&c, &s))).into_response())
 }
 
 async fn list_commands(
     _: Operator,
     State(s): State<AppState>,
     OpsPath(sn): OpsPath<String>,
-) -> Response {
-    if let Err(r) = known_terminal(&s, &sn).await {
-        return r;
-    }
-    match (
-        s.db.list_commands(&sn).await,
-        s.db.command_errors(&sn).await,
-    ) {
-        (Ok(cs), Ok(mut logs)) => {
-            let data: Vec<Value> = cs
+) -> OpsResult {
+    let cs = ops::commands(&s, &sn).await?;
+    let data: Vec<Value> = cs
+        .iter()
+        .map(|(c, logs)| {
+            let mut v = command_json(c, &s);
+            // Error logs linked to it (bridge CMD_FAILED logs, native failures).
+            let errors: Vec<Value> = logs
                 .iter()
-                .map(|c| {
-                    let mut v = command_json(c, &s);
-                    // Error logs linked to it (bridge CMD_FAILED logs, native failures).
-                    let errors: Vec<Value> = logs
-                        .remove(&c.id)
-                        .unwrap_or_default()
-                        .into_iter()
-                        .map(|(kind, content)| json!({"type": kind, "content": content}))
-                        .collect();
-                    v["errors"] = Value::Array(errors);
-                    v
-                })
+                .map(|(kind, content)| json!({"type": kind, "content": content}))
                 .collect();
-            Json(json!({"total": data.len(), "data": data})).into_response()
-        }
-        (Err(e), _) | (_, Err(e)) => internal(e),
-    }
+            v["errors"] = Value::Array(errors);
+            v
+        })
+        .collect();
+    Ok(Json(json!({"total": data.len(), "data": data})).into_response())
 }
 
 async fn quarantine(
     _: Operator,
     State(s): State<AppState>,
     OpsPath(sn): OpsPath<String>,
-) -> Response {
-    if let Err(r) = known_terminal(&s, &sn).await {
-        return r;
-    }
-    match s.db.quarantined(&sn).await {
-        Ok(q) => {
-            let data: Vec<Value> = q
-                .iter()
-                .map(|q| json!({"sn": q.sn, "source": q.source, "raw": q.raw, "reason": q.reason}))
-                .collect();
-            Json(json!({"total": data.len(), "data": data})).into_response()
-        }
-        Err(e) => internal(e),
-    }
+) -> OpsResult {
+    let q = ops::quarantine(&s, &sn).await?;
+    let data: Vec<Value> = q
+        .iter()
+        .map(|q| json!({"sn": q.sn, "source": q.source, "raw": q.raw, "reason": q.reason}))
+        .collect();
+    Ok(Json(json!({"total": data.len(), "data": data})).into_response())
 }
 
-async fn errors(_: Operator, State(s): State<AppState>, OpsPath(sn): OpsPath<String>) -> Response {
-    if let Err(r) = known_terminal(&s, &sn).await {
-        return r;
-    }
-    match s.db.error_logs(Some(&sn)).await {
-        Ok(l) => {
-            let data: Vec<Value> = l
-                .iter()
-                .map(|(sn, kind, content, cmd)| {
-                    json!({"sn": sn, "type": kind, "content": content, "command_id": cmd})
-                })
-                .collect();
-            Json(json!({"total": data.len(), "data": data})).into_response()
-        }
-        Err(e) => internal(e),
-    }
+async fn errors(_: Operator, State(s): State<AppState>, OpsPath(sn): OpsPath<String>) -> OpsResult {
+    let l = ops::error_logs(&s, &sn).await?;
+    let data: Vec<Value> = l
+        .iter()
+        .map(|(sn, kind, content, cmd)| {
+            json!({"sn": sn, "type": kind, "content": content, "command_id": cmd})
+        })
+        .collect();
+    Ok(Json(json!({"total": data.len(), "data": data})).into_response())
 }
 
 #[derive(Deserialize)]
@@ -342,76 +233,60 @@ async fn punches(
     _: Operator,
     State(s): State<AppState>,
     q: Result<EnvQuery<PunchQuery>, Response>,
-) -> Response {
-    let q = match q {
-        Ok(EnvQuery(q)) => q,
-        Err(_) => {
-            return err(
-                StatusCode::BAD_REQUEST,
-                "query parameters: sn, pin, from, to, page, size",
-            );
-        }
+) -> OpsResult {
+    let Ok(EnvQuery(q)) = q else {
+        return Err(OpsError::bad(
+            "query parameters: sn, pin, from, to, page, size",
+        ));
     };
-    let time = |v: &Option<String>, what: &str| -> Result<Option<i64>, Response> {
+    let time = |v: &Option<String>, what: &str| -> Result<Option<i64>, OpsError> {
         match v.as_deref().filter(|t| !t.is_empty()) {
             None => Ok(None),
-            Some(t) => parse(t, s.tz).map(Some).ok_or_else(|| {
-                err(
-                    StatusCode::BAD_REQUEST,
-                    format!("{what} must be YYYY-MM-DD HH:MM:SS"),
-                )
-            }),
+            Some(t) => parse(t, s.tz)
+                .map(Some)
+                .ok_or_else(|| OpsError::bad(format!("{what} must be YYYY-MM-DD HH:MM:SS"))),
         }
     };
-    let num = |v: &Option<String>, what: &str, default: i64, max: i64| -> Result<i64, Response> {
+    let num = |v: &Option<String>, what: &str, default: i64, max: i64| -> Result<i64, OpsError> {
         match v.as_deref().filter(|t| !t.is_empty()) {
             None => Ok(default),
             Some(t) => t
                 .parse::<i64>()
                 .ok()
                 .filter(|n| (1..=max).contains(n))
-                .ok_or_else(|| err(StatusCode::BAD_REQUEST, format!("{what} must be 1-{max}"))),
+                .ok_or_else(|| OpsError::bad(format!("{what} must be 1-{max}"))),
         }
     };
-    let (from, to, page, size) = match (
-        time(&q.from, "from"),
-        time(&q.to, "to"),
-        num(&q.page, "page", 1, 1_000_000),
-        num(&q.size, "size", 50, 1000),
-    ) {
-        (Ok(a), Ok(b), Ok(c), Ok(d)) => (a, b, c, d),
-        (Err(r), ..) | (_, Err(r), ..) | (_, _, Err(r), _) | (.., Err(r)) => return r,
-    };
+    let from = time(&q.from, "from")?;
+    let to = time(&q.to, "to")?;
+    let page = num(&q.page, "page", 1, 1_000_000)?;
+    let size = num(&q.size, "size", 50, 1000)?;
     let f = PunchFilter {
         sn: q.sn.filter(|v| !v.is_empty()),
         pin: q.pin.filter(|v| !v.is_empty()),
         from,
         to,
     };
-    match s.db.punches(&f, page, size).await {
-        Ok((total, rows)) => {
-            let data: Vec<Value> = rows
-                .iter()
-                .map(|p| {
-                    json!({
-                        "sn": p.sn,
-                        "pin": p.pin,
-                        "time": p.local_time,
-                        "utc_ms": p.at,
-                        "status": p.status,
-                        "verify": p.verify,
-                        "workcode": p.workcode,
-                        "reserved1": p.reserved1,
-                        "reserved2": p.reserved2,
-                        "source": p.source,
-                        "received_at": wire(p.received_at, s.tz),
-                    })
-                })
-                .collect();
-            Json(json!({"total": total, "page": page, "size": size, "data": data})).into_response()
-        }
-        Err(e) => internal(e),
-    }
+    let (total, rows) = ops::punches(&s, &f, page, size).await?;
+    let data: Vec<Value> = rows
+        .iter()
+        .map(|p| {
+            json!({
+                "sn": p.sn,
+                "pin": p.pin,
+                "time": p.local_time,
+                "utc_ms": p.at,
+                "status": p.status,
+                "verify": p.verify,
+                "workcode": p.workcode,
+                "reserved1": p.reserved1,
+                "reserved2": p.reserved2,
+                "source": p.source,
+                "received_at": wire(p.received_at, s.tz),
+            })
+        })
+        .collect();
+    Ok(Json(json!({"total": total, "page": page, "size": size, "data": data})).into_response())
 }
 
 #[derive(Deserialize)]
@@ -439,12 +314,10 @@ async fn put_staff(
     _: Operator,
     State(s): State<AppState>,
     b: Result<EnvJson<PutStaff>, Response>,
-) -> Response {
-    let r = match body(b).await {
-        Ok(r) => r,
-        Err(r) => return r,
-    };
-    let st = match ops::check_staff(
+) -> OpsResult {
+    let r = body(b).await?;
+    let (st, version) = ops::save_staff(
+        &s,
         r.pin,
         r.name,
         r.pri,
@@ -453,48 +326,29 @@ async fn put_staff(
         r.grp,
         r.tz,
         r.terminals,
-    ) {
-        Ok(st) => st,
-        Err(e) => return op_error(e),
-    };
-    let now = s.terminals.clock().now_ms();
-    match ops::put_staff(&s.db, &st, now).await {
-        Ok(version) => {
-            s.terminals.roster_changed();
-            (
-            StatusCode::CREATED,
-            Json(json!({
-                "pin": st.pin, "name": st.name, "pri": st.pri, "passwd": st.passwd, "card": st.card,
-                "grp": st.grp, "tz": st.tz, "terminals": st.terminals, "version": version,
-            })),
-        )
-            .into_response()
-        }
-        Err(e) => op_error(e),
-    }
+    )
+    .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "pin": st.pin, "name": st.name, "pri": st.pri, "passwd": st.passwd, "card": st.card,
+            "grp": st.grp, "tz": st.tz, "terminals": st.terminals, "version": version,
+        })),
+    )
+        .into_response())
 }
 
-async fn list_staff(_: Operator, State(s): State<AppState>) -> Response {
-    match (s.db.all_staff().await, s.db.roster_version().await) {
-        (Ok(all), Ok(version)) => {
-            let data: Vec<Value> = all.iter().map(|(st, t)| staff_json(st, t)).collect();
-            Json(json!({"total": data.len(), "version": version, "data": data})).into_response()
-        }
-        (Err(e), _) | (_, Err(e)) => internal(e),
-    }
+async fn list_staff(_: Operator, State(s): State<AppState>) -> OpsResult {
+    let (all, version) = ops::staff(&s).await?;
+    let data: Vec<Value> = all.iter().map(|(st, t)| staff_json(st, t)).collect();
+    Ok(Json(json!({"total": data.len(), "version": version, "data": data})).into_response())
 }
 
 async fn delete_staff(
     _: Operator,
     State(s): State<AppState>,
     OpsPath(pin): OpsPath<String>,
-) -> Response {
-    let now = s.terminals.clock().now_ms();
-    match ops::delete_staff(&s.db, &pin, now).await {
-        Ok(version) => {
-            s.terminals.roster_changed();
-            Json(json!({"deleted": pin, "version": version})).into_response()
-        }
-        Err(e) => op_error(e),
-    }
+) -> OpsResult {
+    let version = ops::remove_staff(&s, &pin).await?;
+    Ok(Json(json!({"deleted": pin, "version": version})).into_response())
 }

@@ -25,7 +25,6 @@ use kioskd_protocol::ws::close;
 use tokio::sync::{mpsc, oneshot};
 
 use super::AppState;
-use super::attendance::token_hash;
 use super::ws::{
     MAX_BAD_MESSAGES, Slot, Timed, TokenQuery, WriterOpts, accept, configure_limits,
     presented_token, read_frame, refuse, writer,
@@ -57,7 +56,7 @@ async fn upgrade(
     let Some(token) = presented_token(&headers, q) else {
         return refuse(StatusCode::UNAUTHORIZED, "no_token");
     };
-    let owned = match s.db.terminals_by_token(&token_hash(&token)).await {
+    let owned = match crate::attendance::terminals_for_token(&s, &token).await {
         Ok(t) if !t.is_empty() => t,
         Ok(_) => return refuse(StatusCode::FORBIDDEN, "wrong_token"),
         Err(e) => {

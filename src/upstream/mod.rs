@@ -4,6 +4,7 @@
 
 pub mod crypto;
 pub mod mp;
+pub mod notices;
 pub mod open189;
 pub mod outbox;
 pub mod token;
