@@ -367,6 +367,9 @@ fn ms(h: &Histogram<u64>, q: f64) -> f64 {
     h.value_at_quantile(q) as f64 / 1000.0
 }
 
+/// A table row: its label, how to read it from a run, its unit.
+type Row<'a> = (&'a str, &'a dyn Fn(&Figures) -> f64, &'a str);
+
 fn print_table(a: &PushArgs, k: Option<&Figures>, p: Option<&Figures>) {
     println!();
     println!(
@@ -382,7 +385,7 @@ fn print_table(a: &PushArgs, k: Option<&Figures>, p: Option<&Figures>) {
         })
         .unwrap_or_else(|| "—".into())
     };
-    let rows: [(&str, &dyn Fn(&Figures) -> f64, &str); 8] = [
+    let rows: [Row; 8] = [
         ("kiosks connected", &|f| f.connected as f64, ""),
         (
             "server RSS idle",
