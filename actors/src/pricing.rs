@@ -417,6 +417,64 @@ impl PriceContext {
     }
 }
 
+/// The venue's pricing as the actors hold it in memory: plans, zones, which device is in
+/// which zone or on which plan, and the member groups. Sessions read it at each unit's
+/// start (so an operator's change applies from the next unit on); the server replaces it
+/// whole after every change. An empty catalog prices every device flat.
+#[derive(Debug, Clone)]
+pub struct Catalog {
+    /// The venue's time zone.
+    pub tz: Tz,
+    /// Plans by id.
+    pub plans: std::collections::HashMap<i64, Arc<RatePlan>>,
+    /// Each zone's plan.
+    pub zone_plans: std::collections::HashMap<i64, Option<i64>>,
+    /// Each assigned device's zone and direct plan.
+    pub devices: std::collections::HashMap<i64, (Option<i64>, Option<i64>)>,
+    /// Each member group's discount percent and own plan.
+    pub groups: std::collections::HashMap<i64, (i64, Option<i64>)>,
+}
+
+impl Default for Catalog {
+    fn default() -> Self {
+        Catalog {
+            tz: chrono_tz::UTC,
+            plans: Default::default(),
+            zone_plans: Default::default(),
+            devices: Default::default(),
+            groups: Default::default(),
+        }
+    }
+}
+
+impl Catalog {
+    /// The pricing of a unit on `device_id` (flat price `flat`) for a user in `group`:
+    /// the group's own plan, else the device's direct plan, else its zone's, else flat.
+    pub fn context(
+        &self,
+        device_id: i64,
+        flat: i64,
+        group: Option<i64>,
+        unit_ms: i64,
+    ) -> PriceContext {
+        let (zone, direct) = self.devices.get(&device_id).copied().unwrap_or_default();
+        let (discount_pct, group_plan) = group
+            .and_then(|g| self.groups.get(&g).copied())
+            .unwrap_or_default();
+        let plan_id = group_plan
+            .or(direct)
+            .or_else(|| zone.and_then(|z| self.zone_plans.get(&z).copied().flatten()));
+        PriceContext {
+            tz: self.tz,
+            unit_ms,
+            flat,
+            plan: plan_id.and_then(|id| self.plans.get(&id).cloned()),
+            discount_pct,
+            zone,
+        }
+    }
+}
+
 /// Takes one unit's seconds off the held package `id`.
 pub fn consume(held: &mut [HeldPackage], id: i64, unit_ms: i64) {
     if let Some(p) = held.iter_mut().find(|p| p.id == id) {

@@ -11,6 +11,7 @@ mod attendance;
 mod audit;
 mod operators;
 mod orders;
+mod pricing;
 mod reports;
 mod rows;
 mod upstream;
@@ -27,6 +28,7 @@ pub use attendance::*;
 pub use audit::*;
 pub use operators::*;
 pub use orders::*;
+pub use pricing::*;
 pub use reports::*;
 pub use rows::*;
 pub use upstream::*;
@@ -1268,12 +1270,29 @@ impl Store for Db {
             tx.commit().await.map_err(se)?;
             return Ok(Started { session, balance });
         }
+        // A priced first unit (issue 16) is recorded with how it is paid; one covered by a
+        // package debits nothing (a zero-fen ledger row keeps `<session>:1` present).
+        let debit = match new.first {
+            Some(first) => {
+                pricing::record_unit(&mut tx, id, first).await?;
+                if let Some((up, secs)) = first.package
+                    && !pricing::use_package(&mut tx, id, new.user_id, 1, up, secs, new.started_at)
+                        .await?
+                {
+                    return Err(StartError::Store(StoreError(
+                        "the package has no time left".into(),
+                    )));
+                }
+                first.debit
+            }
+            None => new.charge_mode,
+        };
         sqlx::query(
             "INSERT INTO ledger (id, user_id, amount, kind, session_id, created_at) VALUES ($1, $2, $3, 'debit', $4, $5)",
         )
         .bind(format!("{id}:1"))
         .bind(new.user_id)
-        .bind(-new.charge_mode)
+        .bind(-debit)
         .bind(id)
         .bind(new.started_at)
         .execute(&mut *tx)
@@ -1283,7 +1302,7 @@ impl Store for Db {
             "UPDATE users SET used_account = used_account + $1, balance_account = balance_account - $1, utime = $2
              WHERE id = $3 AND state = 0 AND balance_account >= $1 RETURNING balance_account",
         )
-        .bind(new.charge_mode)
+        .bind(debit)
         .bind(new.started_at)
         .bind(new.user_id)
         .fetch_optional(&mut *tx)
@@ -1424,6 +1443,14 @@ impl Store for Db {
             .await
             .map_err(se)?;
         }
+        pricing::return_package_time(
+            &mut tx,
+            end.session_id,
+            end.user_id,
+            &end.package_returns,
+            end.ended_at,
+        )
+        .await?;
         if end.refund > 0 {
             sqlx::query(
                 "INSERT INTO ledger (id, user_id, amount, kind, session_id, created_at) VALUES ($1, $2, $3, 'refund', $4, $5)",
@@ -1624,6 +1651,34 @@ impl Store for Db {
             .map_err(se)?;
         }
         Ok(())
+    }
+
+    async fn reserve_priced_unit(
+        &self,
+        session_id: i64,
+        user_id: i64,
+        charge: UnitCharge,
+        last_heard_at: i64,
+        now: i64,
+    ) -> StoreResult<Reserve> {
+        self.reserve_priced(session_id, user_id, charge, last_heard_at, now)
+            .await
+    }
+
+    async fn session_units(&self, session_id: i64) -> StoreResult<Vec<UnitCharge>> {
+        self.session_units_of(session_id).await
+    }
+
+    async fn held_packages(
+        &self,
+        user_id: i64,
+        now: i64,
+    ) -> StoreResult<Vec<kioskd_actors::pricing::HeldPackage>> {
+        self.held_packages_of(user_id, now).await
+    }
+
+    async fn user_group(&self, user_id: i64) -> StoreResult<Option<i64>> {
+        self.group_of_user(user_id).await
     }
 
     async fn unpaid_order_of_device(&self, device_id: i64) -> StoreResult<Option<String>> {
