@@ -181,6 +181,13 @@ impl Application {
             coordinator_config(&cfg),
             Events::default(),
         );
+        // Rate plans, zones and groups (issue 16), before any session is recovered so
+        // that recovered sessions price their next units with them.
+        coord.set_pricing(
+            db.pricing_catalog(cfg.tz())
+                .await
+                .map_err(|e| BuildError::Recover(e.to_string()))?,
+        );
         let broker = if cfg.redis.url.is_empty() {
             None
         } else {

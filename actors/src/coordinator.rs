@@ -102,9 +102,19 @@ pub struct Inner {
         Vec<tokio::task::JoinHandle<()>>,
         Vec<tokio::task::AbortHandle>,
     )>,
+    /// Rate plans, zones and groups (issue 16); empty: every device bills flat.
+    pricing: std::sync::RwLock<Arc<crate::pricing::Catalog>>,
 }
 
 impl Inner {
+    /// The pricing catalog as it stands.
+    pub(crate) fn pricing(&self) -> Arc<crate::pricing::Catalog> {
+        self.pricing
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
     pub(crate) fn remember_session(&self, token: &str, user_id: i64, a: ActorRef<SessionActor>) {
         self.sessions.insert(token.to_string(), a);
         self.by_user.insert(user_id, token.to_string());
@@ -264,6 +274,7 @@ impl Coordinator {
             orphans: DashMap::new(),
             revivals: DashMap::new(),
             tasks: std::sync::Mutex::new((Vec::new(), Vec::new())),
+            pricing: Default::default(),
         });
         let mut tasks = vec![
             tokio::spawn(heartbeat_writer(store.clone(), rx, flush)),
@@ -292,6 +303,21 @@ impl Coordinator {
     #[cfg(test)]
     pub(crate) fn inner_for_tests(&self) -> Arc<Inner> {
         self.inner.clone()
+    }
+
+    /// Replaces the pricing catalog (rate plans, zones, groups): every session prices the
+    /// units that begin from now on with it; units already reserved keep their price.
+    pub fn set_pricing(&self, catalog: crate::pricing::Catalog) {
+        *self
+            .inner
+            .pricing
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(catalog);
+    }
+
+    /// The pricing catalog in force.
+    pub fn pricing(&self) -> Arc<crate::pricing::Catalog> {
+        self.inner.pricing()
     }
 
     /// The billing settings.

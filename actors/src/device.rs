@@ -142,7 +142,7 @@ impl Actor for DeviceActor {
         };
         if let Some((mut rec, balance)) = running {
             rec.device_code = d.rec.code.clone();
-            Box::pin(d.attach(rec, balance, false, &me)).await;
+            Box::pin(d.attach(rec, balance, false, None, &me)).await;
         }
         Ok(d)
     }
@@ -535,7 +535,7 @@ impl DeviceActor {
                     let _ = old.actor.stop_gracefully().await;
                 }
                 tracing::info!(device = %self.rec.code, session = s.id, "running session restarted from storage");
-                self.attach(s, balance, false, me).await;
+                self.attach(s, balance, false, None, me).await;
             }
             // Ended in storage: the live actor tells us itself; a dead one cannot.
             None if alive => {}
@@ -571,7 +571,14 @@ impl DeviceActor {
     /// Starts the session's actor, linked to this one (each learns of the other's death),
     /// and shows the session at once: the device's next snapshot carries it, before the
     /// session actor's first update.
-    async fn attach(&mut self, rec: SessionRecord, balance: i64, fresh: bool, me: &ActorRef<Self>) {
+    async fn attach(
+        &mut self,
+        rec: SessionRecord,
+        balance: i64,
+        fresh: bool,
+        pricing: Option<crate::session::StartPricing>,
+        me: &ActorRef<Self>,
+    ) {
         let token = rec.token.clone();
         let (id, user_id) = (rec.id, rec.user_id);
         self.session_info = Some(crate::session::initial_info(&rec, balance, &self.inner.cfg));
@@ -583,6 +590,8 @@ impl DeviceActor {
                 device: me.downgrade(),
                 inner: self.inner.clone(),
                 fresh,
+                pricing,
+                flat: self.rec.charge_mode,
             },
         )
         .await;
@@ -734,18 +743,36 @@ impl Message<StartSession> for DeviceActor {
         if self.inner.user_has_session(msg.user.id) {
             return Err(StartRefusal::UserBusyElsewhere);
         }
+        // The first unit's price: the flat `charge_mode`, unless a rate plan, a member
+        // group or a package prices it (issue 16).
+        let pricing = crate::session::StartPricing::load(
+            &self.inner,
+            &self.rec,
+            msg.user.id,
+            now,
+        )
+        .await
+        .map_err(|e| {
+            metrics::counter!(catalog::STORE_ERRORS, "op" => "start_session").increment(1);
+            tracing::warn!(device = %self.rec.code, error = %e, "loading a user's pricing failed");
+            StartRefusal::Internal
+        })?;
+        let (charge_mode, first_debit) = match &pricing.first {
+            Some(c) => (c.price, c.debit),
+            None => (self.rec.charge_mode, self.rec.charge_mode),
+        };
         // Postpaid sessions need no balance: the cost becomes an order at the end.
-        if self.rec.billing_mode == BillingMode::Prepaid && msg.user.balance < self.rec.charge_mode
-        {
+        if self.rec.billing_mode == BillingMode::Prepaid && msg.user.balance < first_debit {
             return Err(StartRefusal::BalanceTooLow);
         }
         let new = NewSession {
             token: crate::ids::new_token(),
             user_id: msg.user.id,
             device_id: self.rec.id,
-            charge_mode: self.rec.charge_mode,
+            charge_mode,
             billing_mode: self.rec.billing_mode,
             started_at: now,
+            first: pricing.first,
         };
         let started = self.inner.store.start_session(new).await.map_err(|e| match e {
             StartError::UserBusy => StartRefusal::UserBusyElsewhere,
@@ -767,7 +794,7 @@ impl Message<StartSession> for DeviceActor {
             token: rec.token.clone(),
             created: true,
         };
-        self.attach(rec, started.balance, true, ctx.actor_ref())
+        self.attach(rec, started.balance, true, Some(pricing), ctx.actor_ref())
             .await;
         tracing::info!(device = %self.rec.code, session = view.session_id, user = msg.user.id, "session started");
         Ok(view)
@@ -790,7 +817,8 @@ impl Message<Recover> for DeviceActor {
         if self.session.is_none() {
             let mut rec = msg.rec;
             rec.device_code = self.rec.code.clone();
-            self.attach(rec, msg.balance, false, ctx.actor_ref()).await;
+            self.attach(rec, msg.balance, false, None, ctx.actor_ref())
+                .await;
         }
     }
 }

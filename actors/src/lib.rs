@@ -12,6 +12,7 @@ pub mod ids;
 pub mod memstore;
 pub mod placement;
 pub mod ports;
+pub mod pricing;
 pub mod session;
 pub mod stream;
 pub mod terminal;

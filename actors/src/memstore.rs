@@ -194,10 +194,11 @@ impl Store for MemStore {
         }
         let postpaid = new.billing_mode == BillingMode::Postpaid;
         let bal = s.balances.get(&new.user_id).copied().unwrap_or(0);
-        if !postpaid && bal < new.charge_mode {
+        let debit = new.first.map_or(new.charge_mode, |f| f.debit);
+        if !postpaid && bal < debit {
             return Err(StartError::InsufficientBalance);
         }
-        let first = if postpaid { 0 } else { new.charge_mode };
+        let first = if postpaid { 0 } else { debit };
         s.next_session += 1;
         let id = s.next_session;
         let code = s

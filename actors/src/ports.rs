@@ -4,6 +4,7 @@
 use async_trait::async_trait;
 
 use crate::billing::EndReason;
+use crate::pricing::{Charge, HeldPackage};
 
 /// A storage failure. Business outcomes such as "balance too low" are not errors: they
 /// are variants of the results below. The store maps its driver's errors to these once,
@@ -215,6 +216,32 @@ pub struct NewSession {
     pub billing_mode: BillingMode,
     /// Start (unix ms).
     pub started_at: i64,
+    /// A priced first unit (rate plan, group or package): what it costs and how it is
+    /// paid. `None`: the flat `charge_mode` is debited, exactly as before plans existed.
+    pub first: Option<UnitCharge>,
+}
+
+/// How one unit of a priced session is paid, as storage records it (`session_units`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UnitCharge {
+    /// 1-based unit number.
+    pub unit: i64,
+    /// The unit's real price in fen (0 when a package covers it).
+    pub price: i64,
+    /// Fen debited for it: the price, plus the minimum charge's top-up on unit 1.
+    pub debit: i64,
+    /// The user package covering it, and the seconds taken off that package.
+    pub package: Option<(i64, i64)>,
+}
+
+impl UnitCharge {
+    /// How the pricing engine sees this unit.
+    pub fn charge(&self) -> Charge {
+        match self.package {
+            Some((id, _)) => Charge::Package(id),
+            None => Charge::Money(self.price),
+        }
+    }
 }
 
 /// Why a session could not start.
@@ -259,6 +286,9 @@ pub enum Reserve {
     Insufficient { balance: i64 },
     /// The session has already ended; nothing changed.
     SessionEnded,
+    /// The package meant to cover the unit has not a unit's time left (used up or gone);
+    /// nothing changed. The caller prices the unit again without it.
+    PackageGone,
 }
 
 /// How a session ends.
@@ -281,6 +311,9 @@ pub struct SessionEnd {
     /// Postpaid: the id of the order to create for `cost`, in the same transaction
     /// (created paid when the cost is 0).
     pub order_id: Option<String>,
+    /// Package seconds given back (units covered by a package but not billed), by user
+    /// package id, in the same transaction.
+    pub package_returns: Vec<(i64, i64)>,
 }
 
 /// The outcome of ending a session.
@@ -369,6 +402,43 @@ pub trait Store: Send + Sync + 'static {
     async fn ack_commands(&self, ids: &[i64], now: i64) -> StoreResult<()>;
     /// The unpaid postpaid order left by the device's most recent session, if any.
     async fn unpaid_order_of_device(&self, _device_id: i64) -> StoreResult<Option<String>> {
+        Ok(None)
+    }
+    /// Reserves a priced unit (ledger `<session>:<unit>` for its debit, `session_units`
+    /// for how it was paid, the package's time ledger when a package covers it) in one
+    /// transaction. Stores without pricing support only money.
+    async fn reserve_priced_unit(
+        &self,
+        session_id: i64,
+        user_id: i64,
+        charge: UnitCharge,
+        last_heard_at: i64,
+        now: i64,
+    ) -> StoreResult<Reserve> {
+        if charge.package.is_some() {
+            return Ok(Reserve::PackageGone);
+        }
+        self.reserve_unit(
+            session_id,
+            user_id,
+            charge.unit,
+            charge.debit,
+            last_heard_at,
+            now,
+        )
+        .await
+    }
+    /// How the reserved units of a priced session were paid (unit, charge, debit), in
+    /// unit order; empty for a session billed at its flat `charge_mode`.
+    async fn session_units(&self, _session_id: i64) -> StoreResult<Vec<UnitCharge>> {
+        Ok(Vec::new())
+    }
+    /// The packages a user holds that still have time left and have not expired by `now`.
+    async fn held_packages(&self, _user_id: i64, _now: i64) -> StoreResult<Vec<HeldPackage>> {
+        Ok(Vec::new())
+    }
+    /// The member group a user belongs to.
+    async fn user_group(&self, _user_id: i64) -> StoreResult<Option<i64>> {
         Ok(None)
     }
 }

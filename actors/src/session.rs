@@ -13,7 +13,11 @@ use crate::catalog;
 use crate::coordinator::{CoordinatorConfig, Inner, Restarts};
 use crate::device::{DeviceActor, SessionClosed, SessionUpdate};
 use crate::events::Event;
-use crate::ports::{ActiveKey, BillingMode, Reserve, SessionEnd, SessionRecord, StoreError};
+use crate::ports::{
+    ActiveKey, BillingMode, DeviceRecord, Reserve, SessionEnd, SessionRecord, StoreError,
+    UnitCharge,
+};
+use crate::pricing::{Charge, HeldPackage, PriceContext, consume, settle_charges};
 use kioskd_protocol::ws::{self as wire, ServerEvent, SessionInfo};
 
 /// What adapters see of a running session.
@@ -94,6 +98,70 @@ pub struct SessionArgs {
     pub(crate) inner: Arc<Inner>,
     /// True for a session that just started (false when recovered after a restart).
     pub(crate) fresh: bool,
+    /// What the start priced (fresh sessions); `None`: loaded from storage on start.
+    pub(crate) pricing: Option<StartPricing>,
+    /// The device's flat `charge_mode` (a priced session's row holds unit 1's price).
+    pub(crate) flat: i64,
+}
+
+/// How many units ahead `minutes_left` is counted for a priced session (a day): beyond
+/// that the balance is reported as lasting this long.
+pub const PRICED_LOOKAHEAD_UNITS: i64 = 1_440;
+
+/// The user's side of a session's pricing, loaded when it starts: the member group, the
+/// packages held, and how unit 1 is paid (`None`: flat, as before plans existed).
+#[derive(Debug, Clone, Default)]
+pub struct StartPricing {
+    /// The user's member group.
+    pub group: Option<i64>,
+    /// Packages held at the start.
+    pub held: Vec<HeldPackage>,
+    /// Unit 1 when it is priced by a plan, a group or a package.
+    pub first: Option<UnitCharge>,
+}
+
+impl StartPricing {
+    /// Prices unit 1 of a session of `user_id` on `device` starting at `now`.
+    pub(crate) async fn load(
+        inner: &Inner,
+        device: &DeviceRecord,
+        user_id: i64,
+        now: i64,
+    ) -> Result<StartPricing, StoreError> {
+        let group = inner.store.user_group(user_id).await?;
+        let postpaid = device.billing_mode == BillingMode::Postpaid;
+        // Packages cover prepaid units only: a postpaid session's cost becomes an order.
+        let held = if postpaid {
+            Vec::new()
+        } else {
+            inner.store.held_packages(user_id, now).await?
+        };
+        let ctx = inner
+            .pricing()
+            .context(device.id, device.charge_mode, group, inner.cfg.unit_ms);
+        let first = (!ctx.is_flat() || !held.is_empty()).then(|| {
+            let c = ctx.charge_at(now, &held);
+            unit_charge(&ctx, 1, c, postpaid)
+        });
+        Ok(StartPricing { group, held, first })
+    }
+}
+
+/// How storage records unit `unit` paid as `c`.
+fn unit_charge(ctx: &PriceContext, unit: i64, c: Charge, postpaid: bool) -> UnitCharge {
+    UnitCharge {
+        unit,
+        price: c.money(),
+        debit: if postpaid {
+            0
+        } else {
+            ctx.reservation(unit, c)
+        },
+        package: match c {
+            Charge::Package(id) => Some((id, ctx.unit_ms / 1000)),
+            Charge::Money(_) => None,
+        },
+    }
 }
 
 /// The actor.
@@ -112,6 +180,20 @@ pub struct SessionActor {
     relayed_at: i64,
     /// Restarts after panics, against restart storms.
     restarts: Restarts,
+    /// The user's member group.
+    group: Option<i64>,
+    /// The packages the user holds (storage has the last word when one is used).
+    held: Vec<HeldPackage>,
+    /// How each unit so far was paid (unit 1 first). Flat units are `Money(charge_mode)`.
+    charges: Vec<Charge>,
+    /// Fen debited for unit 1 (its price plus the minimum charge's top-up): the floor of
+    /// the bill when unit 1 was paid with money.
+    first_debit: i64,
+    /// True once any unit was priced by a plan, a group or a package: the session settles
+    /// by its units' real prices. False: the flat rules, exactly as before plans existed.
+    priced: bool,
+    /// The device's flat price, for units no plan prices.
+    flat: i64,
 }
 
 /// The billing meter of a session as storage holds it.
@@ -175,6 +257,10 @@ impl Actor for SessionActor {
     async fn on_start(args: Self::Args, me: ActorRef<Self>) -> Result<Self, Self::Error> {
         let meter = meter_of(&args.rec, &args.inner.cfg);
         metrics::gauge!(catalog::SESSIONS_ACTIVE).increment(1.0);
+        let (group, held, units) = match args.pricing {
+            Some(p) => (p.group, p.held, p.first.into_iter().collect()),
+            None => load_pricing(&args.inner, &args.rec).await,
+        };
         let mut s = SessionActor {
             rec: args.rec,
             meter,
@@ -187,7 +273,14 @@ impl Actor for SessionActor {
             ended: None,
             relayed_at: i64::MIN,
             restarts: Restarts::default(),
+            group,
+            held,
+            charges: Vec::new(),
+            first_debit: 0,
+            priced: false,
+            flat: args.flat,
         };
+        s.restore_charges(&units);
         if args.fresh {
             metrics::counter!(catalog::SESSIONS_STARTED).increment(1);
             s.inner.events.publish(Event::SessionStarted {
@@ -198,7 +291,7 @@ impl Actor for SessionActor {
                 started_at: s.rec.started_at,
                 charge_mode: s.rec.charge_mode,
                 balance: s.balance,
-                units_left: units_left(&s.meter.tariff, s.balance),
+                units_left: s.units_left(s.balance),
             });
             let info = s.info();
             s.tell_device(Some(ServerEvent::SessionStarted(info)));
@@ -266,6 +359,10 @@ impl Actor for SessionActor {
         }
         self.meter = meter;
         self.balance = balance;
+        let (group, held, units) = load_pricing(&self.inner, &rec).await;
+        self.group = group;
+        self.held = held;
+        self.restore_charges(&units);
         self.rec.reserved_units = rec.reserved_units;
         self.rec.last_heard_at = rec.last_heard_at;
         self.inner
@@ -319,9 +416,145 @@ impl SessionActor {
         }));
     }
 
-    /// The session as the kiosk's stream shows it.
+    /// The session as the kiosk's stream shows it. A priced session shows the price of
+    /// the unit in progress as `charge_mode` and what it has reserved so far as `cost`.
     fn info(&self) -> SessionInfo {
-        info_of(&self.rec, &self.meter, self.balance)
+        let mut i = info_of(&self.rec, &self.meter, self.balance);
+        if self.priced {
+            i.charge_mode = self.price_now();
+            i.cost = self.reserved_money();
+            i.minutes_left = self.units_left(self.balance);
+        }
+        i
+    }
+
+    /// The pricing of units beginning now (the catalog may have changed since the last).
+    fn ctx(&self) -> PriceContext {
+        self.inner.pricing().context(
+            self.rec.device_id,
+            self.flat,
+            self.group,
+            self.inner.cfg.unit_ms,
+        )
+    }
+
+    /// Rebuilds how the reserved units were paid from storage's `session_units` (units
+    /// missing there were billed flat at the session's `charge_mode`).
+    fn restore_charges(&mut self, units: &[UnitCharge]) {
+        let flat = self.rec.charge_mode;
+        let n = self
+            .meter
+            .reserved
+            .max(units.iter().map(|u| u.unit).max().unwrap_or(0));
+        self.priced = !units.is_empty();
+        self.charges = (1..=n)
+            .map(|u| {
+                units
+                    .iter()
+                    .find(|c| c.unit == u)
+                    .map_or(Charge::Money(flat), |c| c.charge())
+            })
+            .collect();
+        self.first_debit = units.iter().find(|c| c.unit == 1).map_or(flat, |c| c.debit);
+        if self.meter.postpaid {
+            // Postpaid units are not written: they are priced again as they are counted,
+            // and nothing was debited (the minimum charge floors the bill all the same).
+            self.charges.truncate(1);
+            if let Some(&c) = self.charges.first() {
+                self.first_debit = self.ctx().reservation(1, c);
+            }
+        }
+    }
+
+    /// The price of the unit in progress (0 when a package covers it).
+    fn price_now(&self) -> i64 {
+        self.charges
+            .last()
+            .map_or(self.rec.charge_mode, |c| c.money())
+    }
+
+    /// Fen reserved so far (postpaid: accrued).
+    fn reserved_money(&self) -> i64 {
+        if !self.priced {
+            return self.meter.reserved * self.rec.charge_mode;
+        }
+        let sum: i64 = self.charges.iter().map(|c| c.money()).sum();
+        sum + match self.charges.first() {
+            Some(Charge::Money(p)) => (self.first_debit - p).max(0),
+            _ => 0,
+        }
+    }
+
+    /// Units the balance still buys from the next boundary on, at their real prices and
+    /// with the packages held (flat sessions: as before).
+    fn units_left(&self, balance: i64) -> i64 {
+        if !self.priced && self.held.is_empty() {
+            let ctx = self.ctx();
+            if ctx.is_flat() {
+                return units_left(&self.meter.tariff, balance);
+            }
+        }
+        if self.meter.postpaid {
+            return UNLIMITED_UNITS;
+        }
+        let n = self.ctx().units_affordable(
+            self.meter.reserved + 1,
+            self.meter.next_boundary(),
+            balance,
+            &self.held,
+            PRICED_LOOKAHEAD_UNITS,
+        );
+        if n >= PRICED_LOOKAHEAD_UNITS {
+            UNLIMITED_UNITS
+        } else {
+            n
+        }
+    }
+
+    /// Settles an end billed up to `billed_to`: the flat rules for a flat session, else
+    /// each billed unit at its recorded price (SPEC §3's free start and the plan's minimum
+    /// charge), unused reservations refunded and unused package time given back.
+    fn settle(&mut self, billed_to: i64) -> (crate::billing::Settlement, Vec<(i64, i64)>) {
+        if !self.priced {
+            return (self.meter.settle(billed_to), Vec::new());
+        }
+        let t = self.meter.tariff;
+        let elapsed = (billed_to - self.rec.started_at).max(0);
+        let billed_ms = if self.meter.postpaid {
+            elapsed
+        } else {
+            elapsed.min(self.meter.reserved * t.unit_ms)
+        };
+        let units = if billed_ms < t.free_ms {
+            0
+        } else {
+            units_started(&t, billed_ms)
+        };
+        if self.meter.postpaid {
+            self.price_postpaid_units(units);
+        }
+        let s = settle_charges(&self.charges, units, self.first_debit, t.unit_ms);
+        (
+            crate::billing::Settlement {
+                billed_ms,
+                cost: s.cost,
+                refund: if self.meter.postpaid { 0 } else { s.refund },
+            },
+            if self.meter.postpaid {
+                Vec::new()
+            } else {
+                s.package_returns
+            },
+        )
+    }
+
+    /// Postpaid: prices the units up to `n` not priced yet, each at its start.
+    fn price_postpaid_units(&mut self, n: i64) {
+        let ctx = self.ctx();
+        while (self.charges.len() as i64) < n {
+            let at = self.rec.started_at + self.charges.len() as i64 * ctx.unit_ms;
+            self.charges.push(Charge::Money(ctx.price_at(at)));
+        }
     }
 
     /// Keeps the device's copy of the session current and pushes `event` to its kiosk.
@@ -350,6 +583,31 @@ impl SessionActor {
         })
     }
 
+    /// What a priced session would cost if it ended at `now`.
+    fn clone_settle(&self, now: i64) -> i64 {
+        let t = self.meter.tariff;
+        let elapsed = (now - self.rec.started_at).max(0);
+        let billed_ms = if self.meter.postpaid {
+            elapsed
+        } else {
+            elapsed.min(self.meter.reserved * t.unit_ms)
+        };
+        let units = if billed_ms < t.free_ms {
+            0
+        } else {
+            units_started(&t, billed_ms)
+        };
+        let mut charges = self.charges.clone();
+        if self.meter.postpaid {
+            let ctx = self.ctx();
+            while (charges.len() as i64) < units {
+                let at = self.rec.started_at + charges.len() as i64 * ctx.unit_ms;
+                charges.push(Charge::Money(ctx.price_at(at)));
+            }
+        }
+        settle_charges(&charges, units, self.first_debit, t.unit_ms).cost
+    }
+
     fn view(&self, now: i64) -> SessionView {
         SessionView {
             id: self.rec.id,
@@ -360,9 +618,17 @@ impl SessionActor {
             device_code: self.rec.device_code.clone(),
             started_at: self.rec.started_at,
             now,
-            cost_money: self.meter.cost_at(now),
+            cost_money: if self.priced {
+                self.clone_settle(now)
+            } else {
+                self.meter.cost_at(now)
+            },
             cost_time: ((now - self.rec.started_at) / 1000).max(0),
-            charge_mode: self.rec.charge_mode,
+            charge_mode: if self.priced {
+                self.price_now()
+            } else {
+                self.rec.charge_mode
+            },
             balance: self.balance,
             paid_until: self.meter.paid_until(),
             reserved: self.meter.reserved,
@@ -400,13 +666,19 @@ impl SessionActor {
         metrics::counter!(catalog::BILLING_TICKS, "outcome" => "accrued").increment(1);
         let begun = units_started(&self.meter.tariff, now - self.rec.started_at);
         self.meter.reserved(unit.max(begun));
-        let price = self.rec.charge_mode;
+        if !self.priced && !self.ctx().is_flat() {
+            // A plan now applies: the units so far were flat, the next ones are priced.
+            self.priced = true;
+        }
+        if self.priced {
+            self.price_postpaid_units(self.meter.reserved);
+        }
         self.inner.events.publish(Event::Billing {
             device_code: self.rec.device_code.clone(),
             session_id: self.rec.id,
             user_id: self.rec.user_id,
             units: self.meter.reserved,
-            cost: self.meter.reserved * price,
+            cost: self.reserved_money(),
             balance: self.balance,
             units_left: UNLIMITED_UNITS,
             paid_until: self.meter.paid_until(),
@@ -415,33 +687,63 @@ impl SessionActor {
     }
 
     async fn reserve(&mut self, unit: i64, due_at: i64) -> Result<(), StoreError> {
-        let price = self.rec.charge_mode;
-        let r = self
-            .inner
-            .store
-            .reserve_unit(
-                self.rec.id,
-                self.rec.user_id,
-                unit,
-                price,
-                self.meter.last_heard,
-                self.inner.clock.now_ms(),
-            )
-            .await;
+        // Each unit is priced at its own start by the catalog in force now: a plan change
+        // applies from the next unit on, never to one already reserved.
+        let ctx = self.ctx();
+        let flat = !self.priced && ctx.is_flat() && self.held.is_empty();
+        let charge = if flat {
+            Charge::Money(self.rec.charge_mode)
+        } else {
+            ctx.charge_at(due_at, &self.held)
+        };
+        let r = if flat {
+            self.inner
+                .store
+                .reserve_unit(
+                    self.rec.id,
+                    self.rec.user_id,
+                    unit,
+                    self.rec.charge_mode,
+                    self.meter.last_heard,
+                    self.inner.clock.now_ms(),
+                )
+                .await
+        } else {
+            self.inner
+                .store
+                .reserve_priced_unit(
+                    self.rec.id,
+                    self.rec.user_id,
+                    unit_charge(&ctx, unit, charge, false),
+                    self.meter.last_heard,
+                    self.inner.clock.now_ms(),
+                )
+                .await
+        };
         match r {
             Ok(Reserve::Reserved { balance }) => {
+                if !flat {
+                    self.priced = true;
+                }
+                // Replays of a unit already recorded leave the record as it is.
+                if self.charges.len() as i64 == unit - 1 {
+                    self.charges.push(charge);
+                    if let Charge::Package(id) = charge {
+                        consume(&mut self.held, id, ctx.unit_ms);
+                    }
+                }
                 let lag = (self.inner.clock.now_ms() - due_at).max(0) as f64 / 1000.0;
                 metrics::histogram!(catalog::BILLING_TICK_LAG).record(lag);
                 metrics::counter!(catalog::BILLING_TICKS, "outcome" => "reserved").increment(1);
                 self.meter.reserved(unit);
                 self.balance = balance;
-                let left = units_left(&self.meter.tariff, balance);
+                let left = self.units_left(balance);
                 self.inner.events.publish(Event::Billing {
                     device_code: self.rec.device_code.clone(),
                     session_id: self.rec.id,
                     user_id: self.rec.user_id,
                     units: self.meter.reserved,
-                    cost: self.meter.reserved * price,
+                    cost: self.reserved_money(),
                     balance,
                     units_left: left,
                     paid_until: self.meter.paid_until(),
@@ -468,6 +770,14 @@ impl SessionActor {
                 self.close_without_settling();
                 Ok(())
             }
+            Ok(Reserve::PackageGone) => {
+                // The package has not a unit's time left after all (used elsewhere, or an
+                // operator changed it): forget it; the catch-up prices the unit again.
+                if let Charge::Package(id) = charge {
+                    self.held.retain(|p| p.id != id);
+                }
+                Ok(())
+            }
             Err(e) => {
                 metrics::counter!(catalog::BILLING_TICKS, "outcome" => "error").increment(1);
                 metrics::counter!(catalog::STORE_ERRORS, "op" => "reserve_unit").increment(1);
@@ -481,7 +791,7 @@ impl SessionActor {
         if self.meter.postpaid {
             return;
         }
-        let left = units_left(&self.meter.tariff, self.balance);
+        let left = self.units_left(self.balance);
         if !self.warned_low && left <= self.inner.cfg.low_balance_units {
             self.warned_low = true;
             metrics::counter!(catalog::BALANCE_LOW).increment(1);
@@ -506,7 +816,7 @@ impl SessionActor {
         at: i64,
         billed_to: i64,
     ) -> Result<(), StoreError> {
-        let s = self.meter.settle(billed_to);
+        let (s, package_returns) = self.settle(billed_to);
         let end = SessionEnd {
             session_id: self.rec.id,
             user_id: self.rec.user_id,
@@ -521,6 +831,7 @@ impl SessionActor {
                 // 31 characters, so that `O` + the rest is a WeChat Pay out_trade_no
                 // (at most 32).
                 .then(|| format!("o{}", &crate::ids::new_token()[..30])),
+            package_returns,
         };
         let order_id = end.order_id.clone();
         let ended = match self.inner.store.end_session(end).await {
@@ -749,7 +1060,7 @@ impl Message<BalanceChanged> for SessionActor {
             return;
         }
         self.balance = m.0;
-        if units_left(&self.meter.tariff, self.balance) > self.inner.cfg.low_balance_units {
+        if self.units_left(self.balance) > self.inner.cfg.low_balance_units {
             self.warned_low = false;
         }
         // The kiosk sees the new balance at once (paid_until moves only when a unit is
@@ -769,4 +1080,29 @@ impl Message<crate::device::Crash> for SessionActor {
         self.balance = 0;
         panic!("injected panic in a session handler");
     }
+}
+
+/// Loads a running session's pricing from storage (after a restart or a panic): the
+/// user's group, the packages held and how its reserved units were paid. A failure leaves
+/// the session flat for now (logged): billing goes on rather than stopping.
+async fn load_pricing(
+    inner: &Inner,
+    rec: &SessionRecord,
+) -> (Option<i64>, Vec<HeldPackage>, Vec<UnitCharge>) {
+    let now = inner.clock.now_ms();
+    let r = async {
+        let group = inner.store.user_group(rec.user_id).await?;
+        let held = if rec.billing_mode == BillingMode::Postpaid {
+            Vec::new()
+        } else {
+            inner.store.held_packages(rec.user_id, now).await?
+        };
+        let units = inner.store.session_units(rec.id).await?;
+        Ok::<_, StoreError>((group, held, units))
+    }
+    .await;
+    r.unwrap_or_else(|e| {
+        tracing::warn!(session = rec.id, error = %e, "loading a session's pricing failed");
+        (None, Vec::new(), Vec::new())
+    })
 }

@@ -93,4 +93,32 @@ impl Store for Db {
     async fn unpaid_order_of_device(&self, device_id: i64) -> StoreResult<Option<String>> {
         Db::unpaid_order_of_device(self, device_id).await
     }
+
+    async fn reserve_priced_unit(
+        &self,
+        session_id: i64,
+        user_id: i64,
+        charge: UnitCharge,
+        last_heard_at: i64,
+        now: i64,
+    ) -> StoreResult<Reserve> {
+        self.reserve_priced(session_id, user_id, charge, last_heard_at, now)
+            .await
+    }
+
+    async fn session_units(&self, session_id: i64) -> StoreResult<Vec<UnitCharge>> {
+        self.session_units_of(session_id).await
+    }
+
+    async fn held_packages(
+        &self,
+        user_id: i64,
+        now: i64,
+    ) -> StoreResult<Vec<kioskd_actors::pricing::HeldPackage>> {
+        self.held_packages_of(user_id, now).await
+    }
+
+    async fn user_group(&self, user_id: i64) -> StoreResult<Option<i64>> {
+        self.group_of_user(user_id).await
+    }
 }

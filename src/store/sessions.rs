@@ -163,12 +163,36 @@ impl Db {
             tx.commit().await.map_err(se)?;
             return Ok(Started { session, balance });
         }
+        // A priced first unit (issue 16) is recorded with how it is paid; one covered by a
+        // package debits nothing (a zero-fen ledger row keeps `<session>:1` present).
+        let debit = match new.first {
+            Some(first) => {
+                super::pricing::record_unit(&mut tx, id, first).await?;
+                if let Some((up, secs)) = first.package
+                    && !super::pricing::use_package(
+                        &mut tx,
+                        id,
+                        new.user_id,
+                        1,
+                        up,
+                        secs,
+                        new.started_at,
+                    )
+                    .await?
+                {
+                    // The package has no time left after all: nothing is written.
+                    return Err(StartError::Store(StoreError::Refused));
+                }
+                first.debit
+            }
+            None => new.charge_mode,
+        };
         sqlx::query(
             "INSERT INTO ledger (id, user_id, amount, kind, session_id, created_at) VALUES ($1, $2, $3, 'debit', $4, $5)",
         )
         .bind(format!("{id}:1"))
         .bind(new.user_id)
-        .bind(-new.charge_mode)
+        .bind(-debit)
         .bind(id)
         .bind(new.started_at)
         .execute(&mut *tx)
@@ -178,7 +202,7 @@ impl Db {
             "UPDATE users SET used_account = used_account + $1, balance_account = balance_account - $1, utime = $2
              WHERE id = $3 AND state = 0 AND balance_account >= $1 RETURNING balance_account",
         )
-        .bind(new.charge_mode)
+        .bind(debit)
         .bind(new.started_at)
         .bind(new.user_id)
         .fetch_optional(&mut *tx)
@@ -321,6 +345,14 @@ impl Db {
             .await
             .map_err(se)?;
         }
+        super::pricing::return_package_time(
+            &mut tx,
+            end.session_id,
+            end.user_id,
+            &end.package_returns,
+            end.ended_at,
+        )
+        .await?;
         if end.refund > 0 {
             sqlx::query(
                 "INSERT INTO ledger (id, user_id, amount, kind, session_id, created_at) VALUES ($1, $2, $3, 'refund', $4, $5)",
@@ -388,7 +420,7 @@ impl Db {
 
     /// PostgreSQL: locks the user's row for the rest of the transaction (a no-op on
     /// SQLite, whose single connection already serialises transactions).
-    async fn lock_user(
+    pub(super) async fn lock_user(
         &self,
         tx: &mut sqlx::Transaction<'_, sqlx::Any>,
         user_id: i64,
