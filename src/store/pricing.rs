@@ -121,7 +121,7 @@ impl Db {
         min_charge: i64,
         now: i64,
     ) -> Result<i64, WriteError> {
-        Ok(sqlx::query_scalar(
+        sqlx::query_scalar(
             "INSERT INTO rate_plans (name, week, min_charge, ctime, utime) VALUES ($1, $2, $3, $4, $4) RETURNING id",
         )
         .bind(name)
@@ -129,7 +129,7 @@ impl Db {
         .bind(min_charge)
         .bind(now)
         .fetch_one(self.pool())
-        .await.map_err(se)?)
+        .await.map_err(se)
     }
 
     /// Replaces a plan's weekly grid and minimum charge.
@@ -230,7 +230,7 @@ impl Db {
         plan_id: Option<i64>,
         now: i64,
     ) -> Result<i64, WriteError> {
-        Ok(sqlx::query_scalar(
+        sqlx::query_scalar(
             "INSERT INTO zones (name, plan_id, ctime) VALUES ($1, $2, $3) RETURNING id",
         )
         .bind(name)
@@ -238,7 +238,7 @@ impl Db {
         .bind(now)
         .fetch_one(self.pool())
         .await
-        .map_err(se)?)
+        .map_err(se)
     }
 
     /// Sets a zone's plan.
@@ -300,7 +300,7 @@ impl Db {
         plan_id: Option<i64>,
         now: i64,
     ) -> Result<i64, WriteError> {
-        Ok(sqlx::query_scalar(
+        sqlx::query_scalar(
             "INSERT INTO member_groups (name, discount_pct, plan_id, ctime) VALUES ($1, $2, $3, $4) RETURNING id",
         )
         .bind(name)
@@ -308,7 +308,7 @@ impl Db {
         .bind(plan_id)
         .bind(now)
         .fetch_one(self.pool())
-        .await.map_err(se)?)
+        .await.map_err(se)
     }
 
     /// Every member group.
@@ -370,7 +370,7 @@ impl Db {
         valid_days: i64,
         now: i64,
     ) -> Result<i64, WriteError> {
-        Ok(sqlx::query_scalar(
+        sqlx::query_scalar(
             "INSERT INTO packages (name, minutes, price, zones, windows, valid_days, ctime) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
         )
         .bind(name)
@@ -381,7 +381,7 @@ impl Db {
         .bind(valid_days)
         .bind(now)
         .fetch_one(self.pool())
-        .await.map_err(se)?)
+        .await.map_err(se)
     }
 
     /// Every package.
