@@ -557,8 +557,8 @@ async fn no_background_task_outlives_a_graceful_stop() {
     );
     assert_eq!(
         state.coord.background_tasks(),
-        2,
-        "heartbeat writer, idle sweeper"
+        3,
+        "heartbeat writer, ack writer, idle sweeper"
     );
     assert!(state.upstream.tokens.is_running());
     app.stop().await;
