@@ -172,6 +172,7 @@ async fn balance_exhausted_ends_the_session_and_locks_the_device_once() {
         if app.last_session(uid).await.0 {
             return true;
         }
+        // The kiosk's keepalive cadence (the scenario), not a guess at "processed".
         tokio::time::sleep(Duration::from_millis(400)).await;
         false
     })

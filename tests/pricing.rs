@@ -134,16 +134,15 @@ async fn units(db: &Db, session: i64) -> Vec<(i64, i64, i64, Option<i64>)> {
         .collect()
 }
 
-/// Polls until `n` units are recorded (10 s at most).
+/// Waits until `n` units are recorded (10 s at most).
 async fn wait_units(db: &Db, session: i64, n: usize) -> Vec<(i64, i64, i64, Option<i64>)> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let u = units(db, session).await;
-        if u.len() >= n || tokio::time::Instant::now() > deadline {
-            return u;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    common::wait_until(
+        "the units are recorded",
+        Duration::from_secs(10),
+        async || units(db, session).await.len() >= n,
+    )
+    .await;
+    units(db, session).await
 }
 
 fn start_of(unit: i64) -> i64 {
