@@ -6,7 +6,7 @@
 //! The rules live here (which codes and tickets are acceptable, which pages may have a
 //! JS-SDK signature, that an unconfigured platform is refused before any call); the
 //! cookies, nonces and redirects of the dance are the adapter's (`http::oauth`). Every
-//! outside call is counted per operation (`kioskd_upstream_*`). Codes, tickets and
+//! outside call is counted per operation (the catalog's upstream metrics). Codes, tickets and
 //! tickets' mobiles never reach a log line.
 
 use crate::services::Services;

@@ -1,7 +1,7 @@
 //! The console's read endpoints (`src/http/ops_console.rs`): user search, device detail,
 //! alerts, and reports that must agree with the ledger to the fen.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! redis://127.0.0.1:6379): events published by one node reach a subscriber on another
 //! connection, and the app forwards its coordinator events there.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -3,7 +3,7 @@
 //! every `/ops/*` route, personal API tokens, a timed backoff instead of a permanent
 //! lock, and an audit log that names the authenticated operator.
 
-mod common;
+use crate::common;
 
 use common::*;
 use serde_json::{Value, json};

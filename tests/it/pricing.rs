@@ -6,7 +6,7 @@
 //! unit's recorded price against the rate in force at that unit's start, and the money
 //! and package-time ledgers.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;

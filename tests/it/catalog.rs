@@ -6,8 +6,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-const CATALOG: &str = include_str!("../actors/src/catalog.rs");
-const TELEMETRY: &str = include_str!("../src/telemetry.rs");
+const CATALOG: &str = include_str!("../../actors/src/catalog.rs");
+const TELEMETRY: &str = include_str!("../../src/telemetry.rs");
 
 /// Catalog names allowed to break the `kioskd_<subsystem>_<name>` shape, with why.
 /// Names allowed to break the `kioskd_<subsystem>_<name>` shape, with the reason (none

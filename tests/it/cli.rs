@@ -1,7 +1,7 @@
 //! The operator CLI registers devices and maintainers in the same database the server
 //! uses.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 

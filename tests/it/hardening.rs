@@ -4,7 +4,7 @@
 //! must prove themselves before user secrets reach them, and the unpaid-order check
 //! serialised per user across nodes.
 
-mod common;
+use crate::common;
 
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};

@@ -3,7 +3,7 @@
 //! before they are read, throttling), while legitimate traffic is still served.
 //! No sleeping for effects: every wait polls with a deadline.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};

@@ -1,7 +1,7 @@
 //! Kill the real binary mid-session (SIGKILL, no shutdown) and start it again on the
 //! same database: the session continues or ends as SPEC §3 says, the ledger exact.
 
-mod common;
+use crate::common;
 
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;

@@ -1,11 +1,11 @@
-//! Issue 6 end to end against local stand-ins (tests/common/standin.rs): the token
+//! Issue 6 end to end against local stand-ins (tests/it/common/standin.rs): the token
 //! keeper (one fetch for many requests, stored across restarts, refreshed before expiry
 //! and after rejection), the open189 sign-in dance (expired code, forged state), the app
 //! quick entry, the JS-SDK signature, WeChat Pay recharges (order, pay parameters,
 //! notifications replayed, forged, tampered, stale, wrong amount; reconciliation) and
 //! the outbox (retries, no duplicates, failures visible).
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -6,7 +6,7 @@
 //! and bridge `CMD_FAILED` logs linked to the command that caused them. Runs on SQLite,
 //! or PostgreSQL with `KIOSKD_TEST_PG`.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! every log line captured (at debug level for kioskd), then the log is searched for each
 //! secret the flow used.
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};

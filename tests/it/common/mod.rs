@@ -95,7 +95,7 @@ pub struct TestApp {
 /// The test defaults every app starts from (dev identity, a fixed ops token).
 fn base_layer(db_url: &str) -> String {
     format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\n# Rate limits are tested against the binary (tests/edge.rs).\nrate_limits = false\n[database]\nurl = \"{db_url}\"\n[ops]\ntoken = \"{OPS}\"\n[sms]\ndebug_code = \"123456\"\n[identity]\nmode = \"dev\"\ncookie_secret = \"test-cookie-secret\"\n"
+        "[server]\nlisten = \"127.0.0.1:0\"\n# Rate limits are tested against the binary (tests/it/edge.rs).\nrate_limits = false\n[database]\nurl = \"{db_url}\"\n[ops]\ntoken = \"{OPS}\"\n[sms]\ndebug_code = \"123456\"\n[identity]\nmode = \"dev\"\ncookie_secret = \"test-cookie-secret\"\n"
     )
 }
 

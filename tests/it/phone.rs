@@ -1,7 +1,7 @@
 //! The phone's identity and captcha rules (SPEC §7): codes are single use, expire, burn
 //! after too many wrong guesses and are rate limited; a mobile binds to one WeChat only.
 
-mod common;
+use crate::common;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

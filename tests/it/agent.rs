@@ -1,7 +1,7 @@
 //! The reference kiosk agent: its screens against the real server, commands acknowledged,
 //! and the lock at `paid_until` when the server is gone (under paused time).
 
-mod common;
+use crate::common;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -2,7 +2,7 @@
 //! it booted, tens of thousands of records in one form body, every night. It must be
 //! stored once and cheaply. `kioskd-bench attendance` measures the same thing.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -4,7 +4,7 @@
 //! against the real app, a phone starts and pays, and the money invariants hold. Time
 //! runs on a shortened billing unit (1 s), never on long sleeps.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

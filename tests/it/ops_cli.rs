@@ -2,7 +2,7 @@
 //! entry every action leaves (who, what, target, why, outcome), and `ops tail` streaming
 //! live events with filters.
 
-mod common;
+use crate::common;
 
 use std::process::Stdio;
 use std::time::Duration;

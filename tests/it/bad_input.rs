@@ -11,7 +11,7 @@
 //! table of bad requests, collects every mismatch (so one run shows them all) and then
 //! compares the snapshot.
 
-mod common;
+use crate::common;
 
 use common::*;
 use reqwest::Method;

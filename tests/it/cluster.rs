@@ -6,7 +6,7 @@
 //! shown whole by the node the kiosk reconnects to. Each test has a Redis namespace of
 //! its own.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -1,6 +1,6 @@
 //! Races: exactly one winner, and the money invariants hold whoever wins.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

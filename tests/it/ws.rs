@@ -2,7 +2,7 @@
 //! acknowledged, device authentication before the upgrade, bad frames, the socket as the
 //! kiosk's heartbeat, and the user and ops feeds.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

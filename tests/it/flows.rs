@@ -1,7 +1,7 @@
 //! The documented flows over HTTP against the real app: one scenario per end reason,
 //! with the money invariants checked after each.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -3,7 +3,7 @@
 //! the ops API, the command queue on both polls and across a restart. Runs on SQLite, or
 //! PostgreSQL with `KIOSKD_TEST_PG`.
 
-mod common;
+use crate::common;
 
 use common::{TestApp, spawn_app, spawn_on};
 use kioskd_actors::terminal::TerminalStore;

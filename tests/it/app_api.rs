@@ -1,7 +1,7 @@
 //! The phone app's reads (`src/http/app_api.rs`): config, the public device card, a
 //! recharge's state, the sign-in entry.
 
-mod common;
+use crate::common;
 
 use common::*;
 use serde_json::json;

@@ -26,7 +26,7 @@ pub const MCHID: &str = "1900000109";
 pub const MERCHANT_SERIAL: &str = "0123456789ABCDEF0123456789ABCDEF01234567";
 pub const PLATFORM_SERIAL: &str = "PUB_KEY_ID_TEST0000000000000000000000000001";
 pub const APIV3: &str = "5OxGtgpZRdbnPrA8CrcE57xBbUtrT9vv";
-pub const KEY_PEM: &str = include_str!("../fixtures/wechatpay_test_key.pem");
+pub const KEY_PEM: &str = include_str!("../../fixtures/wechatpay_test_key.pem");
 
 pub fn fixture(name: &str) -> String {
     format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))
