@@ -11,7 +11,8 @@ use kioskd_actors::session::Quote;
 use crate::devices::{self, DeviceError, Last};
 use crate::identity::UserRow;
 use crate::services::Services;
-use crate::store::{PackageHistoryRow, PackageRow, Purchase, UserPackageRow};
+use crate::store::Purchase;
+pub use crate::store::{PackageHistoryRow, PackageRow, UserPackageRow};
 
 /// A device as the start page shows it: its record, its live state and the quote.
 #[derive(Debug)]

@@ -44,9 +44,8 @@ use super::{ApiError, ApiResult, AppState, codes, csrf, ok};
 use crate::config::{IdentityMode, PaymentsMode};
 use crate::devices::DeviceError;
 use crate::identity::Refusal;
-use crate::packages::{self, BuyError};
+use crate::packages::{self, BuyError, PackageHistoryRow, PackageRow, UserPackageRow};
 use crate::payments::Payment;
-use crate::store::{PackageHistoryRow, PackageRow, UserPackageRow};
 use crate::{identity, payments};
 use kioskd_protocol::windows::LoginCode;
 
