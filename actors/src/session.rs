@@ -234,7 +234,11 @@ impl Quote {
             price: device.charge_mode,
         };
         let units = user.map(|(_, balance)| {
-            minutes_left(&ctx, Some(&flat), postpaid, 1, now, balance, &pricing.held)
+            if postpaid {
+                // Nothing is reserved: the cost becomes an order at the end.
+                return UNLIMITED_UNITS;
+            }
+            minutes_left(&ctx, Some(&flat), false, 1, now, balance, &pricing.held)
         });
         let mut usable: Vec<&HeldPackage> = pricing
             .held
