@@ -390,3 +390,44 @@ async fn an_unnotified_package_payment_is_granted_by_the_reconciler() {
     app.assert_invariants().await;
     app.stop().await;
 }
+
+/// A session on a package: its units show in the history as package time used (no
+/// money), and the history's time adds up to what the package has left.
+#[tokio::test]
+async fn package_use_shows_in_the_history_as_time_not_money() {
+    let app = spawn_app(
+        "[billing]\nunit_seconds = 1\nfree_seconds = 0\nheartbeat_timeout_seconds = 30\n",
+    )
+    .await;
+    let code = "11-22-33-44-55-66-77-A3";
+    app.add_device(code, 7).await;
+    let (p, uid) = app.phone("oPkgUse", "17700001003", 100).await;
+    let pk = add_package(&app, "一分钟", 1, 50).await;
+    let v = buy(&p, pk, "balance").await;
+    assert_eq!(v["result"]["balance_account"], 50, "{v}");
+    let up = v["result"]["user_package_id"].as_i64().unwrap();
+    app.check(code).await;
+    assert_eq!(p.scan(code).await["result"], "success");
+    common::wait_until(
+        "two package units used",
+        std::time::Duration::from_secs(10),
+        async || app.db.package_ledger_sum(up).await.unwrap() <= 58,
+    )
+    .await;
+    assert_eq!(p.get("/windows/offline").await["success"], true);
+    let v = p.get("/wechat/app/package-history?size=100").await;
+    let rows = v["result"]["data"].as_array().unwrap().clone();
+    let uses: Vec<&Value> = rows.iter().filter(|r| r["kind"] == "use").collect();
+    assert!(uses.len() >= 2, "{v}");
+    for u in &uses {
+        assert_eq!(u["seconds"], -1);
+        assert_eq!(u["amount"], 0, "a use is no money");
+        assert!(u["session_id"].is_i64());
+    }
+    let sum: i64 = rows.iter().map(|r| r["seconds"].as_i64().unwrap()).sum();
+    let h = held(&p).await;
+    assert_eq!(h[0]["seconds_left"], sum, "{v}");
+    assert_eq!(app.balance(uid).await, 50, "covered units cost no money");
+    app.assert_invariants().await;
+    app.stop().await;
+}
