@@ -22,6 +22,7 @@ pub mod net;
 pub mod operators;
 pub mod opscli;
 pub mod orders;
+pub mod packages;
 pub mod passwords;
 pub mod payments;
 pub mod platform;
