@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use common::*;
 use kioskd::store::Settle;
+use kioskd_actors::ports::LastHeard;
 use serde_json::json;
 
 const A: &str = "11-22-33-44-55-66-77-01";
@@ -236,15 +237,16 @@ async fn heartbeats_are_written_in_chunks_and_never_move_back() {
         .await
         .unwrap();
     let far = 9_000_000_000_000i64;
-    let beats: Vec<(i64, i64)> = ids.iter().map(|id| (*id, far + id)).collect();
+    let heard = |id: i64, at: i64| LastHeard { id, at };
+    let beats: Vec<LastHeard> = ids.iter().map(|id| heard(*id, far + id)).collect();
     app.db
-        .record_heartbeats(&beats, &[(sid, far)])
+        .record_heartbeats(&beats, &[heard(sid, far)])
         .await
         .unwrap();
     // Older times change nothing.
-    let old: Vec<(i64, i64)> = ids.iter().map(|id| (*id, far - 1)).collect();
+    let old: Vec<LastHeard> = ids.iter().map(|id| heard(*id, far - 1)).collect();
     app.db
-        .record_heartbeats(&old, &[(sid, far - 1)])
+        .record_heartbeats(&old, &[heard(sid, far - 1)])
         .await
         .unwrap();
     let written: i64 =

@@ -152,6 +152,27 @@ pub struct DeviceRecord {
     pub last_seen_at: Option<i64>,
 }
 
+/// A command a device has not acknowledged yet (a broadcast copy carries its
+/// [`broadcast_copy_id`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingCommand {
+    /// Command id (negative for a broadcast copy).
+    pub id: i64,
+    /// `lock`, `unlock`, `restart`, `message`, `update_games`.
+    pub name: String,
+    /// Text, for `message`.
+    pub text: Option<String>,
+}
+
+/// A last-heard time to record: of a device or of a session, by id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LastHeard {
+    /// Device or session id.
+    pub id: i64,
+    /// When it was heard (unix ms).
+    pub at: i64,
+}
+
 /// A user as the actors need it.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct UserRef {
@@ -375,8 +396,8 @@ pub trait Store: Send + Sync + 'static {
     /// Records last-heard times of devices and sessions (batched, monotonic).
     async fn record_heartbeats(
         &self,
-        devices: &[(i64, i64)],
-        sessions: &[(i64, i64)],
+        devices: &[LastHeard],
+        sessions: &[LastHeard],
     ) -> StoreResult<()>;
     /// The current balance of a user.
     async fn user_balance(&self, user_id: i64) -> StoreResult<i64>;
@@ -392,12 +413,9 @@ pub trait Store: Send + Sync + 'static {
     /// id. Every device registered by `now` has it pending (as its own copy, see
     /// [`broadcast_copy_id`]) until its kiosk acknowledges that copy.
     async fn add_broadcast(&self, name: &str, text: Option<&str>, now: i64) -> StoreResult<i64>;
-    /// A device's commands not yet acknowledged, oldest first: (id, name, text). Its
-    /// copies of broadcasts are among them, with their [`broadcast_copy_id`]s.
-    async fn pending_commands(
-        &self,
-        device_id: i64,
-    ) -> StoreResult<Vec<(i64, String, Option<String>)>>;
+    /// A device's commands not yet acknowledged, oldest first. Its copies of broadcasts
+    /// are among them, with their [`broadcast_copy_id`]s.
+    async fn pending_commands(&self, device_id: i64) -> StoreResult<Vec<PendingCommand>>;
     /// Marks commands acknowledged (a broadcast copy's id records that device's ack).
     async fn ack_commands(&self, ids: &[i64], now: i64) -> StoreResult<()>;
     /// The unpaid postpaid order left by the device's most recent session, if any.
