@@ -152,7 +152,7 @@ pub async fn last_session(s: &Services, code: &str) -> Result<Last, DeviceError>
             }
         }
         Some(rec) => {
-            let unpaid = rec.order.as_ref().is_some_and(|(_, paid)| !paid);
+            let unpaid = rec.order.as_ref().is_some_and(|o| !o.paid);
             Ok(Last::Ended { rec, unpaid })
         }
     }
@@ -177,7 +177,7 @@ pub async fn end_at_kiosk(s: &Services, code: &str) -> Result<Option<String>, De
     let recent = s.coord.config().heartbeat_timeout_ms;
     Ok(match s.db.last_session_of_device(info.id).await? {
         Some(rec) if rec.ended_at.is_some_and(|t| now - t <= recent) => {
-            Some(rec.order.map(|(id, _)| id).unwrap_or_default())
+            Some(rec.order.map(|o| o.id).unwrap_or_default())
         }
         _ => None,
     })
