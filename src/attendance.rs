@@ -48,8 +48,8 @@ pub enum OpError {
     #[error("a terminal with this sn exists")]
     Exists,
     /// Storage failed.
-    #[error("storage: {0}")]
-    Store(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 fn invalid(m: &str) -> OpError {
@@ -102,7 +102,7 @@ pub async fn register_terminal(
     {
         Ok(t) => Ok(t),
         Err(WriteError::Conflict) => Err(OpError::Exists),
-        Err(e) => Err(OpError::Store(e.to_string())),
+        Err(e) => Err(OpError::Store(e)),
     }
 }
 
@@ -173,7 +173,7 @@ pub async fn put_staff(db: &Db, s: &NewStaff, now: i64) -> Result<i64, OpError> 
     match db.put_staff(s, now).await {
         Ok(v) => Ok(v),
         Err(WriteError::NotFound) => Err(invalid("terminals lists an unknown sn")),
-        Err(e) => Err(OpError::Store(e.to_string())),
+        Err(e) => Err(OpError::Store(e)),
     }
 }
 
@@ -185,7 +185,7 @@ pub async fn delete_staff(db: &Db, pin: &str, now: i64) -> Result<i64, OpError> 
     match db.delete_staff(pin, now).await {
         Ok(v) => Ok(v),
         Err(WriteError::NotFound) => Err(OpError::NotFound("no such staff member".into())),
-        Err(e) => Err(OpError::Store(e.to_string())),
+        Err(e) => Err(OpError::Store(e)),
     }
 }
 
@@ -202,7 +202,7 @@ pub async fn queue_command(
     match db.terminal(sn).await {
         Ok(Some(_)) => {}
         Ok(None) => return Err(OpError::NotFound("no such terminal".into())),
-        Err(e) => return Err(OpError::Store(e.to_string())),
+        Err(e) => return Err(OpError::Store(e)),
     }
     let cmd = NewCommand {
         sn: sn.to_string(),
@@ -211,15 +211,7 @@ pub async fn queue_command(
         channel: spec.channel,
         destructive: spec.destructive,
     };
-    db.enqueue_command(&cmd, now)
-        .await
-        .map_err(|e| OpError::Store(e.to_string()))
-}
-
-impl From<StoreError> for OpError {
-    fn from(e: StoreError) -> Self {
-        OpError::Store(e.to_string())
-    }
+    db.enqueue_command(&cmd, now).await.map_err(OpError::Store)
 }
 
 fn store(e: StoreError) -> TermError {
