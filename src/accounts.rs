@@ -135,7 +135,8 @@ pub async fn add_maintainer(
         Ok(()) => Ok(()),
         Err(AddError::Invalid(m)) => Err(ServiceError::Invalid(m)),
         Err(AddError::Exists) => Err(ServiceError::conflict("that username exists")),
-        Err(AddError::Store(e)) => Err(ServiceError::Unavailable(e)),
+        Err(AddError::Store(e)) => Err(ServiceError::Unavailable(e.to_string())),
+        Err(AddError::Internal(e)) => Err(ServiceError::Unavailable(e)),
     }
 }
 
