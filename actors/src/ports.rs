@@ -17,7 +17,8 @@ pub enum StoreError {
     /// A unique key was already taken.
     #[error("storage: already exists")]
     Conflict,
-    /// A check constraint refused the row (e.g. a balance would go negative).
+    /// A check constraint refused the row (e.g. a balance would go negative), or a
+    /// foreign key did (the row refers to one that does not exist).
     #[error("storage: refused by a constraint")]
     Refused,
     /// The database cannot be reached or answered too late (connection, pool, timeout,
