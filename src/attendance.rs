@@ -351,13 +351,13 @@ pub async fn error_logs(s: &Services, sn: &str) -> Result<Vec<ErrorLogOut>, OpEr
     Ok(s.db.error_logs(Some(sn)).await?)
 }
 
-/// A page of punches: the total and the rows.
+/// A page of punches.
 pub async fn punches(
     s: &Services,
     f: &PunchFilter,
     page: i64,
     size: i64,
-) -> Result<(i64, Vec<PunchOut>), OpError> {
+) -> Result<crate::store::Page<PunchOut>, OpError> {
     Ok(s.db.punches(f, page, size).await?)
 }
 

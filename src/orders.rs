@@ -83,7 +83,7 @@ pub async fn of_user(
     user_id: i64,
     page: i64,
     size: i64,
-) -> Result<(i64, Vec<OrderRow>), StoreError> {
+) -> Result<crate::store::Page<OrderRow>, StoreError> {
     s.db.orders_page(user_id, size, (page.max(1) - 1) * size)
         .await
 }
@@ -93,7 +93,7 @@ pub async fn expenses(
     s: &Services,
     user_id: i64,
     q: &crate::store::PageQuery,
-) -> Result<(i64, Vec<ExpenseRow>), StoreError> {
+) -> Result<crate::store::Page<ExpenseRow>, StoreError> {
     s.db.expense_page(user_id, q).await
 }
 

@@ -134,7 +134,7 @@ pub async fn history(
     user_id: i64,
     page: i64,
     size: i64,
-) -> Result<(i64, Vec<PackageHistoryRow>), StoreError> {
+) -> Result<crate::store::Page<PackageHistoryRow>, StoreError> {
     s.db.package_history(user_id, page.max(1), size.clamp(1, 100))
         .await
 }

@@ -618,11 +618,11 @@ pub async fn recharge_of(
     })
 }
 
-/// A page of user `user_id`'s recharges: the total and the rows.
+/// A page of user `user_id`'s recharges.
 pub async fn recharges(
     s: &Services,
     user_id: i64,
     q: &PageQuery,
-) -> Result<(i64, Vec<RechargeRow>), StoreError> {
+) -> Result<crate::store::Page<RechargeRow>, StoreError> {
     s.db.recharge_page(user_id, q).await
 }

@@ -12,6 +12,8 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use crate::config::Config;
 use crate::sms::SmsSender;
 use crate::store::Db;
+/// One page of a listing (what the services' paged reads return).
+pub use crate::store::Page;
 
 /// Everything below the adapters.
 pub struct Services {

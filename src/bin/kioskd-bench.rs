@@ -630,7 +630,7 @@ async fn attendance(
         };
         println!("  {what}: {:.2} s", t.elapsed().as_secs_f64());
     }
-    let (total, _) = r
+    let kioskd::store::Page { total, .. } = r
         .state
         .db
         .punches(&kioskd::store::PunchFilter::default(), 1, 1)

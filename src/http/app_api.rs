@@ -412,7 +412,7 @@ async fn package_history(
     let u = identity::known(&s, &jar)
         .await?
         .ok_or_else(|| ApiError::fail(codes::NOT_SIGNED_IN, "当前用户没有登录"))?;
-    let (total, data) = packages::history(
+    let crate::services::Page { total, rows: data } = packages::history(
         &s,
         u.id,
         i64::from(q.page.unwrap_or(1)),

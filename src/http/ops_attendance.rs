@@ -271,7 +271,7 @@ async fn punches(
         from,
         to,
     };
-    let (total, rows) = ops::punches(&s, &f, page, size).await?;
+    let crate::services::Page { total, rows } = ops::punches(&s, &f, page, size).await?;
     let data: Vec<Value> = rows
         .iter()
         .map(|p| {

@@ -209,7 +209,7 @@ async fn recharge_list(
 ) -> ApiResult {
     let u = identity::signed_in(&s, &jar).await.map_err(refusal)?;
     let q = page_query(&s, &req)?;
-    let (total, rows) = payments::recharges(&s, u.id, &q).await?;
+    let crate::services::Page { total, rows } = payments::recharges(&s, u.id, &q).await?;
     let info = user_info(&u, s.tz);
     Ok(ok(Page {
         total,
@@ -236,7 +236,7 @@ async fn expense_list(
 ) -> ApiResult {
     let u = identity::signed_in(&s, &jar).await.map_err(refusal)?;
     let q = page_query(&s, &req)?;
-    let (total, rows) = orders::expenses(&s, u.id, &q).await?;
+    let crate::services::Page { total, rows } = orders::expenses(&s, u.id, &q).await?;
     Ok(ok(Page {
         total,
         data: rows
@@ -274,7 +274,7 @@ async fn orders(
     let u = identity::signed_in(&s, &jar).await.map_err(refusal)?;
     let size = q.size.unwrap_or(10).clamp(1, 100) as i64;
     let page = q.page.unwrap_or(1).max(1) as i64;
-    let (total, rows) = orders::of_user(&s, u.id, page, size).await?;
+    let crate::services::Page { total, rows } = orders::of_user(&s, u.id, page, size).await?;
     Ok(ok(Page {
         total,
         data: rows

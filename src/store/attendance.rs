@@ -12,7 +12,7 @@ use serde_json::json;
 use sqlx::any::AnyRow;
 use sqlx::{Any, Transaction};
 
-use super::{Db, RowExt, WriteError, se};
+use super::{Db, Page, RowExt, WriteError, se};
 
 const TERMINAL_COLS: &str = "id, sn, token_hash, name, timezone, last_seen_at, last_seen_via, roster_version, attlog_stamp, operlog_stamp, info, created_at";
 const COMMAND_COLS: &str = "id, sn, name, args, channel, state, destructive, attempts, wire_id, return_code, result, created_at, sent_at, acked_at, via, delivered_at";
@@ -687,7 +687,7 @@ impl Db {
         f: &PunchFilter,
         page: i64,
         size: i64,
-    ) -> Result<(i64, Vec<PunchOut>), StoreError> {
+    ) -> Result<Page<PunchOut>, StoreError> {
         // Only placeholders and fixed fragments go into the text.
         let mut conds = Vec::new();
         let mut n = 0;
@@ -763,7 +763,7 @@ impl Db {
                 })
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
-        Ok((total, data))
+        Ok(Page { total, rows: data })
     }
 
     /// Quarantined lines of a terminal, oldest first.

@@ -194,7 +194,7 @@ impl Db {
         &self,
         user_id: i64,
         q: &PageQuery,
-    ) -> Result<(i64, Vec<RechargeRow>), StoreError> {
+    ) -> Result<Page<RechargeRow>, StoreError> {
         let total: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM recharges WHERE user_id = $1 AND status = 'paid' AND pay_time >= $2 AND pay_time <= $3",
         )
@@ -232,7 +232,7 @@ impl Db {
                 })
             })
             .collect::<Result<_, StoreError>>()?;
-        Ok((total, data))
+        Ok(Page { total, rows: data })
     }
 
     /// The current balance of a user (0 for an unknown user).

@@ -5,7 +5,7 @@
 
 use sqlx::any::AnyRow;
 
-use super::{Db, RowExt, se};
+use super::{Db, Page, RowExt, se};
 use kioskd_actors::ports::{StoreError, StoreResult};
 
 /// A postpaid order with its session and device.
@@ -173,7 +173,7 @@ impl Db {
         user_id: i64,
         limit: i64,
         offset: i64,
-    ) -> StoreResult<(i64, Vec<OrderRow>)> {
+    ) -> StoreResult<Page<OrderRow>> {
         let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM orders WHERE user_id = $1")
             .bind(user_id)
             .fetch_one(&self.pool)
@@ -191,7 +191,7 @@ impl Db {
         .await
         .map_err(se)?;
         let data = rows.iter().map(order_from_row).collect::<Result<_, _>>()?;
-        Ok((total, data))
+        Ok(Page { total, rows: data })
     }
 
     /// How many unpaid orders a user has.

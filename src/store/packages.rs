@@ -12,7 +12,7 @@
 
 use sqlx::Row;
 
-use super::{Db, WriteError, is_unique_violation, se};
+use super::{Db, Page, WriteError, is_unique_violation, se};
 use kioskd_actors::ports::StoreError;
 
 /// A package order by its `out_trade_no`.
@@ -268,7 +268,7 @@ impl Db {
         user_id: i64,
         page: i64,
         size: i64,
-    ) -> Result<(i64, Vec<PackageHistoryRow>), StoreError> {
+    ) -> Result<Page<PackageHistoryRow>, StoreError> {
         let total: i64 =
             sqlx::query_scalar("SELECT COUNT(*) FROM package_ledger WHERE user_id = $1")
                 .bind(user_id)
@@ -306,7 +306,7 @@ impl Db {
                 })
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
-        Ok((total, rows))
+        Ok(Page { total, rows })
     }
 }
 

@@ -231,3 +231,12 @@ impl PageQuery {
         (self.page - 1) * self.size
     }
 }
+
+/// One page of a listing: how many rows match in all, and this page's rows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page<T> {
+    /// Rows matching the query, over every page.
+    pub total: i64,
+    /// This page's rows.
+    pub rows: Vec<T>,
+}

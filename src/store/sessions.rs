@@ -52,7 +52,7 @@ impl Db {
         &self,
         user_id: i64,
         q: &PageQuery,
-    ) -> Result<(i64, Vec<ExpenseRow>), StoreError> {
+    ) -> Result<Page<ExpenseRow>, StoreError> {
         let total: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM sessions WHERE user_id = $1 AND ended_at IS NOT NULL AND started_at >= $2 AND started_at <= $3",
         )
@@ -80,7 +80,7 @@ impl Db {
             .iter()
             .map(expense_from_row)
             .collect::<Result<_, StoreError>>()?;
-        Ok((total, data))
+        Ok(Page { total, rows: data })
     }
 
     /// A session with its device's location, by id (ended or not).

@@ -62,7 +62,7 @@ async fn a_50000_record_sync_is_stored_once_within_budget_and_resent_cheaply() {
             json!({"state": "OK", "SN": "3637165101475"})
         );
         assert!(took < BUDGET, "round {round} took {took:?}");
-        let (total, _) = app
+        let kioskd::store::Page { total, .. } = app
             .db
             .punches(&kioskd::store::PunchFilter::default(), 1, 1)
             .await
