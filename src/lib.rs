@@ -24,6 +24,7 @@ pub mod opscli;
 pub mod orders;
 pub mod passwords;
 pub mod payments;
+pub mod pricing;
 pub mod reports;
 pub mod sampler;
 pub mod service_error;

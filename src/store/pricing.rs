@@ -15,7 +15,7 @@ use kioskd_actors::ports::{Reserve, StoreError, StoreResult, UnitCharge};
 use kioskd_actors::pricing::{Catalog, HeldPackage, RatePlan, Window};
 use sqlx::Row;
 
-use super::{Db, WriteError, se};
+use super::{Db, RowExt, WriteError, se};
 
 /// A zone of devices sharing a plan ("VR", "standard", "VIP").
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -79,6 +79,32 @@ pub struct UserPackageRow {
     pub expires_at: i64,
     /// `balance`, `wechat` or `operator`.
     pub source: String,
+}
+
+/// What uses a plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct PlanUsers {
+    /// Zones on it.
+    pub zones: i64,
+    /// Member groups on it.
+    pub groups: i64,
+    /// Devices on it (their own plan).
+    pub devices: i64,
+}
+
+/// A device as pricing sees it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct DevicePricingRow {
+    /// Id.
+    pub id: i64,
+    /// Its code.
+    pub device_code: String,
+    /// Display name.
+    pub name: String,
+    /// Its zone.
+    pub zone_id: Option<i64>,
+    /// Its own plan.
+    pub plan_id: Option<i64>,
 }
 
 /// How a package purchase from the balance went.
@@ -223,6 +249,78 @@ impl Db {
             .collect()
     }
 
+    /// What uses a plan: zones, member groups and devices naming it.
+    pub async fn plan_users(&self, id: i64) -> Result<PlanUsers, StoreError> {
+        let r = sqlx::query(
+            "SELECT (SELECT COUNT(*) FROM zones WHERE plan_id = $1) AS zones,
+                    (SELECT COUNT(*) FROM member_groups WHERE plan_id = $1) AS groups,
+                    (SELECT COUNT(*) FROM devices WHERE plan_id = $1) AS devices",
+        )
+        .bind(id)
+        .fetch_one(self.pool())
+        .await
+        .map_err(se)?;
+        Ok(PlanUsers {
+            zones: r.col("zones")?,
+            groups: r.col("groups")?,
+            devices: r.col("devices")?,
+        })
+    }
+
+    /// Deletes a plan nothing uses (with its date overrides), in one transaction.
+    /// `Refused` when a zone, group or device still names it; `NotFound` when absent.
+    pub async fn delete_plan(&self, id: i64) -> Result<(), WriteError> {
+        let mut tx = self.pool().begin().await.map_err(se)?;
+        let used: i64 = sqlx::query_scalar(
+            "SELECT (SELECT COUNT(*) FROM zones WHERE plan_id = $1)
+                  + (SELECT COUNT(*) FROM member_groups WHERE plan_id = $1)
+                  + (SELECT COUNT(*) FROM devices WHERE plan_id = $1)",
+        )
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(se)?;
+        if used > 0 {
+            tx.rollback().await.map_err(se)?;
+            return Err(WriteError::Refused);
+        }
+        sqlx::query("DELETE FROM rate_plan_days WHERE plan_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(se)?;
+        let r = sqlx::query("DELETE FROM rate_plans WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(se)?;
+        if r.rows_affected() == 0 {
+            tx.rollback().await.map_err(se)?;
+            return Err(WriteError::NotFound);
+        }
+        tx.commit().await.map_err(se)?;
+        Ok(())
+    }
+
+    /// Every device with where it is priced (zone, own plan).
+    pub async fn device_pricing(&self) -> Result<Vec<DevicePricingRow>, StoreError> {
+        let rows = sqlx::query("SELECT id, code, name, zone_id, plan_id FROM devices ORDER BY id")
+            .fetch_all(self.pool())
+            .await
+            .map_err(se)?;
+        rows.iter()
+            .map(|r| {
+                Ok(DevicePricingRow {
+                    id: r.col("id")?,
+                    device_code: r.col("code")?,
+                    name: r.col("name")?,
+                    zone_id: r.col("zone_id")?,
+                    plan_id: r.col("plan_id")?,
+                })
+            })
+            .collect()
+    }
+
     /// Adds a zone.
     pub async fn add_zone(
         &self,
@@ -309,6 +407,27 @@ impl Db {
         .bind(now)
         .fetch_one(self.pool())
         .await.map_err(se)
+    }
+
+    /// Sets a group's discount and own plan.
+    pub async fn set_group(
+        &self,
+        id: i64,
+        discount_pct: i64,
+        plan_id: Option<i64>,
+    ) -> Result<(), WriteError> {
+        let r =
+            sqlx::query("UPDATE member_groups SET discount_pct = $1, plan_id = $2 WHERE id = $3")
+                .bind(discount_pct)
+                .bind(plan_id)
+                .bind(id)
+                .execute(self.pool())
+                .await
+                .map_err(se)?;
+        if r.rows_affected() == 0 {
+            return Err(WriteError::NotFound);
+        }
+        Ok(())
     }
 
     /// Every member group.
@@ -409,6 +528,21 @@ impl Db {
                 })
             })
             .collect()
+    }
+
+    /// Withdraws a package from sale (or puts it back). What users already hold is kept:
+    /// their user packages copied the package's terms when bought.
+    pub async fn set_package_on_sale(&self, id: i64, on_sale: bool) -> Result<(), WriteError> {
+        let r = sqlx::query("UPDATE packages SET on_sale = $1 WHERE id = $2")
+            .bind(i64::from(on_sale))
+            .bind(id)
+            .execute(self.pool())
+            .await
+            .map_err(se)?;
+        if r.rows_affected() == 0 {
+            return Err(WriteError::NotFound);
+        }
+        Ok(())
     }
 
     /// Buys a package from the balance, in one transaction: the ledger debit
