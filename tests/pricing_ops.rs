@@ -499,3 +499,208 @@ async fn a_change_on_one_node_reaches_the_other_nodes_catalog() {
     b.stop().await;
     a.stop().await;
 }
+
+/// Runs `kioskd ops <args>` against the app with the shared token; (success, stdout,
+/// stderr).
+async fn cli(app: &TestApp, args: &[&str]) -> (bool, String, String) {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_kioskd"))
+        .arg("ops")
+        .args(["--server", &app.base])
+        .args(args)
+        .env(
+            "XDG_CONFIG_HOME",
+            std::env::temp_dir().join("kioskd-pricing-cli-none"),
+        )
+        .env("KIOSKD_OPS__TOKEN", OPS)
+        .env("KIOSKD_LOG__FILTER", "error")
+        .env_remove("KIOSKD_OPS_TOKEN")
+        .env_remove("KIOSKD_OPS_SERVER")
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("kioskd runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn the_cli_manages_plans_zones_groups_and_packages() {
+    let app = spawn_app("").await;
+    app.add_device(CODE, 5).await;
+    let dir = tempfile::tempdir().unwrap();
+    // Evenings at 300 fen a minute, 7 lines of 48.
+    let day = [vec!["60"; 36], vec!["300"; 12]].concat().join(" ");
+    let grid = dir.path().join("week.txt");
+    std::fs::write(&grid, vec![day; 7].join("\n")).unwrap();
+    let g = grid.to_str().unwrap();
+    let (ok, out, err) = cli(
+        &app,
+        &[
+            "pricing",
+            "create-plan",
+            "--name",
+            "evenings",
+            "--grid",
+            g,
+            "--min-charge",
+            "200",
+            "--reason",
+            "winter prices",
+        ],
+    )
+    .await;
+    assert!(ok, "{out}{err}");
+    let (_, plans) = app.ops_get("/ops/pricing/plans").await;
+    let id = plans["data"][0]["id"].as_i64().unwrap();
+    assert_eq!(plans["data"][0]["week"][36], 300);
+    assert_eq!(plans["data"][0]["min_charge"], 200);
+    let (ok, out, _) = cli(&app, &["pricing", "plans"]).await;
+    assert!(
+        ok && out.contains("evenings") && out.contains("60/300"),
+        "{out}"
+    );
+    let (ok, out, _) = cli(&app, &["pricing", "plan", &id.to_string()]).await;
+    assert!(
+        ok && out.contains("Sun  00:00-18:00 60 · 18:00-24:00 300"),
+        "{out}"
+    );
+
+    // A bad grid file changes nothing.
+    let bad = dir.path().join("bad.txt");
+    std::fs::write(&bad, "60 60 60").unwrap();
+    let (ok, _, err) = cli(
+        &app,
+        &[
+            "pricing",
+            "set-grid",
+            &id.to_string(),
+            "--grid",
+            bad.to_str().unwrap(),
+        ],
+    )
+    .await;
+    assert!(!ok && err.contains("336"), "{err}");
+    assert_eq!(app.ops_get("/ops/pricing/plans").await.1, plans);
+
+    let (ok, out, err) = cli(
+        &app,
+        &[
+            "pricing",
+            "create-zone",
+            "--name",
+            "VR",
+            "--plan",
+            &id.to_string(),
+        ],
+    )
+    .await;
+    assert!(ok, "{out}{err}");
+    let zone = app.ops_get("/ops/pricing/zones").await.1["data"][0]["id"]
+        .as_i64()
+        .unwrap();
+    let (ok, out, err) = cli(
+        &app,
+        &["pricing", "assign", CODE, "--zone", &zone.to_string()],
+    )
+    .await;
+    assert!(ok, "{out}{err}");
+    let (ok, out, _) = cli(&app, &["pricing", "zones"]).await;
+    assert!(ok && out.contains("VR") && out.contains(CODE), "{out}");
+    assert_eq!(
+        app.state.coord.pricing().devices.values().next(),
+        Some(&(Some(zone), None))
+    );
+
+    let (ok, out, err) = cli(
+        &app,
+        &[
+            "pricing",
+            "create-group",
+            "--name",
+            "gold",
+            "--discount",
+            "20",
+        ],
+    )
+    .await;
+    assert!(ok, "{out}{err}");
+    let (ok, out, _) = cli(&app, &["pricing", "groups"]).await;
+    assert!(ok && out.contains("gold") && out.contains("20"), "{out}");
+    let (ok, _, err) = cli(
+        &app,
+        &[
+            "pricing",
+            "create-group",
+            "--name",
+            "bad",
+            "--discount",
+            "120",
+        ],
+    )
+    .await;
+    assert!(!ok && err.contains("discount"), "{err}");
+
+    let (ok, out, err) = cli(
+        &app,
+        &[
+            "pricing",
+            "create-package",
+            "--name",
+            "night",
+            "--minutes",
+            "180",
+            "--price",
+            "2000",
+            "--valid-days",
+            "30",
+            "--window",
+            "22:00-08:00",
+        ],
+    )
+    .await;
+    assert!(ok, "{out}{err}");
+    let pkg = app.ops_get("/ops/pricing/packages").await.1["data"][0]["id"]
+        .as_i64()
+        .unwrap();
+    let (_, uid) = app.phone("oCli", "17717463404", 0).await;
+    let (ok, out, err) = cli(
+        &app,
+        &[
+            "pricing",
+            "grant",
+            &uid.to_string(),
+            &pkg.to_string(),
+            "--reason",
+            "vip",
+        ],
+    )
+    .await;
+    assert!(ok, "{out}{err}");
+    let (ok, out, err) = cli(&app, &["pricing", "withdraw", &pkg.to_string()]).await;
+    assert!(ok, "{out}{err}");
+    let (ok, out, _) = cli(&app, &["pricing", "packages"]).await;
+    assert!(
+        ok && out.contains("night") && out.contains("22:00-08:00") && out.contains("false"),
+        "{out}"
+    );
+    let (_, held) = app.ops_get(&format!("/ops/users/{uid}/packages")).await;
+    assert_eq!(held["total"], 1, "withdrawn, still held: {held}");
+
+    // Deleting the plan in use is refused with the reason.
+    let (ok, _, err) = cli(&app, &["pricing", "delete-plan", &id.to_string()]).await;
+    assert!(!ok && err.contains("in use"), "{err}");
+    let (_, audit) = app.ops_get("/ops/audit?limit=100").await;
+    let reasons: Vec<&str> = audit["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["reason"].as_str())
+        .collect();
+    assert!(
+        reasons.contains(&"winter prices") && reasons.contains(&"vip"),
+        "{reasons:?}"
+    );
+}
