@@ -28,6 +28,8 @@ pub struct Application {
     state: AppState,
     shutdown: tokio::sync::watch::Sender<bool>,
     tasks: Tasks,
+    /// Notified when another node announces a pricing change.
+    pricing_kick: Arc<tokio::sync::Notify>,
 }
 
 /// Builds an [`Application`] with what tests (or embedders) replace: the SMS sender and
@@ -215,6 +217,16 @@ impl Application {
                 .map_err(|e| BuildError::Redis(e.to_string()))?;
             tasks.adopt("event relay", Stop::Abort, relay);
         }
+        // Pricing changes other nodes announce: this node reloads its catalog.
+        let pricing_kick = Arc::new(tokio::sync::Notify::new());
+        if let Some(b) = &broker {
+            let sub = b
+                .clone()
+                .on_pricing_changed(pricing_kick.clone())
+                .await
+                .map_err(|e| BuildError::Redis(e.to_string()))?;
+            tasks.adopt("pricing subscription", Stop::Abort, sub);
+        }
         // Several nodes: device ownership and forwarding through Redis.
         let cluster = match &broker {
             None => None,
@@ -292,6 +304,7 @@ impl Application {
             state: AppState(Arc::new(inner)),
             shutdown,
             tasks,
+            pricing_kick,
         })
     }
 
@@ -334,6 +347,18 @@ impl Application {
             "sampler",
             Stop::Abort,
             crate::sampler::run(services.clone()),
+        );
+        // The pricing catalog follows changes announced by any node, and is reloaded
+        // every minute regardless (a lost notice, a change made straight in the
+        // database).
+        tasks.spawn(
+            "pricing reloader",
+            Stop::Abort,
+            crate::pricing::keep_current(
+                services.clone(),
+                self.pricing_kick.clone(),
+                crate::pricing::RELOAD_EVERY,
+            ),
         );
         tasks.adopt(
             "outbox",

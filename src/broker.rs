@@ -13,6 +13,9 @@ use serde::{Deserialize, Serialize};
 /// Channel every node publishes its events on (in the default namespace).
 pub const EVENTS_CHANNEL: &str = "kioskd:events";
 
+/// Channel a node announces a pricing change on (in the default namespace).
+pub const PRICING_CHANNEL: &str = "kioskd:pricing";
+
 /// An event as it travels between nodes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Envelope {
@@ -30,6 +33,9 @@ pub struct RedisBroker {
     node: String,
     /// `<namespace>:events`.
     channel: String,
+    /// `<namespace>:pricing`: "the pricing catalog changed" notices (the payload is the
+    /// announcing node's name).
+    pricing_channel: String,
 }
 
 /// The broker failed.
@@ -53,6 +59,7 @@ impl RedisBroker {
             conn,
             node: node.to_string(),
             channel: EVENTS_CHANNEL.to_string(),
+            pricing_channel: PRICING_CHANNEL.to_string(),
         };
         b.ping().await?;
         Ok(b)
@@ -61,6 +68,7 @@ impl RedisBroker {
     /// Publishes and subscribes in `namespace` (one per deployment sharing a Redis).
     pub fn with_namespace(mut self, namespace: &str) -> Self {
         self.channel = format!("{namespace}:events");
+        self.pricing_channel = format!("{namespace}:pricing");
         self
     }
 
@@ -109,6 +117,47 @@ impl RedisBroker {
                 .and_then(|p| serde_json::from_str(&p).ok());
             futures::future::ready(parsed)
         }))
+    }
+
+    /// Tells the other nodes that the pricing catalog changed (they reload it).
+    pub async fn publish_pricing_changed(&self) -> Result<i64, BrokerError> {
+        let mut c = self.conn.clone();
+        Ok(c.publish(&self.pricing_channel, &self.node).await?)
+    }
+
+    /// The pricing-change notices of the other nodes from now on (this node's own are
+    /// skipped).
+    async fn subscribe_pricing(
+        &self,
+    ) -> Result<impl Stream<Item = ()> + Send + Unpin + use<>, BrokerError> {
+        let mut ps = self.client.get_async_pubsub().await?;
+        ps.subscribe(&self.pricing_channel).await?;
+        let me = self.node.clone();
+        Ok(ps.into_on_message().filter_map(move |m| {
+            let other = m.get_payload::<String>().is_ok_and(|n| n != me);
+            futures::future::ready(other.then_some(()))
+        }))
+    }
+
+    /// Subscribes now, then notifies `kick` on every pricing change another node
+    /// announces, resubscribing with backoff when the subscription drops. The task is
+    /// returned (the application owns it).
+    pub async fn on_pricing_changed(
+        self,
+        kick: std::sync::Arc<tokio::sync::Notify>,
+    ) -> Result<tokio::task::JoinHandle<()>, BrokerError> {
+        let first = self.subscribe_pricing().await?;
+        let me = self.clone();
+        Ok(tokio::spawn(keep_subscribed(
+            first,
+            move || {
+                let me = me.clone();
+                async move { me.subscribe_pricing().await }
+            },
+            move |()| kick.notify_one(),
+            "redis pricing subscription",
+            std::time::Duration::from_secs(10),
+        )))
     }
 
     /// The client (for subscriptions of its own).

@@ -26,6 +26,7 @@ pub mod packages;
 pub mod passwords;
 pub mod payments;
 pub mod platform;
+pub mod pricing;
 pub mod reports;
 pub mod sampler;
 pub mod service_error;

@@ -132,6 +132,11 @@ pub enum OpsCmd {
         #[arg(long)]
         target: Option<String>,
     },
+    /// Rate plans, zones, member groups and packages (docs/pricing.md).
+    Pricing {
+        #[command(subcommand)]
+        cmd: PricingCmd,
+    },
     /// Stream live events from /ws/ops, one line each.
     Tail {
         /// Only events of this device (repeatable).
@@ -144,6 +149,167 @@ pub enum OpsCmd {
         /// Stop after this many events.
         #[arg(long)]
         count: Option<usize>,
+    },
+}
+
+/// `kioskd ops pricing ...`. Changes take `--reason` (kept in the audit log).
+#[derive(Debug, Subcommand)]
+pub enum PricingCmd {
+    /// List rate plans.
+    Plans,
+    /// Show one plan's week as runs of equal rates per day.
+    Plan {
+        /// Plan id.
+        id: i64,
+    },
+    /// Create a plan from a grid file (336 rates in fen per minute, Monday 00:00 first:
+    /// a JSON array, flat or 7 × 48, or numbers separated by spaces, commas or lines).
+    CreatePlan {
+        /// Name.
+        #[arg(long)]
+        name: String,
+        /// The grid file.
+        #[arg(long)]
+        grid: std::path::PathBuf,
+        /// Minimum charge of a session, in fen.
+        #[arg(long, default_value_t = 0)]
+        min_charge: i64,
+        /// Why (audit log).
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Replace a plan's weekly grid from a file (see create-plan).
+    SetGrid {
+        /// Plan id.
+        id: i64,
+        /// The grid file.
+        #[arg(long)]
+        grid: std::path::PathBuf,
+        /// Minimum charge of a session, in fen.
+        #[arg(long, default_value_t = 0)]
+        min_charge: i64,
+        /// Why (audit log).
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Delete a plan nothing uses.
+    DeletePlan {
+        /// Plan id.
+        id: i64,
+        /// Why (audit log).
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// List zones with their devices.
+    Zones,
+    /// Create a zone.
+    CreateZone {
+        /// Name.
+        #[arg(long)]
+        name: String,
+        /// Its plan.
+        #[arg(long)]
+        plan: Option<i64>,
+        /// Why (audit log).
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Set a zone's plan (none without --plan).
+    ZonePlan {
+        /// Zone id.
+        id: i64,
+        /// The plan.
+        #[arg(long)]
+        plan: Option<i64>,
+        /// Why (audit log).
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Put a device in a zone and/or on a plan of its own (each cleared when omitted).
+    Assign {
+        /// Device code.
+        code: String,
+        /// Zone id.
+        #[arg(long)]
+        zone: Option<i64>,
+        /// Plan id.
+        #[arg(long)]
+        plan: Option<i64>,
+        /// Why (audit log).
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// List member groups.
+    Groups,
+    /// Create a member group.
+    CreateGroup {
+        /// Name.
+        #[arg(long)]
+        name: String,
+        /// Discount in percent (0-100).
+        #[arg(long, default_value_t = 0)]
+        discount: i64,
+        /// Its own plan.
+        #[arg(long)]
+        plan: Option<i64>,
+        /// Why (audit log).
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Put a user in a group (no group without --group).
+    UserGroup {
+        /// User id.
+        user_id: i64,
+        /// Group id.
+        #[arg(long)]
+        group: Option<i64>,
+        /// Why (audit log).
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// List packages.
+    Packages,
+    /// Put a package on sale.
+    CreatePackage {
+        /// Name.
+        #[arg(long)]
+        name: String,
+        /// Minutes of use.
+        #[arg(long)]
+        minutes: i64,
+        /// Price in fen.
+        #[arg(long)]
+        price: i64,
+        /// Days of validity.
+        #[arg(long)]
+        valid_days: i64,
+        /// A zone where usable (repeatable; none: any device).
+        #[arg(long = "zone")]
+        zones: Vec<i64>,
+        /// A daily window HH:MM-HH:MM (repeatable; none: all day).
+        #[arg(long = "window")]
+        windows: Vec<String>,
+        /// Why (audit log).
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Withdraw a package from sale (holders keep it).
+    Withdraw {
+        /// Package id.
+        id: i64,
+        /// Why (audit log).
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Give a user a package without payment.
+    Grant {
+        /// User id.
+        user_id: i64,
+        /// Package id.
+        package_id: i64,
+        /// Why (audit log).
+        #[arg(long)]
+        reason: Option<String>,
     },
 }
 
@@ -316,6 +482,26 @@ impl Client {
     /// `GET path`.
     pub async fn get(&self, path: &str) -> anyhow::Result<Value> {
         self.send(self.http.get(format!("{}{path}", self.base)), None)
+            .await
+    }
+
+    /// `PUT path` with a JSON body.
+    pub async fn put(
+        &self,
+        path: &str,
+        body: Value,
+        reason: Option<&str>,
+    ) -> anyhow::Result<Value> {
+        self.send(
+            self.http.put(format!("{}{path}", self.base)).json(&body),
+            reason,
+        )
+        .await
+    }
+
+    /// `DELETE path`.
+    pub async fn delete(&self, path: &str, reason: Option<&str>) -> anyhow::Result<Value> {
+        self.send(self.http.delete(format!("{}{path}", self.base)), reason)
             .await
     }
 
@@ -701,7 +887,329 @@ pub async fn run(args: OpsArgs, cfg: &Config, out: &mut impl Write) -> anyhow::R
             types,
             count,
         } => tail(&c, &devices, &types, count, out).await,
+        OpsCmd::Pricing { cmd } => pricing(&c, cmd, json_out, out).await,
     }
+}
+
+/// A grid file's 336 rates: a JSON array (flat, or 7 rows of 48) or numbers separated by
+/// whitespace or commas.
+pub fn parse_grid(text: &str) -> anyhow::Result<Vec<i64>> {
+    let t = text.trim();
+    let rates: Vec<i64> = if t.starts_with('[') {
+        let v: Value = serde_json::from_str(t).context("the grid file is not valid JSON")?;
+        let mut out = vec![];
+        for x in v.as_array().into_iter().flatten() {
+            match x {
+                Value::Array(row) => {
+                    for r in row {
+                        out.push(r.as_i64().context("rates are whole fen per minute")?);
+                    }
+                }
+                r => out.push(r.as_i64().context("rates are whole fen per minute")?),
+            }
+        }
+        out
+    } else {
+        t.split(|c: char| c.is_whitespace() || c == ',')
+            .filter(|x| !x.is_empty())
+            .map(|x| {
+                x.parse()
+                    .with_context(|| format!("{x:?} is not a whole number of fen per minute"))
+            })
+            .collect::<anyhow::Result<_>>()?
+    };
+    let want = kioskd_actors::pricing::SLOTS_PER_WEEK;
+    if rates.len() != want {
+        bail!(
+            "the grid must have {want} rates (7 days × 48 half hours), the file has {}",
+            rates.len()
+        );
+    }
+    Ok(rates)
+}
+
+/// A day's 48 rates as runs: `00:00-18:00 60 · 18:00-24:00 300`.
+pub fn day_runs(day: &[Value]) -> String {
+    let hm = |slot: usize| format!("{:02}:{:02}", slot / 2, (slot % 2) * 30);
+    let mut out = vec![];
+    let mut start = 0;
+    for i in 1..=day.len() {
+        if i == day.len() || day[i] != day[start] {
+            out.push(format!("{}-{} {}", hm(start), hm(i), day[start]));
+            start = i;
+        }
+    }
+    out.join(" · ")
+}
+
+fn id_or_none(v: Option<i64>) -> Value {
+    v.map_or(Value::Null, |x| json!(x))
+}
+
+async fn pricing(
+    c: &Client,
+    cmd: PricingCmd,
+    json_out: bool,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
+    let print = |v: &Value, t: Option<Table>, out: &mut dyn Write| -> anyhow::Result<()> {
+        match t {
+            Some(t) if !json_out => {
+                for line in t.lines() {
+                    writeln!(out, "{}", line.trim_end())?;
+                }
+            }
+            _ => writeln!(out, "{}", serde_json::to_string_pretty(v)?)?,
+        }
+        Ok(())
+    };
+    let grid = |p: &std::path::Path| -> anyhow::Result<Vec<i64>> {
+        let text =
+            std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?;
+        parse_grid(&text)
+    };
+    let v = match cmd {
+        PricingCmd::Plans => {
+            let v = c.get("/ops/pricing/plans").await?;
+            let mut t = table(&["ID", "NAME", "MIN CHARGE", "RATES", "OVERRIDES", "USED BY"]);
+            for p in v["data"].as_array().into_iter().flatten() {
+                let mut rates: Vec<i64> = p["week"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_i64)
+                    .collect();
+                rates.sort_unstable();
+                rates.dedup();
+                let u = &p["used_by"];
+                t.add_row(vec![
+                    s(p, "id"),
+                    s(p, "name"),
+                    yuan(&p["min_charge"]),
+                    rates
+                        .iter()
+                        .map(i64::to_string)
+                        .collect::<Vec<_>>()
+                        .join("/"),
+                    p["overrides"].as_object().map_or(0, |o| o.len()).to_string(),
+                    format!(
+                        "{} zones, {} groups, {} devices",
+                        u["zones"], u["groups"], u["devices"]
+                    ),
+                ]);
+            }
+            return print(&v, Some(t), out);
+        }
+        PricingCmd::Plan { id } => {
+            let v = c.get(&format!("/ops/pricing/plans/{id}")).await?;
+            if json_out {
+                return print(&v, None, out);
+            }
+            writeln!(
+                out,
+                "plan {} {:?} (fen per minute; minimum charge {} yuan)",
+                s(&v, "id"),
+                s(&v, "name"),
+                yuan(&v["min_charge"])
+            )?;
+            let week = v["week"].as_array().cloned().unwrap_or_default();
+            for (d, name) in ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
+                .iter()
+                .enumerate()
+            {
+                let day = week.get(d * 48..(d + 1) * 48).unwrap_or(&[]);
+                writeln!(out, "{name}  {}", day_runs(day))?;
+            }
+            for (date, slots) in v["overrides"].as_object().into_iter().flatten() {
+                let day = slots.as_array().cloned().unwrap_or_default();
+                writeln!(out, "{date}  {}", day_runs(&day))?;
+            }
+            return Ok(());
+        }
+        PricingCmd::CreatePlan {
+            name,
+            grid: file,
+            min_charge,
+            reason,
+        } => {
+            let week = grid(&file)?;
+            c.post(
+                "/ops/pricing/plans",
+                json!({"name": name, "week": week, "min_charge": min_charge}),
+                reason.as_deref(),
+            )
+            .await?
+        }
+        PricingCmd::SetGrid {
+            id,
+            grid: file,
+            min_charge,
+            reason,
+        } => {
+            let week = grid(&file)?;
+            c.put(
+                &format!("/ops/pricing/plans/{id}"),
+                json!({"week": week, "min_charge": min_charge}),
+                reason.as_deref(),
+            )
+            .await?
+        }
+        PricingCmd::DeletePlan { id, reason } => {
+            c.delete(&format!("/ops/pricing/plans/{id}"), reason.as_deref())
+                .await?
+        }
+        PricingCmd::Zones => {
+            let v = c.get("/ops/pricing/zones").await?;
+            let mut t = table(&["ID", "NAME", "PLAN", "DEVICES"]);
+            for z in v["data"].as_array().into_iter().flatten() {
+                let devices = z["devices"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|d| s(d, "device_code"))
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                t.add_row(vec![s(z, "id"), s(z, "name"), s(z, "plan_id"), devices]);
+            }
+            return print(&v, Some(t), out);
+        }
+        PricingCmd::CreateZone { name, plan, reason } => {
+            c.post(
+                "/ops/pricing/zones",
+                json!({"name": name, "plan_id": id_or_none(plan)}),
+                reason.as_deref(),
+            )
+            .await?
+        }
+        PricingCmd::ZonePlan { id, plan, reason } => {
+            c.put(
+                &format!("/ops/pricing/zones/{id}"),
+                json!({"plan_id": id_or_none(plan)}),
+                reason.as_deref(),
+            )
+            .await?
+        }
+        PricingCmd::Assign {
+            code,
+            zone,
+            plan,
+            reason,
+        } => {
+            c.put(
+                &format!("/ops/pricing/devices/{}", urlencode(&code)),
+                json!({"zone_id": id_or_none(zone), "plan_id": id_or_none(plan)}),
+                reason.as_deref(),
+            )
+            .await?
+        }
+        PricingCmd::Groups => {
+            let v = c.get("/ops/pricing/groups").await?;
+            let mut t = table(&["ID", "NAME", "DISCOUNT %", "PLAN"]);
+            for g in v["data"].as_array().into_iter().flatten() {
+                t.add_row(vec![
+                    s(g, "id"),
+                    s(g, "name"),
+                    s(g, "discount_pct"),
+                    s(g, "plan_id"),
+                ]);
+            }
+            return print(&v, Some(t), out);
+        }
+        PricingCmd::CreateGroup {
+            name,
+            discount,
+            plan,
+            reason,
+        } => {
+            c.post(
+                "/ops/pricing/groups",
+                json!({"name": name, "discount_pct": discount, "plan_id": id_or_none(plan)}),
+                reason.as_deref(),
+            )
+            .await?
+        }
+        PricingCmd::UserGroup {
+            user_id,
+            group,
+            reason,
+        } => {
+            c.put(
+                &format!("/ops/users/{user_id}/group"),
+                json!({"group_id": id_or_none(group)}),
+                reason.as_deref(),
+            )
+            .await?
+        }
+        PricingCmd::Packages => {
+            let v = c.get("/ops/pricing/packages").await?;
+            let mut t = table(&[
+                "ID", "NAME", "MINUTES", "PRICE", "ZONES", "WINDOWS", "DAYS", "ON SALE",
+            ]);
+            for p in v["data"].as_array().into_iter().flatten() {
+                let list = |k: &str| {
+                    p[k].as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(|x| x.as_str().map_or(x.to_string(), str::to_string))
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                };
+                t.add_row(vec![
+                    s(p, "id"),
+                    s(p, "name"),
+                    s(p, "minutes"),
+                    yuan(&p["price"]),
+                    list("zones"),
+                    list("windows"),
+                    s(p, "valid_days"),
+                    s(p, "on_sale"),
+                ]);
+            }
+            return print(&v, Some(t), out);
+        }
+        PricingCmd::CreatePackage {
+            name,
+            minutes,
+            price,
+            valid_days,
+            zones,
+            windows,
+            reason,
+        } => {
+            c.post(
+                "/ops/pricing/packages",
+                json!({"name": name, "minutes": minutes, "price": price, "valid_days": valid_days, "zones": zones, "windows": windows}),
+                reason.as_deref(),
+            )
+            .await?
+        }
+        PricingCmd::Withdraw { id, reason } => {
+            c.put(
+                &format!("/ops/pricing/packages/{id}"),
+                json!({"on_sale": false}),
+                reason.as_deref(),
+            )
+            .await?
+        }
+        PricingCmd::Grant {
+            user_id,
+            package_id,
+            reason,
+        } => {
+            c.post(
+                &format!("/ops/users/{user_id}/packages"),
+                json!({"package_id": package_id}),
+                reason.as_deref(),
+            )
+            .await?
+        }
+    };
+    if json_out {
+        return print(&v, None, out);
+    }
+    // A change: its answer in one line.
+    writeln!(out, "ok {}", serde_json::to_string(&v)?)?;
+    Ok(())
 }
 
 async fn device_command(
@@ -783,6 +1291,22 @@ mod tests {
         assert!(tail_line(&ev, &["11:22:33:44:55:66".into()], &[]).is_some());
         assert!(tail_line(&ev, &["AA-BB-CC-DD-EE-FF".into()], &[]).is_none());
         assert!(tail_line(&json!({"type":"snapshot","data":{}}), &[], &[]).is_none());
+    }
+
+    #[test]
+    fn grid_files_are_read_whole() {
+        let flat = vec!["60"; 336].join(" ");
+        assert_eq!(parse_grid(&flat).unwrap(), vec![60; 336]);
+        let rows = vec![vec![5; 48]; 7];
+        assert_eq!(
+            parse_grid(&serde_json::to_string(&rows).unwrap()).unwrap(),
+            vec![5; 336]
+        );
+        assert!(parse_grid(&vec!["60"; 335].join(",")).is_err());
+        assert!(parse_grid("60 x").is_err());
+        let mut day = vec![json!(60); 36];
+        day.extend(vec![json!(300); 12]);
+        assert_eq!(day_runs(&day), "00:00-18:00 60 · 18:00-24:00 300");
     }
 
     #[test]

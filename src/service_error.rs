@@ -70,6 +70,7 @@ mod tests {
             "src/audit.rs",
             "src/fleet.rs",
             "src/operators.rs",
+            "src/pricing.rs",
             "src/reports.rs",
             "src/service_error.rs",
             "src/upstream/notices.rs",

@@ -82,7 +82,14 @@ pub fn rule(method: &Method, pattern: &str) -> Option<Rule> {
             | "/ops/users/{id}/sessions"
             | "/ops/devices/{code}"
             | "/ops/alerts"
-            | "/ops/reports",
+            | "/ops/reports"
+            // Pricing (ops_pricing.rs).
+            | "/ops/pricing/plans"
+            | "/ops/pricing/plans/{id}"
+            | "/ops/pricing/zones"
+            | "/ops/pricing/groups"
+            | "/ops/pricing/packages"
+            | "/ops/users/{id}/packages",
         ) => r(Viewer, None),
         // Acting on devices and sessions.
         ("POST", "/ops/devices/{code}/command")
@@ -109,6 +116,28 @@ pub fn rule(method: &Method, pattern: &str) -> Option<Rule> {
             | "/ops/terminals/{sn}/iclock",
         ) => r(Admin, Unscoped),
         ("DELETE", "/ops/staff/{pin}") => r(Admin, Unscoped),
+        // Pricing: plans, zones, groups, packages, and what users get.
+        (
+            "POST",
+            "/ops/pricing/plans"
+            | "/ops/pricing/zones"
+            | "/ops/pricing/groups"
+            | "/ops/pricing/packages"
+            | "/ops/users/{id}/packages",
+        )
+        | (
+            "PUT",
+            "/ops/pricing/plans/{id}"
+            | "/ops/pricing/plans/{id}/days/{day}"
+            | "/ops/pricing/zones/{id}"
+            | "/ops/pricing/devices/{code}"
+            | "/ops/pricing/groups/{id}"
+            | "/ops/pricing/packages/{id}"
+            | "/ops/users/{id}/group",
+        )
+        | ("DELETE", "/ops/pricing/plans/{id}" | "/ops/pricing/plans/{id}/days/{day}") => {
+            r(Admin, Unscoped)
+        }
         ("GET", "/ops/operators") => r(Admin, None),
         _ => Option::None,
     }

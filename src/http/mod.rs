@@ -26,6 +26,7 @@ pub mod operators;
 pub mod ops;
 pub mod ops_attendance;
 pub mod ops_console;
+pub mod ops_pricing;
 pub mod ops_upstream;
 pub mod pay;
 pub mod rest;
@@ -203,6 +204,7 @@ pub fn router(state: AppState) -> Router {
         .merge(ops_upstream::routes())
         .merge(ops::routes())
         .merge(ops_console::routes())
+        .merge(ops_pricing::routes())
         .merge(operators::routes())
         .merge(audit::routes())
         .merge(health::routes())

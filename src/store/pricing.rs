@@ -13,9 +13,8 @@ use std::sync::Arc;
 use chrono::NaiveDate;
 use kioskd_actors::ports::{Reserve, StoreError, StoreResult, UnitCharge};
 use kioskd_actors::pricing::{Catalog, HeldPackage, RatePlan, Window};
-use sqlx::Row;
 
-use super::{Db, WriteError, se};
+use super::{Db, RowExt, WriteError, se};
 
 /// A zone of devices sharing a plan ("VR", "standard", "VIP").
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -81,6 +80,32 @@ pub struct UserPackageRow {
     pub source: String,
 }
 
+/// What uses a plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct PlanUsers {
+    /// Zones on it.
+    pub zones: i64,
+    /// Member groups on it.
+    pub groups: i64,
+    /// Devices on it (their own plan).
+    pub devices: i64,
+}
+
+/// A device as pricing sees it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct DevicePricingRow {
+    /// Id.
+    pub id: i64,
+    /// Its code.
+    pub device_code: String,
+    /// Display name.
+    pub name: String,
+    /// Its zone.
+    pub zone_id: Option<i64>,
+    /// Its own plan.
+    pub plan_id: Option<i64>,
+}
+
 /// How a package purchase from the balance went.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Purchase {
@@ -97,19 +122,39 @@ pub enum Purchase {
     NotOnSale,
 }
 
-fn ints(s: &str) -> Vec<i64> {
+/// A stored comma-separated list of integers; anything else is
+/// [`StoreError::Corrupt`], never silently dropped.
+fn strict_ints(what: &str, s: &str) -> Result<Vec<i64>, StoreError> {
     s.split(',')
         .filter(|x| !x.is_empty())
-        .filter_map(|x| x.trim().parse().ok())
+        .map(|x| {
+            x.trim()
+                .parse()
+                .map_err(|_| StoreError::corrupt(what, s.to_string()))
+        })
         .collect()
+}
+
+/// A stored 0/1 flag.
+fn flag(what: &str, v: i64) -> Result<bool, StoreError> {
+    match v {
+        0 => Ok(false),
+        1 => Ok(true),
+        v => Err(StoreError::corrupt(what, v.to_string())),
+    }
 }
 
 fn join<T: ToString>(v: &[T]) -> String {
     v.iter().map(T::to_string).collect::<Vec<_>>().join(",")
 }
 
-fn windows(s: &str) -> Vec<Window> {
-    s.split(',').filter_map(Window::parse).collect()
+/// Stored daily windows (`HH:MM-HH:MM,...`); one that does not parse is
+/// [`StoreError::Corrupt`].
+fn strict_windows(what: &str, s: &str) -> Result<Vec<Window>, StoreError> {
+    s.split(',')
+        .filter(|x| !x.is_empty())
+        .map(|x| Window::parse(x).ok_or_else(|| StoreError::corrupt(what, s.to_string())))
+        .collect()
 }
 
 impl Db {
@@ -201,23 +246,98 @@ impl Db {
             .map_err(se)?;
         let mut overrides: BTreeMap<i64, BTreeMap<NaiveDate, Vec<i64>>> = BTreeMap::new();
         for d in &days {
-            let plan: i64 = d.try_get(0).map_err(se)?;
-            let day: String = d.try_get(1).map_err(se)?;
-            let slots: String = d.try_get(2).map_err(se)?;
-            if let Ok(day) = NaiveDate::parse_from_str(&day, "%Y-%m-%d") {
-                overrides.entry(plan).or_default().insert(day, ints(&slots));
-            }
+            let plan: i64 = d.col("plan_id")?;
+            let day: String = d.col("day")?;
+            let slots: String = d.col("slots")?;
+            let date = NaiveDate::parse_from_str(&day, "%Y-%m-%d")
+                .map_err(|_| StoreError::corrupt("rate_plan_days.day", day.clone()))?;
+            overrides
+                .entry(plan)
+                .or_default()
+                .insert(date, strict_ints("rate_plan_days.slots", &slots)?);
         }
         rows.iter()
             .map(|r| {
-                let id: i64 = r.try_get(0).map_err(se)?;
-                let week: String = r.try_get(2).map_err(se)?;
+                let id: i64 = r.col("id")?;
+                let week: String = r.col("week")?;
                 Ok(RatePlan {
                     id,
-                    name: r.try_get(1).map_err(se)?,
-                    week: ints(&week),
+                    name: r.col("name")?,
+                    week: strict_ints("rate_plans.week", &week)?,
                     overrides: overrides.remove(&id).unwrap_or_default(),
-                    min_charge: r.try_get(3).map_err(se)?,
+                    min_charge: r.col("min_charge")?,
+                })
+            })
+            .collect()
+    }
+
+    /// What uses a plan: zones, member groups and devices naming it.
+    pub async fn plan_users(&self, id: i64) -> Result<PlanUsers, StoreError> {
+        let r = sqlx::query(
+            "SELECT (SELECT COUNT(*) FROM zones WHERE plan_id = $1) AS zones,
+                    (SELECT COUNT(*) FROM member_groups WHERE plan_id = $1) AS groups,
+                    (SELECT COUNT(*) FROM devices WHERE plan_id = $1) AS devices",
+        )
+        .bind(id)
+        .fetch_one(self.pool())
+        .await
+        .map_err(se)?;
+        Ok(PlanUsers {
+            zones: r.col("zones")?,
+            groups: r.col("groups")?,
+            devices: r.col("devices")?,
+        })
+    }
+
+    /// Deletes a plan nothing uses (with its date overrides), in one transaction.
+    /// `Refused` when a zone, group or device still names it; `NotFound` when absent.
+    pub async fn delete_plan(&self, id: i64) -> Result<(), WriteError> {
+        let mut tx = self.pool().begin().await.map_err(se)?;
+        let used: i64 = sqlx::query_scalar(
+            "SELECT (SELECT COUNT(*) FROM zones WHERE plan_id = $1)
+                  + (SELECT COUNT(*) FROM member_groups WHERE plan_id = $1)
+                  + (SELECT COUNT(*) FROM devices WHERE plan_id = $1)",
+        )
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(se)?;
+        if used > 0 {
+            tx.rollback().await.map_err(se)?;
+            return Err(WriteError::Refused);
+        }
+        sqlx::query("DELETE FROM rate_plan_days WHERE plan_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(se)?;
+        let r = sqlx::query("DELETE FROM rate_plans WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(se)?;
+        if r.rows_affected() == 0 {
+            tx.rollback().await.map_err(se)?;
+            return Err(WriteError::NotFound);
+        }
+        tx.commit().await.map_err(se)?;
+        Ok(())
+    }
+
+    /// Every device with where it is priced (zone, own plan).
+    pub async fn device_pricing(&self) -> Result<Vec<DevicePricingRow>, StoreError> {
+        let rows = sqlx::query("SELECT id, code, name, zone_id, plan_id FROM devices ORDER BY id")
+            .fetch_all(self.pool())
+            .await
+            .map_err(se)?;
+        rows.iter()
+            .map(|r| {
+                Ok(DevicePricingRow {
+                    id: r.col("id")?,
+                    device_code: r.col("code")?,
+                    name: r.col("name")?,
+                    zone_id: r.col("zone_id")?,
+                    plan_id: r.col("plan_id")?,
                 })
             })
             .collect()
@@ -264,9 +384,9 @@ impl Db {
         rows.iter()
             .map(|r| {
                 Ok(ZoneRow {
-                    id: r.try_get(0).map_err(se)?,
-                    name: r.try_get(1).map_err(se)?,
-                    plan_id: r.try_get(2).map_err(se)?,
+                    id: r.col("id")?,
+                    name: r.col("name")?,
+                    plan_id: r.col("plan_id")?,
                 })
             })
             .collect()
@@ -311,6 +431,27 @@ impl Db {
         .await.map_err(se)
     }
 
+    /// Sets a group's discount and own plan.
+    pub async fn set_group(
+        &self,
+        id: i64,
+        discount_pct: i64,
+        plan_id: Option<i64>,
+    ) -> Result<(), WriteError> {
+        let r =
+            sqlx::query("UPDATE member_groups SET discount_pct = $1, plan_id = $2 WHERE id = $3")
+                .bind(discount_pct)
+                .bind(plan_id)
+                .bind(id)
+                .execute(self.pool())
+                .await
+                .map_err(se)?;
+        if r.rows_affected() == 0 {
+            return Err(WriteError::NotFound);
+        }
+        Ok(())
+    }
+
     /// Every member group.
     pub async fn groups(&self) -> Result<Vec<GroupRow>, StoreError> {
         let rows =
@@ -321,10 +462,10 @@ impl Db {
         rows.iter()
             .map(|r| {
                 Ok(GroupRow {
-                    id: r.try_get(0).map_err(se)?,
-                    name: r.try_get(1).map_err(se)?,
-                    discount_pct: r.try_get(2).map_err(se)?,
-                    plan_id: r.try_get(3).map_err(se)?,
+                    id: r.col("id")?,
+                    name: r.col("name")?,
+                    discount_pct: r.col("discount_pct")?,
+                    plan_id: r.col("plan_id")?,
                 })
             })
             .collect()
@@ -394,21 +535,39 @@ impl Db {
         .map_err(se)?;
         rows.iter()
             .map(|r| {
-                let zones: String = r.try_get(4).map_err(se)?;
-                let w: String = r.try_get(5).map_err(se)?;
-                let on_sale: i64 = r.try_get(7).map_err(se)?;
+                let zones: String = r.col("zones")?;
+                let w: String = r.col("windows")?;
+                let on_sale: i64 = r.col("on_sale")?;
                 Ok(PackageRow {
-                    id: r.try_get(0).map_err(se)?,
-                    name: r.try_get(1).map_err(se)?,
-                    minutes: r.try_get(2).map_err(se)?,
-                    price: r.try_get(3).map_err(se)?,
-                    zones: ints(&zones),
-                    windows: windows(&w).iter().map(Window::to_string).collect(),
-                    valid_days: r.try_get(6).map_err(se)?,
-                    on_sale: on_sale != 0,
+                    id: r.col("id")?,
+                    name: r.col("name")?,
+                    minutes: r.col("minutes")?,
+                    price: r.col("price")?,
+                    zones: strict_ints("packages.zones", &zones)?,
+                    windows: strict_windows("packages.windows", &w)?
+                        .iter()
+                        .map(Window::to_string)
+                        .collect(),
+                    valid_days: r.col("valid_days")?,
+                    on_sale: flag("packages.on_sale", on_sale)?,
                 })
             })
             .collect()
+    }
+
+    /// Withdraws a package from sale (or puts it back). What users already hold is kept:
+    /// their user packages copied the package's terms when bought.
+    pub async fn set_package_on_sale(&self, id: i64, on_sale: bool) -> Result<(), WriteError> {
+        let r = sqlx::query("UPDATE packages SET on_sale = $1 WHERE id = $2")
+            .bind(i64::from(on_sale))
+            .bind(id)
+            .execute(self.pool())
+            .await
+            .map_err(se)?;
+        if r.rows_affected() == 0 {
+            return Err(WriteError::NotFound);
+        }
+        Ok(())
     }
 
     /// Buys a package from the balance, in one transaction: the ledger debit
@@ -490,14 +649,18 @@ impl Db {
         .map_err(se)?;
         rows.iter()
             .map(|r| {
+                let source: String = r.col("source")?;
+                if !matches!(source.as_str(), "balance" | "wechat" | "operator") {
+                    return Err(StoreError::corrupt("user_packages.source", source));
+                }
                 Ok(UserPackageRow {
-                    id: r.try_get(0).map_err(se)?,
-                    package_id: r.try_get(1).map_err(se)?,
-                    name: r.try_get(2).map_err(se)?,
-                    seconds_left: r.try_get(3).map_err(se)?,
-                    valid_from: r.try_get(4).map_err(se)?,
-                    expires_at: r.try_get(5).map_err(se)?,
-                    source: r.try_get(6).map_err(se)?,
+                    id: r.col("id")?,
+                    package_id: r.col("package_id")?,
+                    name: r.col("name")?,
+                    seconds_left: r.col("seconds_left")?,
+                    valid_from: r.col("valid_from")?,
+                    expires_at: r.col("expires_at")?,
+                    source,
                 })
             })
             .collect()
@@ -537,10 +700,8 @@ impl Db {
         .await
         .map_err(se)?;
         for r in &rows {
-            c.devices.insert(
-                r.try_get(0).map_err(se)?,
-                (r.try_get(1).map_err(se)?, r.try_get(2).map_err(se)?),
-            );
+            c.devices
+                .insert(r.col("id")?, (r.col("zone_id")?, r.col("plan_id")?));
         }
         Ok(c)
     }
@@ -562,15 +723,15 @@ impl Db {
         .map_err(se)?;
         rows.iter()
             .map(|r| {
-                let zones: String = r.try_get(4).map_err(se)?;
-                let w: String = r.try_get(5).map_err(se)?;
+                let zones: String = r.col("zones")?;
+                let w: String = r.col("windows")?;
                 Ok(HeldPackage {
-                    id: r.try_get(0).map_err(se)?,
-                    seconds_left: r.try_get(1).map_err(se)?,
-                    valid_from: r.try_get(2).map_err(se)?,
-                    expires_at: r.try_get(3).map_err(se)?,
-                    zones: ints(&zones),
-                    windows: windows(&w),
+                    id: r.col("id")?,
+                    seconds_left: r.col("seconds_left")?,
+                    valid_from: r.col("valid_from")?,
+                    expires_at: r.col("expires_at")?,
+                    zones: strict_ints("user_packages.zones", &zones)?,
+                    windows: strict_windows("user_packages.windows", &w)?,
                 })
             })
             .collect()
@@ -588,11 +749,11 @@ impl Db {
         // A unit's package seconds are in the time ledger; the actors only need the id.
         rows.iter()
             .map(|r| {
-                let pkg: Option<i64> = r.try_get(3).map_err(se)?;
+                let pkg: Option<i64> = r.col("user_package_id")?;
                 Ok(UnitCharge {
-                    unit: r.try_get(0).map_err(se)?,
-                    price: r.try_get(1).map_err(se)?,
-                    debit: r.try_get(2).map_err(se)?,
+                    unit: r.col("unit")?,
+                    price: r.col("price")?,
+                    debit: r.col("debit")?,
                     package: pkg.map(|id| (id, 0)),
                 })
             })
@@ -705,12 +866,12 @@ pub(super) async fn grant(
     let Some(p) = p else {
         return Ok(None);
     };
-    let price: i64 = p.try_get(0).map_err(se)?;
-    let name: String = p.try_get(1).map_err(se)?;
-    let minutes: i64 = p.try_get(2).map_err(se)?;
-    let zones: String = p.try_get(3).map_err(se)?;
-    let w: String = p.try_get(4).map_err(se)?;
-    let days: i64 = p.try_get(5).map_err(se)?;
+    let price: i64 = p.col("price")?;
+    let name: String = p.col("name")?;
+    let minutes: i64 = p.col("minutes")?;
+    let zones: String = p.col("zones")?;
+    let w: String = p.col("windows")?;
+    let days: i64 = p.col("valid_days")?;
     let up: i64 = sqlx::query_scalar(
         "INSERT INTO user_packages (user_id, package_id, seconds_left, valid_from, expires_at, zones, windows, source, transaction_id, ctime)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $4) RETURNING id",
@@ -838,4 +999,26 @@ pub(super) async fn return_package_time(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_lists_and_flags_decode_strictly() {
+        assert_eq!(strict_ints("w", "1,2,3").unwrap(), vec![1, 2, 3]);
+        assert_eq!(strict_ints("w", "").unwrap(), Vec::<i64>::new());
+        assert!(matches!(
+            strict_ints("rate_plans.week", "1,x,3"),
+            Err(StoreError::Corrupt { what, .. }) if what == "rate_plans.week"
+        ));
+        assert_eq!(
+            strict_windows("w", "22:00-08:00").unwrap()[0].to_string(),
+            "22:00-08:00"
+        );
+        assert!(strict_windows("w", "22:00-8").is_err());
+        assert!(flag("f", 1).unwrap() && !flag("f", 0).unwrap());
+        assert!(flag("f", 2).is_err());
+    }
 }

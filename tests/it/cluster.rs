@@ -472,7 +472,14 @@ async fn a_killed_nodes_kiosk_sees_its_session_in_the_first_snapshot_on_another_
     names.sort();
     assert_eq!(
         names,
-        ["event forwarder", "event relay", "outbox", "sampler"],
+        [
+            "event forwarder",
+            "event relay",
+            "outbox",
+            "pricing reloader",
+            "pricing subscription",
+            "sampler"
+        ],
         "node B's tasks"
     );
     b.stop().await;

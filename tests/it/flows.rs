@@ -553,7 +553,7 @@ async fn no_background_task_outlives_a_graceful_stop() {
     names.sort();
     assert_eq!(
         names,
-        ["metrics listener", "outbox", "sampler"],
+        ["metrics listener", "outbox", "pricing reloader", "sampler"],
         "the app's own tasks, running"
     );
     assert_eq!(
@@ -563,7 +563,7 @@ async fn no_background_task_outlives_a_graceful_stop() {
     );
     assert!(state.upstream.tokens.is_running());
     app.stop().await;
-    assert_eq!(tasks.len(), 3);
+    assert_eq!(tasks.len(), 4);
     assert!(
         tasks.running().is_empty(),
         "still running: {:?}",

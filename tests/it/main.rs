@@ -32,6 +32,7 @@ mod ops_console;
 mod packages;
 mod phone;
 mod pricing;
+mod pricing_ops;
 mod prometheus;
 mod races;
 mod rest;
