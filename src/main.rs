@@ -203,7 +203,7 @@ async fn main() -> anyhow::Result<()> {
             ac.secret = secret;
             let clock = kioskd_actors::Clock::system();
             let agent =
-                std::sync::Arc::new(std::sync::Mutex::new(kioskd::agent::Agent::new(clock)));
+                std::sync::Arc::new(std::sync::Mutex::new(kioskd::agent::Agent::new(clock.clone())));
             kioskd::agent::run(ac, agent, clock, shutdown_signal()).await;
             Ok(())
         }

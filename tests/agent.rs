@@ -26,7 +26,7 @@ fn closed_port() -> u16 {
 async fn the_agent_locks_itself_at_paid_until_when_the_server_is_gone() {
     let t0 = 1_800_000_000_000;
     let clock = Clock::starting_at(t0);
-    let mut a = Agent::new(clock);
+    let mut a = Agent::new(clock.clone());
     a.on_frame(&ServerFrame {
         event: ServerEvent::Snapshot(Snapshot {
             version: 1,
@@ -112,7 +112,7 @@ async fn the_agent_follows_a_session_on_the_real_server_and_locks_when_it_goes()
     app.add_device(CODE, 5).await;
     let (phone, _uid) = app.phone("oAgent", "17717464444", 1000).await;
     let clock = Clock::system();
-    let agent = Arc::new(Mutex::new(Agent::new(clock)));
+    let agent = Arc::new(Mutex::new(Agent::new(clock.clone())));
     let mut cfg = AgentConfig::new(&app.base, CODE);
     cfg.grace = Duration::from_millis(300);
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
