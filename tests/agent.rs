@@ -60,6 +60,7 @@ async fn the_agent_locks_itself_at_paid_until_when_the_server_is_gone() {
     let task = tokio::spawn(run(cfg, agent.clone(), clock, async {
         let _ = rx.await;
     }));
+    // Paused tokio time: these sleeps cost no real time.
     tokio::time::sleep(Duration::from_secs(29)).await;
     assert_eq!(
         agent.lock().unwrap().screen,
@@ -132,12 +133,12 @@ async fn the_agent_follows_a_session_on_the_real_server_and_locks_when_it_goes()
         }
     };
     // Connected: the socket is the kiosk's heartbeat, so the device is online.
-    for _ in 0..100 {
-        if agent.lock().unwrap().epoch.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_until(
+        "the agent's socket is up",
+        Duration::from_secs(5),
+        async || agent.lock().unwrap().epoch.is_some(),
+    )
+    .await;
     assert_eq!(
         phone.scan(CODE).await["result"],
         "success",
@@ -151,17 +152,20 @@ async fn the_agent_follows_a_session_on_the_real_server_and_locks_when_it_goes()
         )
         .await;
     assert_eq!(st, 202, "{v}");
-    for _ in 0..100 {
-        let acked: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM device_commands WHERE acked_at IS NOT NULL")
-                .fetch_one(app.db.pool())
-                .await
-                .unwrap();
-        if acked == 1 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_until(
+        "the agent acknowledges the command",
+        Duration::from_secs(5),
+        async || {
+            let acked: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM device_commands WHERE acked_at IS NOT NULL",
+            )
+            .fetch_one(app.db.pool())
+            .await
+            .unwrap();
+            acked == 1
+        },
+    )
+    .await;
     assert_eq!(
         agent.lock().unwrap().messages,
         vec!["hello kiosk".to_string()]
