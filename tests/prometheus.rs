@@ -185,7 +185,8 @@ async fn dashboards_and_alerts_evaluate_against_a_real_prometheus() {
         eprintln!("SKIPPED: no prometheus binary (set KIOSKD_TEST_PROMETHEUS or install it)");
         return;
     };
-    // The broker's series exist only with Redis configured (CI sets KIOSKD_TEST_REDIS).
+    // The broker's and the cluster's series exist only with Redis configured (CI sets
+    // KIOSKD_TEST_REDIS).
     let redis_url = std::env::var("KIOSKD_TEST_REDIS").ok();
     let redis = redis_url
         .as_ref()
@@ -380,7 +381,9 @@ async fn dashboards_and_alerts_evaluate_against_a_real_prometheus() {
     let failures = loop {
         let mut failures = Vec::new();
         for (title, expr) in &queries {
-            if redis_url.is_none() && expr.contains("kioskd_broker_") {
+            if redis_url.is_none()
+                && (expr.contains("kioskd_broker_") || expr.contains("kioskd_cluster_"))
+            {
                 continue;
             }
             let e = concrete(expr);
