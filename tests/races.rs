@@ -120,7 +120,7 @@ async fn logout_racing_billing_ticks_bills_each_started_unit_once() {
         .unwrap();
         assert_eq!(app.balance(uid).await, 10_000 - spent, "round {i}");
     };
-    futures::future::join_all((0..8u64).map(|i| round(i))).await;
+    futures::future::join_all((0..8u64).map(round)).await;
     app.assert_invariants().await;
     app.stop().await;
 }
