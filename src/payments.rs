@@ -6,7 +6,8 @@
 //!
 //! Order kinds: recharges (`recharges`, `out_trade_no` starting with `R`) credit the
 //! user's balance; postpaid orders (`O` + the order id without its leading `o`) pay the
-//! order through `orders::settle_order`.
+//! order through `orders::settle_order`; package orders (`package_orders`, `P...`)
+//! grant the package bought (`Db::settle_package_order`).
 
 use std::time::Duration;
 
@@ -14,7 +15,7 @@ use kioskd_actors::catalog;
 
 use crate::config::PaymentsMode;
 use crate::services::Services;
-use crate::store::{OrderSettle, Settle, UserRow};
+use crate::store::{OrderSettle, PackageSettle, Settle, UserRow};
 pub use crate::store::{PageQuery, RechargeRow};
 use crate::upstream::wxpay::Transaction;
 use crate::upstream::{UpstreamError, record, wxpay};
@@ -27,6 +28,8 @@ pub enum OrderKind {
     Recharge,
     /// A postpaid session order (`O...`).
     Postpaid,
+    /// A package bought by WeChat Pay (`P...`).
+    Package,
 }
 
 impl OrderKind {
@@ -35,6 +38,7 @@ impl OrderKind {
         match out_trade_no.as_bytes().first() {
             Some(b'R') => Some(OrderKind::Recharge),
             Some(b'O') => Some(OrderKind::Postpaid),
+            Some(b'P') => Some(OrderKind::Package),
             _ => None,
         }
     }
@@ -65,8 +69,17 @@ impl Verdict {
     }
 }
 
+/// Why a transaction could not be settled: nothing was credited, and WeChat Pay (or the
+/// reconciler's next pass) will ask again.
+#[derive(Debug, thiserror::Error)]
+pub enum SettleError {
+    /// Storage failed.
+    #[error("storage: {0}")]
+    Store(#[from] StoreError),
+}
+
 /// Checks a successful transaction against our order and settles it once.
-pub async fn settle_transaction(s: &Services, t: &Transaction) -> Result<Verdict, String> {
+pub async fn settle_transaction(s: &Services, t: &Transaction) -> Result<Verdict, SettleError> {
     let cfg = &s.cfg.wechatpay;
     if t.mchid != cfg.mchid {
         return Ok(Verdict::Mismatch("mchid is not ours".into()));
@@ -86,13 +99,10 @@ pub async fn settle_transaction(s: &Services, t: &Transaction) -> Result<Verdict
     match OrderKind::of(&t.out_trade_no) {
         Some(OrderKind::Recharge) => {}
         Some(OrderKind::Postpaid) => return settle_postpaid(s, t).await,
+        Some(OrderKind::Package) => return settle_package(s, t).await,
         None => return Ok(Verdict::Unknown),
     }
-    let Some(order) =
-        s.db.recharge_order(&t.out_trade_no)
-            .await
-            .map_err(|e| e.to_string())?
-    else {
+    let Some(order) = s.db.recharge_order(&t.out_trade_no).await? else {
         return Ok(Verdict::Unknown);
     };
     if order.provider != "wechatpay" {
@@ -108,8 +118,7 @@ pub async fn settle_transaction(s: &Services, t: &Transaction) -> Result<Verdict
     let v = match s
         .db
         .settle_recharge(&t.out_trade_no, &t.transaction_id, t.amount.total, now)
-        .await
-        .map_err(|e| e.to_string())?
+        .await?
     {
         Settle::Credited { user_id, balance } => {
             metrics::counter!(catalog::RECHARGED_FEN).increment(t.amount.total as u64);
@@ -143,15 +152,14 @@ pub fn postpaid_trade_no(order_id: &str) -> String {
 
 /// A verified transaction for a postpaid order: pays the order once (the amount must be
 /// the order's), through the same function as sandbox payments.
-async fn settle_postpaid(s: &Services, t: &Transaction) -> Result<Verdict, String> {
+async fn settle_postpaid(s: &Services, t: &Transaction) -> Result<Verdict, SettleError> {
     let order_id = format!("o{}", &t.out_trade_no[1..]);
     if !crate::orders::valid_order_id(&order_id) {
         return Ok(Verdict::Unknown);
     }
     use crate::store::OrderSettle;
     match crate::orders::settle_order(s, &order_id, "wechatpay", &t.transaction_id, t.amount.total)
-        .await
-        .map_err(|e| e.to_string())?
+        .await?
     {
         OrderSettle::Paid { .. } => Ok(Verdict::Credited),
         OrderSettle::AlreadyPaid { .. } => Ok(Verdict::Duplicate),
@@ -166,6 +174,57 @@ async fn settle_postpaid(s: &Services, t: &Transaction) -> Result<Verdict, Strin
         }
         OrderSettle::UnknownOrder => Ok(Verdict::Unknown),
         OrderSettle::AmountMismatch => Ok(Verdict::Mismatch("amount".into())),
+    }
+}
+
+/// A verified transaction for a package order: grants the package once (the amount
+/// must be the order's), in the transaction that marks the order paid.
+async fn settle_package(s: &Services, t: &Transaction) -> Result<Verdict, SettleError> {
+    let Some(order) = s.db.package_order(&t.out_trade_no).await? else {
+        return Ok(Verdict::Unknown);
+    };
+    if order.provider != "wechatpay" {
+        return Ok(Verdict::Mismatch("not a WeChat Pay order".into()));
+    }
+    if order.amount != t.amount.total {
+        return Ok(Verdict::Mismatch(format!(
+            "amount {} is not the order's {}",
+            t.amount.total, order.amount
+        )));
+    }
+    let now = s.coord.clock().now_ms();
+    let v = package_verdict(
+        &t.out_trade_no,
+        s.db.settle_package_order(&t.out_trade_no, &t.transaction_id, t.amount.total, now)
+            .await?,
+    );
+    if v == Verdict::Credited
+        && let Some(p) = t.amount.payer_total
+        && let Err(e) = s.db.set_payer_total(&t.out_trade_no, p).await
+    {
+        tracing::warn!(error = %e, "could not store payer_total");
+    }
+    Ok(v)
+}
+
+fn package_verdict(out_trade_no: &str, r: PackageSettle) -> Verdict {
+    match r {
+        // The balance does not move; the package is held from the next session's start.
+        PackageSettle::Granted { .. } => Verdict::Credited,
+        PackageSettle::AlreadyGranted => Verdict::Duplicate,
+        PackageSettle::AlreadyPaidOtherwise => {
+            tracing::error!(
+                out_trade_no = %out_trade_no,
+                "package order already paid by another transaction: needs a refund by hand"
+            );
+            Verdict::Mismatch("order paid by another transaction".into())
+        }
+        PackageSettle::UnknownOrder => Verdict::Unknown,
+        PackageSettle::AmountMismatch => Verdict::Mismatch("amount".into()),
+        PackageSettle::NoPackage => {
+            tracing::error!(out_trade_no = %out_trade_no, "paid package order for a deleted package: needs a refund by hand");
+            Verdict::Mismatch("package gone".into())
+        }
     }
 }
 
@@ -194,7 +253,7 @@ pub fn spawn_reconciler(
 }
 
 /// One reconciliation pass; returns how many orders were looked at.
-pub async fn reconcile_once(s: &Services) -> Result<usize, String> {
+pub async fn reconcile_once(s: &Services) -> Result<usize, SettleError> {
     let Some(pay) = &s.upstream.pay else {
         return Ok(0);
     };
@@ -203,8 +262,7 @@ pub async fn reconcile_once(s: &Services) -> Result<usize, String> {
     let after = cfg.reconcile_after_seconds * 1000;
     let orders =
         s.db.unpaid_wechat_orders(now - after, now - after, 100)
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
     let n = orders.len();
     for (no, ctime) in orders {
         let r = pay.query(&no).await;
@@ -219,15 +277,11 @@ pub async fn reconcile_once(s: &Services) -> Result<usize, String> {
                 v.outcome()
             }
             Ok(Some(t)) if t.trade_state == "CLOSED" || t.trade_state == "PAYERROR" => {
-                s.db.mark_closed(&no, now)
-                    .await
-                    .map_err(|e| e.to_string())?;
+                s.db.mark_closed(&no, now).await?;
                 "closed"
             }
             Ok(None) if expired => {
-                s.db.mark_closed(&no, now)
-                    .await
-                    .map_err(|e| e.to_string())?;
+                s.db.mark_closed(&no, now).await?;
                 "closed"
             }
             Ok(Some(t)) if expired && t.trade_state == "NOTPAY" => {
@@ -241,9 +295,7 @@ pub async fn reconcile_once(s: &Services) -> Result<usize, String> {
                         settle_transaction(s, &t).await?;
                         "credited"
                     } else {
-                        s.db.mark_closed(&no, now)
-                            .await
-                            .map_err(|e| e.to_string())?;
+                        s.db.mark_closed(&no, now).await?;
                         "closed"
                     }
                 } else {
@@ -260,9 +312,7 @@ pub async fn reconcile_once(s: &Services) -> Result<usize, String> {
                 "error"
             }
         };
-        s.db.mark_checked(&no, now)
-            .await
-            .map_err(|e| e.to_string())?;
+        s.db.mark_checked(&no, now).await?;
         metrics::counter!(catalog::PAYMENTS_RECONCILED, "outcome" => outcome).increment(1);
     }
     Ok(n)
@@ -289,6 +339,9 @@ pub enum PayError {
     /// The order is unknown, or another user's.
     #[error("no such order")]
     NoSuchOrder,
+    /// No such package on sale.
+    #[error("package not on sale")]
+    NotOnSale,
     /// WeChat Pay needs the user's payment openid, which a fresh sign-in gets.
     #[error("no payment openid")]
     NoPayOpenid,
@@ -443,6 +496,81 @@ async fn jsapi_order(
     }
 }
 
+/// Buys package `package_id` for user `u` by WeChat Pay (`POST /wechat/app/packages/buy`
+/// with `pay: "wechat"`), exactly as a recharge: the `package_orders` row (`P...`, the
+/// package's price now) is stored first, then the JSAPI order is created; only a
+/// verified notification or the reconciler's query grants the package. Sandbox: the
+/// payment "arrives" at once through the same settlement.
+pub async fn pay_package(s: &Services, u: &UserRow, package_id: i64) -> Result<Payment, PayError> {
+    let wechat = s.cfg.payments.mode == PaymentsMode::Wechatpay;
+    let payer = if wechat {
+        Some(payer_openid(s, u).await?)
+    } else {
+        None
+    };
+    let now = s.coord.clock().now_ms();
+    // 32 characters at most (WeChat Pay's limit).
+    let out_trade_no: String = format!("P{}", kioskd_actors::ids::new_token())
+        .chars()
+        .take(32)
+        .collect();
+    let provider = if wechat { "wechatpay" } else { "sandbox" };
+    let amount =
+        s.db.create_package_order(u.id, package_id, provider, &out_trade_no, now)
+            .await
+            .map_err(internal)?
+            .ok_or(PayError::NotOnSale)?;
+    if let Some(payer) = payer {
+        let (prepay, params) = jsapi_order(s, &out_trade_no, amount, &payer).await?;
+        s.db.set_package_prepay_id(&out_trade_no, &prepay, now)
+            .await?;
+        return Ok(Payment::Pay(params));
+    }
+    let r =
+        s.db.settle_package_order(
+            &out_trade_no,
+            &format!("sandbox-{out_trade_no}"),
+            amount,
+            now,
+        )
+        .await?;
+    match package_verdict(&out_trade_no, r) {
+        Verdict::Credited => Ok(Payment::Done),
+        other => Err(PayError::Internal(format!(
+            "sandbox package settlement: {other:?}"
+        ))),
+    }
+}
+
+/// The package order `out_trade_no` of user `user_id`: its amount (fen) and status; none
+/// for an unknown one or another user's.
+pub async fn package_order_of(
+    s: &Services,
+    user_id: i64,
+    out_trade_no: &str,
+) -> Result<Option<(i64, RechargeStatus)>, StoreError> {
+    if !valid_trade_no(out_trade_no) {
+        return Ok(None);
+    }
+    Ok(match s.db.package_order(out_trade_no).await? {
+        Some(o) if o.user_id == user_id => {
+            let status = if o.status == "paid" {
+                RechargeStatus::Paid
+            } else if o.closed_at.is_some() {
+                RechargeStatus::Closed
+            } else {
+                RechargeStatus::Pending
+            };
+            Some((o.amount, status))
+        }
+        _ => None,
+    })
+}
+
+fn valid_trade_no(no: &str) -> bool {
+    !no.is_empty() && no.len() <= 64 && no.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
 /// Where a recharge stands, as the phone app polls it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RechargeStatus {
@@ -472,10 +600,7 @@ pub async fn recharge_of(
     user_id: i64,
     out_trade_no: &str,
 ) -> Result<Option<(i64, RechargeStatus)>, StoreError> {
-    let valid = !out_trade_no.is_empty()
-        && out_trade_no.len() <= 64
-        && out_trade_no.bytes().all(|b| b.is_ascii_alphanumeric());
-    if !valid {
+    if !valid_trade_no(out_trade_no) {
         return Ok(None);
     }
     Ok(match s.db.recharge_order(out_trade_no).await? {

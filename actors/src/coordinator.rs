@@ -320,6 +320,18 @@ impl Coordinator {
         self.inner.pricing()
     }
 
+    /// What a session on `device` would cost if it began at `now`, for `user` (id and
+    /// balance) or anyone (`None`): the price in force, what a start reserves and how
+    /// many units the balance and packages buy (`session::Quote`).
+    pub async fn quote(
+        &self,
+        device: &crate::ports::DeviceRecord,
+        user: Option<(i64, i64)>,
+        now: i64,
+    ) -> Result<crate::session::Quote, crate::ports::StoreError> {
+        crate::session::Quote::load(&self.inner, device, user, now).await
+    }
+
     /// The billing settings.
     pub fn config(&self) -> &CoordinatorConfig {
         &self.inner.cfg

@@ -147,6 +147,126 @@ impl StartPricing {
     }
 }
 
+/// The count `minutes_left` shows: units `balance` buys from unit `first_unit`
+/// beginning at `from_ms` on, at their real prices, packages first, at most a day ahead
+/// (beyond that, `UNLIMITED_UNITS`). `flat`: the session's flat tariff while nothing has
+/// priced it (with no packages and a flat context, the count is the flat one, exactly
+/// as before plans existed). Postpaid: unlimited.
+pub fn minutes_left(
+    ctx: &PriceContext,
+    flat: Option<&Tariff>,
+    postpaid: bool,
+    first_unit: i64,
+    from_ms: i64,
+    balance: i64,
+    held: &[HeldPackage],
+) -> i64 {
+    if let Some(t) = flat
+        && held.is_empty()
+        && ctx.is_flat()
+    {
+        return units_left(t, balance);
+    }
+    if postpaid {
+        return UNLIMITED_UNITS;
+    }
+    let n = ctx.units_affordable(first_unit, from_ms, balance, held, PRICED_LOOKAHEAD_UNITS);
+    if n >= PRICED_LOOKAHEAD_UNITS {
+        UNLIMITED_UNITS
+    } else {
+        n
+    }
+}
+
+/// What a session of a user on a device would cost if it began now: what the phone's
+/// start page shows. Priced by the same code a start uses (`StartPricing::load`) and
+/// counted by the same code as a running session's `minutes_left`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Quote {
+    /// Milliseconds per unit.
+    pub unit_ms: i64,
+    /// Fen for a unit beginning now: the plan in force (group, device, zone) with the
+    /// group's discount, else the device's flat `charge_mode`. Before packages.
+    pub price: i64,
+    /// The plan in force, if any.
+    pub plan: Option<String>,
+    /// The user's group discount in percent (0: none or anonymous).
+    pub discount_pct: i64,
+    /// The plan's minimum charge per session (fen; 0 without a plan).
+    pub min_charge: i64,
+    /// The user package that would cover a unit beginning now.
+    pub package_now: Option<i64>,
+    /// Fen a start now reserves (unit 1 with the minimum charge; 0 when a package
+    /// covers it or the device is postpaid).
+    pub first_debit: i64,
+    /// Units the balance (with the packages held) buys from now on; `UNLIMITED_UNITS`
+    /// for a postpaid device or beyond a day. `None` for an anonymous quote.
+    pub units: Option<i64>,
+    /// The user packages held that may be used on this device (its zone), soonest
+    /// expiry first.
+    pub packages: Vec<i64>,
+}
+
+impl Quote {
+    /// Quotes a start at `now` on `device` for `user` (id, balance), or anonymously (no
+    /// group, no packages, no balance).
+    pub(crate) async fn load(
+        inner: &Inner,
+        device: &DeviceRecord,
+        user: Option<(i64, i64)>,
+        now: i64,
+    ) -> Result<Quote, StoreError> {
+        let pricing = match user {
+            Some((id, _)) => StartPricing::load(inner, device, id, now).await?,
+            None => StartPricing::default(),
+        };
+        let postpaid = device.billing_mode == BillingMode::Postpaid;
+        let ctx = inner.pricing().context(
+            device.id,
+            device.charge_mode,
+            pricing.group,
+            inner.cfg.unit_ms,
+        );
+        let charge = ctx.charge_at(now, &pricing.held);
+        let flat = Tariff {
+            unit_ms: inner.cfg.unit_ms,
+            free_ms: inner.cfg.free_ms,
+            price: device.charge_mode,
+        };
+        let units = user.map(|(_, balance)| {
+            if postpaid {
+                // Nothing is reserved: the cost becomes an order at the end.
+                return UNLIMITED_UNITS;
+            }
+            minutes_left(&ctx, Some(&flat), false, 1, now, balance, &pricing.held)
+        });
+        let mut usable: Vec<&HeldPackage> = pricing
+            .held
+            .iter()
+            .filter(|p| p.zones.is_empty() || ctx.zone.is_some_and(|z| p.zones.contains(&z)))
+            .collect();
+        usable.sort_by_key(|p| (p.expires_at, p.id));
+        Ok(Quote {
+            unit_ms: ctx.unit_ms,
+            price: ctx.price_at(now),
+            plan: ctx.plan.as_ref().map(|p| p.name.clone()),
+            discount_pct: ctx.discount_pct,
+            min_charge: ctx.min_charge(),
+            package_now: match charge {
+                Charge::Package(id) => Some(id),
+                Charge::Money(_) => None,
+            },
+            first_debit: if postpaid {
+                0
+            } else {
+                ctx.reservation(1, charge)
+            },
+            units,
+            packages: usable.iter().map(|p| p.id).collect(),
+        })
+    }
+}
+
 /// How storage records unit `unit` paid as `c`.
 fn unit_charge(ctx: &PriceContext, unit: i64, c: Charge, postpaid: bool) -> UnitCharge {
     UnitCharge {
@@ -488,27 +608,15 @@ impl SessionActor {
     /// Units the balance still buys from the next boundary on, at their real prices and
     /// with the packages held (flat sessions: as before).
     fn units_left(&self, balance: i64) -> i64 {
-        if !self.priced && self.held.is_empty() {
-            let ctx = self.ctx();
-            if ctx.is_flat() {
-                return units_left(&self.meter.tariff, balance);
-            }
-        }
-        if self.meter.postpaid {
-            return UNLIMITED_UNITS;
-        }
-        let n = self.ctx().units_affordable(
+        minutes_left(
+            &self.ctx(),
+            (!self.priced).then_some(&self.meter.tariff),
+            self.meter.postpaid,
             self.meter.reserved + 1,
             self.meter.next_boundary(),
             balance,
             &self.held,
-            PRICED_LOOKAHEAD_UNITS,
-        );
-        if n >= PRICED_LOOKAHEAD_UNITS {
-            UNLIMITED_UNITS
-        } else {
-            n
-        }
+        )
     }
 
     /// Settles an end billed up to `billed_to`: the flat rules for a flat session, else

@@ -153,6 +153,10 @@ enum Cmd {
         /// Units to observe per session after the last start.
         #[arg(long, default_value_t = 1)]
         units: u64,
+        /// Every device on a time-of-day rate plan (through a zone) and every third user
+        /// holding a package, so each unit takes the priced path (issue 16).
+        #[arg(long)]
+        priced: bool,
     },
     /// RSS with many registered devices of which few stay active, with and without
     /// passivation of idle device actors.
@@ -228,6 +232,13 @@ async fn seed_sessions(
     balance: i64,
     spread: Duration,
 ) -> anyhow::Result<Vec<(String, String)>> {
+    seed_rows(s, n, balance).await?;
+    start_seeded(s, n, balance, spread).await
+}
+
+/// `n` devices (flat 5 fen per unit) and `n` users with `balance` (device `i` and user
+/// `i + 1` belong together).
+async fn seed_rows(s: &AppState, n: usize, balance: i64) -> anyhow::Result<()> {
     let now = s.coord.clock().now_ms();
     let pool = s.db.pool();
     let mut tx = pool.begin().await?;
@@ -256,6 +267,44 @@ async fn seed_sessions(
             .await?;
     }
     tx.commit().await?;
+    Ok(())
+}
+
+/// [`seed_sessions`] with prices: one time-of-day plan (a different rate every half hour
+/// of the week, 3–9 fen a minute) for every device through a zone, and a 600-minute
+/// package, usable at any time in that zone, held by every third user.
+async fn seed_priced_sessions(
+    s: &AppState,
+    n: usize,
+    balance: i64,
+    spread: Duration,
+) -> anyhow::Result<Vec<(String, String)>> {
+    seed_rows(s, n, balance).await?;
+    let now = s.coord.clock().now_ms();
+    let week: Vec<i64> = (0..7 * 48).map(|i| 3 + (i % 7) as i64).collect();
+    let plan = s.db.add_plan("bench time of day", &week, 0, now).await?;
+    let zone = s.db.add_zone("bench zone", Some(plan), now).await?;
+    let pkg =
+        s.db.add_package("bench 10 h", 600, 3000, &[zone], &[], 30, now)
+            .await?;
+    for i in 0..n {
+        let id = (i + 1) as i64;
+        s.db.assign_device(id, Some(zone), None).await?;
+        if i % 3 == 0 {
+            s.db.grant_package(id, pkg, now).await?;
+        }
+    }
+    s.coord.set_pricing(s.db.pricing_catalog(s.cfg.tz()).await?);
+    start_seeded(s, n, balance, spread).await
+}
+
+/// Starts a session on each of the `n` seeded devices, evenly over `spread`.
+async fn start_seeded(
+    s: &AppState,
+    n: usize,
+    balance: i64,
+    spread: Duration,
+) -> anyhow::Result<Vec<(String, String)>> {
     let gap = spread / n.max(1) as u32;
     let started = Instant::now();
     let mut tokens = Vec::with_capacity(n);
@@ -425,6 +474,7 @@ async fn ticks(
     unit: u64,
     spread: u64,
     units: u64,
+    priced: bool,
 ) -> anyhow::Result<()> {
     let extra = format!(
         "[billing]\nunit_seconds = {unit}\nheartbeat_timeout_seconds = {}\n",
@@ -456,7 +506,11 @@ async fn ticks(
     });
     println!("starting {sessions} sessions over {spread} s (unit {unit} s) ...");
     let t = Instant::now();
-    let _tokens = seed_sessions(&r.state, sessions, 1_000_000, Duration::from_secs(spread)).await?;
+    let _tokens = if priced {
+        seed_priced_sessions(&r.state, sessions, 1_000_000, Duration::from_secs(spread)).await?
+    } else {
+        seed_sessions(&r.state, sessions, 1_000_000, Duration::from_secs(spread)).await?
+    };
     println!(
         "started in {:.1} s; waiting {} unit(s) ...",
         t.elapsed().as_secs_f64(),
@@ -488,6 +542,20 @@ async fn ticks(
         h.count_between(500_001, u64::MAX)
     );
     println!("{rss}");
+    if priced {
+        // Evidence that the units took the priced path: how they were paid.
+        let (by_package, by_money, min_price, max_price): (i64, i64, i64, i64) = sqlx::query_as(
+            "SELECT COALESCE(SUM(CASE WHEN user_package_id IS NULL THEN 0 ELSE 1 END), 0),
+                    COALESCE(SUM(CASE WHEN user_package_id IS NULL THEN 1 ELSE 0 END), 0),
+                    COALESCE(MIN(price), 0), COALESCE(MAX(price), 0)
+             FROM session_units",
+        )
+        .fetch_one(r.state.db.pool())
+        .await?;
+        println!(
+            "priced units: {by_package} from packages, {by_money} with money, unit prices {min_price}..={max_price} fen"
+        );
+    }
     Ok(())
 }
 
@@ -772,6 +840,7 @@ async fn main() -> anyhow::Result<()> {
             unit_seconds,
             spread_seconds,
             units,
+            priced,
         } => {
             ticks(
                 cli.database_url,
@@ -779,6 +848,7 @@ async fn main() -> anyhow::Result<()> {
                 unit_seconds,
                 spread_seconds,
                 units,
+                priced,
             )
             .await
         }

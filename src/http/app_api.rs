@@ -5,7 +5,15 @@
 //!   the page knows whether to show the dev sign-in form or the WeChat sign-in link, and
 //!   whether a recharge settles at once or goes through JSAPI pay;
 //! - `GET /wechat/app/device/<code>`: what the QR landing shows about a kiosk (name,
-//!   location, price, billing mode, status, online) — public, nothing about its user;
+//!   location, the price in force now, billing mode, status, online) — public, nothing
+//!   about its user; signed in, also what a start would reserve and how long the
+//!   caller's balance and packages last there;
+//! - `GET /wechat/app/packages`: the packages on sale and (signed in) those held;
+//! - `POST /wechat/app/packages/buy {package_id, pay}`: buys one from the balance
+//!   (`pay: "balance"`) or by WeChat Pay (`"wechat"`, the recharge path);
+//! - `GET /wechat/app/package-order/<out_trade_no>`: the state of the caller's own
+//!   package order, polled after JSAPI pay like a recharge;
+//! - `GET /wechat/app/package-history?page&size`: package purchases, uses and returns;
 //! - `GET /wechat/app/recharge/<out_trade_no>`: the state of the caller's own recharge,
 //!   which the page polls after JSAPI pay (the JS result is a hint, the server's word is
 //!   the proof);
@@ -20,9 +28,10 @@ use std::sync::LazyLock;
 
 use axum::Router;
 use axum::extract::{ConnectInfo, Request, State};
+use axum::http::HeaderMap;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum_extra::extract::SignedCookieJar;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use kioskd_actors::DeviceStatus;
@@ -30,11 +39,15 @@ use kioskd_actors::ids::normalize_device_code;
 use kioskd_actors::ports::BillingMode;
 use serde::{Deserialize, Serialize};
 
-use super::extract::{EnvPath, EnvQuery};
-use super::{ApiError, ApiResult, AppState, codes, ok};
+use super::extract::{EnvJson, EnvPath, EnvQuery};
+use super::{ApiError, ApiResult, AppState, codes, csrf, ok};
 use crate::config::{IdentityMode, PaymentsMode};
-use crate::devices::{self, DeviceError};
+use crate::devices::DeviceError;
+use crate::identity::Refusal;
+use crate::packages::{self, BuyError, PackageHistoryRow, PackageRow, UserPackageRow};
+use crate::payments::Payment;
 use crate::{identity, payments};
+use kioskd_protocol::windows::LoginCode;
 
 /// Routes.
 pub fn routes() -> Router<AppState> {
@@ -42,6 +55,13 @@ pub fn routes() -> Router<AppState> {
         .route("/wechat/app/config", get(config))
         .route("/wechat/app/device/{code}", get(device))
         .route("/wechat/app/recharge/{out_trade_no}", get(recharge))
+        .route("/wechat/app/packages", get(packages_list))
+        .route("/wechat/app/packages/buy", post(buy_package))
+        .route(
+            "/wechat/app/package-order/{out_trade_no}",
+            get(package_order),
+        )
+        .route("/wechat/app/package-history", get(package_history))
         .route("/wechat/app/signin", get(signin))
         .route_layer(axum::middleware::from_fn(limit))
 }
@@ -118,8 +138,30 @@ struct DeviceCard {
     city: String,
     area: String,
     location: String,
-    /// Fen per unit.
+    /// Fen per unit: the device's flat price (what dialect A's `charge_mode` shows idle).
     charge_mode: i64,
+    /// Fen for a unit beginning now for the caller (anyone, when not signed in): the
+    /// plan in force (member group, device, zone) with the group's discount.
+    price_now: i64,
+    /// The plan in force, if any.
+    plan: Option<String>,
+    /// The caller's group discount in percent.
+    discount_pct: i64,
+    /// The plan's minimum charge per session, fen.
+    min_charge: i64,
+    /// Signed in: fen a start now reserves (0 when a package covers the first unit).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    first_debit: Option<i64>,
+    /// Signed in: units (minutes) the balance and packages buy from now on at the
+    /// upcoming prices, packages first (1000000: unlimited, as `minutes_left`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    minutes: Option<i64>,
+    /// Signed in: the user package that would cover the first unit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    package_now: Option<i64>,
+    /// Signed in: the caller's packages usable on this device, soonest expiry first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    packages: Option<Vec<UserPackageRow>>,
     /// `prepaid` or `postpaid`.
     billing_mode: &'static str,
     /// `free`, `busy`, `lock`, `maintain`.
@@ -134,13 +176,21 @@ fn no_device() -> ApiError {
     ApiError::fail(codes::NO_SUCH_DEVICE, "设备不存在")
 }
 
-async fn device(State(s): State<AppState>, EnvPath(raw): EnvPath<String>) -> ApiResult {
+async fn device(
+    State(s): State<AppState>,
+    jar: SignedCookieJar,
+    EnvPath(raw): EnvPath<String>,
+) -> ApiResult {
     let code = normalize_device_code(&raw).ok_or_else(no_device)?;
-    let (rec, view) = match devices::card(&s, &code).await {
-        Ok(c) => c,
+    // A signed-in caller sees their own price; a blocked or unknown one, anyone's.
+    let user = identity::known(&s, &jar).await?.filter(|u| u.state == 0);
+    let d = match packages::priced_device(&s, &code, user.as_ref()).await {
+        Ok(d) => d,
         Err(DeviceError::NoSuchDevice) => return Err(no_device()),
         Err(e) => return Err(ApiError::internal(e)),
     };
+    let (rec, q) = (d.rec, d.quote);
+    let signed = user.is_some();
     Ok(ok(DeviceCard {
         device_code: rec.code,
         name: rec.name,
@@ -149,13 +199,21 @@ async fn device(State(s): State<AppState>, EnvPath(raw): EnvPath<String>) -> Api
         area: rec.area,
         location: rec.location,
         charge_mode: rec.charge_mode,
+        price_now: q.price,
+        plan: q.plan,
+        discount_pct: q.discount_pct,
+        min_charge: q.min_charge,
+        first_debit: signed.then_some(q.first_debit),
+        minutes: q.units,
+        package_now: q.package_now,
+        packages: signed.then_some(d.packages),
         billing_mode: match rec.billing_mode {
             BillingMode::Prepaid => "prepaid",
             BillingMode::Postpaid => "postpaid",
         },
-        available: view.status == DeviceStatus::Free && view.online && !view.updating,
-        status: view.status,
-        online: view.online,
+        available: d.available,
+        status: d.status,
+        online: d.online,
     }))
 }
 
@@ -219,4 +277,147 @@ async fn signin(
     }
     let back = super::oauth::safe_return(&s, &back);
     super::oauth::start(&s, jar, back, 0).await.into_response()
+}
+
+/// `GET /wechat/app/packages`.
+#[derive(Serialize)]
+struct Packages {
+    /// On sale.
+    on_sale: Vec<PackageRow>,
+    /// Held with time left, soonest expiry first (signed in only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    held: Option<Vec<UserPackageRow>>,
+}
+
+async fn packages_list(State(s): State<AppState>, jar: SignedCookieJar) -> ApiResult {
+    let on_sale = packages::on_sale(&s).await?;
+    let held = match identity::known(&s, &jar).await? {
+        Some(u) => Some(packages::held(&s, u.id).await?),
+        None => None,
+    };
+    Ok(ok(Packages { on_sale, held }))
+}
+
+#[derive(Deserialize)]
+struct BuyRequest {
+    package_id: i64,
+    /// `balance` or `wechat`.
+    pay: String,
+}
+
+/// `POST /wechat/app/packages/buy`: balance → `{user_package_id, balance_account}`;
+/// WeChat Pay → the JSAPI parameters (with `out_trade_no`), or `"success"` in sandbox.
+#[derive(Serialize)]
+struct Bought {
+    user_package_id: i64,
+    balance_account: i64,
+}
+
+fn refusal(r: Refusal) -> ApiError {
+    match r {
+        Refusal::NotSignedIn | Refusal::NotRegistered => {
+            ApiError::fail(codes::NOT_SIGNED_IN, "当前用户没有登录")
+        }
+        Refusal::Deleted => ApiError::fail(-2, "用户已被删除"),
+        Refusal::Disabled => ApiError::fail(-3, "用户已被禁用"),
+        Refusal::Store(e) => ApiError::internal(e),
+    }
+}
+
+fn not_on_sale() -> ApiError {
+    ApiError::fail(codes::NO_SUCH_PACKAGE, "套餐不存在或已下架")
+}
+
+async fn buy_package(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    jar: SignedCookieJar,
+    EnvJson(req): EnvJson<BuyRequest>,
+) -> ApiResult {
+    let u = identity::registered(&s, &jar).await.map_err(refusal)?;
+    csrf::check(&s, &headers)?;
+    match req.pay.as_str() {
+        "balance" => match packages::buy_with_balance(&s, &u, req.package_id).await {
+            Ok((user_package_id, balance_account)) => Ok(ok(Bought {
+                user_package_id,
+                balance_account,
+            })),
+            Err(BuyError::NotOnSale) => Err(not_on_sale()),
+            Err(BuyError::Insufficient) => Err(ApiError::fail(
+                LoginCode::BalanceTooLow as i32,
+                LoginCode::BalanceTooLow.message(),
+            )),
+            Err(BuyError::Store(e)) => Err(ApiError::internal(e)),
+        },
+        "wechat" => match payments::pay_package(&s, &u, req.package_id)
+            .await
+            .map_err(super::wechat::pay_err)?
+        {
+            Payment::Done => Ok(ok("success")),
+            Payment::Pay(params) => Ok(ok(params)),
+        },
+        _ => Err(ApiError::bad_request(
+            axum::http::StatusCode::BAD_REQUEST,
+            "pay must be \"balance\" or \"wechat\"",
+        )),
+    }
+}
+
+/// `GET /wechat/app/package-order/<out_trade_no>`: the caller's own package order.
+#[derive(Serialize)]
+struct PackageOrderState {
+    out_trade_no: String,
+    /// Fen.
+    amount: i64,
+    /// `pending`, `paid` or `closed` (given up unpaid).
+    status: &'static str,
+}
+
+async fn package_order(
+    State(s): State<AppState>,
+    jar: SignedCookieJar,
+    EnvPath(out_trade_no): EnvPath<String>,
+) -> ApiResult {
+    let u = identity::known(&s, &jar)
+        .await?
+        .ok_or_else(|| ApiError::fail(codes::NOT_SIGNED_IN, "当前用户没有登录"))?;
+    let (amount, status) = payments::package_order_of(&s, u.id, &out_trade_no)
+        .await?
+        .ok_or_else(|| ApiError::fail(codes::NO_SUCH_ORDER, "套餐订单不存在"))?;
+    Ok(ok(PackageOrderState {
+        out_trade_no,
+        amount,
+        status: status.as_str(),
+    }))
+}
+
+#[derive(Deserialize)]
+struct HistoryQuery {
+    page: Option<u32>,
+    size: Option<u32>,
+}
+
+/// `GET /wechat/app/package-history`.
+#[derive(Serialize)]
+struct History {
+    total: i64,
+    data: Vec<PackageHistoryRow>,
+}
+
+async fn package_history(
+    State(s): State<AppState>,
+    jar: SignedCookieJar,
+    EnvQuery(q): EnvQuery<HistoryQuery>,
+) -> ApiResult {
+    let u = identity::known(&s, &jar)
+        .await?
+        .ok_or_else(|| ApiError::fail(codes::NOT_SIGNED_IN, "当前用户没有登录"))?;
+    let (total, data) = packages::history(
+        &s,
+        u.id,
+        i64::from(q.page.unwrap_or(1)),
+        i64::from(q.size.unwrap_or(10)),
+    )
+    .await?;
+    Ok(ok(History { total, data }))
 }

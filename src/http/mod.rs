@@ -173,6 +173,8 @@ pub mod codes {
     pub const SIGNATURE_REQUIRED: i32 = -21;
     /// A logout by token from an address that is not the kiosk's (`http::legacy`).
     pub const NOT_THE_KIOSK: i32 = -22;
+    /// No such package on sale (`/wechat/app/packages/buy`).
+    pub const NO_SUCH_PACKAGE: i32 = -23;
 }
 
 /// Every route.

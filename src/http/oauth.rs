@@ -14,6 +14,10 @@
 //! When the platform's appid cannot pay (`wechatpay.platform_appid_is_merchant = false`)
 //! a silent `snsapi_base` pass of kioskd's own account follows once per user and stores
 //! the payment openid (`/wechat/oauth/pay/<nonce>`).
+//!
+//! The platform calls and their rules (acceptable codes and tickets, which pages get a
+//! JS-SDK signature) are the `platform` service's; this adapter keeps the cookies, nonces
+//! and redirects.
 
 use axum::Router;
 use axum::extract::{Request, State};
@@ -30,10 +34,8 @@ use super::extract::{EnvJson, EnvPath, EnvQuery};
 use super::{ApiError, ApiResult, AppState, codes, ok};
 use crate::config::IdentityMode;
 use crate::identity::{self, AppEntry, PRE_COOKIE};
+use crate::platform::{self, JsapiError};
 use crate::upstream::UpstreamError;
-use crate::upstream::crypto::{jsapi_signature, nonce_str};
-use crate::upstream::open189::op;
-use crate::upstream::token::TokenKind;
 
 /// Routes (the callbacks exist in open189 mode only; the app entry and the JS-SDK
 /// signature in every mode).
@@ -148,20 +150,12 @@ pub(crate) async fn start(
     back: String,
     restarts: u32,
 ) -> ApiResult {
-    if !s.upstream.open189.configured() {
-        return Err(upstream_failed(
-            &UpstreamError::NotConfigured(String::new()),
-        ));
-    }
     let nonce = kioskd_actors::ids::new_token();
     let return_url = format!(
         "{}/wechat/oauth/cb/{nonce}",
         s.cfg.public.base_url.trim_end_matches('/')
     );
-    let ru = return_url.as_str();
-    let redirect = s
-        .upstream
-        .open189_call(op::BASE_URL, |c, t| async move { c.base_url(&t, ru).await })
+    let redirect = platform::sign_in_url(s, &return_url)
         .await
         .map_err(|e| upstream_failed(&e))?;
     let p = Pending {
@@ -218,13 +212,6 @@ fn no_code() -> ApiError {
     )
 }
 
-fn valid_code(c: &str) -> bool {
-    !c.is_empty()
-        && c.len() <= 256
-        && c.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_=+/.".contains(c))
-}
-
 /// `GET /wechat/oauth/cb/<nonce>?code=`: the platform sends the phone back here.
 async fn callback(
     State(s): State<AppState>,
@@ -233,16 +220,11 @@ async fn callback(
     EnvQuery(q): EnvQuery<CodeQ>,
 ) -> ApiResult {
     let p = Pending::matching(&jar, &nonce).ok_or_else(forged)?;
-    let code = q.code.filter(|c| valid_code(c)).ok_or_else(no_code)?;
-    let cd = code.as_str();
-    let openid = match s
-        .upstream
-        .open189_call(
-            op::OPENID,
-            |c, t| async move { c.openid_by_code(&t, cd).await },
-        )
-        .await
-    {
+    let code = q
+        .code
+        .filter(|c| platform::valid_code(c))
+        .ok_or_else(no_code)?;
+    let openid = match platform::openid_for_code(&s, &code).await {
         Ok(o) => o,
         Err(UpstreamError::Code40005(_)) if p.restarts < MAX_RESTARTS => {
             // The code expired on the way: start over (a fresh nonce and code).
@@ -258,7 +240,7 @@ async fn callback(
             s.cfg.public.base_url.trim_end_matches('/'),
             p.nonce
         );
-        let url = s.upstream.mp.authorize_url(&redirect_uri, &p.nonce);
+        let url = platform::pay_openid_url(&s, &redirect_uri, &p.nonce);
         return Ok((jar, Redirect::to(&url)).into_response());
     }
     Ok((drop_pre(jar), Redirect::to(&p.back)).into_response())
@@ -277,10 +259,13 @@ async fn pay_callback(
         return Err(forged());
     }
     let openid = identity::openid(&jar).ok_or_else(forged)?;
-    let code = q.code.filter(|c| valid_code(c)).ok_or_else(no_code)?;
-    let r = s.upstream.mp.openid_by_code(&code).await;
-    crate::upstream::record(crate::upstream::mp::op::OAUTH, &r);
-    let pay_openid = r.map_err(|e| upstream_failed(&e))?;
+    let code = q
+        .code
+        .filter(|c| platform::valid_code(c))
+        .ok_or_else(no_code)?;
+    let pay_openid = platform::pay_openid_for_code(&s, &code)
+        .await
+        .map_err(|e| upstream_failed(&e))?;
     if !identity::store_pay_openid(&s, &openid, &pay_openid).await? {
         return Err(forged());
     }
@@ -307,10 +292,7 @@ async fn app_login(
     jar: SignedCookieJar,
     EnvQuery(q): EnvQuery<TicketQ>,
 ) -> ApiResult {
-    let Some(ticket) = q
-        .ticket
-        .filter(|t| !t.is_empty() && t.len() <= 512 && !t.chars().any(char::is_control))
-    else {
+    let Some(ticket) = q.ticket.filter(|t| platform::valid_ticket(t)) else {
         return Err(ApiError::bad_request(
             StatusCode::BAD_REQUEST,
             "ticket must be given",
@@ -319,15 +301,7 @@ async fn app_login(
     if identity::openid(&jar).is_some() {
         super::csrf::check(&s, &headers)?;
     }
-    let tk = ticket.as_str();
-    let mobile = match s
-        .upstream
-        .open189_call(
-            op::TICKET,
-            |c, t| async move { c.ticket_mobile(&t, tk).await },
-        )
-        .await
-    {
+    let mobile = match platform::mobile_for_ticket(&s, &ticket).await {
         Ok(m) => m,
         Err(UpstreamError::Platform { msg, .. }) => {
             return Err(ApiError::fail(
@@ -364,38 +338,13 @@ async fn jsapi(
     State(s): State<AppState>,
     EnvJson(req): EnvJson<kioskd_protocol::wechat::JsapiSignatureRequest>,
 ) -> ApiResult {
-    let page = req.url.split('#').next().unwrap_or_default().to_string();
-    let ours = reqwest::Url::parse(&s.cfg.public.base_url).ok();
-    let theirs = reqwest::Url::parse(&page).ok();
-    let same_host = match (&ours, &theirs) {
-        (Some(a), Some(b)) => {
-            a.host_str() == b.host_str()
-                && a.port_or_known_default() == b.port_or_known_default()
-                && matches!(b.scheme(), "http" | "https")
-        }
-        _ => false,
-    };
-    if !same_host || page.len() > 2048 {
-        return Err(ApiError::bad_request(
-            StatusCode::BAD_REQUEST,
-            "url must be a page on the host of public.base_url",
-        ));
-    }
-    if !s.upstream.mp.configured() {
-        return Err(upstream_failed(&UpstreamError::NotConfigured(
-            "wechat_mp.appid / wechat_mp.secret".into(),
-        )));
-    }
-    let r = s.upstream.tokens.get(TokenKind::MpTicket).await;
-    crate::upstream::record(crate::upstream::mp::op::TICKET, &r);
-    let ticket = r.map_err(|e| upstream_failed(&e))?;
-    let nonce = nonce_str(16);
-    let ts = identity::now_s();
-    let signature = jsapi_signature(&ticket, &nonce, &ts.to_string(), &page);
-    Ok(ok(kioskd_protocol::wechat::JsapiSignature {
-        app_id: s.upstream.mp.appid().to_string(),
-        timestamp: ts,
-        nonce_str: nonce,
-        signature,
-    }))
+    platform::jsapi_config(&s, &req.url)
+        .await
+        .map(ok)
+        .map_err(|e| match e {
+            JsapiError::ForeignPage => {
+                ApiError::bad_request(StatusCode::BAD_REQUEST, e.to_string())
+            }
+            JsapiError::Upstream(e) => upstream_failed(&e),
+        })
 }

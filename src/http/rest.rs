@@ -331,10 +331,11 @@ async fn status_client(State(s): State<AppState>, req: Request) -> RestResult {
     let p = read(&s, R, req).await?;
     let (code, client_id) = device_of(&s, R, &p).await?;
     let cfg = s.coord.config();
-    let out = match devices::last_session(&s, &code)
+    // Idle, `charging` is the price a unit beginning now costs there (plan and zone).
+    let (last, price_now) = crate::packages::last_session_and_price(&s, &code)
         .await
-        .map_err(|e| RestError::device(R, e))?
-    {
+        .map_err(|e| RestError::device(R, e))?;
+    let out = match last {
         Last::Running(v) => StatusClient {
             data: 1,
             duration: billed_minutes(cfg, v.now - v.started_at),
@@ -357,12 +358,16 @@ async fn status_client(State(s): State<AppState>, req: Request) -> RestResult {
             start_time: wire(rec.started_at, s.tz),
             end_time: rec.ended_at.map(|t| wire(t, s.tz)).unwrap_or_default(),
         },
-        Last::Ended { rec, unpaid: false } => {
-            StatusClient::idle(1, rec.user_id.to_string(), client_id)
-        }
+        Last::Ended { rec, unpaid: false } => StatusClient {
+            charging_fen: price_now,
+            ..StatusClient::idle(1, rec.user_id.to_string(), client_id)
+        },
         // SPEC §6: data 0 only for a client that never had a session (still its own
         // clientId and onlineStatus 1: nothing for the kiosk to act on).
-        Last::Never => StatusClient::idle(0, String::new(), client_id),
+        Last::Never => StatusClient {
+            charging_fen: price_now,
+            ..StatusClient::idle(0, String::new(), client_id)
+        },
     };
     outcome(R, "ok");
     Ok(reply(StatusCode::OK, out.flat()))

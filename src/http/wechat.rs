@@ -71,14 +71,15 @@ pub(crate) fn bind_err(e: BindError) -> ApiError {
     }
 }
 
-/// A payment refusal in this dialect.
-fn pay_err(e: PayError) -> ApiError {
+/// A payment refusal in this dialect (also the app's package purchases').
+pub(crate) fn pay_err(e: PayError) -> ApiError {
     match e {
         PayError::BadAmount { max } => ApiError::fail(
             codes::BAD_AMOUNT,
             format!("amount must be whole fen from 1 to {max}"),
         ),
         PayError::NoSuchOrder => ApiError::fail(codes::NO_SUCH_ORDER, "订单不存在"),
+        PayError::NotOnSale => ApiError::fail(codes::NO_SUCH_PACKAGE, "套餐不存在或已下架"),
         PayError::NoPayOpenid => ApiError::fail(
             codes::NO_PAY_OPENID,
             "尚未完成微信支付授权，请重新从微信打开页面",

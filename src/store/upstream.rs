@@ -276,12 +276,18 @@ impl Db {
         out_trade_no: &str,
         payer_total: i64,
     ) -> Result<(), StoreError> {
-        sqlx::query("UPDATE recharges SET payer_total = $1 WHERE out_trade_no = $2")
-            .bind(payer_total)
-            .bind(out_trade_no)
-            .execute(&self.pool)
-            .await
-            .map_err(se)?;
+        // The order number names one table; the other matches nothing.
+        for sql in [
+            "UPDATE recharges SET payer_total = $1 WHERE out_trade_no = $2",
+            "UPDATE package_orders SET payer_total = $1 WHERE out_trade_no = $2",
+        ] {
+            sqlx::query(sql)
+                .bind(payer_total)
+                .bind(out_trade_no)
+                .execute(&self.pool)
+                .await
+                .map_err(se)?;
+        }
         Ok(())
     }
 
@@ -302,6 +308,10 @@ impl Db {
                SELECT p.out_trade_no, p.ctime FROM order_payments p JOIN orders o ON o.id = p.order_id
                WHERE o.status = 'unpaid' AND p.closed_at IS NULL
                  AND p.ctime <= $1 AND (p.checked_at IS NULL OR p.checked_at <= $2)
+               UNION ALL
+               SELECT out_trade_no, ctime FROM package_orders
+               WHERE status = 'pending' AND provider = 'wechatpay' AND closed_at IS NULL
+                 AND ctime <= $1 AND (checked_at IS NULL OR checked_at <= $2)
              ) t
              ORDER BY ctime LIMIT $3",
         )
@@ -321,6 +331,7 @@ impl Db {
         for sql in [
             "UPDATE recharges SET checked_at = $1 WHERE out_trade_no = $2",
             "UPDATE order_payments SET checked_at = $1 WHERE out_trade_no = $2",
+            "UPDATE package_orders SET checked_at = $1 WHERE out_trade_no = $2",
         ] {
             sqlx::query(sql)
                 .bind(now)
@@ -337,6 +348,7 @@ impl Db {
         for sql in [
             "UPDATE recharges SET closed_at = $1, utime = $1 WHERE out_trade_no = $2 AND status = 'pending'",
             "UPDATE order_payments SET closed_at = $1 WHERE out_trade_no = $2 AND closed_at IS NULL",
+            "UPDATE package_orders SET closed_at = $1, utime = $1 WHERE out_trade_no = $2 AND status = 'pending'",
         ] {
             sqlx::query(sql)
                 .bind(now)

@@ -4,6 +4,7 @@ import { expect, type APIRequestContext, type Page } from '@playwright/test';
 import { watchConsole, axe } from './checks';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { execFileSync } from 'node:child_process';
 
 /** What a page of kioskd's own origin sends: state-changing phone calls refuse anything else. */
 export const SAME_ORIGIN = { 'sec-fetch-site': 'same-origin' };
@@ -128,4 +129,16 @@ export async function signedInUser(page: Page, base: string, fen = 0) {
     expect((await r.json()).result).toBe('success');
   }
   return { openid, mobile, id: v.result.id as number };
+}
+
+/**
+ * Runs SQL on the phone server's SQLite database (the folder playwright.config.ts made).
+ * For what the phone tests need and no API offers yet (packages for sale: the ops API
+ * for them is another branch's work); the server reads packages from the database on
+ * every request, so nothing needs reloading.
+ */
+export function sqlite(sql: string): string {
+  const dir = process.env.KIOSKD_BROWSER_DATA_DIR;
+  if (!dir) throw new Error('KIOSKD_BROWSER_DATA_DIR is not set (playwright.config.ts sets it)');
+  return execFileSync('sqlite3', ['-cmd', '.timeout 5000', path.join(dir, 'kioskd.db'), sql], { encoding: 'utf8' }).trim();
 }

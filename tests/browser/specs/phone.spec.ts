@@ -71,7 +71,7 @@ test('QR landing, sign-in, bind, recharge, play, end, history', async ({ page, r
 
     // Start: the live page.
     // 2150 fen at 5 fen per 3-second unit: 430 units.
-    await expect(page.locator('#my-minutes')).toHaveText('21分钟30秒');
+    await expect(page.locator('#my-minutes')).toHaveText('余额可用约 21分钟30秒');
     await checkPage(page, 'phone-landing');
     await page.getByRole('button', { name: '开始使用' }).click();
     await expect(page).toHaveURL(/\/app\/live$/);
@@ -133,7 +133,7 @@ test('balance running out ends the session and the page says why', async ({ page
     await signedInUser(page, BASE, 200);
     await kioskCheck(request, BASE, code);
     await page.goto(`/app/?device_code=${code}`);
-    await expect(page.locator('#my-minutes')).toHaveText('6秒');
+    await expect(page.locator('#my-minutes')).toHaveText('余额可用约 6秒');
     await page.getByRole('button', { name: '开始使用' }).click();
     await expect(page).toHaveURL(/\/app\/live$/);
     // One unit left after the first: the warning with a recharge shortcut.

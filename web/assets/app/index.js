@@ -1,5 +1,7 @@
-// The QR landing (/app/?device_code=<code>): the kiosk's name, location, price and
-// status, what the balance buys, and the start button. Without a device: the home page.
+// The QR landing (/app/?device_code=<code>): the kiosk's name, location, the price in
+// force now for the caller (plan, zone, member discount), status, how long the balance
+// and packages last there (the server's count, the one the kiosk shows as minutes
+// left), and the start button. Without a device: the home page.
 import {
   $, appConfig, duration, get, me, messageFor, param, setUpScan, show, signInUrl, text,
   START_MESSAGES, yuan,
@@ -40,6 +42,8 @@ async function main() {
     return;
   }
 
+  // Unlimited, as the server counts it (`minutes_left`).
+  const UNLIMITED = 1000000;
   const d = await get('/wechat/app/device/' + encodeURIComponent(code));
   if (!d.success) {
     text('#device-error', messageFor(d, START_MESSAGES));
@@ -53,7 +57,10 @@ async function main() {
   text('#device-name', dev.name);
   text('#device-location', [dev.province, dev.city, dev.area, dev.location].filter(Boolean).join(' ') || '—');
   const unit = cfg.unit_seconds === 60 ? '分钟' : cfg.unit_seconds + '秒';
-  text('#device-price', yuan(dev.charge_mode) + ' / ' + unit);
+  let price = yuan(dev.price_now) + ' / ' + unit;
+  if (dev.discount_pct > 0) price += '（会员 ' + (100 - dev.discount_pct) / 10 + ' 折）';
+  if (dev.min_charge > 0) price += '，最低消费 ' + yuan(dev.min_charge);
+  text('#device-price', price);
   text('#device-billing', dev.billing_mode === 'postpaid' ? '后付费（结束后在手机上支付）' : '预付费（从余额扣除）');
   const st = dev.online ? dev.status : 'offline';
   const el = $('#device-status');
@@ -80,12 +87,20 @@ async function main() {
   text('#my-balance', yuan(bal));
   show('#row-balance');
   if (dev.billing_mode === 'prepaid') {
-    // Whole units the balance covers, as time.
-    const units = dev.charge_mode > 0 ? Math.floor(bal / dev.charge_mode) : Infinity;
-    text('#my-minutes', units === Infinity ? '不限' : duration(units * cfg.unit_seconds));
+    // Units the balance and packages buy at the upcoming prices, packages first.
+    const units = dev.minutes;
+    text('#my-minutes', units >= UNLIMITED ? '不限' : '余额可用约 ' + duration(units * cfg.unit_seconds));
     show('#row-buys');
+    const pk = dev.packages || [];
+    if (pk.length) {
+      text('#my-packages', pk.map((p) => p.name + ' 剩 ' + duration(p.seconds_left)).join('；') +
+        (dev.package_now ? '（现在开始将先用套餐）' : '（当前时段不可用）'));
+      show('#row-packages');
+    }
     $('#recharge').href = '/app/me?recharge=1&back=' + encodeURIComponent(here);
     show('#recharge');
+    $('#buy-package').href = '/app/me?back=' + encodeURIComponent(here) + '#packages-box';
+    show('#buy-package');
   }
   const start = $('#start');
   show(start);

@@ -1,0 +1,364 @@
+//! The phone's side of packages (issue 16 item 3): packages bought by WeChat Pay
+//! (`package_orders`, settled once per transaction like recharges) and the package
+//! history the phone shows. The catalog, balance purchases and the time ledger's writes
+//! during sessions are in `pricing.rs`.
+//!
+//! A package paid by WeChat Pay moves money exactly like a paid postpaid order: two
+//! ledger rows in one transaction, the payment in (`pkgpay:<transaction_id>`, kind
+//! `recharge`) and the purchase out (`pkg:<user package>`, kind `debit`, the same id a
+//! balance purchase writes), so the balance is untouched while `total_account` and
+//! `used_account` both grow; the user package, its time-ledger row and the order's state
+//! change are in that same transaction.
+
+use sqlx::Row;
+
+use super::{Db, WriteError, is_unique_violation, se};
+use kioskd_actors::ports::StoreError;
+
+/// A package order by its `out_trade_no`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PackageOrder {
+    /// The buyer.
+    pub user_id: i64,
+    /// The package.
+    pub package_id: i64,
+    /// Fen to pay (the package's price when ordered).
+    pub amount: i64,
+    /// `pending` or `paid`.
+    pub status: String,
+    /// `wechatpay` or `sandbox`.
+    pub provider: String,
+    /// The user package it bought, once paid.
+    pub user_package_id: Option<i64>,
+    /// When it was given up unpaid.
+    pub closed_at: Option<i64>,
+}
+
+/// How settling a package order went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PackageSettle {
+    /// Paid now: the package is granted.
+    Granted {
+        /// The buyer.
+        user_id: i64,
+        /// The user package.
+        user_package_id: i64,
+    },
+    /// Paid before by this same transaction: nothing changed.
+    AlreadyGranted,
+    /// Paid before by another transaction: nothing changed (needs a refund by hand).
+    AlreadyPaidOtherwise,
+    /// No such order.
+    UnknownOrder,
+    /// The amount is not the order's: nothing changed.
+    AmountMismatch,
+    /// The package no longer exists: nothing changed.
+    NoPackage,
+}
+
+/// One line of a user's package history.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PackageHistoryRow {
+    /// The time-ledger row's id.
+    pub id: String,
+    /// `purchase` (bought or granted), `use` (a unit of a session) or `return` (unused
+    /// time given back at a session's end).
+    pub kind: String,
+    /// The package's name.
+    pub name: String,
+    /// Seconds added (purchase, return) or taken (use, negative).
+    pub seconds: i64,
+    /// For a purchase, fen paid (the money ledger's `pkg:<user package>` row; 0 for an
+    /// operator's grant).
+    pub amount: i64,
+    /// For a purchase: `balance`, `wechat` or `operator`.
+    pub source: String,
+    /// The session, for use and return.
+    pub session_id: Option<i64>,
+    /// When (unix ms).
+    pub created_at: i64,
+}
+
+impl Db {
+    /// Creates a pending package order for the package's current price; `None` when the
+    /// package is not on sale.
+    pub async fn create_package_order(
+        &self,
+        user_id: i64,
+        package_id: i64,
+        provider: &str,
+        out_trade_no: &str,
+        now: i64,
+    ) -> Result<Option<i64>, WriteError> {
+        let amount: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO package_orders (out_trade_no, user_id, package_id, amount, provider, ctime, utime)
+             SELECT $1, $2, id, price, $4, $5, $5 FROM packages WHERE id = $3 AND on_sale = 1
+             RETURNING amount",
+        )
+        .bind(out_trade_no)
+        .bind(user_id)
+        .bind(package_id)
+        .bind(provider)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(se)?;
+        Ok(amount)
+    }
+
+    /// A package order by its `out_trade_no`.
+    pub async fn package_order(
+        &self,
+        out_trade_no: &str,
+    ) -> Result<Option<PackageOrder>, StoreError> {
+        let row = sqlx::query(
+            "SELECT user_id, package_id, amount, status, provider, user_package_id, closed_at
+             FROM package_orders WHERE out_trade_no = $1",
+        )
+        .bind(out_trade_no)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(se)?;
+        row.map(|r| {
+            Ok(PackageOrder {
+                user_id: r.try_get(0).map_err(se)?,
+                package_id: r.try_get(1).map_err(se)?,
+                amount: r.try_get(2).map_err(se)?,
+                status: r.try_get(3).map_err(se)?,
+                provider: r.try_get(4).map_err(se)?,
+                user_package_id: r.try_get(5).map_err(se)?,
+                closed_at: r.try_get(6).map_err(se)?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Records the prepay id WeChat Pay gave a package order.
+    pub async fn set_package_prepay_id(
+        &self,
+        out_trade_no: &str,
+        prepay_id: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE package_orders SET prepay_id = $1, utime = $2 WHERE out_trade_no = $3")
+            .bind(prepay_id)
+            .bind(now)
+            .bind(out_trade_no)
+            .execute(&self.pool)
+            .await
+            .map_err(se)?;
+        Ok(())
+    }
+
+    /// Settles a paid package order once per `transaction_id`, in one transaction: the
+    /// order's state, the user package with its time-ledger row, and the two money
+    /// ledger rows with the user's totals. The package is granted as it is now even if it
+    /// went off sale after the order (what was paid for is delivered).
+    pub async fn settle_package_order(
+        &self,
+        out_trade_no: &str,
+        transaction_id: &str,
+        amount: i64,
+        now: i64,
+    ) -> Result<PackageSettle, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(se)?;
+        // The UPDATE takes the row lock on PostgreSQL: concurrent notifications of one
+        // order queue here and the second sees it paid.
+        let row = sqlx::query(
+            "UPDATE package_orders SET utime = $1 WHERE out_trade_no = $2
+             RETURNING user_id, package_id, amount, status, transaction_id",
+        )
+        .bind(now)
+        .bind(out_trade_no)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(se)?;
+        let Some(row) = row else {
+            return Ok(PackageSettle::UnknownOrder);
+        };
+        let user_id: i64 = row.try_get(0).map_err(se)?;
+        let package_id: i64 = row.try_get(1).map_err(se)?;
+        let due: i64 = row.try_get(2).map_err(se)?;
+        let status: String = row.try_get(3).map_err(se)?;
+        let paid_tx: Option<String> = row.try_get(4).map_err(se)?;
+        if status == "paid" {
+            return Ok(if paid_tx.as_deref() == Some(transaction_id) {
+                PackageSettle::AlreadyGranted
+            } else {
+                PackageSettle::AlreadyPaidOtherwise
+            });
+        }
+        if due != amount {
+            return Ok(PackageSettle::AmountMismatch);
+        }
+        let r = sqlx::query(
+            "UPDATE package_orders SET status = 'paid', transaction_id = $1, utime = $2
+             WHERE out_trade_no = $3 AND status = 'pending'",
+        )
+        .bind(transaction_id)
+        .bind(now)
+        .bind(out_trade_no)
+        .execute(&mut *tx)
+        .await;
+        match r {
+            Ok(r) if r.rows_affected() == 1 => {}
+            Ok(_) => return Ok(PackageSettle::AlreadyGranted),
+            Err(e) if is_unique_violation(&e) => return Ok(PackageSettle::AlreadyPaidOtherwise),
+            Err(e) => return Err(se(e)),
+        }
+        let inserted = sqlx::query(
+            "INSERT INTO ledger (id, user_id, amount, kind, reason, created_at) VALUES ($1, $2, $3, 'recharge', $4, $5)
+             ON CONFLICT (id) DO NOTHING RETURNING id",
+        )
+        .bind(format!("pkgpay:{transaction_id}"))
+        .bind(user_id)
+        .bind(amount)
+        .bind(format!("package order {out_trade_no}"))
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(se)?;
+        if inserted.is_none() {
+            tx.rollback().await.map_err(se)?;
+            return Ok(PackageSettle::AlreadyGranted);
+        }
+        let Some((name, up)) =
+            grant_paid(&mut tx, user_id, package_id, transaction_id, now).await?
+        else {
+            tx.rollback().await.map_err(se)?;
+            return Ok(PackageSettle::NoPackage);
+        };
+        sqlx::query(
+            "INSERT INTO ledger (id, user_id, amount, kind, reason, created_at) VALUES ($1, $2, $3, 'debit', $4, $5)",
+        )
+        .bind(format!("pkg:{up}"))
+        .bind(user_id)
+        .bind(-amount)
+        .bind(format!("package:{name}"))
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(se)?;
+        sqlx::query(
+            "UPDATE users SET total_account = total_account + $1, used_account = used_account + $1, utime = $2 WHERE id = $3",
+        )
+        .bind(amount)
+        .bind(now)
+        .bind(user_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(se)?;
+        sqlx::query("UPDATE package_orders SET user_package_id = $1 WHERE out_trade_no = $2")
+            .bind(up)
+            .bind(out_trade_no)
+            .execute(&mut *tx)
+            .await
+            .map_err(se)?;
+        tx.commit().await.map_err(se)?;
+        Ok(PackageSettle::Granted {
+            user_id,
+            user_package_id: up,
+        })
+    }
+
+    /// A page of a user's package history (purchases, uses, returns), newest first: the
+    /// total and the rows.
+    pub async fn package_history(
+        &self,
+        user_id: i64,
+        page: i64,
+        size: i64,
+    ) -> Result<(i64, Vec<PackageHistoryRow>), StoreError> {
+        let total: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM package_ledger WHERE user_id = $1")
+                .bind(user_id)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(se)?;
+        // A purchase's time-ledger row and its money-ledger row share the id `pkg:<up>`.
+        let rows = sqlx::query(
+            "SELECT pl.id, pl.kind, p.name, pl.seconds, COALESCE(-l.amount, 0), up.source, pl.session_id, pl.created_at
+             FROM package_ledger pl
+             JOIN user_packages up ON up.id = pl.user_package_id
+             JOIN packages p ON p.id = up.package_id
+             LEFT JOIN ledger l ON l.id = pl.id AND pl.kind = 'purchase'
+             WHERE pl.user_id = $1
+             ORDER BY pl.created_at DESC, pl.id DESC LIMIT $2 OFFSET $3",
+        )
+        .bind(user_id)
+        .bind(size)
+        .bind((page - 1).max(0).saturating_mul(size))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(se)?;
+        let rows = rows
+            .iter()
+            .map(|r| {
+                Ok(PackageHistoryRow {
+                    id: r.try_get(0).map_err(se)?,
+                    kind: r.try_get(1).map_err(se)?,
+                    name: r.try_get(2).map_err(se)?,
+                    seconds: r.try_get(3).map_err(se)?,
+                    amount: r.try_get(4).map_err(se)?,
+                    source: r.try_get(5).map_err(se)?,
+                    session_id: r.try_get(6).map_err(se)?,
+                    created_at: r.try_get(7).map_err(se)?,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        Ok((total, rows))
+    }
+}
+
+/// Grants the package `package_id` paid by WeChat Pay transaction `transaction_id`
+/// (on sale or not: it was on sale when ordered) with its purchase time-ledger row;
+/// returns (name, user package id).
+async fn grant_paid(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    user_id: i64,
+    package_id: i64,
+    transaction_id: &str,
+    now: i64,
+) -> Result<Option<(String, i64)>, StoreError> {
+    let p =
+        sqlx::query("SELECT name, minutes, zones, windows, valid_days FROM packages WHERE id = $1")
+            .bind(package_id)
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(se)?;
+    let Some(p) = p else {
+        return Ok(None);
+    };
+    let name: String = p.try_get(0).map_err(se)?;
+    let minutes: i64 = p.try_get(1).map_err(se)?;
+    let zones: String = p.try_get(2).map_err(se)?;
+    let windows: String = p.try_get(3).map_err(se)?;
+    let days: i64 = p.try_get(4).map_err(se)?;
+    let up: i64 = sqlx::query_scalar(
+        "INSERT INTO user_packages (user_id, package_id, seconds_left, valid_from, expires_at, zones, windows, source, transaction_id, ctime)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, 'wechat', $8, $4) RETURNING id",
+    )
+    .bind(user_id)
+    .bind(package_id)
+    .bind(minutes * 60)
+    .bind(now)
+    .bind(now + days * 86_400_000)
+    .bind(zones)
+    .bind(windows)
+    .bind(transaction_id)
+    .fetch_one(&mut **tx)
+    .await
+    .map_err(se)?;
+    sqlx::query(
+        "INSERT INTO package_ledger (id, user_package_id, user_id, seconds, kind, created_at) VALUES ($1, $2, $3, $4, 'purchase', $5)",
+    )
+    .bind(format!("pkg:{up}"))
+    .bind(up)
+    .bind(user_id)
+    .bind(minutes * 60)
+    .bind(now)
+    .execute(&mut **tx)
+    .await
+    .map_err(se)?;
+    Ok(Some((name, up)))
+}
