@@ -86,7 +86,7 @@ pub async fn adjust(
         Err(WriteError::Refused) => Err(ServiceError::conflict("the balance would go below zero")),
         Err(WriteError::NotFound) => Err(no_user()),
         Err(WriteError::Conflict) if key.is_some() => match s.db.ledger_entry(&ledger_id).await? {
-            Some((user, a)) if user == id && a == amount => {
+            Some(e) if e.user_id == id && e.amount == amount => {
                 let u = s.db.user_by_id(id).await?.ok_or_else(no_user)?;
                 Ok(Adjusted {
                     balance: u.balance_account,
@@ -135,7 +135,8 @@ pub async fn add_maintainer(
         Ok(()) => Ok(()),
         Err(AddError::Invalid(m)) => Err(ServiceError::Invalid(m)),
         Err(AddError::Exists) => Err(ServiceError::conflict("that username exists")),
-        Err(AddError::Store(e)) => Err(ServiceError::Unavailable(e)),
+        Err(AddError::Store(e)) => Err(ServiceError::Unavailable(e.to_string())),
+        Err(AddError::Internal(e)) => Err(ServiceError::Unavailable(e)),
     }
 }
 

@@ -15,6 +15,7 @@ use crate::services::Services;
 use crate::sms::SmsSender;
 use crate::store::{Db, WriteError};
 use crate::tasks::{Stop, Tasks};
+use kioskd_actors::ports::StoreError;
 
 /// How long `run` waits, after the listener stops, for the background tasks that finish
 /// their work on the shutdown signal (outbox send, reconciliation pass, metrics
@@ -400,8 +401,11 @@ pub enum AddError {
     #[error("exists")]
     Exists,
     /// Storage failed.
+    #[error(transparent)]
+    Store(StoreError),
+    /// Hashing the password failed.
     #[error("{0}")]
-    Store(String),
+    Internal(String),
 }
 
 /// Adds a maintainer (shared by the ops API and the CLI).
@@ -429,11 +433,11 @@ pub async fn add_maintainer(
     let pw = password.to_string();
     let hash = tokio::task::spawn_blocking(move || crate::passwords::hash(&pw))
         .await
-        .map_err(|e| AddError::Store(e.to_string()))?
-        .map_err(AddError::Store)?;
+        .map_err(|e| AddError::Internal(e.to_string()))?
+        .map_err(AddError::Internal)?;
     match db.add_maintainer(username, &hash, now).await {
         Ok(()) => Ok(()),
         Err(WriteError::Conflict) => Err(AddError::Exists),
-        Err(e) => Err(AddError::Store(e.to_string())),
+        Err(e) => Err(AddError::Store(e)),
     }
 }

@@ -14,9 +14,21 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use crate::services::Services;
-use crate::store::{Db, IclockTrust, NewStaff, PunchOut, QuarantineOut, Roster, WriteError};
+use crate::store::{
+    CommandError, Db, ErrorLogOut, IclockTrust, NewStaff, PunchOut, QuarantineOut, Roster,
+    StaffEntry, TerminalListing, WriteError,
+};
 
 pub use crate::store::{NewErrorLog, PunchFilter, SeenUser, StaffRow, TerminalCounts};
+
+/// A terminal command with the error logs linked to it.
+#[derive(Debug, Clone)]
+pub struct CommandWithErrors {
+    /// The command.
+    pub command: CommandRow,
+    /// Its linked error logs, oldest first.
+    pub errors: Vec<CommandError>,
+}
 
 /// SHA-256 hex of a bridge token (what the terminals table keeps).
 pub fn token_hash(token: &str) -> String {
@@ -36,8 +48,8 @@ pub enum OpError {
     #[error("a terminal with this sn exists")]
     Exists,
     /// Storage failed.
-    #[error("storage: {0}")]
-    Store(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 fn invalid(m: &str) -> OpError {
@@ -90,7 +102,7 @@ pub async fn register_terminal(
     {
         Ok(t) => Ok(t),
         Err(WriteError::Conflict) => Err(OpError::Exists),
-        Err(e) => Err(OpError::Store(e.to_string())),
+        Err(e) => Err(OpError::Store(e)),
     }
 }
 
@@ -161,7 +173,7 @@ pub async fn put_staff(db: &Db, s: &NewStaff, now: i64) -> Result<i64, OpError> 
     match db.put_staff(s, now).await {
         Ok(v) => Ok(v),
         Err(WriteError::NotFound) => Err(invalid("terminals lists an unknown sn")),
-        Err(e) => Err(OpError::Store(e.to_string())),
+        Err(e) => Err(OpError::Store(e)),
     }
 }
 
@@ -173,7 +185,7 @@ pub async fn delete_staff(db: &Db, pin: &str, now: i64) -> Result<i64, OpError> 
     match db.delete_staff(pin, now).await {
         Ok(v) => Ok(v),
         Err(WriteError::NotFound) => Err(OpError::NotFound("no such staff member".into())),
-        Err(e) => Err(OpError::Store(e.to_string())),
+        Err(e) => Err(OpError::Store(e)),
     }
 }
 
@@ -190,7 +202,7 @@ pub async fn queue_command(
     match db.terminal(sn).await {
         Ok(Some(_)) => {}
         Ok(None) => return Err(OpError::NotFound("no such terminal".into())),
-        Err(e) => return Err(OpError::Store(e.to_string())),
+        Err(e) => return Err(OpError::Store(e)),
     }
     let cmd = NewCommand {
         sn: sn.to_string(),
@@ -199,15 +211,7 @@ pub async fn queue_command(
         channel: spec.channel,
         destructive: spec.destructive,
     };
-    db.enqueue_command(&cmd, now)
-        .await
-        .map_err(|e| OpError::Store(e.to_string()))
-}
-
-impl From<StoreError> for OpError {
-    fn from(e: StoreError) -> Self {
-        OpError::Store(e.to_string())
-    }
+    db.enqueue_command(&cmd, now).await.map_err(OpError::Store)
 }
 
 fn store(e: StoreError) -> TermError {
@@ -310,7 +314,7 @@ pub async fn set_iclock(
 }
 
 /// Every terminal with its counts.
-pub async fn terminals(s: &Services) -> Result<Vec<(TerminalRecord, TerminalCounts)>, OpError> {
+pub async fn terminals(s: &Services) -> Result<Vec<TerminalListing>, OpError> {
     Ok(s.db.list_terminals().await?)
 }
 
@@ -321,19 +325,16 @@ async fn known_terminal(s: &Services, sn: &str) -> Result<(), OpError> {
     }
 }
 
-/// A terminal's commands, each with the error logs linked to it (`(type, content)`).
-pub async fn commands(
-    s: &Services,
-    sn: &str,
-) -> Result<Vec<(CommandRow, Vec<(String, String)>)>, OpError> {
+/// A terminal's commands, each with the error logs linked to it.
+pub async fn commands(s: &Services, sn: &str) -> Result<Vec<CommandWithErrors>, OpError> {
     known_terminal(s, sn).await?;
     let (cs, logs) = (s.db.list_commands(sn).await, s.db.command_errors(sn).await);
     let (cs, mut logs) = (cs?, logs?);
     Ok(cs
         .into_iter()
-        .map(|c| {
-            let errors = logs.remove(&c.id).unwrap_or_default();
-            (c, errors)
+        .map(|command| CommandWithErrors {
+            errors: logs.remove(&command.id).unwrap_or_default(),
+            command,
         })
         .collect())
 }
@@ -344,12 +345,8 @@ pub async fn quarantine(s: &Services, sn: &str) -> Result<Vec<QuarantineOut>, Op
     Ok(s.db.quarantined(sn).await?)
 }
 
-/// A terminal's error logs: `(sn, type, content, command id)`.
-#[allow(clippy::type_complexity)]
-pub async fn error_logs(
-    s: &Services,
-    sn: &str,
-) -> Result<Vec<(Option<String>, String, String, Option<i64>)>, OpError> {
+/// A terminal's error logs, newest first.
+pub async fn error_logs(s: &Services, sn: &str) -> Result<Vec<ErrorLogOut>, OpError> {
     known_terminal(s, sn).await?;
     Ok(s.db.error_logs(Some(sn)).await?)
 }
@@ -392,7 +389,7 @@ pub async fn remove_staff(s: &Services, pin: &str) -> Result<i64, OpError> {
 }
 
 /// The whole roster (each member with the terminals it is limited to) and its version.
-pub async fn staff(s: &Services) -> Result<(Vec<(StaffRow, Vec<String>)>, i64), OpError> {
+pub async fn staff(s: &Services) -> Result<(Vec<StaffEntry>, i64), OpError> {
     let (all, version) = (s.db.all_staff().await, s.db.roster_version().await);
     Ok((all?, version?))
 }

@@ -10,7 +10,7 @@ use kioskd_actors::session::SessionView;
 use kioskd_actors::{CoordError, EndReason};
 
 use crate::services::Services;
-pub use crate::store::LastSession;
+pub use crate::store::{DeviceLegacy, LastSession, RunningSession};
 
 /// What a device operation failed on.
 #[derive(Debug, thiserror::Error)]
@@ -61,12 +61,12 @@ pub async fn kiosk_credentials(
     Ok(Some((device, secret)))
 }
 
-/// For the legacy (unsigned-era) calls: the device's secret and its legacy mode
-/// (`allow`: unsigned calls still accepted), or none for an unknown device.
+/// For the legacy (unsigned-era) calls: the device's secret and whether unsigned calls
+/// are still accepted, or none for an unknown device.
 pub async fn legacy_credentials(
     s: &Services,
     code: &str,
-) -> Result<Option<(Option<String>, Option<String>)>, StoreError> {
+) -> Result<Option<DeviceLegacy>, StoreError> {
     s.db.device_legacy(code).await
 }
 
@@ -92,7 +92,7 @@ pub async fn code_by_client_id(
 pub async fn running_session(
     s: &Services,
     token: &str,
-) -> Result<Option<(String, i64)>, StoreError> {
+) -> Result<Option<RunningSession>, StoreError> {
     s.db.running_session_by_token(token).await
 }
 
@@ -104,9 +104,9 @@ pub async fn peek_session(
     code: &str,
 ) -> Result<Option<SessionView>, DeviceError> {
     match s.db.running_session_by_token(token).await? {
-        Some((c, user)) if c == code => Ok(s
+        Some(r) if r.device_code == code => Ok(s
             .coord
-            .user_session(user)
+            .user_session(r.user_id)
             .await
             .map_err(DeviceError::Coord)?),
         _ => Ok(None),
@@ -152,7 +152,7 @@ pub async fn last_session(s: &Services, code: &str) -> Result<Last, DeviceError>
             }
         }
         Some(rec) => {
-            let unpaid = rec.order.as_ref().is_some_and(|(_, paid)| !paid);
+            let unpaid = rec.order.as_ref().is_some_and(|o| !o.paid);
             Ok(Last::Ended { rec, unpaid })
         }
     }
@@ -177,7 +177,7 @@ pub async fn end_at_kiosk(s: &Services, code: &str) -> Result<Option<String>, De
     let recent = s.coord.config().heartbeat_timeout_ms;
     Ok(match s.db.last_session_of_device(info.id).await? {
         Some(rec) if rec.ended_at.is_some_and(|t| now - t <= recent) => {
-            Some(rec.order.map(|(id, _)| id).unwrap_or_default())
+            Some(rec.order.map(|o| o.id).unwrap_or_default())
         }
         _ => None,
     })

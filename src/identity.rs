@@ -208,14 +208,8 @@ pub enum BindError {
     #[error("bad captcha")]
     BadCaptcha,
     /// Storage failed.
-    #[error("storage: {0}")]
-    Store(String),
-}
-
-impl From<StoreError> for BindError {
-    fn from(e: StoreError) -> Self {
-        BindError::Store(e.to_string())
-    }
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 /// The binding write's refusals: a unique constraint (the mobile is taken) or a check
@@ -224,7 +218,7 @@ fn bind_refused(e: WriteError) -> BindError {
     match e {
         WriteError::Conflict => BindError::MobileTaken,
         WriteError::Refused => BindError::HasOtherMobile,
-        other => BindError::Store(other.to_string()),
+        other => BindError::Store(other),
     }
 }
 

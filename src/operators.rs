@@ -11,6 +11,7 @@ use tokio::sync::Semaphore;
 
 use crate::passwords;
 use crate::store::{Db, OperatorChange, OperatorRow, WriteError};
+use kioskd_actors::ports::StoreError;
 
 /// What an operator may do. Ordered: each role may do what the roles below it may.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -123,9 +124,13 @@ pub enum OperatorError {
     /// No such operator or token.
     #[error("not found")]
     NotFound,
-    /// Storage failed.
-    #[error("storage: {0}")]
-    Store(String),
+    /// Storage failed (converted by the `From<WriteError>` below, which keeps conflicts
+    /// and missing rows apart).
+    #[error(transparent)]
+    Store(StoreError),
+    /// Hashing a password failed, or the server is shutting down.
+    #[error("{0}")]
+    Internal(String),
 }
 
 impl From<WriteError> for OperatorError {
@@ -133,7 +138,7 @@ impl From<WriteError> for OperatorError {
         match e {
             WriteError::Conflict => OperatorError::Exists,
             WriteError::NotFound => OperatorError::NotFound,
-            other => OperatorError::Store(other.to_string()),
+            other => OperatorError::Store(other),
         }
     }
 }
@@ -168,12 +173,12 @@ async fn verify_password(password: String, hash: String) -> bool {
 
 async fn hash_password(password: String) -> Result<String, OperatorError> {
     let Ok(_permit) = VERIFY.acquire().await else {
-        return Err(OperatorError::Store("shutting down".into()));
+        return Err(OperatorError::Internal("shutting down".into()));
     };
     tokio::task::spawn_blocking(move || passwords::hash(&password))
         .await
-        .map_err(|e| OperatorError::Store(e.to_string()))?
-        .map_err(OperatorError::Store)
+        .map_err(|e| OperatorError::Internal(e.to_string()))?
+        .map_err(OperatorError::Internal)
 }
 
 /// SHA-256 hex of a secret: what the database keeps of tokens and session ids.
@@ -387,8 +392,9 @@ impl Operators {
                 Some(now + self.session_ttl_ms),
             )
             .await?;
+        let role = row.role.clone();
         let p = Principal::of(row, Via::Session)
-            .ok_or_else(|| OperatorError::Store("operator with an unknown role".into()))?;
+            .ok_or_else(|| OperatorError::Store(StoreError::corrupt("operators.role", role)))?;
         Ok((secret, p))
     }
 

@@ -47,10 +47,10 @@ pub async fn sample(s: &Services) {
     {
         Ok(r) => {
             let mut by_mode = [("prepaid", 0i64), ("postpaid", 0i64), ("other", 0i64)];
-            for (m, n) in &r.active_by_mode {
-                let l = mode_label(m);
+            for m in &r.active_by_mode {
+                let l = mode_label(&m.billing_mode);
                 if let Some(e) = by_mode.iter_mut().find(|(k, _)| *k == l) {
-                    e.1 += n;
+                    e.1 += m.sessions;
                 }
             }
             for (m, n) in by_mode {

@@ -21,7 +21,7 @@ use crate::device::{
 };
 use crate::events::Events;
 use crate::placement::{DeviceOp, Owner, Placement, PlacementError, Reply, Request, SessionOp};
-use crate::ports::{ActiveKey, DeviceRecord, SessionRecord, Store, StoreError, UserRef};
+use crate::ports::{ActiveKey, DeviceRecord, LastHeard, SessionRecord, Store, StoreError, UserRef};
 use crate::session::{
     BalanceChanged, End, EndedView, Keepalive, SessionActor, SessionError, SessionView, View,
 };
@@ -1468,8 +1468,9 @@ async fn heartbeat_writer(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Beat>, e
                 _ = tokio::time::sleep_until(deadline) => break,
             }
         }
-        let d: Vec<(i64, i64)> = devices.drain().collect();
-        let s: Vec<(i64, i64)> = sessions.drain().collect();
+        let heard = |(id, at)| LastHeard { id, at };
+        let d: Vec<LastHeard> = devices.drain().map(heard).collect();
+        let s: Vec<LastHeard> = sessions.drain().map(heard).collect();
         let n = (d.len() + s.len()) as u64;
         if let Err(e) = store.record_heartbeats(&d, &s).await {
             metrics::counter!(catalog::STORE_ERRORS, "op" => "record_heartbeats").increment(1);

@@ -104,7 +104,11 @@ impl Actor for DeviceActor {
         };
         let pending = pending
             .into_iter()
-            .map(|(id, name, text)| Command { id, name, text })
+            .map(|c| Command {
+                id: c.id,
+                name: c.name,
+                text: c.text,
+            })
             .collect();
         // Only postpaid sessions leave orders: prepaid devices skip the query.
         let unpaid_order = if args.rec.billing_mode == crate::ports::BillingMode::Postpaid {

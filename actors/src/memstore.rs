@@ -317,18 +317,18 @@ impl Store for MemStore {
 
     async fn record_heartbeats(
         &self,
-        devices: &[(i64, i64)],
-        sessions: &[(i64, i64)],
+        devices: &[LastHeard],
+        sessions: &[LastHeard],
     ) -> StoreResult<()> {
         let mut s = self.state.lock().unwrap();
-        for (id, at) in devices {
-            if let Some(d) = s.devices.values_mut().find(|d| d.id == *id) {
-                d.last_seen_at = Some(d.last_seen_at.unwrap_or(0).max(*at));
+        for h in devices {
+            if let Some(d) = s.devices.values_mut().find(|d| d.id == h.id) {
+                d.last_seen_at = Some(d.last_seen_at.unwrap_or(0).max(h.at));
             }
         }
-        for (id, at) in sessions {
-            if let Some(m) = s.sessions.get_mut(id) {
-                m.rec.last_heard_at = m.rec.last_heard_at.max(*at);
+        for h in sessions {
+            if let Some(m) = s.sessions.get_mut(&h.id) {
+                m.rec.last_heard_at = m.rec.last_heard_at.max(h.at);
             }
         }
         Ok(())
@@ -362,23 +362,28 @@ impl Store for MemStore {
         Ok(id)
     }
 
-    async fn pending_commands(
-        &self,
-        device_id: i64,
-    ) -> StoreResult<Vec<(i64, String, Option<String>)>> {
+    async fn pending_commands(&self, device_id: i64) -> StoreResult<Vec<PendingCommand>> {
         let s = self.state.lock().unwrap();
         let mut out: Vec<_> = s
             .commands
             .iter()
             .filter(|(_, c)| c.0 == device_id && !c.3)
-            .map(|(id, c)| (*id, c.1.clone(), c.2.clone()))
+            .map(|(id, c)| PendingCommand {
+                id: *id,
+                name: c.1.clone(),
+                text: c.2.clone(),
+            })
             .collect();
         // (Every device here was registered before any broadcast.)
         for (b, (name, text)) in &s.broadcasts {
             if !s.broadcast_acks.contains(&(device_id, *b))
                 && let Some(id) = broadcast_copy_id(*b, device_id)
             {
-                out.push((id, name.clone(), text.clone()));
+                out.push(PendingCommand {
+                    id,
+                    name: name.clone(),
+                    text: text.clone(),
+                });
             }
         }
         Ok(out)

@@ -17,7 +17,8 @@ pub enum StoreError {
     /// A unique key was already taken.
     #[error("storage: already exists")]
     Conflict,
-    /// A check constraint refused the row (e.g. a balance would go negative).
+    /// A check constraint refused the row (e.g. a balance would go negative), or a
+    /// foreign key did (the row refers to one that does not exist).
     #[error("storage: refused by a constraint")]
     Refused,
     /// The database cannot be reached or answered too late (connection, pool, timeout,
@@ -150,6 +151,27 @@ pub struct DeviceRecord {
     pub updating: bool,
     /// Last time the kiosk was heard from (unix ms).
     pub last_seen_at: Option<i64>,
+}
+
+/// A command a device has not acknowledged yet (a broadcast copy carries its
+/// [`broadcast_copy_id`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingCommand {
+    /// Command id (negative for a broadcast copy).
+    pub id: i64,
+    /// `lock`, `unlock`, `restart`, `message`, `update_games`.
+    pub name: String,
+    /// Text, for `message`.
+    pub text: Option<String>,
+}
+
+/// A last-heard time to record: of a device or of a session, by id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LastHeard {
+    /// Device or session id.
+    pub id: i64,
+    /// When it was heard (unix ms).
+    pub at: i64,
 }
 
 /// A user as the actors need it.
@@ -375,8 +397,8 @@ pub trait Store: Send + Sync + 'static {
     /// Records last-heard times of devices and sessions (batched, monotonic).
     async fn record_heartbeats(
         &self,
-        devices: &[(i64, i64)],
-        sessions: &[(i64, i64)],
+        devices: &[LastHeard],
+        sessions: &[LastHeard],
     ) -> StoreResult<()>;
     /// The current balance of a user.
     async fn user_balance(&self, user_id: i64) -> StoreResult<i64>;
@@ -392,12 +414,9 @@ pub trait Store: Send + Sync + 'static {
     /// id. Every device registered by `now` has it pending (as its own copy, see
     /// [`broadcast_copy_id`]) until its kiosk acknowledges that copy.
     async fn add_broadcast(&self, name: &str, text: Option<&str>, now: i64) -> StoreResult<i64>;
-    /// A device's commands not yet acknowledged, oldest first: (id, name, text). Its
-    /// copies of broadcasts are among them, with their [`broadcast_copy_id`]s.
-    async fn pending_commands(
-        &self,
-        device_id: i64,
-    ) -> StoreResult<Vec<(i64, String, Option<String>)>>;
+    /// A device's commands not yet acknowledged, oldest first. Its copies of broadcasts
+    /// are among them, with their [`broadcast_copy_id`]s.
+    async fn pending_commands(&self, device_id: i64) -> StoreResult<Vec<PendingCommand>>;
     /// Marks commands acknowledged (a broadcast copy's id records that device's ack).
     async fn ack_commands(&self, ids: &[i64], now: i64) -> StoreResult<()>;
     /// The unpaid postpaid order left by the device's most recent session, if any.

@@ -169,6 +169,14 @@ impl Channel {
             Channel::Native => "native",
         }
     }
+    /// Parses the database name.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "bridge" => Some(Channel::Bridge),
+            "native" => Some(Channel::Native),
+            _ => None,
+        }
+    }
 }
 
 /// A command's state.

@@ -136,10 +136,10 @@ pub enum Trust {
 
 /// How far a legacy request for `code` can be trusted.
 pub async fn trust(s: &AppState, headers: &HeaderMap, code: &str) -> Result<Trust, ApiError> {
-    let Some((secret, mode)) = crate::devices::legacy_credentials(s, code).await? else {
+    let Some(policy) = crate::devices::legacy_credentials(s, code).await? else {
         return Ok(Trust::Unknown);
     };
-    let Some(secret) = secret else {
+    let Some(secret) = policy.secret else {
         return Ok(Trust::Unsigned);
     };
     let h = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
@@ -164,7 +164,7 @@ pub async fn trust(s: &AppState, headers: &HeaderMap, code: &str) -> Result<Trus
                 .await;
             Ok(if fresh { Trust::Signed } else { Trust::Refused })
         }
-        Err(_) if mode.as_deref() == Some("allow") => Ok(Trust::Unsigned),
+        Err(_) if policy.allow_unsigned => Ok(Trust::Unsigned),
         Err(_) => Ok(Trust::Refused),
     }
 }

@@ -45,6 +45,7 @@ impl IntoResponse for OperatorError {
             OperatorError::Exists => err(StatusCode::CONFLICT, self.to_string()),
             OperatorError::NotFound => err(StatusCode::NOT_FOUND, "no such operator or token"),
             OperatorError::Store(e) => super::ops::internal(e),
+            OperatorError::Internal(e) => super::ops::internal(e),
         }
     }
 }

@@ -91,7 +91,7 @@ impl From<crate::attendance::OpError> for OpsError {
             OpError::Invalid(m) => OpsError::bad(m),
             OpError::NotFound(m) => OpsError::not_found(m),
             OpError::Exists => OpsError::conflict(e.to_string()),
-            OpError::Store(m) => OpsError::Unavailable(m),
+            OpError::Store(e) => OpsError::Unavailable(e.to_string()),
         }
     }
 }

@@ -147,7 +147,10 @@ async fn add_terminal(
 
 async fn list_terminals(_: Operator, State(s): State<AppState>) -> OpsResult {
     let ts = ops::terminals(&s).await?;
-    let data: Vec<Value> = ts.iter().map(|(t, n)| terminal_json(t, *n, &s)).collect();
+    let data: Vec<Value> = ts
+        .iter()
+        .map(|t| terminal_json(&t.terminal, t.counts, &s))
+        .collect();
     Ok(Json(json!({"total": data.len(), "data": data})).into_response())
 }
 
@@ -180,12 +183,13 @@ async fn list_commands(
     let cs = ops::commands(&s, &sn).await?;
     let data: Vec<Value> = cs
         .iter()
-        .map(|(c, logs)| {
-            let mut v = command_json(c, &s);
+        .map(|c| {
+            let mut v = command_json(&c.command, &s);
             // Error logs linked to it (bridge CMD_FAILED logs, native failures).
-            let errors: Vec<Value> = logs
+            let errors: Vec<Value> = c
+                .errors
                 .iter()
-                .map(|(kind, content)| json!({"type": kind, "content": content}))
+                .map(|e| json!({"type": e.kind, "content": e.content}))
                 .collect();
             v["errors"] = Value::Array(errors);
             v
@@ -211,8 +215,8 @@ async fn errors(_: Operator, State(s): State<AppState>, OpsPath(sn): OpsPath<Str
     let l = ops::error_logs(&s, &sn).await?;
     let data: Vec<Value> = l
         .iter()
-        .map(|(sn, kind, content, cmd)| {
-            json!({"sn": sn, "type": kind, "content": content, "command_id": cmd})
+        .map(|e| {
+            json!({"sn": e.sn, "type": e.kind, "content": e.content, "command_id": e.command_id})
         })
         .collect();
     Ok(Json(json!({"total": data.len(), "data": data})).into_response())
@@ -340,7 +344,10 @@ async fn put_staff(
 
 async fn list_staff(_: Operator, State(s): State<AppState>) -> OpsResult {
     let (all, version) = ops::staff(&s).await?;
-    let data: Vec<Value> = all.iter().map(|(st, t)| staff_json(st, t)).collect();
+    let data: Vec<Value> = all
+        .iter()
+        .map(|e| staff_json(&e.staff, &e.terminals))
+        .collect();
     Ok(Json(json!({"total": data.len(), "version": version, "data": data})).into_response())
 }
 

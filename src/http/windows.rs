@@ -250,9 +250,10 @@ async fn logout(
     EnvJson(req): EnvJson<TokenRequest>,
 ) -> ApiResult {
     let not_in_session = || Ok(ok(StatusMsg::not_in_session("token is not in session")));
-    let Some((code, _)) = devices::running_session(&s, &req.token).await? else {
+    let Some(running) = devices::running_session(&s, &req.token).await? else {
         return not_in_session();
     };
+    let code = running.device_code;
     match legacy::trust(&s, &headers, &code).await? {
         Trust::Signed => {}
         Trust::Unsigned => {

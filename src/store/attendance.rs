@@ -10,9 +10,9 @@ use kioskd_actors::ports::{StoreError, StoreResult};
 use kioskd_actors::terminal::*;
 use serde_json::json;
 use sqlx::any::AnyRow;
-use sqlx::{Any, Row, Transaction};
+use sqlx::{Any, Transaction};
 
-use super::{Db, WriteError, se};
+use super::{Db, RowExt, WriteError, se};
 
 const TERMINAL_COLS: &str = "id, sn, token_hash, name, timezone, last_seen_at, last_seen_via, roster_version, attlog_stamp, operlog_stamp, info, created_at";
 const COMMAND_COLS: &str = "id, sn, name, args, channel, state, destructive, attempts, wire_id, return_code, result, created_at, sent_at, acked_at, via, delivered_at";
@@ -139,6 +139,46 @@ pub struct TerminalCounts {
     pub failed_commands: i64,
 }
 
+/// A terminal with its counts, as the ops API lists it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TerminalListing {
+    /// The terminal.
+    pub terminal: TerminalRecord,
+    /// Its counts.
+    pub counts: TerminalCounts,
+}
+
+/// A staff row with the terminals it is limited to (empty: none listed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StaffEntry {
+    /// The row (tombstones included).
+    pub staff: StaffRow,
+    /// The terminals it is limited to.
+    pub terminals: Vec<String>,
+}
+
+/// A stored error log line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErrorLogOut {
+    /// Terminal, when the log names one.
+    pub sn: Option<String>,
+    /// `CMD_FAILED`, ...
+    pub kind: String,
+    /// Text.
+    pub content: String,
+    /// The command it was linked to.
+    pub command_id: Option<i64>,
+}
+
+/// An error log linked to a command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandError {
+    /// `CMD_FAILED`, ...
+    pub kind: String,
+    /// Text.
+    pub content: String,
+}
+
 /// A quarantined line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QuarantineOut {
@@ -182,18 +222,18 @@ pub struct SeenUser {
 
 fn terminal_from_row(r: &AnyRow) -> Result<TerminalRecord, StoreError> {
     Ok(TerminalRecord {
-        id: r.try_get(0).map_err(se)?,
-        sn: r.try_get(1).map_err(se)?,
-        token_hash: r.try_get(2).map_err(se)?,
-        name: r.try_get(3).map_err(se)?,
-        timezone: r.try_get(4).map_err(se)?,
-        last_seen_at: r.try_get(5).map_err(se)?,
-        last_seen_via: r.try_get(6).map_err(se)?,
-        roster_version: r.try_get(7).map_err(se)?,
-        attlog_stamp: r.try_get(8).map_err(se)?,
-        operlog_stamp: r.try_get(9).map_err(se)?,
-        info: r.try_get(10).map_err(se)?,
-        created_at: r.try_get(11).map_err(se)?,
+        id: r.col("id")?,
+        sn: r.col("sn")?,
+        token_hash: r.col("token_hash")?,
+        name: r.col("name")?,
+        timezone: r.col("timezone")?,
+        last_seen_at: r.col("last_seen_at")?,
+        last_seen_via: r.col("last_seen_via")?,
+        roster_version: r.col("roster_version")?,
+        attlog_stamp: r.col("attlog_stamp")?,
+        operlog_stamp: r.col("operlog_stamp")?,
+        info: r.col("info")?,
+        created_at: r.col("created_at")?,
     })
 }
 
@@ -209,45 +249,42 @@ pub struct IclockTrust {
 }
 
 fn command_from_row(r: &AnyRow) -> Result<CommandRow, StoreError> {
-    let channel: String = r.try_get(4).map_err(se)?;
-    let state: String = r.try_get(5).map_err(se)?;
+    let channel: String = r.col("channel")?;
+    let state: String = r.col("state")?;
     Ok(CommandRow {
-        id: r.try_get(0).map_err(se)?,
-        sn: r.try_get(1).map_err(se)?,
-        name: r.try_get(2).map_err(se)?,
-        args: r.try_get(3).map_err(se)?,
-        channel: if channel == "bridge" {
-            Channel::Bridge
-        } else {
-            Channel::Native
-        },
+        id: r.col("id")?,
+        sn: r.col("sn")?,
+        name: r.col("name")?,
+        args: r.col("args")?,
+        channel: Channel::parse(&channel)
+            .ok_or_else(|| StoreError::corrupt("terminal_commands.channel", channel))?,
         state: CommandState::parse(&state)
-            .ok_or_else(|| StoreError::corrupt("device_commands.state", state.to_string()))?,
-        destructive: r.try_get::<i64, _>(6).map_err(se)? != 0,
-        attempts: r.try_get(7).map_err(se)?,
-        wire_id: r.try_get(8).map_err(se)?,
-        return_code: r.try_get(9).map_err(se)?,
-        result: r.try_get(10).map_err(se)?,
-        created_at: r.try_get(11).map_err(se)?,
-        sent_at: r.try_get(12).map_err(se)?,
-        acked_at: r.try_get(13).map_err(se)?,
-        via: r.try_get(14).map_err(se)?,
-        delivered_at: r.try_get(15).map_err(se)?,
+            .ok_or_else(|| StoreError::corrupt("terminal_commands.state", state))?,
+        destructive: r.col::<i64>("destructive")? != 0,
+        attempts: r.col("attempts")?,
+        wire_id: r.col("wire_id")?,
+        return_code: r.col("return_code")?,
+        result: r.col("result")?,
+        created_at: r.col("created_at")?,
+        sent_at: r.col("sent_at")?,
+        acked_at: r.col("acked_at")?,
+        via: r.col("via")?,
+        delivered_at: r.col("delivered_at")?,
     })
 }
 
 fn staff_from_row(r: &AnyRow) -> Result<StaffRow, StoreError> {
     Ok(StaffRow {
-        pin: r.try_get(0).map_err(se)?,
-        name: r.try_get(1).map_err(se)?,
-        pri: r.try_get(2).map_err(se)?,
-        passwd: r.try_get(3).map_err(se)?,
-        card: r.try_get(4).map_err(se)?,
-        grp: r.try_get(5).map_err(se)?,
-        tz: r.try_get(6).map_err(se)?,
-        all_terminals: r.try_get::<i64, _>(7).map_err(se)? != 0,
-        deleted: r.try_get::<i64, _>(8).map_err(se)? != 0,
-        version: r.try_get(9).map_err(se)?,
+        pin: r.col("pin")?,
+        name: r.col("name")?,
+        pri: r.col("pri")?,
+        passwd: r.col("passwd")?,
+        card: r.col("card")?,
+        grp: r.col("grp")?,
+        tz: r.col("tz")?,
+        all_terminals: r.col::<i64>("all_terminals")? != 0,
+        deleted: r.col::<i64>("deleted")? != 0,
+        version: r.col("version")?,
     })
 }
 
@@ -369,11 +406,16 @@ impl Db {
             .await
             .map_err(se)?;
         row.map(|r| {
-            let key: Option<String> = r.try_get(1).map_err(se)?;
+            let kind: String = r.col("kind")?;
+            let key: Option<String> = r.col("comm_key")?;
             Ok(IclockTrust {
-                bridge: r.try_get::<String, _>(0).map_err(se)? == "bridge",
+                bridge: match kind.as_str() {
+                    "bridge" => true,
+                    "native" => false,
+                    _ => return Err(StoreError::corrupt("terminals.kind", kind)),
+                },
                 comm_key: key.filter(|k| !k.is_empty()),
-                proven_addr: r.try_get(2).map_err(se)?,
+                proven_addr: r.col("proven_addr")?,
             })
         })
         .transpose()
@@ -410,15 +452,13 @@ impl Db {
     }
 
     /// Every terminal with its counts.
-    pub async fn list_terminals(
-        &self,
-    ) -> Result<Vec<(TerminalRecord, TerminalCounts)>, StoreError> {
+    pub async fn list_terminals(&self) -> Result<Vec<TerminalListing>, StoreError> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {TERMINAL_COLS},
-                (SELECT COUNT(*) FROM punches p WHERE p.sn = t.sn),
-                (SELECT COUNT(*) FROM punch_quarantine q WHERE q.sn = t.sn),
-                (SELECT COUNT(*) FROM terminal_commands c WHERE c.sn = t.sn AND c.state IN ('pending', 'sent')),
-                (SELECT COUNT(*) FROM terminal_commands c WHERE c.sn = t.sn AND c.state = 'failed')
+                (SELECT COUNT(*) FROM punches p WHERE p.sn = t.sn) AS punches,
+                (SELECT COUNT(*) FROM punch_quarantine q WHERE q.sn = t.sn) AS quarantined,
+                (SELECT COUNT(*) FROM terminal_commands c WHERE c.sn = t.sn AND c.state IN ('pending', 'sent')) AS open_commands,
+                (SELECT COUNT(*) FROM terminal_commands c WHERE c.sn = t.sn AND c.state = 'failed') AS failed_commands
              FROM terminals t ORDER BY id"
         )))
         .fetch_all(&self.pool)
@@ -426,15 +466,15 @@ impl Db {
         .map_err(se)?;
         rows.iter()
             .map(|r| {
-                Ok((
-                    terminal_from_row(r)?,
-                    TerminalCounts {
-                        punches: r.try_get(12).map_err(se)?,
-                        quarantined: r.try_get(13).map_err(se)?,
-                        open_commands: r.try_get(14).map_err(se)?,
-                        failed_commands: r.try_get(15).map_err(se)?,
+                Ok(TerminalListing {
+                    terminal: terminal_from_row(r)?,
+                    counts: TerminalCounts {
+                        punches: r.col("punches")?,
+                        quarantined: r.col("quarantined")?,
+                        open_commands: r.col("open_commands")?,
+                        failed_commands: r.col("failed_commands")?,
                     },
-                ))
+                })
             })
             .collect()
     }
@@ -578,7 +618,7 @@ impl Db {
     }
 
     /// Every staff row (tombstones included) with the terminals it is limited to.
-    pub async fn all_staff(&self) -> Result<Vec<(StaffRow, Vec<String>)>, StoreError> {
+    pub async fn all_staff(&self) -> Result<Vec<StaffEntry>, StoreError> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {STAFF_COLS} FROM staff ORDER BY pin"
         )))
@@ -591,16 +631,13 @@ impl Db {
             .map_err(se)?;
         let mut by_pin: HashMap<String, Vec<String>> = HashMap::new();
         for l in links {
-            by_pin
-                .entry(l.try_get(0).map_err(se)?)
-                .or_default()
-                .push(l.try_get(1).map_err(se)?);
+            by_pin.entry(l.col("pin")?).or_default().push(l.col("sn")?);
         }
         rows.iter()
             .map(|r| {
-                let s = staff_from_row(r)?;
-                let t = by_pin.remove(&s.pin).unwrap_or_default();
-                Ok((s, t))
+                let staff = staff_from_row(r)?;
+                let terminals = by_pin.remove(&staff.pin).unwrap_or_default();
+                Ok(StaffEntry { staff, terminals })
             })
             .collect()
     }
@@ -613,8 +650,12 @@ impl Db {
         let wanted: HashSet<&str> = sns.iter().map(String::as_str).collect();
         let mut users = Vec::new();
         let mut deleted = Vec::new();
-        for (s, on) in self.all_staff().await? {
-            let here = s.all_terminals || on.iter().any(|sn| wanted.contains(sn.as_str()));
+        for StaffEntry {
+            staff: s,
+            terminals,
+        } in self.all_staff().await?
+        {
+            let here = s.all_terminals || terminals.iter().any(|sn| wanted.contains(sn.as_str()));
             if !s.deleted && here {
                 users.push(s);
             } else {
@@ -708,17 +749,17 @@ impl Db {
             .iter()
             .map(|r| {
                 Ok(PunchOut {
-                    sn: r.try_get(0).map_err(se)?,
-                    pin: r.try_get(1).map_err(se)?,
-                    local_time: r.try_get(2).map_err(se)?,
-                    at: r.try_get(3).map_err(se)?,
-                    status: r.try_get(4).map_err(se)?,
-                    verify: r.try_get(5).map_err(se)?,
-                    workcode: r.try_get(6).map_err(se)?,
-                    reserved1: r.try_get(7).map_err(se)?,
-                    reserved2: r.try_get(8).map_err(se)?,
-                    source: r.try_get(9).map_err(se)?,
-                    received_at: r.try_get(10).map_err(se)?,
+                    sn: r.col("sn")?,
+                    pin: r.col("pin")?,
+                    local_time: r.col("local_time")?,
+                    at: r.col("at")?,
+                    status: r.col("status")?,
+                    verify: r.col("verify")?,
+                    workcode: r.col("workcode")?,
+                    reserved1: r.col("reserved1")?,
+                    reserved2: r.col("reserved2")?,
+                    source: r.col("source")?,
+                    received_at: r.col("received_at")?,
                 })
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
@@ -737,10 +778,10 @@ impl Db {
         rows.iter()
             .map(|r| {
                 Ok(QuarantineOut {
-                    sn: r.try_get(0).map_err(se)?,
-                    source: r.try_get(1).map_err(se)?,
-                    raw: r.try_get(2).map_err(se)?,
-                    reason: r.try_get(3).map_err(se)?,
+                    sn: r.col("sn")?,
+                    source: r.col("source")?,
+                    raw: r.col("raw")?,
+                    reason: r.col("reason")?,
                 })
             })
             .collect()
@@ -807,12 +848,11 @@ impl Db {
         Ok(failed)
     }
 
-    /// Error logs linked to commands of a terminal: command id → (type, content), oldest
-    /// first.
+    /// Error logs linked to commands of a terminal, by command id, oldest first.
     pub async fn command_errors(
         &self,
         sn: &str,
-    ) -> Result<HashMap<i64, Vec<(String, String)>>, StoreError> {
+    ) -> Result<HashMap<i64, Vec<CommandError>>, StoreError> {
         let rows = sqlx::query(
             "SELECT command_id, kind, content FROM terminal_errors
              WHERE sn = $1 AND command_id IS NOT NULL ORDER BY id",
@@ -821,20 +861,20 @@ impl Db {
         .fetch_all(&self.pool)
         .await
         .map_err(se)?;
-        let mut out: HashMap<i64, Vec<(String, String)>> = HashMap::new();
+        let mut out: HashMap<i64, Vec<CommandError>> = HashMap::new();
         for r in &rows {
-            out.entry(r.try_get(0).map_err(se)?)
+            out.entry(r.col("command_id")?)
                 .or_default()
-                .push((r.try_get(1).map_err(se)?, r.try_get(2).map_err(se)?));
+                .push(CommandError {
+                    kind: r.col("kind")?,
+                    content: r.col("content")?,
+                });
         }
         Ok(out)
     }
 
     /// Error logs, newest first (`sn` filters; `None` = all).
-    pub async fn error_logs(
-        &self,
-        sn: Option<&str>,
-    ) -> Result<Vec<(Option<String>, String, String, Option<i64>)>, StoreError> {
+    pub async fn error_logs(&self, sn: Option<&str>) -> Result<Vec<ErrorLogOut>, StoreError> {
         let rows = match sn {
             Some(sn) => sqlx::query(
                 "SELECT sn, kind, content, command_id FROM terminal_errors WHERE sn = $1 ORDER BY id DESC",
@@ -851,12 +891,12 @@ impl Db {
         .map_err(se)?;
         rows.iter()
             .map(|r| {
-                Ok((
-                    r.try_get(0).map_err(se)?,
-                    r.try_get(1).map_err(se)?,
-                    r.try_get(2).map_err(se)?,
-                    r.try_get(3).map_err(se)?,
-                ))
+                Ok(ErrorLogOut {
+                    sn: r.col("sn")?,
+                    kind: r.col("kind")?,
+                    content: r.col("content")?,
+                    command_id: r.col("command_id")?,
+                })
             })
             .collect()
     }
@@ -1061,7 +1101,7 @@ impl TerminalStore for Db {
             return Ok(0);
         };
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {STAFF_COLS}, (SELECT COUNT(*) FROM staff_terminals st WHERE st.pin = staff.pin AND st.sn = $2)
+            "SELECT {STAFF_COLS}, (SELECT COUNT(*) FROM staff_terminals st WHERE st.pin = staff.pin AND st.sn = $2) AS linked
              FROM staff WHERE version > $1 ORDER BY version"
         )))
         .bind(had)
@@ -1072,7 +1112,7 @@ impl TerminalStore for Db {
         let mut queued = 0;
         for r in &rows {
             let s = staff_from_row(r)?;
-            let linked: i64 = r.try_get(10).map_err(se)?;
+            let linked: i64 = r.col("linked")?;
             let here = !s.deleted && (s.all_terminals || linked > 0);
             let (name, args) = if here {
                 (
@@ -1324,5 +1364,81 @@ impl TerminalStore for Db {
             .fetch_one(&self.pool)
             .await
             .map_err(se)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn db(dir: &tempfile::TempDir) -> Db {
+        Db::connect(&format!("sqlite://{}/k.db", dir.path().display()), 1)
+            .await
+            .unwrap()
+    }
+
+    /// An unknown stored channel, state or terminal kind is an error naming the column
+    /// and the value (an unknown channel used to read as `native`).
+    #[tokio::test]
+    async fn unknown_stored_enums_are_corrupt_not_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = db(&dir).await;
+        db.add_terminal("T1", "h", "t", "+0800", 1).await.unwrap();
+        let c = db
+            .enqueue_command(
+                &NewCommand {
+                    sn: "T1".into(),
+                    name: "INFO".into(),
+                    args: "{}".into(),
+                    channel: Channel::Native,
+                    destructive: false,
+                },
+                1,
+            )
+            .await
+            .unwrap();
+        assert_eq!(db.command("T1", c.id).await.unwrap().unwrap(), c);
+        // The columns have CHECK constraints; SQLite lets a test bypass them (one
+        // connection, so the pragma holds for the updates).
+        sqlx::query("PRAGMA ignore_check_constraints = ON")
+            .execute(db.pool())
+            .await
+            .unwrap();
+        sqlx::query("UPDATE terminal_commands SET channel = 'radio' WHERE id = $1")
+            .bind(c.id)
+            .execute(db.pool())
+            .await
+            .unwrap();
+        assert_eq!(
+            db.command("T1", c.id).await.unwrap_err(),
+            StoreError::corrupt("terminal_commands.channel", "radio")
+        );
+        assert_eq!(
+            db.list_commands("T1").await.unwrap_err(),
+            StoreError::corrupt("terminal_commands.channel", "radio")
+        );
+        sqlx::query(
+            "UPDATE terminal_commands SET channel = 'native', state = 'lost' WHERE id = $1",
+        )
+        .bind(c.id)
+        .execute(db.pool())
+        .await
+        .unwrap();
+        assert_eq!(
+            db.command("T1", c.id).await.unwrap_err(),
+            StoreError::corrupt("terminal_commands.state", "lost")
+        );
+        assert_eq!(
+            db.terminal_iclock("T1").await.unwrap().map(|t| t.bridge),
+            Some(false)
+        );
+        sqlx::query("UPDATE terminals SET kind = 'usb' WHERE sn = 'T1'")
+            .execute(db.pool())
+            .await
+            .unwrap();
+        assert_eq!(
+            db.terminal_iclock("T1").await.unwrap_err(),
+            StoreError::corrupt("terminals.kind", "usb")
+        );
     }
 }

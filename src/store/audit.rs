@@ -3,9 +3,8 @@
 //! command queues).
 
 use serde::Serialize;
-use sqlx::Row;
 
-use super::{Db, se};
+use super::{Db, RowExt, se};
 use kioskd_actors::ports::StoreError;
 
 /// One operator action to record.
@@ -73,11 +72,30 @@ pub struct AuditQuery {
     pub limit: i64,
 }
 
+/// A ledger row's owner and amount.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LedgerEntry {
+    /// The user.
+    pub user_id: i64,
+    /// Signed fen.
+    pub amount: i64,
+}
+
+/// Running sessions of one billing mode (as stored: the sampler labels unknown modes
+/// `other`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModeCount {
+    /// `prepaid`, `postpaid`, or whatever else is stored.
+    pub billing_mode: String,
+    /// Sessions running.
+    pub sessions: i64,
+}
+
 /// Readings for the metric sampler.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Readings {
     /// Running sessions by billing mode.
-    pub active_by_mode: Vec<(String, i64)>,
+    pub active_by_mode: Vec<ModeCount>,
     /// Prepaid sessions still running more than the grace past the instant they are paid
     /// up to (their meter should have reserved the next unit or ended them).
     pub overdue_paid: i64,
@@ -119,18 +137,23 @@ impl Db {
         .fetch_one(&self.pool)
         .await
         .map_err(se)?;
-        row.try_get::<i64, _>(0).map_err(se)
+        row.col("id")
     }
 
     /// A ledger row's user and amount (to answer a repeated idempotent request).
-    pub async fn ledger_entry(&self, id: &str) -> Result<Option<(i64, i64)>, StoreError> {
+    pub async fn ledger_entry(&self, id: &str) -> Result<Option<LedgerEntry>, StoreError> {
         let row = sqlx::query("SELECT user_id, amount FROM ledger WHERE id = $1")
             .bind(id)
             .fetch_optional(&self.pool)
             .await
             .map_err(se)?;
-        row.map(|r| Ok((r.try_get(0).map_err(se)?, r.try_get(1).map_err(se)?)))
-            .transpose()
+        row.map(|r| {
+            Ok(LedgerEntry {
+                user_id: r.col("user_id")?,
+                amount: r.col("amount")?,
+            })
+        })
+        .transpose()
     }
 
     /// Audit entries, newest first.
@@ -153,17 +176,17 @@ impl Db {
         rows.iter()
             .map(|r| {
                 Ok(AuditEntry {
-                    id: r.try_get(0).map_err(se)?,
-                    at: r.try_get(1).map_err(se)?,
-                    operator: r.try_get(2).map_err(se)?,
-                    method: r.try_get(3).map_err(se)?,
-                    path: r.try_get(4).map_err(se)?,
-                    action: r.try_get(5).map_err(se)?,
-                    target: r.try_get(6).map_err(se)?,
-                    reason: r.try_get(7).map_err(se)?,
-                    body: r.try_get(8).map_err(se)?,
-                    status: r.try_get(9).map_err(se)?,
-                    source: r.try_get(10).map_err(se)?,
+                    id: r.col("id")?,
+                    at: r.col("at")?,
+                    operator: r.col("operator")?,
+                    method: r.col("method")?,
+                    path: r.col("path")?,
+                    action: r.col("action")?,
+                    target: r.col("target")?,
+                    reason: r.col("reason")?,
+                    body: r.col("body")?,
+                    status: r.col("status")?,
+                    source: r.col("source")?,
                 })
             })
             .collect()
@@ -179,20 +202,22 @@ impl Db {
     ) -> Result<Readings, StoreError> {
         let mut r = Readings::default();
         let rows = sqlx::query(
-            "SELECT billing_mode, COUNT(*) FROM sessions WHERE ended_at IS NULL GROUP BY billing_mode",
+            "SELECT billing_mode, COUNT(*) AS sessions FROM sessions WHERE ended_at IS NULL GROUP BY billing_mode",
         )
         .fetch_all(&self.pool)
         .await
         .map_err(se)?;
         for row in rows {
-            r.active_by_mode
-                .push((row.try_get(0).map_err(se)?, row.try_get(1).map_err(se)?));
+            r.active_by_mode.push(ModeCount {
+                billing_mode: row.col("billing_mode")?,
+                sessions: row.col("sessions")?,
+            });
         }
         let cutoff = now - grace_ms;
         let row = sqlx::query(
             "SELECT
-               COALESCE(SUM(CASE WHEN billing_mode = 'prepaid' AND started_at + reserved_units * $1 < $2 THEN 1 ELSE 0 END), 0),
-               COALESCE(SUM(CASE WHEN last_heard_at + $3 < $2 THEN 1 ELSE 0 END), 0)
+               COALESCE(SUM(CASE WHEN billing_mode = 'prepaid' AND started_at + reserved_units * $1 < $2 THEN 1 ELSE 0 END), 0) AS overdue_paid,
+               COALESCE(SUM(CASE WHEN last_heard_at + $3 < $2 THEN 1 ELSE 0 END), 0) AS overdue_heartbeat
              FROM sessions WHERE ended_at IS NULL",
         )
         .bind(unit_ms)
@@ -201,48 +226,47 @@ impl Db {
         .fetch_one(&self.pool)
         .await
         .map_err(se)?;
-        r.overdue_paid = row.try_get(0).map_err(se)?;
-        r.overdue_heartbeat = row.try_get(1).map_err(se)?;
+        r.overdue_paid = row.col("overdue_paid")?;
+        r.overdue_heartbeat = row.col("overdue_heartbeat")?;
         let row = sqlx::query(
-            "SELECT COUNT(*), COALESCE(SUM(CASE WHEN last_seen_at > $1 THEN 1 ELSE 0 END), 0) FROM devices",
+            "SELECT COUNT(*) AS registered, COALESCE(SUM(CASE WHEN last_seen_at > $1 THEN 1 ELSE 0 END), 0) AS online FROM devices",
         )
         .bind(now - heartbeat_timeout_ms)
         .fetch_one(&self.pool)
         .await
         .map_err(se)?;
-        r.devices_registered = row.try_get(0).map_err(se)?;
-        r.devices_online = row.try_get(1).map_err(se)?;
+        r.devices_registered = row.col("registered")?;
+        r.devices_online = row.col("online")?;
         let row = sqlx::query(
-            "SELECT COUNT(*), COALESCE(MIN(created_at), 0) FROM device_commands WHERE acked_at IS NULL",
+            "SELECT COUNT(*) AS pending, COALESCE(MIN(created_at), 0) AS oldest FROM device_commands WHERE acked_at IS NULL",
         )
         .fetch_one(&self.pool)
         .await
         .map_err(se)?;
-        r.kiosk_commands_pending = row.try_get(0).map_err(se)?;
-        let oldest: i64 = row.try_get(1).map_err(se)?;
+        r.kiosk_commands_pending = row.col("pending")?;
+        let oldest: i64 = row.col("oldest")?;
         r.kiosk_commands_oldest_ms = if r.kiosk_commands_pending > 0 {
             (now - oldest).max(0)
         } else {
             0
         };
         let row = sqlx::query(
-            "SELECT COUNT(*), COALESCE(MIN(created_at), 0) FROM terminal_commands WHERE state = 'pending' OR (state = 'sent' AND channel = 'native')",
+            "SELECT COUNT(*) AS pending, COALESCE(MIN(created_at), 0) AS oldest FROM terminal_commands WHERE state = 'pending' OR (state = 'sent' AND channel = 'native')",
         )
         .fetch_one(&self.pool)
         .await
         .map_err(se)?;
-        r.terminal_commands_pending = row.try_get(0).map_err(se)?;
-        let oldest: i64 = row.try_get(1).map_err(se)?;
+        r.terminal_commands_pending = row.col("pending")?;
+        let oldest: i64 = row.col("oldest")?;
         r.terminal_commands_oldest_ms = if r.terminal_commands_pending > 0 {
             (now - oldest).max(0)
         } else {
             0
         };
-        let row = sqlx::query("SELECT COUNT(*) FROM terminals")
+        r.terminals_registered = sqlx::query_scalar("SELECT COUNT(*) FROM terminals")
             .fetch_one(&self.pool)
             .await
             .map_err(se)?;
-        r.terminals_registered = row.try_get(0).map_err(se)?;
         Ok(r)
     }
 }

@@ -3,10 +3,9 @@
 //! they come (`broadcast_acks`). A device's copy of a broadcast has its own wire id
 //! (`broadcast_copy_id`), so acks and re-deliveries work the same for both.
 
-use kioskd_actors::ports::{StoreResult, broadcast_copy_id, broadcast_of_copy};
-use sqlx::Row;
+use kioskd_actors::ports::{PendingCommand, StoreResult, broadcast_copy_id, broadcast_of_copy};
 
-use super::{Db, se};
+use super::{Db, RowExt, se};
 
 impl Db {
     /// Queues a command for one device; returns its id.
@@ -48,14 +47,13 @@ impl Db {
     }
 
     /// A device's unacknowledged commands and broadcast copies, oldest first.
-    pub async fn pending_commands(
-        &self,
-        device_id: i64,
-    ) -> StoreResult<Vec<(i64, String, Option<String>)>> {
-        // (created_at, is a broadcast, id, name, text); one statement, so a broadcast
-        // and a command stored meanwhile are seen consistently.
+    pub async fn pending_commands(&self, device_id: i64) -> StoreResult<Vec<PendingCommand>> {
+        // One statement, so a broadcast and a command stored meanwhile are seen
+        // consistently.
         let rows = sqlx::query(
-            "SELECT c.created_at, CAST(0 AS BIGINT), c.id, c.name, c.text FROM device_commands c
+            "SELECT c.created_at AS created_at, CAST(0 AS BIGINT) AS broadcast, c.id AS id,
+                    c.name AS name, c.text AS text
+             FROM device_commands c
              WHERE c.device_id = $1 AND c.acked_at IS NULL
              UNION ALL
              SELECT b.created_at, CAST(1 AS BIGINT), b.id, b.name, b.text FROM broadcasts b
@@ -70,8 +68,8 @@ impl Db {
         .map_err(se)?;
         let mut out = Vec::with_capacity(rows.len());
         for r in &rows {
-            let broadcast: i64 = r.try_get(1).map_err(se)?;
-            let id: i64 = r.try_get(2).map_err(se)?;
+            let broadcast: i64 = r.col("broadcast")?;
+            let id: i64 = r.col("id")?;
             let id = if broadcast == 1 {
                 match broadcast_copy_id(id, device_id) {
                     Some(copy) => copy,
@@ -87,7 +85,11 @@ impl Db {
             } else {
                 id
             };
-            out.push((id, r.try_get(3).map_err(se)?, r.try_get(4).map_err(se)?));
+            out.push(PendingCommand {
+                id,
+                name: r.col("name")?,
+                text: r.col("text")?,
+            });
         }
         Ok(out)
     }

@@ -3,7 +3,7 @@
 use super::RowExt;
 use sqlx::any::AnyRow;
 
-use super::rows::NewDevice;
+use super::rows::{DeviceLegacy, NewDevice};
 use super::{Db, WriteError, se};
 use kioskd_actors::ports::*;
 
@@ -70,13 +70,10 @@ impl Db {
         Ok(v.flatten().filter(|s| !s.is_empty()))
     }
 
-    /// A device's legacy-call policy by code: its secret (if any) and its
-    /// `legacy_unsigned` setting (`allow`, `refuse`, or `None` for the default). `None`
-    /// for an unknown device.
-    pub async fn device_legacy(
-        &self,
-        code: &str,
-    ) -> Result<Option<(Option<String>, Option<String>)>, StoreError> {
+    /// A device's legacy-call policy by code: its secret (if any) and whether its
+    /// `legacy_unsigned` setting allows unsigned calls (an unknown stored setting is
+    /// [`StoreError::Corrupt`]). `None` for an unknown device.
+    pub async fn device_legacy(&self, code: &str) -> Result<Option<DeviceLegacy>, StoreError> {
         let row = sqlx::query("SELECT secret, legacy_unsigned FROM devices WHERE code = $1")
             .bind(code)
             .fetch_optional(&self.pool)
@@ -84,7 +81,21 @@ impl Db {
             .map_err(se)?;
         row.map(|r| {
             let secret: Option<String> = r.col("secret")?;
-            Ok((secret.filter(|s| !s.is_empty()), r.col("legacy_unsigned")?))
+            let mode: Option<String> = r.col("legacy_unsigned")?;
+            let allow_unsigned = match mode.as_deref() {
+                Some("allow") => true,
+                Some("refuse") | None => false,
+                Some(_) => {
+                    return Err(StoreError::corrupt(
+                        "devices.legacy_unsigned",
+                        mode.unwrap_or_default(),
+                    ));
+                }
+            };
+            Ok(DeviceLegacy {
+                secret: secret.filter(|s| !s.is_empty()),
+                allow_unsigned,
+            })
         })
         .transpose()
     }

@@ -6,15 +6,16 @@ use kioskd_actors::ports::StoreError;
 /// found, or a storage failure); those are now variants of [`StoreError`] itself.
 pub type WriteError = StoreError;
 
-/// Maps a driver error to a [`StoreError`]: constraint refusals by kind, connection and
-/// pool trouble as `Unavailable`, undecodable values as `Corrupt`.
+/// Maps a driver error to a [`StoreError`]: constraint refusals by kind (a unique key is
+/// `Conflict`, a check or a foreign key `Refused`), connection and pool trouble as
+/// `Unavailable`, undecodable values as `Corrupt`.
 pub(super) fn se(e: sqlx::Error) -> StoreError {
     use sqlx::error::ErrorKind;
     match e {
         sqlx::Error::RowNotFound => StoreError::NotFound,
         sqlx::Error::Database(d) => match d.kind() {
             ErrorKind::UniqueViolation => StoreError::Conflict,
-            ErrorKind::CheckViolation => StoreError::Refused,
+            ErrorKind::CheckViolation | ErrorKind::ForeignKeyViolation => StoreError::Refused,
             _ if is_transient_code(d.code().as_deref()) => {
                 StoreError::Unavailable(d.message().to_string())
             }
@@ -72,6 +73,38 @@ mod tests {
         assert!(!is_transient_code(Some("23505")));
         assert!(is_transient_code(Some("53300")));
         assert!(!is_transient_code(None));
+    }
+
+    /// Constraint violations from a real database come back by kind: a foreign key and a
+    /// check are `Refused`, a unique key `Conflict` (nothing else is written).
+    #[tokio::test]
+    async fn constraint_violations_are_typed() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = super::super::Db::connect(&format!("sqlite://{}/k.db", dir.path().display()), 1)
+            .await
+            .unwrap();
+        // device_commands.device_id references devices(id); there is no device 999.
+        assert_eq!(
+            db.add_command(999, "restart", None, 1).await.unwrap_err(),
+            StoreError::Refused
+        );
+        let user = db.ensure_user("o1", "n", "", 1).await.unwrap();
+        let dup = sqlx::query("INSERT INTO users (openid, nickname, head_img_url, ctime, utime) VALUES ('o1', '', '', 1, 1)")
+            .execute(db.pool())
+            .await
+            .unwrap_err();
+        assert_eq!(se(dup), StoreError::Conflict);
+        let negative = sqlx::query("UPDATE users SET balance_account = -1 WHERE id = $1")
+            .bind(user.id)
+            .execute(db.pool())
+            .await
+            .unwrap_err();
+        assert_eq!(se(negative), StoreError::Refused);
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM device_commands")
+            .fetch_one(db.pool())
+            .await
+            .unwrap();
+        assert_eq!(n, 0);
     }
 
     #[test]

@@ -9,7 +9,7 @@
 //! idempotent: a flush cut short loses nothing the next one does not write), and other
 //! statements get the connection between chunks.
 
-use kioskd_actors::ports::StoreResult;
+use kioskd_actors::ports::{LastHeard, StoreResult};
 
 use super::{Db, se};
 
@@ -20,8 +20,8 @@ impl Db {
     /// Records last-heard times of devices and sessions (batched, monotonic).
     pub async fn record_heartbeats(
         &self,
-        devices: &[(i64, i64)],
-        sessions: &[(i64, i64)],
+        devices: &[LastHeard],
+        sessions: &[LastHeard],
     ) -> StoreResult<()> {
         for chunk in devices.chunks(CHUNK) {
             let sql = format!(
@@ -65,10 +65,10 @@ fn values(n: usize) -> String {
 
 fn bind_pairs<'q>(
     mut q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
-    rows: &[(i64, i64)],
+    rows: &[LastHeard],
 ) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
-    for (id, at) in rows {
-        q = q.bind(*id).bind(*at);
+    for h in rows {
+        q = q.bind(h.id).bind(h.at);
     }
     q
 }

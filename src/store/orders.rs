@@ -3,10 +3,9 @@
 //! last session. Orders are created by `end_session` (in `mod.rs`), in the same
 //! transaction as the session's end.
 
-use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::{Db, se};
+use super::{Db, RowExt, se};
 use kioskd_actors::ports::{StoreError, StoreResult};
 
 /// A postpaid order with its session and device.
@@ -59,8 +58,27 @@ pub struct LastSession {
     pub cost_money: i64,
     /// Fen per unit.
     pub charge_mode: i64,
-    /// The order (id, paid) of a postpaid session.
-    pub order: Option<(String, bool)>,
+    /// The order of a postpaid session.
+    pub order: Option<OrderRef>,
+}
+
+/// An order's id and whether it is paid.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderRef {
+    /// Order id.
+    pub id: String,
+    /// Paid (or free).
+    pub paid: bool,
+}
+
+/// A stored order status: paid or not. An unknown value is [`StoreError::Corrupt`],
+/// never "unpaid".
+fn order_paid(status: &str) -> Result<bool, StoreError> {
+    match status {
+        "paid" => Ok(true),
+        "unpaid" => Ok(false),
+        _ => Err(StoreError::corrupt("orders.status", status)),
+    }
 }
 
 /// The outcome of paying an order.
@@ -85,27 +103,29 @@ pub enum OrderSettle {
 }
 
 const ORDER_SELECT: &str =
-    "SELECT o.id, o.session_id, o.user_id, o.device_id, d.code, d.client_id, o.amount, o.status,
-    s.started_at, s.ended_at, s.billed_ms, s.charge_mode, o.transaction_id, o.pay_time
+    "SELECT o.id AS id, o.session_id AS session_id, o.user_id AS user_id, o.device_id AS device_id,
+    d.code AS code, d.client_id AS client_id, o.amount AS amount, o.status AS status,
+    s.started_at AS started_at, s.ended_at AS ended_at, s.billed_ms AS billed_ms,
+    s.charge_mode AS charge_mode, o.transaction_id AS transaction_id, o.pay_time AS pay_time
     FROM orders o JOIN sessions s ON s.id = o.session_id JOIN devices d ON d.id = o.device_id";
 
 fn order_from_row(r: &AnyRow) -> Result<OrderRow, StoreError> {
-    let status: String = r.try_get(7).map_err(se)?;
+    let status: String = r.col("status")?;
     Ok(OrderRow {
-        id: r.try_get(0).map_err(se)?,
-        session_id: r.try_get(1).map_err(se)?,
-        user_id: r.try_get(2).map_err(se)?,
-        device_id: r.try_get(3).map_err(se)?,
-        device_code: r.try_get(4).map_err(se)?,
-        client_id: r.try_get(5).map_err(se)?,
-        amount: r.try_get(6).map_err(se)?,
-        paid: status == "paid",
-        started_at: r.try_get(8).map_err(se)?,
-        ended_at: r.try_get::<Option<i64>, _>(9).map_err(se)?.unwrap_or(0),
-        billed_ms: r.try_get(10).map_err(se)?,
-        charge_mode: r.try_get(11).map_err(se)?,
-        transaction_id: r.try_get(12).map_err(se)?,
-        pay_time: r.try_get(13).map_err(se)?,
+        id: r.col("id")?,
+        session_id: r.col("session_id")?,
+        user_id: r.col("user_id")?,
+        device_id: r.col("device_id")?,
+        device_code: r.col("code")?,
+        client_id: r.col("client_id")?,
+        amount: r.col("amount")?,
+        paid: order_paid(&status)?,
+        started_at: r.col("started_at")?,
+        ended_at: r.col::<Option<i64>>("ended_at")?.unwrap_or(0),
+        billed_ms: r.col("billed_ms")?,
+        charge_mode: r.col("charge_mode")?,
+        transaction_id: r.col("transaction_id")?,
+        pay_time: r.col("pay_time")?,
     })
 }
 
@@ -186,7 +206,9 @@ impl Db {
     /// The most recent session of a device, with its order.
     pub async fn last_session_of_device(&self, device_id: i64) -> StoreResult<Option<LastSession>> {
         let row = sqlx::query(
-            "SELECT s.id, s.user_id, s.started_at, s.ended_at, s.billed_ms, s.cost_money, s.charge_mode, o.id, o.status
+            "SELECT s.id AS session_id, s.user_id AS user_id, s.started_at AS started_at,
+                    s.ended_at AS ended_at, s.billed_ms AS billed_ms, s.cost_money AS cost_money,
+                    s.charge_mode AS charge_mode, o.id AS order_id, o.status AS order_status
              FROM sessions s LEFT JOIN orders o ON o.session_id = s.id
              WHERE s.device_id = $1 ORDER BY s.started_at DESC, s.id DESC LIMIT 1",
         )
@@ -195,17 +217,26 @@ impl Db {
         .await
         .map_err(se)?;
         let Some(r) = row else { return Ok(None) };
-        let order_id: Option<String> = r.try_get(7).map_err(se)?;
-        let status: Option<String> = r.try_get(8).map_err(se)?;
+        let order_id: Option<String> = r.col("order_id")?;
+        let order = match order_id {
+            Some(id) => {
+                let status: String = r.col("order_status")?;
+                Some(OrderRef {
+                    id,
+                    paid: order_paid(&status)?,
+                })
+            }
+            None => None,
+        };
         Ok(Some(LastSession {
-            session_id: r.try_get(0).map_err(se)?,
-            user_id: r.try_get(1).map_err(se)?,
-            started_at: r.try_get(2).map_err(se)?,
-            ended_at: r.try_get(3).map_err(se)?,
-            billed_ms: r.try_get(4).map_err(se)?,
-            cost_money: r.try_get(5).map_err(se)?,
-            charge_mode: r.try_get(6).map_err(se)?,
-            order: order_id.map(|id| (id, status.as_deref() == Some("paid"))),
+            session_id: r.col("session_id")?,
+            user_id: r.col("user_id")?,
+            started_at: r.col("started_at")?,
+            ended_at: r.col("ended_at")?,
+            billed_ms: r.col("billed_ms")?,
+            cost_money: r.col("cost_money")?,
+            charge_mode: r.col("charge_mode")?,
+            order,
         }))
     }
 
@@ -245,12 +276,12 @@ impl Db {
         let Some(row) = row else {
             return Ok(OrderSettle::UnknownOrder);
         };
-        let user_id: i64 = row.try_get(0).map_err(se)?;
-        let due: i64 = row.try_get(1).map_err(se)?;
-        let status: String = row.try_get(2).map_err(se)?;
-        let paid_tx: Option<String> = row.try_get(3).map_err(se)?;
-        let session_id: i64 = row.try_get(4).map_err(se)?;
-        if status == "paid" {
+        let user_id: i64 = row.col("user_id")?;
+        let due: i64 = row.col("amount")?;
+        let status: String = row.col("status")?;
+        let paid_tx: Option<String> = row.col("transaction_id")?;
+        let session_id: i64 = row.col("session_id")?;
+        if order_paid(&status)? {
             return Ok(if due == 0 || paid_tx.as_deref() == Some(transaction_id) {
                 OrderSettle::AlreadyPaid { user_id }
             } else {
@@ -317,5 +348,105 @@ impl Db {
         .map_err(se)?;
         tx.commit().await.map_err(se)?;
         Ok(OrderSettle::Paid { user_id })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::NewDevice;
+    use kioskd_actors::billing::EndReason;
+    use kioskd_actors::ports::{BillingMode, NewSession, SessionEnd};
+
+    /// An unknown stored order status is an error naming the column and the value (it
+    /// used to read as unpaid).
+    #[tokio::test]
+    async fn an_unknown_order_status_is_corrupt_not_unpaid() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::connect(&format!("sqlite://{}/k.db", dir.path().display()), 1)
+            .await
+            .unwrap();
+        let dev = db
+            .add_device(
+                &NewDevice {
+                    code: "AA-BB".into(),
+                    client_id: Some("7".into()),
+                    name: "k".into(),
+                    province: String::new(),
+                    city: String::new(),
+                    area: String::new(),
+                    location: String::new(),
+                    charge_mode: 100,
+                    billing_mode: BillingMode::Postpaid,
+                    secret: None,
+                    legacy_unsigned: None,
+                },
+                1,
+            )
+            .await
+            .unwrap();
+        let user = db.ensure_user("o1", "n", "", 1).await.unwrap();
+        let started = db
+            .start_session(NewSession {
+                token: "t".into(),
+                user_id: user.id,
+                device_id: dev.id,
+                charge_mode: 100,
+                billing_mode: BillingMode::Postpaid,
+                started_at: 1,
+                first: None,
+            })
+            .await
+            .unwrap();
+        db.end_session(SessionEnd {
+            session_id: started.session.id,
+            user_id: user.id,
+            ended_at: 2,
+            reason: EndReason::UserLogout,
+            billed_ms: 1,
+            cost: 100,
+            refund: 0,
+            order_id: Some("ord1".into()),
+            package_returns: Vec::new(),
+        })
+        .await
+        .unwrap();
+        let o = db.order("ord1").await.unwrap().unwrap();
+        assert!(!o.paid);
+        let last = db.last_session_of_device(dev.id).await.unwrap().unwrap();
+        assert_eq!(
+            last.order,
+            Some(OrderRef {
+                id: "ord1".into(),
+                paid: false
+            })
+        );
+        // orders.status has a CHECK constraint; SQLite lets a test bypass it (one
+        // connection, so the pragma holds for the update).
+        sqlx::query("PRAGMA ignore_check_constraints = ON")
+            .execute(db.pool())
+            .await
+            .unwrap();
+        sqlx::query("UPDATE orders SET status = 'refunded' WHERE id = 'ord1'")
+            .execute(db.pool())
+            .await
+            .unwrap();
+        let corrupt = StoreError::corrupt("orders.status", "refunded");
+        assert_eq!(db.order("ord1").await.unwrap_err(), corrupt);
+        assert_eq!(
+            db.last_session_of_device(dev.id).await.unwrap_err(),
+            corrupt
+        );
+        assert_eq!(
+            db.settle_order("ord1", "sandbox", "tx1", 100, 3)
+                .await
+                .unwrap_err(),
+            corrupt
+        );
+        let ledger: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM ledger WHERE id LIKE 'order:%'")
+            .fetch_one(db.pool())
+            .await
+            .unwrap();
+        assert_eq!(ledger, 0, "nothing was paid");
     }
 }

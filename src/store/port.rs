@@ -55,8 +55,8 @@ impl Store for Db {
 
     async fn record_heartbeats(
         &self,
-        devices: &[(i64, i64)],
-        sessions: &[(i64, i64)],
+        devices: &[LastHeard],
+        sessions: &[LastHeard],
     ) -> StoreResult<()> {
         Db::record_heartbeats(self, devices, sessions).await
     }
@@ -79,10 +79,7 @@ impl Store for Db {
         Db::add_broadcast(self, name, text, now).await
     }
 
-    async fn pending_commands(
-        &self,
-        device_id: i64,
-    ) -> StoreResult<Vec<(i64, String, Option<String>)>> {
+    async fn pending_commands(&self, device_id: i64) -> StoreResult<Vec<PendingCommand>> {
         Db::pending_commands(self, device_id).await
     }
 

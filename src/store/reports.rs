@@ -12,11 +12,11 @@
 //! it was registered and before now.
 
 use serde::Serialize;
-use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use super::devices::billing_mode;
 use super::users::{USER_COLS, user_from_row};
-use super::{Db, se};
+use super::{Db, RowExt, se};
 use crate::store::UserRow;
 use kioskd_actors::ports::StoreError;
 
@@ -126,26 +126,32 @@ pub struct GroupTotals {
 }
 
 const HISTORY_SELECT: &str =
-    "SELECT s.id, s.user_id, u.nickname, u.mobile, d.code, d.name, d.location, s.billing_mode,
-    s.charge_mode, s.started_at, s.ended_at, s.end_reason, s.cost_money, s.billed_ms
+    "SELECT s.id AS id, s.user_id AS user_id, u.nickname AS nickname, u.mobile AS mobile,
+    d.code AS device_code, d.name AS device_name, d.location AS location,
+    s.billing_mode AS billing_mode, s.charge_mode AS charge_mode, s.started_at AS started_at,
+    s.ended_at AS ended_at, s.end_reason AS end_reason, s.cost_money AS cost_money,
+    s.billed_ms AS billed_ms
     FROM sessions s JOIN users u ON u.id = s.user_id JOIN devices d ON d.id = s.device_id";
 
 fn history_from_row(r: &AnyRow) -> R<SessionHistoryRow> {
+    let mode: String = r.col("billing_mode")?;
     Ok(SessionHistoryRow {
-        id: r.try_get(0).map_err(se)?,
-        user_id: r.try_get(1).map_err(se)?,
-        nickname: r.try_get(2).map_err(se)?,
-        mobile: r.try_get(3).map_err(se)?,
-        device_code: r.try_get(4).map_err(se)?,
-        device_name: r.try_get(5).map_err(se)?,
-        location: r.try_get(6).map_err(se)?,
-        billing_mode: r.try_get(7).map_err(se)?,
-        charge_mode: r.try_get(8).map_err(se)?,
-        started_at: r.try_get(9).map_err(se)?,
-        ended_at: r.try_get(10).map_err(se)?,
-        end_reason: r.try_get(11).map_err(se)?,
-        cost_money: r.try_get(12).map_err(se)?,
-        billed_ms: r.try_get(13).map_err(se)?,
+        id: r.col("id")?,
+        user_id: r.col("user_id")?,
+        nickname: r.col("nickname")?,
+        mobile: r.col("mobile")?,
+        device_code: r.col("device_code")?,
+        device_name: r.col("device_name")?,
+        location: r.col("location")?,
+        billing_mode: billing_mode("sessions.billing_mode", &mode)?
+            .as_str()
+            .to_string(),
+        charge_mode: r.col("charge_mode")?,
+        started_at: r.col("started_at")?,
+        ended_at: r.col("ended_at")?,
+        end_reason: r.col("end_reason")?,
+        cost_money: r.col("cost_money")?,
+        billed_ms: r.col("billed_ms")?,
     })
 }
 
@@ -268,11 +274,11 @@ impl Db {
         rows.iter()
             .map(|r| {
                 Ok(CommandRow {
-                    id: r.try_get(0).map_err(se)?,
-                    name: r.try_get(1).map_err(se)?,
-                    text: r.try_get(2).map_err(se)?,
-                    created_at: r.try_get(3).map_err(se)?,
-                    acked_at: r.try_get(4).map_err(se)?,
+                    id: r.col("id")?,
+                    name: r.col("name")?,
+                    text: r.col("text")?,
+                    created_at: r.col("created_at")?,
+                    acked_at: r.col("acked_at")?,
                 })
             })
             .collect()
@@ -283,15 +289,15 @@ impl Db {
     pub async fn background_alerts(&self, cutoff: i64) -> R<BackgroundAlerts> {
         let mut a = BackgroundAlerts::default();
         let row = sqlx::query(
-            "SELECT COALESCE(SUM(CASE WHEN status = 'failed' THEN 1 ELSE 0 END), 0),
-                    COALESCE(SUM(CASE WHEN status IN ('pending', 'sending') AND attempts > 0 THEN 1 ELSE 0 END), 0)
+            "SELECT COALESCE(SUM(CASE WHEN status = 'failed' THEN 1 ELSE 0 END), 0) AS failed,
+                    COALESCE(SUM(CASE WHEN status IN ('pending', 'sending') AND attempts > 0 THEN 1 ELSE 0 END), 0) AS retrying
              FROM outbox",
         )
         .fetch_one(&self.pool)
         .await
         .map_err(se)?;
-        a.outbox_failed = row.try_get(0).map_err(se)?;
-        a.outbox_retrying = row.try_get(1).map_err(se)?;
+        a.outbox_failed = row.col("failed")?;
+        a.outbox_retrying = row.col("retrying")?;
         a.outbox_last_error = sqlx::query_scalar(
             "SELECT last_error FROM outbox WHERE status <> 'sent' AND last_error IS NOT NULL ORDER BY id DESC LIMIT 1",
         )
@@ -300,15 +306,15 @@ impl Db {
         .map_err(se)?
         .flatten();
         let row = sqlx::query(
-            "SELECT COUNT(*), MIN(ctime) FROM recharges
+            "SELECT COUNT(*) AS unsettled, MIN(ctime) AS oldest FROM recharges
              WHERE status = 'pending' AND provider = 'wechatpay' AND closed_at IS NULL AND ctime < $1",
         )
         .bind(cutoff)
         .fetch_one(&self.pool)
         .await
         .map_err(se)?;
-        a.payments_unsettled = row.try_get(0).map_err(se)?;
-        a.payments_oldest = row.try_get(1).map_err(se)?;
+        a.payments_unsettled = row.col("unsettled")?;
+        a.payments_oldest = row.col("oldest")?;
         a.order_payments_unsettled = sqlx::query_scalar(
             "SELECT COUNT(*) FROM order_payments p JOIN orders o ON o.id = p.order_id
              WHERE p.closed_at IS NULL AND o.status = 'unpaid' AND p.ctime < $1",
@@ -325,16 +331,16 @@ impl Db {
         let busy = busy_expr();
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT
-               (SELECT COUNT(*) FROM sessions s WHERE s.started_at >= $1 AND s.started_at < $2),
+               (SELECT COUNT(*) FROM sessions s WHERE s.started_at >= $1 AND s.started_at < $2) AS sessions,
                (SELECT CAST(COALESCE(SUM({busy}), 0) AS BIGINT) FROM sessions s
-                  WHERE s.started_at < $2 AND (s.ended_at IS NULL OR s.ended_at > $1)),
+                  WHERE s.started_at < $2 AND (s.ended_at IS NULL OR s.ended_at > $1)) AS busy_ms,
                (SELECT CAST(COALESCE(SUM(CASE WHEN kind IN ('debit', 'refund') THEN -amount ELSE 0 END), 0) AS BIGINT)
-                  FROM ledger WHERE created_at >= $1 AND created_at < $2),
+                  FROM ledger WHERE created_at >= $1 AND created_at < $2) AS consumption,
                (SELECT CAST(COALESCE(SUM(CASE WHEN kind = 'recharge' THEN amount ELSE 0 END), 0) AS BIGINT)
-                  FROM ledger WHERE created_at >= $1 AND created_at < $2),
+                  FROM ledger WHERE created_at >= $1 AND created_at < $2) AS recharges,
                (SELECT CAST(COALESCE(SUM(CASE WHEN kind = 'adjust' THEN amount ELSE 0 END), 0) AS BIGINT)
-                  FROM ledger WHERE created_at >= $1 AND created_at < $2),
-               (SELECT CAST(COALESCE(SUM({avail}), 0) AS BIGINT) FROM devices d)",
+                  FROM ledger WHERE created_at >= $1 AND created_at < $2) AS adjustments,
+               (SELECT CAST(COALESCE(SUM({avail}), 0) AS BIGINT) FROM devices d) AS available_ms",
             avail = available_expr(),
         )))
         .bind(from)
@@ -344,19 +350,20 @@ impl Db {
         .await
         .map_err(se)?;
         Ok(WindowTotals {
-            sessions: row.try_get(0).map_err(se)?,
-            busy_ms: row.try_get(1).map_err(se)?,
-            consumption: row.try_get(2).map_err(se)?,
-            recharges: row.try_get(3).map_err(se)?,
-            adjustments: row.try_get(4).map_err(se)?,
-            available_ms: row.try_get(5).map_err(se)?,
+            sessions: row.col("sessions")?,
+            busy_ms: row.col("busy_ms")?,
+            consumption: row.col("consumption")?,
+            recharges: row.col("recharges")?,
+            adjustments: row.col("adjustments")?,
+            available_ms: row.col("available_ms")?,
         })
     }
 
     /// Per device totals of `[from, to)` at `now`, by device code.
     pub async fn report_devices(&self, from: i64, to: i64, now: i64) -> R<Vec<GroupTotals>> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT x.code, x.name, CAST(1 AS BIGINT), x.sessions, x.busy, x.available, x.consumption
+            "SELECT x.code AS group_key, x.name AS name, CAST(1 AS BIGINT) AS devices, x.sessions AS sessions,
+                    x.busy AS busy_ms, x.available AS available_ms, x.consumption AS consumption
              FROM ({}) x ORDER BY x.code",
             per_device_sql()
         )))
@@ -372,9 +379,10 @@ impl Db {
     /// Per site (device `location`) totals of `[from, to)` at `now`.
     pub async fn report_sites(&self, from: i64, to: i64, now: i64) -> R<Vec<GroupTotals>> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT x.location, '', COUNT(*),
-                    CAST(SUM(x.sessions) AS BIGINT), CAST(SUM(x.busy) AS BIGINT),
-                    CAST(SUM(x.available) AS BIGINT), CAST(SUM(x.consumption) AS BIGINT)
+            "SELECT x.location AS group_key, '' AS name, COUNT(*) AS devices,
+                    CAST(SUM(x.sessions) AS BIGINT) AS sessions, CAST(SUM(x.busy) AS BIGINT) AS busy_ms,
+                    CAST(SUM(x.available) AS BIGINT) AS available_ms,
+                    CAST(SUM(x.consumption) AS BIGINT) AS consumption
              FROM ({}) x GROUP BY x.location ORDER BY x.location",
             per_device_sql()
         )))
@@ -390,19 +398,73 @@ impl Db {
 
 fn group_from_row(r: &AnyRow) -> R<GroupTotals> {
     Ok(GroupTotals {
-        key: r.try_get(0).map_err(se)?,
-        name: r.try_get(1).map_err(se)?,
-        devices: r.try_get(2).map_err(se)?,
-        sessions: r.try_get(3).map_err(se)?,
-        busy_ms: r.try_get(4).map_err(se)?,
-        available_ms: r.try_get(5).map_err(se)?,
-        consumption: r.try_get(6).map_err(se)?,
+        key: r.col("group_key")?,
+        name: r.col("name")?,
+        devices: r.col("devices")?,
+        sessions: r.col("sessions")?,
+        busy_ms: r.col("busy_ms")?,
+        available_ms: r.col("available_ms")?,
+        consumption: r.col("consumption")?,
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::like_escape;
+    use crate::store::{Db, NewDevice};
+    use kioskd_actors::ports::{BillingMode, StoreError};
+
+    /// A session's unknown stored billing mode is an error naming the column and the
+    /// value, not a string passed on to the console.
+    #[tokio::test]
+    async fn an_unknown_billing_mode_in_the_history_is_corrupt() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::connect(&format!("sqlite://{}/k.db", dir.path().display()), 1)
+            .await
+            .unwrap();
+        let dev = db
+            .add_device(
+                &NewDevice {
+                    code: "AA-BB".into(),
+                    client_id: None,
+                    name: "k".into(),
+                    province: String::new(),
+                    city: String::new(),
+                    area: String::new(),
+                    location: String::new(),
+                    charge_mode: 100,
+                    billing_mode: BillingMode::Prepaid,
+                    secret: None,
+                    legacy_unsigned: None,
+                },
+                1,
+            )
+            .await
+            .unwrap();
+        let user = db.ensure_user("o1", "n", "", 1).await.unwrap();
+        sqlx::query(
+            "INSERT INTO sessions (token, user_id, device_id, charge_mode, billing_mode, started_at, last_heard_at, utime)
+             VALUES ('t', $1, $2, 100, 'prepaid', 1, 1, 1)",
+        )
+        .bind(user.id)
+        .bind(dev.id)
+        .execute(db.pool())
+        .await
+        .unwrap();
+        let rows = db.running_sessions().await.unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].billing_mode, "prepaid");
+        assert_eq!(rows[0].device_code, "AA-BB");
+        // sessions.billing_mode has no CHECK constraint: a stray value can be stored.
+        sqlx::query("UPDATE sessions SET billing_mode = 'weekly'")
+            .execute(db.pool())
+            .await
+            .unwrap();
+        let corrupt = StoreError::corrupt("sessions.billing_mode", "weekly");
+        assert_eq!(db.running_sessions().await.unwrap_err(), corrupt);
+        assert_eq!(db.user_sessions(user.id, 10).await.unwrap_err(), corrupt);
+        assert_eq!(db.device_sessions(dev.id, 10).await.unwrap_err(), corrupt);
+    }
 
     #[test]
     fn like_wildcards_are_escaped() {

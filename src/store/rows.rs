@@ -30,6 +30,25 @@ pub struct NewDevice {
     pub legacy_unsigned: Option<String>,
 }
 
+/// A device's policy for the unsigned legacy token calls.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceLegacy {
+    /// Its WebSocket/HMAC secret, if it has one.
+    pub secret: Option<String>,
+    /// With a secret: may its kiosk still use the unsigned calls (`legacy_unsigned =
+    /// 'allow'`; `refuse` or unset: no).
+    pub allow_unsigned: bool,
+}
+
+/// A running session as a token names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunningSession {
+    /// Its device's code.
+    pub device_code: String,
+    /// Its user.
+    pub user_id: i64,
+}
+
 /// A user.
 #[derive(Debug, Clone, PartialEq)]
 pub struct UserRow {

@@ -20,7 +20,7 @@ impl Db {
     pub async fn running_session_by_token(
         &self,
         token: &str,
-    ) -> Result<Option<(String, i64)>, StoreError> {
+    ) -> Result<Option<RunningSession>, StoreError> {
         let row = sqlx::query(
             "SELECT d.code, s.user_id FROM sessions s JOIN devices d ON d.id = s.device_id
              WHERE s.token = $1 AND s.ended_at IS NULL",
@@ -29,8 +29,13 @@ impl Db {
         .fetch_optional(&self.pool)
         .await
         .map_err(se)?;
-        row.map(|r| Ok((r.col("code")?, r.col("user_id")?)))
-            .transpose()
+        row.map(|r| {
+            Ok(RunningSession {
+                device_code: r.col("code")?,
+                user_id: r.col("user_id")?,
+            })
+        })
+        .transpose()
     }
 
     /// The token of the running session with this id (None: no such running session).
@@ -550,6 +555,37 @@ mod tests {
         assert_eq!(
             db.device_by_code("AA-BB").await.unwrap_err(),
             StoreError::corrupt("devices.billing_mode", "monthly")
+        );
+
+        // The legacy-call policy: allow, refuse or unset; anything else is corrupt, not
+        // "refuse".
+        assert_eq!(
+            db.device_legacy("AA-BB").await.unwrap(),
+            Some(DeviceLegacy {
+                secret: None,
+                allow_unsigned: false
+            })
+        );
+        sqlx::query("UPDATE devices SET legacy_unsigned = 'allow' WHERE id = $1")
+            .bind(dev.id)
+            .execute(db.pool())
+            .await
+            .unwrap();
+        assert!(
+            db.device_legacy("AA-BB")
+                .await
+                .unwrap()
+                .unwrap()
+                .allow_unsigned
+        );
+        sqlx::query("UPDATE devices SET legacy_unsigned = 'sometimes' WHERE id = $1")
+            .bind(dev.id)
+            .execute(db.pool())
+            .await
+            .unwrap();
+        assert_eq!(
+            db.device_legacy("AA-BB").await.unwrap_err(),
+            StoreError::corrupt("devices.legacy_unsigned", "sometimes")
         );
     }
 }

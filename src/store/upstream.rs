@@ -3,10 +3,9 @@
 //! orders (prepay id, reconciliation), and the durable outbox.
 
 use kioskd_actors::ports::StoreError;
-use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::{Db, WriteError, se};
+use super::{Db, RowExt, WriteError, se};
 
 /// A stored token.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,21 +62,44 @@ pub struct OutboxRow {
     pub sent_at: Option<i64>,
 }
 
+/// What recording a send did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutboxAdded {
+    /// The row's id (the existing row's, for a repeated dedupe key).
+    pub id: i64,
+    /// False when the dedupe key was seen before and nothing was added.
+    pub fresh: bool,
+}
+
+/// A stored text enum checked against its known values: an unknown one is
+/// [`StoreError::Corrupt`], never passed on.
+fn known(what: &str, v: String, allowed: &[&str]) -> Result<String, StoreError> {
+    if allowed.contains(&v.as_str()) {
+        Ok(v)
+    } else {
+        Err(StoreError::corrupt(what, v))
+    }
+}
+
+const OUTBOX_KINDS: &[&str] = &["prize_notice", "week_bind", "flow_order"];
+const OUTBOX_STATUSES: &[&str] = &["pending", "sending", "sent", "failed"];
+const RECHARGE_STATUSES: &[&str] = &["pending", "paid"];
+
 const OUTBOX_COLS: &str = "id, kind, dedupe_key, payload, status, attempts, next_attempt_at, last_error, result, created_at, sent_at";
 
 fn outbox_from_row(r: &AnyRow) -> Result<OutboxRow, StoreError> {
     Ok(OutboxRow {
-        id: r.try_get(0).map_err(se)?,
-        kind: r.try_get(1).map_err(se)?,
-        dedupe_key: r.try_get(2).map_err(se)?,
-        payload: r.try_get(3).map_err(se)?,
-        status: r.try_get(4).map_err(se)?,
-        attempts: r.try_get(5).map_err(se)?,
-        next_attempt_at: r.try_get(6).map_err(se)?,
-        last_error: r.try_get(7).map_err(se)?,
-        result: r.try_get(8).map_err(se)?,
-        created_at: r.try_get(9).map_err(se)?,
-        sent_at: r.try_get(10).map_err(se)?,
+        id: r.col("id")?,
+        kind: known("outbox.kind", r.col("kind")?, OUTBOX_KINDS)?,
+        dedupe_key: r.col("dedupe_key")?,
+        payload: r.col("payload")?,
+        status: known("outbox.status", r.col("status")?, OUTBOX_STATUSES)?,
+        attempts: r.col("attempts")?,
+        next_attempt_at: r.col("next_attempt_at")?,
+        last_error: r.col("last_error")?,
+        result: r.col("result")?,
+        created_at: r.col("created_at")?,
+        sent_at: r.col("sent_at")?,
     })
 }
 
@@ -93,8 +115,8 @@ impl Db {
             .map_err(se)?;
         row.map(|r| {
             Ok(StoredToken {
-                token: r.try_get(0).map_err(se)?,
-                expires_at: r.try_get(1).map_err(se)?,
+                token: r.col("token")?,
+                expires_at: r.col("expires_at")?,
             })
         })
         .transpose()
@@ -241,13 +263,13 @@ impl Db {
         .map_err(se)?;
         row.map(|r| {
             Ok(RechargeOrder {
-                user_id: r.try_get(0).map_err(se)?,
-                amount: r.try_get(1).map_err(se)?,
-                status: r.try_get(2).map_err(se)?,
-                provider: r.try_get(3).map_err(se)?,
-                prepay_id: r.try_get(4).map_err(se)?,
-                ctime: r.try_get(5).map_err(se)?,
-                closed_at: r.try_get(6).map_err(se)?,
+                user_id: r.col("user_id")?,
+                amount: r.col("amount")?,
+                status: known("recharges.status", r.col("status")?, RECHARGE_STATUSES)?,
+                provider: r.col("provider")?,
+                prepay_id: r.col("prepay_id")?,
+                ctime: r.col("ctime")?,
+                closed_at: r.col("closed_at")?,
             })
         })
         .transpose()
@@ -322,7 +344,7 @@ impl Db {
         .await
         .map_err(se)?;
         rows.iter()
-            .map(|r| Ok((r.try_get(0).map_err(se)?, r.try_get(1).map_err(se)?)))
+            .map(|r| Ok((r.col("out_trade_no")?, r.col("ctime")?)))
             .collect()
     }
 
@@ -395,7 +417,7 @@ impl Db {
         dedupe_key: Option<&str>,
         payload: &str,
         now: i64,
-    ) -> Result<(i64, bool), WriteError> {
+    ) -> Result<OutboxAdded, WriteError> {
         let id: Option<i64> = sqlx::query_scalar(
             "INSERT INTO outbox (kind, dedupe_key, payload, next_attempt_at, created_at) VALUES ($1, $2, $3, $4, $4)
              ON CONFLICT (dedupe_key) DO NOTHING RETURNING id",
@@ -407,14 +429,14 @@ impl Db {
         .fetch_optional(&self.pool)
         .await.map_err(se)?;
         if let Some(id) = id {
-            return Ok((id, true));
+            return Ok(OutboxAdded { id, fresh: true });
         }
         let id: i64 = sqlx::query_scalar("SELECT id FROM outbox WHERE dedupe_key = $1")
             .bind(dedupe_key)
             .fetch_one(&self.pool)
             .await
             .map_err(se)?;
-        Ok((id, false))
+        Ok(OutboxAdded { id, fresh: false })
     }
 
     /// Claims the next due send until `now + lease_ms` (a crashed sender's claim runs
@@ -522,5 +544,75 @@ impl Db {
             .fetch_one(&self.pool)
             .await
             .map_err(se)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Unknown stored outbox kinds and statuses and recharge statuses are errors naming
+    /// the column and the value, not strings passed on.
+    #[tokio::test]
+    async fn unknown_stored_enums_are_corrupt() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::connect(&format!("sqlite://{}/k.db", dir.path().display()), 1)
+            .await
+            .unwrap();
+        let added = db
+            .outbox_add("week_bind", Some("k1"), "{}", 1)
+            .await
+            .unwrap();
+        assert!(added.fresh);
+        let again = db
+            .outbox_add("week_bind", Some("k1"), "{}", 2)
+            .await
+            .unwrap();
+        assert_eq!(
+            again,
+            OutboxAdded {
+                id: added.id,
+                fresh: false
+            }
+        );
+        assert_eq!(db.outbox_list(None, 10).await.unwrap()[0].kind, "week_bind");
+        let user = db.ensure_user("o1", "n", "", 1).await.unwrap();
+        db.create_recharge(user.id, 100, "wechatpay", "r1", 1)
+            .await
+            .unwrap();
+        assert_eq!(
+            db.recharge_order("r1").await.unwrap().unwrap().status,
+            "pending"
+        );
+        // The columns have CHECK constraints; SQLite lets a test bypass them (one
+        // connection, so the pragma holds for the updates).
+        sqlx::query("PRAGMA ignore_check_constraints = ON")
+            .execute(db.pool())
+            .await
+            .unwrap();
+        sqlx::query("UPDATE outbox SET kind = 'fax'")
+            .execute(db.pool())
+            .await
+            .unwrap();
+        assert_eq!(
+            db.outbox_list(None, 10).await.unwrap_err(),
+            StoreError::corrupt("outbox.kind", "fax")
+        );
+        sqlx::query("UPDATE outbox SET kind = 'week_bind', status = 'lost'")
+            .execute(db.pool())
+            .await
+            .unwrap();
+        assert_eq!(
+            db.outbox_list(Some("lost"), 10).await.unwrap_err(),
+            StoreError::corrupt("outbox.status", "lost")
+        );
+        sqlx::query("UPDATE recharges SET status = 'refunded'")
+            .execute(db.pool())
+            .await
+            .unwrap();
+        assert_eq!(
+            db.recharge_order("r1").await.unwrap_err(),
+            StoreError::corrupt("recharges.status", "refunded")
+        );
     }
 }

@@ -10,6 +10,7 @@ pub mod outbox;
 pub mod token;
 pub mod wxpay;
 
+use kioskd_actors::ports::StoreError;
 use kioskd_actors::{Clock, catalog};
 
 use crate::config::Config;
@@ -46,14 +47,14 @@ pub enum UpstreamError {
     #[error("unreadable reply: {0}")]
     BadReply(String),
     /// Our own storage failed.
-    #[error("storage: {0}")]
-    Store(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 impl UpstreamError {
     /// From a storage error.
-    pub fn store(e: impl std::fmt::Display) -> Self {
-        UpstreamError::Store(e.to_string())
+    pub fn store(e: StoreError) -> Self {
+        UpstreamError::Store(e)
     }
 
     /// The metric `outcome` label.

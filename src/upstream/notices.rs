@@ -38,9 +38,12 @@ async fn record(
 ) -> Result<Recorded, ServiceError> {
     let key = key.map(|k| format!("{kind}:{k}"));
     let now = s.coord.clock().now_ms();
-    let (id, fresh) = s.db.outbox_add(kind, key.as_deref(), &payload, now).await?;
+    let added = s.db.outbox_add(kind, key.as_deref(), &payload, now).await?;
     s.upstream.outbox_wake.notify_one();
-    Ok(Recorded { id, fresh })
+    Ok(Recorded {
+        id: added.id,
+        fresh: added.fresh,
+    })
 }
 
 /// Seed 004's prize notice, through the outbox.

@@ -143,9 +143,9 @@ async fn the_cli_registers_terminals_staff_and_commands_with_the_ops_checks() {
     );
     let staff = db.all_staff().await.unwrap();
     assert_eq!(staff.len(), 1);
-    assert!(staff[0].0.deleted);
-    assert_eq!(staff[0].0.name, "陈");
-    assert_eq!(staff[0].1, vec!["IN1".to_string()]);
+    assert!(staff[0].staff.deleted);
+    assert_eq!(staff[0].staff.name, "陈");
+    assert_eq!(staff[0].terminals, vec!["IN1".to_string()]);
     assert_eq!(
         db.roster_version().await.unwrap(),
         2,

@@ -29,6 +29,7 @@ mod log_hygiene;
 mod operators;
 mod ops_cli;
 mod ops_console;
+mod packages;
 mod phone;
 mod pricing;
 mod prometheus;

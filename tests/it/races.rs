@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use common::*;
 use kioskd::store::Settle;
+use kioskd_actors::ports::{LastHeard, StoreError};
 use serde_json::json;
 
 const A: &str = "11-22-33-44-55-66-77-01";
@@ -219,6 +220,39 @@ async fn the_database_refuses_a_second_active_session_and_a_negative_balance() {
     app.stop().await;
 }
 
+/// The store's writes name the constraint that refused them, on both backends: a row
+/// referring to a missing one is `Refused` (a foreign key), a taken key `Conflict`.
+#[tokio::test]
+async fn constraint_refusals_come_back_typed() {
+    let app = spawn_app("").await;
+    app.add_device(A, 5).await;
+    assert_eq!(
+        app.db
+            .add_command(999_999, "restart", None, 1)
+            .await
+            .unwrap_err(),
+        StoreError::Refused,
+        "device_commands.device_id references devices"
+    );
+    app.db
+        .add_terminal("FK1", "h", "t", "+0800", 1)
+        .await
+        .unwrap();
+    assert_eq!(
+        app.db
+            .add_terminal("FK1", "h", "t", "+0800", 2)
+            .await
+            .unwrap_err(),
+        StoreError::Conflict
+    );
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM device_commands")
+        .fetch_one(app.db.pool())
+        .await
+        .unwrap();
+    assert_eq!(n, 0, "nothing was written");
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn heartbeats_are_written_in_chunks_and_never_move_back() {
     let app = spawn_app("").await;
@@ -243,15 +277,16 @@ async fn heartbeats_are_written_in_chunks_and_never_move_back() {
         .await
         .unwrap();
     let far = 9_000_000_000_000i64;
-    let beats: Vec<(i64, i64)> = ids.iter().map(|id| (*id, far + id)).collect();
+    let heard = |id: i64, at: i64| LastHeard { id, at };
+    let beats: Vec<LastHeard> = ids.iter().map(|id| heard(*id, far + id)).collect();
     app.db
-        .record_heartbeats(&beats, &[(sid, far)])
+        .record_heartbeats(&beats, &[heard(sid, far)])
         .await
         .unwrap();
     // Older times change nothing.
-    let old: Vec<(i64, i64)> = ids.iter().map(|id| (*id, far - 1)).collect();
+    let old: Vec<LastHeard> = ids.iter().map(|id| heard(*id, far - 1)).collect();
     app.db
-        .record_heartbeats(&old, &[(sid, far - 1)])
+        .record_heartbeats(&old, &[heard(sid, far - 1)])
         .await
         .unwrap();
     let written: i64 =

@@ -5,7 +5,7 @@
 //! per transaction however often the notification comes; a wrong amount grants
 //! nothing), and the package history.
 
-mod common;
+use crate::common;
 
 use common::standin::{self, Standin};
 use common::{Phone, TestApp, spawn_app};
