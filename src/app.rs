@@ -175,12 +175,12 @@ impl Application {
             );
         }
         let upstream = Arc::new(
-            crate::upstream::Upstream::new(&cfg, db.clone(), clock)
+            crate::upstream::Upstream::new(&cfg, db.clone(), clock.clone())
                 .map_err(BuildError::Upstream)?,
         );
         let coord = Coordinator::new(
             Arc::new(db.clone()),
-            clock,
+            clock.clone(),
             coordinator_config(&cfg),
             Events::default(),
         );

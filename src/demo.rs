@@ -533,7 +533,7 @@ async fn kiosk(
     mut stop: watch::Receiver<bool>,
 ) {
     let clock = Clock::system();
-    let agent = Arc::new(Mutex::new(Agent::new(clock)));
+    let agent = Arc::new(Mutex::new(Agent::new(clock.clone())));
     let mut cfg = AgentConfig::new(&base, &code);
     cfg.backoff_max = Duration::from_secs(5);
     // Staggered: the two flapping kiosks do not drop at once.
@@ -550,7 +550,7 @@ async fn kiosk(
                 _ = s.wait_for(|v| *v) => {}
             }
         };
-        crate::agent::run(cfg.clone(), agent.clone(), clock, until).await;
+        crate::agent::run(cfg.clone(), agent.clone(), clock.clone(), until).await;
         if *stop.borrow() {
             return;
         }

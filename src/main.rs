@@ -202,8 +202,9 @@ async fn main() -> anyhow::Result<()> {
             let mut ac = kioskd::agent::AgentConfig::new(&server, &device_code);
             ac.secret = secret;
             let clock = kioskd_actors::Clock::system();
-            let agent =
-                std::sync::Arc::new(std::sync::Mutex::new(kioskd::agent::Agent::new(clock)));
+            let agent = std::sync::Arc::new(std::sync::Mutex::new(kioskd::agent::Agent::new(
+                clock.clone(),
+            )));
             kioskd::agent::run(ac, agent, clock, shutdown_signal()).await;
             Ok(())
         }

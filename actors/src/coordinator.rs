@@ -278,7 +278,7 @@ impl Coordinator {
         });
         let mut tasks = vec![
             tokio::spawn(heartbeat_writer(store.clone(), rx, flush)),
-            tokio::spawn(ack_writer(store, inner.clock, acks_rx)),
+            tokio::spawn(ack_writer(store, inner.clock.clone(), acks_rx)),
         ];
         if let Some(idle) = inner.cfg.idle {
             tasks.push(tokio::spawn(idle_sweeper(Arc::downgrade(&inner), idle)));
@@ -297,7 +297,7 @@ impl Coordinator {
 
     /// The clock.
     pub fn clock(&self) -> Clock {
-        self.inner.clock
+        self.inner.clock.clone()
     }
 
     #[cfg(test)]

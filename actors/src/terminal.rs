@@ -1247,7 +1247,7 @@ impl Terminals {
 
     /// The clock.
     pub fn clock(&self) -> Clock {
-        self.inner.clock
+        self.inner.clock.clone()
     }
 
     /// Finds or spawns the actor of a registered terminal.

@@ -26,7 +26,7 @@ fn closed_port() -> u16 {
 async fn the_agent_locks_itself_at_paid_until_when_the_server_is_gone() {
     let t0 = 1_800_000_000_000;
     let clock = Clock::starting_at(t0);
-    let mut a = Agent::new(clock);
+    let mut a = Agent::new(clock.clone());
     a.on_frame(&ServerFrame {
         event: ServerEvent::Snapshot(Snapshot {
             version: 1,
@@ -60,6 +60,7 @@ async fn the_agent_locks_itself_at_paid_until_when_the_server_is_gone() {
     let task = tokio::spawn(run(cfg, agent.clone(), clock, async {
         let _ = rx.await;
     }));
+    // Paused tokio time: these sleeps cost no real time.
     tokio::time::sleep(Duration::from_secs(29)).await;
     assert_eq!(
         agent.lock().unwrap().screen,
@@ -112,7 +113,7 @@ async fn the_agent_follows_a_session_on_the_real_server_and_locks_when_it_goes()
     app.add_device(CODE, 5).await;
     let (phone, _uid) = app.phone("oAgent", "17717464444", 1000).await;
     let clock = Clock::system();
-    let agent = Arc::new(Mutex::new(Agent::new(clock)));
+    let agent = Arc::new(Mutex::new(Agent::new(clock.clone())));
     let mut cfg = AgentConfig::new(&app.base, CODE);
     cfg.grace = Duration::from_millis(300);
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -132,12 +133,12 @@ async fn the_agent_follows_a_session_on_the_real_server_and_locks_when_it_goes()
         }
     };
     // Connected: the socket is the kiosk's heartbeat, so the device is online.
-    for _ in 0..100 {
-        if agent.lock().unwrap().epoch.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_until(
+        "the agent's socket is up",
+        Duration::from_secs(5),
+        async || agent.lock().unwrap().epoch.is_some(),
+    )
+    .await;
     assert_eq!(
         phone.scan(CODE).await["result"],
         "success",
@@ -151,17 +152,20 @@ async fn the_agent_follows_a_session_on_the_real_server_and_locks_when_it_goes()
         )
         .await;
     assert_eq!(st, 202, "{v}");
-    for _ in 0..100 {
-        let acked: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM device_commands WHERE acked_at IS NOT NULL")
-                .fetch_one(app.db.pool())
-                .await
-                .unwrap();
-        if acked == 1 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_until(
+        "the agent acknowledges the command",
+        Duration::from_secs(5),
+        async || {
+            let acked: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM device_commands WHERE acked_at IS NOT NULL",
+            )
+            .fetch_one(app.db.pool())
+            .await
+            .unwrap();
+            acked == 1
+        },
+    )
+    .await;
     assert_eq!(
         agent.lock().unwrap().messages,
         vec!["hello kiosk".to_string()]

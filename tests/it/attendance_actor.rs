@@ -24,7 +24,11 @@ async fn setup(ack_timeout_ms: i64) -> (Terminals, Db, tempfile::TempDir) {
         ..TerminalConfig::default()
     };
     (
-        Terminals::new(Arc::new(db.clone()), Clock::system(), cfg),
+        Terminals::new(
+            Arc::new(db.clone()),
+            Clock::manual(Clock::system().now_ms()),
+            cfg,
+        ),
         db,
         dir,
     )
@@ -39,7 +43,8 @@ async fn unanswered_commands_are_resent_after_the_ack_timeout_and_destructive_on
     assert_eq!(first.len(), 2);
     assert_eq!(first[1].text, "REBOOT", "REBOOT goes last");
     assert!(t.native_poll("T1", None).await.unwrap().is_empty());
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Past the ack timeout on the terminals' clock.
+    t.clock().advance(Duration::from_millis(200));
     let second = t.native_poll("T1", None).await.unwrap();
     assert_eq!(second.len(), 1, "{second:?}");
     assert_eq!(second[0].text, "CHECK");
@@ -57,7 +62,8 @@ async fn unanswered_commands_are_resent_after_the_ack_timeout_and_destructive_on
         .await
         .unwrap();
     assert_eq!(r.applied, 1);
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Past the ack timeout again: an answered command is not resent.
+    t.clock().advance(Duration::from_millis(200));
     assert!(t.native_poll("T1", None).await.unwrap().is_empty());
     let rows = db.list_commands("T1").await.unwrap();
     let state = |id| rows.iter().find(|c| c.id == id).unwrap().state.as_str();

@@ -521,7 +521,8 @@ async fn silent_bridges_are_closed_after_the_idle_timeout() {
     // Silent after the hello.
     let (mut b, _) = Bridge::hello(&app, &[SN]).await;
     assert_eq!(b.closed_with().await, Some(4009));
-    // Heartbeats keep it open past the timeout.
+    // Heartbeats keep it open past the timeout (the socket's idle timer is the thing
+    // under test: the waits are real, at a bridge's cadence).
     let (mut b, _) = Bridge::hello(&app, &[SN]).await;
     for _ in 0..4 {
         tokio::time::sleep(Duration::from_millis(400)).await;

@@ -537,10 +537,9 @@ async fn a_stranger_with_the_token_cannot_keep_a_dead_kiosk_billing() {
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     let last_kiosk = app.now_ms();
-    // The kiosk dies. Later than the handover time (1 s: waiting it out is the
-    // scenario), a stranger starts posting the token (and polling check) from
-    // elsewhere, every 200 ms.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // The kiosk dies. Later than the handover time (1 s, passed on the app's clock), a
+    // stranger starts posting the token (and polling check) from elsewhere, every 200 ms.
+    app.advance(Duration::from_millis(1500));
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
     while !app.last_session(uid).await.0 {
         assert!(
@@ -586,9 +585,11 @@ async fn a_real_kiosk_keeps_its_session_when_its_address_changes() {
         keepalive(&before, &app, &token).await;
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    // The address changes (DHCP, NAT): the same cadence from the new one, for longer
-    // than the heartbeat timeout (the scenario again).
-    for _ in 0..25 {
+    // The address changes (DHCP, NAT): the same cadence from the new one, for a second
+    // longer than the 3 s heartbeat timeout (the scenario again: had the new address
+    // never counted, the session would have ended by then).
+    let moved = app.now_ms();
+    while app.now_ms() - moved < 4_000 {
         let v = keepalive(&after, &app, &token).await;
         assert_eq!(v["result"]["status"], 1, "{v}");
         tokio::time::sleep(Duration::from_millis(300)).await;

@@ -86,10 +86,15 @@ async fn a_code_binds_the_mobile_once_and_cannot_be_reused() {
         )
         .await;
     assert_eq!(v["success"], false);
-    // A fresh code for a mobile bound to another WeChat is refused too.
-    tokio::time::sleep(Duration::from_millis(1100)).await;
-    q.post("/wechat/captcha", json!({"mobile":"17700000001"}))
-        .await;
+    // A fresh code for a mobile bound to another WeChat is refused too (past the 1 s
+    // resend gap on the app's clock).
+    app.advance(Duration::from_millis(1100));
+    assert_eq!(
+        q.post("/wechat/captcha", json!({"mobile":"17700000001"}))
+            .await["result"],
+        "success",
+        "a send once the resend gap has passed"
+    );
     let v = q
         .post(
             "/wechat/login",
@@ -125,12 +130,17 @@ async fn wrong_guesses_burn_the_code_and_codes_expire() {
         )
         .await;
     assert_eq!(v["result"], -11, "burned after five wrong guesses");
-    // A new code that is left to expire.
-    tokio::time::sleep(Duration::from_millis(1100)).await;
-    p.post("/wechat/captcha", json!({"mobile":"17700000002"}))
-        .await;
+    // A new code (past the resend gap) that is left to expire (past its 2 s lifetime),
+    // both on the app's clock.
+    app.advance(Duration::from_millis(1100));
+    assert_eq!(
+        p.post("/wechat/captcha", json!({"mobile":"17700000002"}))
+            .await["result"],
+        "success",
+        "a send once the resend gap has passed"
+    );
     let code = sms.last("17700000002");
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    app.advance(Duration::from_millis(2100));
     let v = p
         .post(
             "/wechat/login",

@@ -185,7 +185,8 @@ async fn dashboards_and_alerts_evaluate_against_a_real_prometheus() {
         eprintln!("SKIPPED: no prometheus binary (set KIOSKD_TEST_PROMETHEUS or install it)");
         return;
     };
-    // The broker's series exist only with Redis configured (CI sets KIOSKD_TEST_REDIS).
+    // The broker's and the cluster's series exist only with Redis configured (CI sets
+    // KIOSKD_TEST_REDIS).
     let redis_url = std::env::var("KIOSKD_TEST_REDIS").ok();
     let redis = redis_url
         .as_ref()
@@ -251,7 +252,19 @@ async fn dashboards_and_alerts_evaluate_against_a_real_prometheus() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    // Every kiosk, the polling HTTP ones too, is online before the phones scan.
+    common::wait_until(
+        "every kiosk is online",
+        Duration::from_secs(10),
+        async || {
+            let (_, v) = app.ops_get("/ops/devices").await;
+            v["data"].as_array().is_some_and(|d| {
+                d.len() == WS_CODES.len() + HTTP_CODES.len()
+                    && d.iter().all(|d| d["online"] == true)
+            })
+        },
+    )
+    .await;
 
     // A long session on a WS kiosk (ticks every second), an exhaustion on another, a
     // heartbeat timeout on the silent HTTP kiosk.

@@ -77,45 +77,52 @@ async fn two_users_scanning_one_device_at_once_get_one_session() {
 #[tokio::test]
 async fn logout_racing_billing_ticks_bills_each_started_unit_once() {
     let app = spawn_app(FAST).await;
-    app.add_device(A, 7).await;
-    let (phone, uid) = app.phone("oRacer", "17717460004", 10_000).await;
-    for i in 0..8u64 {
-        app.check(A).await;
-        assert_eq!(phone.scan(A).await["result"], "success");
-        let token = app.token(A).await.unwrap();
-        // Land the logout around a unit boundary, where it races the tick.
+    // Eight races at once, each on a device and user of its own (one after another they
+    // took a unit each, ~8 s).
+    let round = async |i: u64| {
+        let code = format!("11-22-33-44-55-66-78-{i:02}");
+        app.add_device(&code, 7).await;
+        let (phone, uid) = app
+            .phone(&format!("oRacer{i}"), &format!("177174610{i:02}"), 10_000)
+            .await;
+        app.check(&code).await;
+        assert_eq!(phone.scan(&code).await["result"], "success");
+        let token = app.token(&code).await.unwrap();
+        // Land the logout around a unit boundary, where it races the tick (the wait is
+        // the scenario: the boundary is a second after the start).
         tokio::time::sleep(Duration::from_millis(960 + i * 10)).await;
         let (out, _) = tokio::join!(
             app.kiosk("/windows/logout", json!({"token": token})),
             app.kiosk(
                 "/windows/keepalive",
-                json!({"token": token, "device_code": A})
+                json!({"token": token, "device_code": code})
             ),
         );
-        assert_eq!(out["result"]["status"], 1, "{out}");
+        assert_eq!(out["result"]["status"], 1, "round {i}: {out}");
         let (ended, reason, cost, billed, _, reserved) = app.last_session(uid).await;
-        assert!(ended);
-        assert_eq!(reason.as_deref(), Some("user_logout"));
+        assert!(ended, "round {i}");
+        assert_eq!(reason.as_deref(), Some("user_logout"), "round {i}");
         assert_eq!(
             cost,
             ((billed + 999) / 1000) * 7,
-            "cost follows ceil(billed/unit)*price"
+            "round {i}: cost follows ceil(billed/unit)*price"
         );
         assert!(
             reserved * 7 >= cost,
-            "never billed beyond what was reserved"
+            "round {i}: never billed beyond what was reserved"
         );
-        app.assert_invariants().await;
-    }
-    // Every debit row is unique by construction; the refunds make the sum exact.
-    let spent: i64 = sqlx::query_scalar(
-        "SELECT CAST(COALESCE(SUM(cost_money), 0) AS BIGINT) FROM sessions WHERE user_id = $1",
-    )
-    .bind(uid)
-    .fetch_one(app.db.pool())
-    .await
-    .unwrap();
-    assert_eq!(app.balance(uid).await, 10_000 - spent);
+        // Every debit row is unique by construction; the refunds make the sum exact.
+        let spent: i64 = sqlx::query_scalar(
+            "SELECT CAST(COALESCE(SUM(cost_money), 0) AS BIGINT) FROM sessions WHERE user_id = $1",
+        )
+        .bind(uid)
+        .fetch_one(app.db.pool())
+        .await
+        .unwrap();
+        assert_eq!(app.balance(uid).await, 10_000 - spent, "round {i}");
+    };
+    futures::future::join_all((0..8u64).map(round)).await;
+    app.assert_invariants().await;
     app.stop().await;
 }
 

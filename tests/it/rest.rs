@@ -819,11 +819,12 @@ async fn a_postpaid_session_survives_a_restart_and_bills_the_outage() {
     )
     .await;
     k.client_status().await;
+    let down_at = app.now_ms();
     let tdb = app.stop().await;
-    // Down for a while (the outage is the scenario); the kiosk keeps polling once it is
-    // back.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let app = spawn_on(tdb, url, &extra(dir.path(), 300)).await;
+    // Down for 1.5 s (the outage is the scenario: the restarted app's clock starts that
+    // much later); the kiosk keeps polling once it is back.
+    let clock = kioskd_actors::Clock::manual(down_at + 1500);
+    let app = spawn_on_clocked(tdb, url, &extra(dir.path(), 300), clock).await;
     let mut k = Kiosk::new(&app, CLIENT);
     assert_eq!(k.client_status().await, 1);
     k.status_client().await;

@@ -123,6 +123,8 @@ async fn a_session_heard_after_a_crash_continues_and_the_outage_is_billed() {
     let port = free_port();
     let s = start(&url, port).await;
     let (_phone, token) = setup(&s).await;
+    // Past the first unit, then a crash and 1.5 s down: the binary runs on the system
+    // clock, so these waits are the scenario (the outage is what is billed).
     tokio::time::sleep(Duration::from_millis(1300)).await;
     assert_eq!(keepalive(&s.base, &token).await["result"]["status"], 1);
     s.kill();
@@ -135,6 +137,7 @@ async fn a_session_heard_after_a_crash_continues_and_the_outage_is_billed() {
         k["result"]["data"]["cost_time"].as_i64().unwrap() >= 2,
         "the outage counts: {k}"
     );
+    // Playing on a little after the restart (the scenario, on the system clock).
     tokio::time::sleep(Duration::from_millis(800)).await;
     let out = Phone::new(&s.base)
         .post("/windows/logout", json!({"token": token}))
@@ -159,10 +162,26 @@ async fn a_session_never_heard_after_a_crash_ends_at_its_last_heartbeat() {
     let port = free_port();
     let s = start(&url, port).await;
     let (_phone, token) = setup(&s).await;
+    // Past the first unit (the binary runs on the system clock: the wait is the scenario).
     tokio::time::sleep(Duration::from_millis(1200)).await;
+    let heard = kioskd_actors::Clock::system().now_ms();
     assert_eq!(keepalive(&s.base, &token).await["result"]["status"], 1);
-    // Let the heartbeat writer flush it, then crash.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Crash once the heartbeat writer has stored the keepalive.
+    let db = kioskd::store::Db::connect(&url, 1).await.unwrap();
+    wait_until(
+        "the keepalive's last_heard_at is stored",
+        Duration::from_secs(10),
+        async || {
+            let at: Option<i64> =
+                sqlx::query_scalar("SELECT last_heard_at FROM sessions WHERE user_id = 1")
+                    .fetch_one(db.pool())
+                    .await
+                    .unwrap();
+            at.is_some_and(|at| at >= heard)
+        },
+    )
+    .await;
+    db.pool().close().await;
     s.kill();
     let s = start(&url, port).await;
     // Nobody hears from the kiosk: the recovered session ends 4 s after its last heartbeat.

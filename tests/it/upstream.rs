@@ -103,8 +103,8 @@ async fn a_token_is_refreshed_before_it_runs_out_and_once_after_rejection() {
     assert_eq!(p.get_raw("/wechat/user").await.status(), 303);
     assert_eq!(p.get_raw("/wechat/user").await.status(), 303);
     assert_eq!(si.w().token_fetches, 1);
-    // Past ttl - margin (1 s): refreshed before it runs out.
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // Past ttl - margin (1 s) on the app's clock: refreshed before it runs out.
+    app.advance(Duration::from_millis(1100));
     assert_eq!(p.get_raw("/wechat/user").await.status(), 303);
     assert_eq!(si.w().token_fetches, 2);
     app.stop().await;
@@ -302,10 +302,12 @@ async fn app_quick_entry_binds_or_signs_in_and_reports_every_seed_failure() {
     assert_eq!(v["result"]["mobile"], "17717463317");
     assert_eq!(p.get("/wechat/check").await["result"], "success");
     // The binding goes to 爱流量 weekBind/create through the outbox.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while si.w().week_binds.is_empty() && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_until(
+        "the binding reaches weekBind/create",
+        Duration::from_secs(5),
+        async || !si.w().week_binds.is_empty(),
+    )
+    .await;
     let wb = si.w().week_binds.clone();
     assert_eq!(wb.len(), 1);
     assert_eq!(wb[0]["deviceno"], "17717463317");
@@ -642,8 +644,9 @@ async fn unnotified_orders_are_settled_by_query_and_expired_ones_closed() {
     // Again: the duplicate changes nothing.
     kioskd::payments::reconcile_once(&app.state).await.unwrap();
     assert_eq!(app.balance(uid).await, 300);
-    // Past order_expire_seconds the unpaid one is closed at WeChat Pay and given up.
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // Past order_expire_seconds (on the app's clock) the unpaid one is closed at WeChat
+    // Pay and given up.
+    app.advance(Duration::from_millis(1100));
     kioskd::payments::reconcile_once(&app.state).await.unwrap();
     assert!(si.w().closed.contains(&unpaid));
     let o = app.db.recharge_order(&unpaid).await.unwrap().unwrap();
@@ -966,7 +969,8 @@ async fn a_postpaid_order_is_paid_once_by_a_wechat_pay_notification() {
     let (p, uid) = paying_phone(&si, &app, 7).await;
     app.check(code).await;
     assert_eq!(p.scan(code).await["result"], "success");
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // 1.5 s of play (two started units) on the app's clock.
+    app.advance(Duration::from_millis(1500));
     let v = p.get("/windows/offline").await;
     assert_eq!(v["success"], true, "{v}");
     let v = p.get("/wechat/orders").await;
@@ -1045,7 +1049,8 @@ async fn an_unnotified_postpaid_payment_is_settled_by_query() {
     let (p, uid) = paying_phone(&si, &app, 8).await;
     app.check(code).await;
     assert_eq!(p.scan(code).await["result"], "success");
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    // 1.2 s of play (two started units) on the app's clock.
+    app.advance(Duration::from_millis(1200));
     assert_eq!(p.get("/windows/offline").await["success"], true);
     let order = p.get("/wechat/orders").await["result"]["data"][0]["orderId"]
         .as_str()

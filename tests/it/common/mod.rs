@@ -146,11 +146,16 @@ async fn start(
     clock: Option<kioskd_actors::Clock>,
 ) -> TestApp {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let mut b = Application::builder(cfg, listener).sms(sms);
-    if let Some(c) = clock {
-        b = b.clock(c);
-    }
-    let app = b.build().await.expect("app builds");
+    // A manual clock unless the test brought its own: `TestApp::advance` moves it past a
+    // rule's limit (a captcha's lifetime, a token's ttl) instead of a sleep.
+    let clock = clock
+        .unwrap_or_else(|| kioskd_actors::Clock::manual(kioskd_actors::Clock::system().now_ms()));
+    let app = Application::builder(cfg, listener)
+        .sms(sms)
+        .clock(clock)
+        .build()
+        .await
+        .expect("app builds");
     let addr = app.local_addr().unwrap();
     let state = app.state();
     let tasks = app.tasks();
@@ -185,6 +190,26 @@ pub async fn spawn_on(tdb: TestDb, url: String, extra: &str) -> TestApp {
     spawn_with(tdb, url, extra, std::sync::Arc::new(kioskd::sms::LogSender)).await
 }
 
+/// Starts the app again on an existing database, on a given clock: a restart after an
+/// outage is `spawn_on_clocked(tdb, url, extra, Clock::manual(before.now_ms() + outage))`
+/// instead of sleeping through the outage.
+pub async fn spawn_on_clocked(
+    tdb: TestDb,
+    url: String,
+    extra: &str,
+    clock: kioskd_actors::Clock,
+) -> TestApp {
+    let cfg = config(&url, extra);
+    start(
+        cfg,
+        tdb,
+        url,
+        std::sync::Arc::new(kioskd::sms::LogSender),
+        Some(clock),
+    )
+    .await
+}
+
 /// Starts the app with a given SMS sender (tests read the codes it is given).
 pub async fn spawn_with(
     tdb: TestDb,
@@ -216,6 +241,20 @@ impl TestApp {
     /// The app's wall clock now (unix ms), as billing reads it.
     pub fn now_ms(&self) -> i64 {
         self.state.coord.clock().now_ms()
+    }
+
+    /// Moves the app's clock forward by `by` (every part of the app reads the same
+    /// clock). Rules checked when asked (captcha lifetimes, token ttls, order expiry, a
+    /// session's end) see it at once; timers already set still fire on tokio's clock.
+    /// Only on the default manual clock or one made with `Clock::manual`.
+    pub fn advance(&self, by: Duration) {
+        let clock = self.state.coord.clock();
+        let before = clock.now_ms();
+        clock.advance(by);
+        assert!(
+            clock.now_ms() >= before + by.as_millis() as i64,
+            "this app's clock cannot be moved by hand (not Clock::manual)"
+        );
     }
 
     /// Rows in the user's ledger that debit (negative amounts).
