@@ -1,17 +1,12 @@
 //! The nightly Sync AttLog at field size (issue 5): the bridge re-sends every punch since
 //! it booted, tens of thousands of records in one form body, every night. It must be
-//! stored once and cheaply. `kioskd-bench attendance` measures the same thing.
+//! stored once. How fast is `kioskd-bench attendance`'s figure (BENCHMARKS.md), never a
+//! timed assertion here: this test holds what it stores, and that a re-send adds nothing.
 
 use crate::common;
 
-use std::time::{Duration, Instant};
-
 use common::spawn_app;
 use serde_json::json;
-
-/// Generous for an unoptimised test build on a shared 2-core machine (measured there:
-/// ~4.5 s for the first sync, ~3 s for a re-send); a quadratic slip is far above it.
-const BUDGET: Duration = Duration::from_secs(30);
 
 fn sync_body(n: usize) -> String {
     let records: Vec<serde_json::Value> = (0..n)
@@ -33,7 +28,7 @@ fn sync_body(n: usize) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_50000_record_sync_is_stored_once_within_budget_and_resent_cheaply() {
+async fn a_50000_record_sync_is_stored_once_and_a_resend_adds_nothing() {
     let app = spawn_app("").await;
     let (st, v) = app
         .ops_post(
@@ -46,7 +41,6 @@ async fn a_50000_record_sync_is_stored_once_within_budget_and_resent_cheaply() {
     assert!(body.len() > 10_000_000, "field-sized body: {}", body.len());
     let url = app.url("/weiphp30/index.php?s=/addon/DailyTime/DailyTime/syncRecord");
     for round in 0..2 {
-        let t = Instant::now();
         let r = app
             .http
             .post(&url)
@@ -55,13 +49,11 @@ async fn a_50000_record_sync_is_stored_once_within_budget_and_resent_cheaply() {
             .send()
             .await
             .unwrap();
-        let took = t.elapsed();
         assert_eq!(r.status(), 200, "round {round}");
         assert_eq!(
             r.json::<serde_json::Value>().await.unwrap(),
             json!({"state": "OK", "SN": "3637165101475"})
         );
-        assert!(took < BUDGET, "round {round} took {took:?}");
         let kioskd::store::Page { total, .. } = app
             .db
             .punches(&kioskd::store::PunchFilter::default(), 1, 1)
