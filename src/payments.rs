@@ -348,15 +348,12 @@ pub enum PayError {
     /// WeChat Pay refused or is unreachable (logged where it happened).
     #[error("wechat pay order failed")]
     Upstream,
-    /// Storage, settlement or configuration failed: nothing was credited.
+    /// Storage failed: nothing was credited.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Settlement or configuration failed: nothing was credited.
     #[error("{0}")]
     Internal(String),
-}
-
-impl From<StoreError> for PayError {
-    fn from(e: StoreError) -> Self {
-        PayError::Internal(e.to_string())
-    }
 }
 
 fn internal(e: impl std::fmt::Display) -> PayError {

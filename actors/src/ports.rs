@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 
 use crate::billing::EndReason;
-use crate::pricing::{Charge, HeldPackage};
+use crate::pricing::{Charge, HeldPackage, PackageTime};
 
 /// A storage failure. Business outcomes such as "balance too low" are not errors: they
 /// are variants of the results below. The store maps its driver's errors to these once,
@@ -253,14 +253,14 @@ pub struct UnitCharge {
     /// Fen debited for it: the price, plus the minimum charge's top-up on unit 1.
     pub debit: i64,
     /// The user package covering it, and the seconds taken off that package.
-    pub package: Option<(i64, i64)>,
+    pub package: Option<PackageTime>,
 }
 
 impl UnitCharge {
     /// How the pricing engine sees this unit.
     pub fn charge(&self) -> Charge {
         match self.package {
-            Some((id, _)) => Charge::Package(id),
+            Some(p) => Charge::Package(p.user_package),
             None => Charge::Money(self.price),
         }
     }
@@ -335,7 +335,7 @@ pub struct SessionEnd {
     pub order_id: Option<String>,
     /// Package seconds given back (units covered by a package but not billed), by user
     /// package id, in the same transaction.
-    pub package_returns: Vec<(i64, i64)>,
+    pub package_returns: Vec<PackageTime>,
 }
 
 /// The outcome of ending a session.

@@ -482,6 +482,15 @@ pub fn consume(held: &mut [HeldPackage], id: i64, unit_ms: i64) {
     }
 }
 
+/// Package time: seconds of one user package (taken for a unit, used, or given back).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct PackageTime {
+    /// The user package (`user_packages.id`).
+    pub user_package: i64,
+    /// Seconds of it.
+    pub seconds: i64,
+}
+
 /// The final account of a priced session: what it cost, the money refunded and the package
 /// seconds given back, from how each reserved unit was paid.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -493,9 +502,9 @@ pub struct PricedSettlement {
     /// Reserved fen given back.
     pub refund: i64,
     /// Seconds given back to packages, by user-package id (ascending).
-    pub package_returns: Vec<(i64, i64)>,
+    pub package_returns: Vec<PackageTime>,
     /// Seconds of package use billed, by user-package id (ascending).
-    pub package_used: Vec<(i64, i64)>,
+    pub package_used: Vec<PackageTime>,
 }
 
 /// What the minimum charge adds to the first unit's reservation.
@@ -533,7 +542,12 @@ pub fn settle_charges(
                 *m.entry(*id).or_default() += secs;
             }
         }
-        m.into_iter().collect::<Vec<_>>()
+        m.into_iter()
+            .map(|(user_package, seconds)| PackageTime {
+                user_package,
+                seconds,
+            })
+            .collect::<Vec<_>>()
     };
     PricedSettlement {
         billed_units: billed as i64,
@@ -753,8 +767,12 @@ mod tests {
         let s = settle_charges(&charges, 2, 0, MIN);
         assert_eq!(s.cost, 5);
         assert_eq!(s.refund, 0);
-        assert_eq!(s.package_used, vec![(2, 60)]);
-        assert_eq!(s.package_returns, vec![(2, 60), (9, 60)]);
+        let pt = |user_package, seconds| PackageTime {
+            user_package,
+            seconds,
+        };
+        assert_eq!(s.package_used, vec![pt(2, 60)]);
+        assert_eq!(s.package_returns, vec![pt(2, 60), pt(9, 60)]);
     }
 
     #[test]
@@ -991,7 +1009,7 @@ mod tests {
             prop_assert_eq!(s.cost + s.refund, reserved);
             prop_assert!(s.refund >= 0);
             let taken: i64 = held.iter().zip(&live).map(|(p, q)| p.seconds_left - q.seconds_left).sum();
-            let back: i64 = s.package_returns.iter().chain(&s.package_used).map(|(_, n)| n).sum();
+            let back: i64 = s.package_returns.iter().chain(&s.package_used).map(|p| p.seconds).sum();
             prop_assert_eq!(taken, back);
         }
 

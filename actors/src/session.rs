@@ -278,7 +278,10 @@ fn unit_charge(ctx: &PriceContext, unit: i64, c: Charge, postpaid: bool) -> Unit
             ctx.reservation(unit, c)
         },
         package: match c {
-            Charge::Package(id) => Some((id, ctx.unit_ms / 1000)),
+            Charge::Package(id) => Some(crate::pricing::PackageTime {
+                user_package: id,
+                seconds: ctx.unit_ms / 1000,
+            }),
             Charge::Money(_) => None,
         },
     }
@@ -622,7 +625,10 @@ impl SessionActor {
     /// Settles an end billed up to `billed_to`: the flat rules for a flat session, else
     /// each billed unit at its recorded price (SPEC §3's free start and the plan's minimum
     /// charge), unused reservations refunded and unused package time given back.
-    fn settle(&mut self, billed_to: i64) -> (crate::billing::Settlement, Vec<(i64, i64)>) {
+    fn settle(
+        &mut self,
+        billed_to: i64,
+    ) -> (crate::billing::Settlement, Vec<crate::pricing::PackageTime>) {
         if !self.priced {
             return (self.meter.settle(billed_to), Vec::new());
         }

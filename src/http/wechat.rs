@@ -89,6 +89,7 @@ pub(crate) fn pay_err(e: PayError) -> ApiError {
             codes::UPSTREAM,
             "微信支付下单失败，请稍后再试",
         ),
+        PayError::Store(e) => e.into(),
         PayError::Internal(cause) => ApiError::Internal(cause),
     }
 }

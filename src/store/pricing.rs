@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use chrono::NaiveDate;
 use kioskd_actors::ports::{Reserve, StoreError, StoreResult, UnitCharge};
-use kioskd_actors::pricing::{Catalog, HeldPackage, RatePlan, Window};
+use kioskd_actors::pricing::{Catalog, HeldPackage, PackageTime, RatePlan, Window};
 
 use super::{Db, RowExt, WriteError, se};
 
@@ -754,7 +754,12 @@ impl Db {
                     unit: r.col("unit")?,
                     price: r.col("price")?,
                     debit: r.col("debit")?,
-                    package: pkg.map(|id| (id, 0)),
+                    // The seconds taken are not stored per unit (the package's
+                    // ledger has them); only which package paid matters here.
+                    package: pkg.map(|user_package| PackageTime {
+                        user_package,
+                        seconds: 0,
+                    }),
                 })
             })
             .collect()
@@ -796,7 +801,11 @@ impl Db {
                 balance: kioskd_actors::ports::Store::user_balance(self, user_id).await?,
             });
         }
-        if let Some((up, secs)) = c.package {
+        if let Some(PackageTime {
+            user_package: up,
+            seconds: secs,
+        }) = c.package
+        {
             if !use_package(&mut tx, session_id, user_id, c.unit, up, secs, now).await? {
                 tx.rollback().await.map_err(se)?;
                 return Ok(Reserve::PackageGone);
@@ -916,7 +925,7 @@ pub(super) async fn record_unit(
     .bind(c.unit)
     .bind(c.price)
     .bind(c.debit)
-    .bind(c.package.map(|p| p.0))
+    .bind(c.package.map(|p| p.user_package))
     .fetch_optional(&mut **tx)
     .await
     .map_err(se)?;
@@ -969,10 +978,14 @@ pub(super) async fn return_package_time(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     session_id: i64,
     user_id: i64,
-    returns: &[(i64, i64)],
+    returns: &[PackageTime],
     now: i64,
 ) -> Result<(), StoreError> {
-    for &(up, secs) in returns {
+    for &PackageTime {
+        user_package: up,
+        seconds: secs,
+    } in returns
+    {
         if secs <= 0 {
             continue;
         }

@@ -173,7 +173,10 @@ impl Db {
         let debit = match new.first {
             Some(first) => {
                 super::pricing::record_unit(&mut tx, id, first).await?;
-                if let Some((up, secs)) = first.package
+                if let Some(kioskd_actors::pricing::PackageTime {
+                    user_package: up,
+                    seconds: secs,
+                }) = first.package
                     && !super::pricing::use_package(
                         &mut tx,
                         id,
