@@ -2,9 +2,10 @@
 // an admin creates a plan, paints a block of the week grid by dragging, saves, and after a
 // reload sees it kept — the ops API agrees that exactly those slots changed; a plan in use
 // is refused deletion with the API's reason; a package priced "30.5" 元 is stored as 3050
-// fen; a viewer sees the grid but no way to change it.
+// fen; zones, device assignment, groups and date overrides go through their dialogs; a
+// viewer sees the grid but no way to change it.
 import { test, expect, type Page } from '@playwright/test';
-import { addOperator, checkPage, opsGet, opsPost, signIn, uniqueName, watchConsole } from '../lib/console';
+import { addDevice, addOperator, checkPage, opsGet, opsPost, signIn, uniqueCode, uniqueName, watchConsole } from '../lib/console';
 
 const SLOTS = 48;
 const cell = (page: Page, day: number, slot: number) => page.locator(`#grid td.cell[data-i="${day * SLOTS + slot}"]`);
@@ -159,5 +160,81 @@ test('a viewer sees the plans and the grid but cannot change them', async ({ pag
   await cell(page, 0, 0).click();
   await expect(cell(page, 0, 0)).toHaveAttribute('data-rate', '40');
   await expect(page.locator('#dirty')).toHaveText('');
+  con.assertNone();
+});
+
+test('zones, a device assignment, a group and a date override through the page', async ({ page }) => {
+  const con = watchConsole(page);
+  const plan = uniqueName('区域方案');
+  const p = await opsPost('/ops/pricing/plans', { name: plan, week: new Array(7 * SLOTS).fill(50) });
+  expect(p.status, JSON.stringify(p.body)).toBe(201);
+  const code = uniqueCode();
+  const devName = '价格测试机 ' + code.slice(-5);
+  await addDevice(code, devName);
+  const admin = await addOperator('admin');
+  await signIn(page, admin, '/console/pricing.html');
+  const dlg = page.getByRole('dialog');
+
+  // A zone on the plan, and the device put in it.
+  const zone = uniqueName('包间');
+  await page.getByRole('button', { name: '新建区域' }).click();
+  await dlg.getByLabel('名称', { exact: true }).fill(zone);
+  await dlg.locator('select[name="plan"]').selectOption({ label: plan });
+  await dlg.getByRole('button', { name: '创建' }).click();
+  await expect(dlg.getByRole('status')).toContainText('已创建区域');
+  await dlg.getByRole('button', { name: '关闭' }).click();
+  await expect(page.locator('#zones tr', { hasText: zone })).toContainText(plan);
+
+  await page.getByRole('button', { name: '分配 ' + code }).click();
+  await dlg.locator('select[name="zone"]').selectOption({ label: zone });
+  await dlg.getByRole('button', { name: '保存' }).click();
+  await expect(dlg.getByRole('status')).toContainText('已分配');
+  await dlg.getByRole('button', { name: '关闭' }).click();
+  await expect(page.locator('#zones tr', { hasText: zone })).toContainText(devName);
+  const zs = (await opsGet('/ops/pricing/zones')).body;
+  const z = zs.data.find((x: { name: string }) => x.name === zone);
+  const d = zs.devices.find((x: { device_code: string }) => x.device_code === code);
+  expect(d.zone_id).toBe(z.id);
+  expect(d.plan_id).toBeNull();
+
+  // A group: created at 20 %, a bad discount refused, then 30 %.
+  const group = uniqueName('会员');
+  await page.getByRole('button', { name: '新建分组' }).click();
+  await dlg.getByLabel('名称', { exact: true }).fill(group);
+  await dlg.getByLabel('折扣（%）').fill('20');
+  await dlg.locator('select[name="plan"]').selectOption({ label: plan });
+  await dlg.getByRole('button', { name: '创建' }).click();
+  await expect(dlg.getByRole('status')).toContainText('已创建分组');
+  await dlg.getByRole('button', { name: '关闭' }).click();
+  const grow = page.locator('#groups tr', { hasText: group });
+  await expect(grow).toContainText('20%');
+  await grow.getByRole('button', { name: '修改分组 ' + group }).click();
+  await dlg.getByLabel('折扣（%）').fill('150');
+  await dlg.getByRole('button', { name: '保存' }).click();
+  await expect(dlg.getByRole('status')).toContainText('0 到 100');
+  await dlg.getByLabel('折扣（%）').fill('30');
+  await dlg.getByRole('button', { name: '保存' }).click();
+  await expect(dlg.getByRole('status')).toHaveText('已保存');
+  await dlg.getByRole('button', { name: '关闭' }).click();
+  await expect(grow).toContainText('30%');
+  const g = (await opsGet('/ops/pricing/groups')).body.data.find((x: { name: string }) => x.name === group);
+  expect(g.discount_pct).toBe(30);
+  expect(g.plan_id).toBe(p.body.id);
+
+  // A date override: the whole day at 100, then removed.
+  await page.getByRole('button', { name: '编辑 ' + plan }).click();
+  await page.locator('#day-date').fill('2027-01-01');
+  await page.getByLabel('费率：1 个数').fill('100');
+  await page.getByRole('button', { name: '设置该日费率' }).click();
+  await expect(page.locator('#days')).toContainText('00:00-24:00 100');
+  let one = (await opsGet(`/ops/pricing/plans/${p.body.id}`)).body;
+  expect(one.overrides['2027-01-01']).toEqual(new Array(SLOTS).fill(100));
+  await page.getByRole('button', { name: '移除 2027-01-01' }).click();
+  await dlg.getByRole('button', { name: '移除' }).click();
+  await expect(dlg.getByRole('status')).toHaveText('已移除');
+  await dlg.getByRole('button', { name: '关闭' }).click();
+  await expect(page.locator('#days')).toContainText('没有特殊日期');
+  one = (await opsGet(`/ops/pricing/plans/${p.body.id}`)).body;
+  expect(one.overrides).toEqual({});
   con.assertNone();
 });
