@@ -158,6 +158,7 @@ const PAGES = [
   ['reports', '/console/reports.html', '报表'],
   ['attendance', '/console/attendance.html', '考勤'],
   ['audit', '/console/audit.html', '审计日志'],
+  ['pricing', '/console/pricing.html', '价格'],
   ['operators', '/console/operators.html', '账号'],
 ];
 
