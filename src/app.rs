@@ -100,6 +100,7 @@ pub fn coordinator_config(cfg: &Config) -> CoordinatorConfig {
         low_balance_units: cfg.billing.low_balance_minutes,
         idle: (cfg.actors.idle_seconds > 0)
             .then(|| std::time::Duration::from_secs(cfg.actors.idle_seconds)),
+        broadcast_ttl_ms: cfg.ws.broadcast_ttl_seconds as i64 * 1000,
         ..CoordinatorConfig::default()
     }
 }

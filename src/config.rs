@@ -411,6 +411,9 @@ pub struct Ws {
     /// Origins browsers may connect from (`/ws/user`, `/ws/ops`); empty: the origin of
     /// `public.base_url` only.
     pub allowed_origins: Vec<String>,
+    /// How long a broadcast stays pending for devices that have not acknowledged it
+    /// (offline ones get it on their next connection within this time).
+    pub broadcast_ttl_seconds: u64,
     /// Of `max_connections`, this many are kept for kiosks: other sockets (phones, ops,
     /// bridges) get at most `max_connections - reserved_for_kiosks`.
     pub reserved_for_kiosks: usize,

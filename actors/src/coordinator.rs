@@ -48,6 +48,9 @@ pub struct CoordinatorConfig {
     /// this long stops (passivation); its next request activates it again from storage.
     /// `None`: never.
     pub idle: Option<Duration>,
+    /// A broadcast is pending for a device that has not acknowledged it only this long
+    /// after it was sent (commands to one device stay pending until acknowledged).
+    pub broadcast_ttl_ms: i64,
 }
 
 impl Default for CoordinatorConfig {
@@ -61,6 +64,7 @@ impl Default for CoordinatorConfig {
             retry_ms: 1_000,
             ask_timeout: Duration::from_secs(10),
             idle: Some(Duration::from_secs(300)),
+            broadcast_ttl_ms: 3_600_000,
         }
     }
 }

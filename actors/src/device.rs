@@ -95,13 +95,21 @@ impl Actor for DeviceActor {
 
     async fn on_start(args: Self::Args, me: ActorRef<Self>) -> Result<Self, Self::Error> {
         let adopt = args.adopt;
-        let pending = match args.inner.store.pending_commands(args.rec.id).await {
+        let since = args.inner.clock.now_ms() - args.inner.cfg.broadcast_ttl_ms;
+        let pending = match args.inner.store.pending_commands(args.rec.id, since).await {
             Ok(p) => p,
             Err(e) => {
                 tracing::warn!(device = %args.rec.code, error = %e, "loading pending commands failed");
                 Vec::new()
             }
         };
+        // Broadcast copies stay pending for `broadcast_ttl_ms` after they were sent.
+        let ttl = args.inner.cfg.broadcast_ttl_ms;
+        let expiries: Vec<(i64, i64)> = pending
+            .iter()
+            .filter(|c| c.id < 0)
+            .map(|c| (c.id, c.created_at.saturating_add(ttl)))
+            .collect();
         let pending = pending
             .into_iter()
             .map(|c| Command {
@@ -124,7 +132,13 @@ impl Actor for DeviceActor {
         };
         let now = args.inner.clock.now_ms();
         let mut d = DeviceActor {
-            stream: DeviceStream::new(pending),
+            stream: {
+                let mut s = DeviceStream::new(pending);
+                for (id, at) in expiries {
+                    s.expire_at(id, at);
+                }
+                s
+            },
             session_info: None,
             unpaid_order,
             last_heard: args.rec.last_seen_at,
@@ -914,6 +928,8 @@ impl Message<Attach> for DeviceActor {
         self.heard(now, false);
         // Taken out so the snapshot closure can read the rest of the actor.
         let mut stream = std::mem::replace(&mut self.stream, DeviceStream::new(vec![]));
+        // A broadcast past its time is not sent again on this (re)connect.
+        stream.expire(now);
         let r = stream.attach(
             msg.conn,
             msg.resume_from,
@@ -1052,6 +1068,9 @@ impl Message<Deliver> for DeviceActor {
             name: b.name.clone(),
             text: b.text.clone(),
         });
+        let now = self.inner.clock.now_ms();
+        self.stream
+            .expire_at(id, now.saturating_add(self.inner.cfg.broadcast_ttl_ms));
     }
 }
 
@@ -1264,6 +1283,8 @@ impl Message<IdleCheck> for DeviceActor {
         let idle_ms = i64::try_from(idle.as_millis()).unwrap_or(i64::MAX);
         let quiet_since = self.active_at.max(self.last_heard.unwrap_or(i64::MIN));
         let now = self.inner.clock.now_ms();
+        // An expired broadcast copy no longer keeps the actor alive.
+        self.stream.expire(now);
         let me = ctx.actor_ref();
         let queued = me
             .mailbox_sender()

@@ -32,9 +32,10 @@ struct State {
     pub ledger: BTreeMap<String, (i64, i64)>,
     next_session: i64,
     /// Commands: id → (device, name, text, acked).
-    commands: BTreeMap<i64, (i64, String, Option<String>, bool)>,
-    /// Broadcasts: id → (name, text); and the (device, broadcast) copies acknowledged.
-    broadcasts: BTreeMap<i64, (String, Option<String>)>,
+    commands: BTreeMap<i64, (i64, String, Option<String>, bool, i64)>,
+    /// Broadcasts: id → (name, text, sent at); and the (device, broadcast) copies
+    /// acknowledged.
+    broadcasts: BTreeMap<i64, (String, Option<String>, i64)>,
     broadcast_acks: std::collections::HashSet<(i64, i64)>,
     /// Postpaid orders: id → (user, amount, paid).
     orders: BTreeMap<String, (i64, i64, bool)>,
@@ -343,26 +344,36 @@ impl Store for MemStore {
         device_id: i64,
         name: &str,
         text: Option<&str>,
-        _now: i64,
+        now: i64,
     ) -> StoreResult<i64> {
         let mut s = self.state.lock().unwrap();
         let id = s.commands.len() as i64 + 1;
         s.commands.insert(
             id,
-            (device_id, name.to_string(), text.map(str::to_string), false),
+            (
+                device_id,
+                name.to_string(),
+                text.map(str::to_string),
+                false,
+                now,
+            ),
         );
         Ok(id)
     }
 
-    async fn add_broadcast(&self, name: &str, text: Option<&str>, _now: i64) -> StoreResult<i64> {
+    async fn add_broadcast(&self, name: &str, text: Option<&str>, now: i64) -> StoreResult<i64> {
         let mut s = self.state.lock().unwrap();
         let id = s.broadcasts.len() as i64 + 1;
         s.broadcasts
-            .insert(id, (name.to_string(), text.map(str::to_string)));
+            .insert(id, (name.to_string(), text.map(str::to_string), now));
         Ok(id)
     }
 
-    async fn pending_commands(&self, device_id: i64) -> StoreResult<Vec<PendingCommand>> {
+    async fn pending_commands(
+        &self,
+        device_id: i64,
+        broadcasts_since: i64,
+    ) -> StoreResult<Vec<PendingCommand>> {
         let s = self.state.lock().unwrap();
         let mut out: Vec<_> = s
             .commands
@@ -372,17 +383,20 @@ impl Store for MemStore {
                 id: *id,
                 name: c.1.clone(),
                 text: c.2.clone(),
+                created_at: c.4,
             })
             .collect();
         // (Every device here was registered before any broadcast.)
-        for (b, (name, text)) in &s.broadcasts {
-            if !s.broadcast_acks.contains(&(device_id, *b))
+        for (b, (name, text, at)) in &s.broadcasts {
+            if *at >= broadcasts_since
+                && !s.broadcast_acks.contains(&(device_id, *b))
                 && let Some(id) = broadcast_copy_id(*b, device_id)
             {
                 out.push(PendingCommand {
                     id,
                     name: name.clone(),
                     text: text.clone(),
+                    created_at: *at,
                 });
             }
         }

@@ -163,6 +163,8 @@ pub struct PendingCommand {
     pub name: String,
     /// Text, for `message`.
     pub text: Option<String>,
+    /// When it was sent (unix ms).
+    pub created_at: i64,
 }
 
 /// A last-heard time to record: of a device or of a session, by id.
@@ -416,7 +418,11 @@ pub trait Store: Send + Sync + 'static {
     async fn add_broadcast(&self, name: &str, text: Option<&str>, now: i64) -> StoreResult<i64>;
     /// A device's commands not yet acknowledged, oldest first. Its copies of broadcasts
     /// are among them, with their [`broadcast_copy_id`]s.
-    async fn pending_commands(&self, device_id: i64) -> StoreResult<Vec<PendingCommand>>;
+    async fn pending_commands(
+        &self,
+        device_id: i64,
+        broadcasts_since: i64,
+    ) -> StoreResult<Vec<PendingCommand>>;
     /// Marks commands acknowledged (a broadcast copy's id records that device's ack).
     async fn ack_commands(&self, ids: &[i64], now: i64) -> StoreResult<()>;
     /// The unpaid postpaid order left by the device's most recent session, if any.

@@ -39,6 +39,9 @@ pub struct Pending {
     pub cmd: Command,
     /// The sequence number it was last sent with.
     pub seq: u64,
+    /// A broadcast copy is pending only until then (unix ms); a command to this device
+    /// alone, until acknowledged.
+    pub expires_at: Option<i64>,
 }
 
 /// The stream.
@@ -71,7 +74,11 @@ impl DeviceStream {
             pending: Vec::new(),
         };
         for cmd in pending {
-            s.pending.push(Pending { cmd, seq: 0 });
+            s.pending.push(Pending {
+                cmd,
+                seq: 0,
+                expires_at: None,
+            });
         }
         s
     }
@@ -121,8 +128,25 @@ impl DeviceStream {
     /// Queues a command: pending until acknowledged, pushed now if connected.
     pub fn command(&mut self, cmd: Command) -> u64 {
         let seq = self.push(ServerEvent::Command(cmd.clone()));
-        self.pending.push(Pending { cmd, seq });
+        self.pending.push(Pending {
+            cmd,
+            seq,
+            expires_at: None,
+        });
         seq
+    }
+
+    /// Command `id` stays pending only until `at` (unix ms).
+    pub fn expire_at(&mut self, id: i64, at: i64) {
+        if let Some(p) = self.pending.iter_mut().find(|p| p.cmd.id == id) {
+            p.expires_at = Some(at);
+        }
+    }
+
+    /// Forgets pending commands whose time is over (by `now`, unix ms).
+    pub fn expire(&mut self, now: i64) {
+        self.pending
+            .retain(|p| p.expires_at.is_none_or(|at| at > now));
     }
 
     fn send(&mut self, frame: Arc<ServerFrame>) {

@@ -46,8 +46,13 @@ impl Db {
         .map_err(se)
     }
 
-    /// A device's unacknowledged commands and broadcast copies, oldest first.
-    pub async fn pending_commands(&self, device_id: i64) -> StoreResult<Vec<PendingCommand>> {
+    /// A device's unacknowledged commands, and its unacknowledged copies of broadcasts
+    /// sent since `broadcasts_since` (and after the device was registered), oldest first.
+    pub async fn pending_commands(
+        &self,
+        device_id: i64,
+        broadcasts_since: i64,
+    ) -> StoreResult<Vec<PendingCommand>> {
         // One statement, so a broadcast and a command stored meanwhile are seen
         // consistently.
         let rows = sqlx::query(
@@ -58,11 +63,13 @@ impl Db {
              UNION ALL
              SELECT b.created_at, CAST(1 AS BIGINT), b.id, b.name, b.text FROM broadcasts b
              WHERE b.created_at >= (SELECT d.ctime FROM devices d WHERE d.id = $1)
+               AND b.created_at >= $2
                AND NOT EXISTS (SELECT 1 FROM broadcast_acks a
                                WHERE a.device_id = $1 AND a.broadcast_id = b.id)
              ORDER BY 1, 2, 3",
         )
         .bind(device_id)
+        .bind(broadcasts_since)
         .fetch_all(&self.pool)
         .await
         .map_err(se)?;
@@ -89,6 +96,7 @@ impl Db {
                 id,
                 name: r.col("name")?,
                 text: r.col("text")?,
+                created_at: r.col("created_at")?,
             });
         }
         Ok(out)

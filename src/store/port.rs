@@ -79,8 +79,12 @@ impl Store for Db {
         Db::add_broadcast(self, name, text, now).await
     }
 
-    async fn pending_commands(&self, device_id: i64) -> StoreResult<Vec<PendingCommand>> {
-        Db::pending_commands(self, device_id).await
+    async fn pending_commands(
+        &self,
+        device_id: i64,
+        broadcasts_since: i64,
+    ) -> StoreResult<Vec<PendingCommand>> {
+        Db::pending_commands(self, device_id, broadcasts_since).await
     }
 
     async fn ack_commands(&self, ids: &[i64], now: i64) -> StoreResult<()> {

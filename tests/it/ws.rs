@@ -595,6 +595,85 @@ async fn count_becomes(app: &TestApp, sql: &str, want: i64) {
     }
 }
 
+/// A broadcast stays pending only `ws.broadcast_ttl_seconds`: a kiosk that comes back
+/// later — to its live actor or after a restart — is not sent a stale one, while a
+/// command to that device alone stays pending until acknowledged.
+#[tokio::test]
+async fn a_broadcast_past_its_time_is_not_sent_again_but_a_command_is() {
+    let cfg = WS.replace("[ws]\n", "[ws]\nbroadcast_ttl_seconds = 60\n");
+    let app = spawn_app(&cfg).await;
+    let code = "AA-BB-CC-DD-EE-31";
+    app.add_device(code, 5).await;
+    let mut k = Client::connect(&app, &format!("/ws/kiosk?device_code={code}"))
+        .await
+        .unwrap();
+    k.send(json!({"type":"hello"})).await;
+    k.until("snapshot").await;
+    let (st, v) = app
+        .ops_post(
+            "/ops/broadcast",
+            json!({"name":"message","text":"closing in 10 minutes"}),
+        )
+        .await;
+    assert_eq!(st, 202, "{v}");
+    let b = k.until("command").await;
+    assert!(
+        b["data"]["id"].as_i64().unwrap() < 0,
+        "a broadcast copy: {b}"
+    );
+    let (st, v) = app
+        .ops_post(
+            &format!("/ops/devices/{code}/command"),
+            json!({"name":"message","text":"see the desk"}),
+        )
+        .await;
+    assert!((200..300).contains(&st), "{st} {v}");
+    let c = k.until("command").await;
+    let cmd_id = c["data"]["id"].as_i64().unwrap();
+    drop(k); // neither is acknowledged
+
+    // Within its time both are sent again.
+    app.advance(Duration::from_secs(59));
+    let mut k = Client::connect(&app, &format!("/ws/kiosk?device_code={code}"))
+        .await
+        .unwrap();
+    k.send(json!({"type":"hello"})).await;
+    let snap = k.until("snapshot").await;
+    assert_eq!(
+        snap["data"]["pending_commands"].as_array().unwrap().len(),
+        2,
+        "{snap}"
+    );
+    drop(k);
+
+    // Past it, only the command (the device's live actor forgets the broadcast).
+    app.advance(Duration::from_secs(2));
+    let mut k = Client::connect(&app, &format!("/ws/kiosk?device_code={code}"))
+        .await
+        .unwrap();
+    k.send(json!({"type":"hello"})).await;
+    let snap = k.until("snapshot").await;
+    let pending = snap["data"]["pending_commands"].as_array().unwrap().clone();
+    assert_eq!(pending.len(), 1, "{snap}");
+    assert_eq!(pending[0]["id"], cmd_id);
+    drop(k);
+
+    // After a restart, storage agrees: the broadcast is not loaded again.
+    let later = app.now_ms();
+    let url = app.db_url.clone();
+    let tdb = app.stop().await;
+    let clock = kioskd_actors::Clock::manual(later);
+    let app = spawn_on_clocked(tdb, url, &cfg, clock).await;
+    let mut k = Client::connect(&app, &format!("/ws/kiosk?device_code={code}"))
+        .await
+        .unwrap();
+    k.send(json!({"type":"hello"})).await;
+    let snap = k.until("snapshot").await;
+    let pending = snap["data"]["pending_commands"].as_array().unwrap().clone();
+    assert_eq!(pending.len(), 1, "{snap}");
+    assert_eq!(pending[0]["id"], cmd_id);
+}
+
 #[tokio::test]
 async fn a_broadcast_is_redelivered_after_reconnect_and_restart_until_acknowledged() {
     let app = spawn_app(WS).await;
