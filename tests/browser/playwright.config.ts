@@ -13,11 +13,8 @@ export const OPS_TOKEN = 'browser-tests-ops-token-0123456789abcdef';
 export const SMS_CODE = '246810';
 const bin = process.env.KIOSKD_BIN || path.resolve(__dirname, '../../target/debug/kioskd');
 const chromium = process.env.CHROMIUM || '/usr/bin/chromium';
-// A fresh database per run. Its folder goes to the workers through the environment (the
-// config is evaluated again in each worker): specs seed what no API can yet
-// (lib/phone.ts `sqlite`).
-const dataDir = process.env.KIOSKD_BROWSER_DATA_DIR ||
-  (process.env.KIOSKD_BROWSER_DATA_DIR = fs.mkdtempSync(path.join(os.tmpdir(), 'kioskd-browser-')));
+// A fresh database per run; specs seed through the ops API only.
+const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'kioskd-browser-'));
 const wxDataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'kioskd-browser-wx-'));
 // The second server (payments.mode = "wechatpay") and its WeChat Pay stand-in
 // (lib/wxpay-standin.js, the throwaway test key of tests/fixtures).

@@ -4,7 +4,6 @@ import { expect, type APIRequestContext, type Page } from '@playwright/test';
 import { watchConsole, axe } from './checks';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { execFileSync } from 'node:child_process';
 
 /** What a page of kioskd's own origin sends: state-changing phone calls refuse anything else. */
 export const SAME_ORIGIN = { 'sec-fetch-site': 'same-origin' };
@@ -33,13 +32,18 @@ export function uniqueId(prefix: string): string {
   return `${prefix}_${run}_${counter}`;
 }
 
-export async function opsPost(request: APIRequestContext, base: string, p: string, body: unknown) {
-  const r = await request.post(base + p, {
+async function ops(request: APIRequestContext, method: 'POST' | 'PUT', base: string, p: string, body: unknown) {
+  const r = await request.fetch(base + p, {
+    method,
     headers: { Authorization: `Bearer ${OPS_TOKEN}` },
     data: body,
   });
   return { status: r.status(), body: await r.json().catch(() => null) };
 }
+export const opsPost = (request: APIRequestContext, base: string, p: string, body: unknown) =>
+  ops(request, 'POST', base, p, body);
+export const opsPut = (request: APIRequestContext, base: string, p: string, body: unknown) =>
+  ops(request, 'PUT', base, p, body);
 
 export interface DeviceOpts {
   name?: string;
@@ -62,6 +66,31 @@ export async function addDevice(request: APIRequestContext, base: string, code: 
     location: '世纪大道 100 号 2F',
   });
   expect(r.status, JSON.stringify(r.body)).toBe(201);
+}
+
+/** Puts a package on sale (any device, any time) through POST /ops/pricing/packages; its id. */
+export async function addPackage(request: APIRequestContext, base: string, name: string, minutes: number, priceFen: number) {
+  const r = await opsPost(request, base, '/ops/pricing/packages', { name, minutes, price: priceFen, valid_days: 7 });
+  expect(r.status, JSON.stringify(r.body)).toBe(201);
+  return r.body.id as number;
+}
+
+/**
+ * Puts a device in a new zone whose plan charges `fenPerMinute` at every hour of the week
+ * (no minimum charge), through the pricing ops API.
+ */
+export async function zonePlan(request: APIRequestContext, base: string, code: string, fenPerMinute: number) {
+  let r = await opsPost(request, base, '/ops/pricing/plans', {
+    name: uniqueId('plan'), week: new Array(7 * 48).fill(fenPerMinute),
+  });
+  expect(r.status, JSON.stringify(r.body)).toBe(201);
+  const planId = r.body.id as number;
+  r = await opsPost(request, base, '/ops/pricing/zones', { name: uniqueId('zone'), plan_id: planId });
+  expect(r.status, JSON.stringify(r.body)).toBe(201);
+  const zoneId = r.body.id as number;
+  r = await opsPut(request, base, `/ops/pricing/devices/${code}`, { zone_id: zoneId, plan_id: null });
+  expect(r.status, JSON.stringify(r.body)).toBe(200);
+  return { planId, zoneId };
 }
 
 /**
@@ -129,16 +158,4 @@ export async function signedInUser(page: Page, base: string, fen = 0) {
     expect((await r.json()).result).toBe('success');
   }
   return { openid, mobile, id: v.result.id as number };
-}
-
-/**
- * Runs SQL on the phone server's SQLite database (the folder playwright.config.ts made).
- * For what the phone tests need and no API offers yet (packages for sale: the ops API
- * for them is another branch's work); the server reads packages from the database on
- * every request, so nothing needs reloading.
- */
-export function sqlite(sql: string): string {
-  const dir = process.env.KIOSKD_BROWSER_DATA_DIR;
-  if (!dir) throw new Error('KIOSKD_BROWSER_DATA_DIR is not set (playwright.config.ts sets it)');
-  return execFileSync('sqlite3', ['-cmd', '.timeout 5000', path.join(dir, 'kioskd.db'), sql], { encoding: 'utf8' }).trim();
 }
