@@ -264,7 +264,11 @@ pub async fn reconcile_once(s: &Services) -> Result<usize, SettleError> {
         s.db.unpaid_wechat_orders(now - after, now - after, 100)
             .await?;
     let n = orders.len();
-    for (no, ctime) in orders {
+    for crate::store::UnpaidOrder {
+        out_trade_no: no,
+        created_at: ctime,
+    } in orders
+    {
         let r = pay.query(&no).await;
         record(wxpay::op::QUERY, &r);
         let expired = now - ctime > cfg.order_expire_seconds * 1000;

@@ -103,6 +103,16 @@ fn outbox_from_row(r: &AnyRow) -> Result<OutboxRow, StoreError> {
     })
 }
 
+/// A WeChat Pay order (recharge, postpaid order payment or package) the reconciler asks
+/// about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnpaidOrder {
+    /// Our `out_trade_no`.
+    pub out_trade_no: String,
+    /// When it was created (unix ms).
+    pub created_at: i64,
+}
+
 impl Db {
     // ---- tokens --------------------------------------------------------------------
 
@@ -314,13 +324,13 @@ impl Db {
     }
 
     /// WeChat Pay orders still unpaid and open, created before `created_before` and not
-    /// asked about since `checked_before`: what the reconciler queries.
+    /// asked about since `checked_before`: what the reconciler queries (oldest first).
     pub async fn unpaid_wechat_orders(
         &self,
         created_before: i64,
         checked_before: i64,
         limit: i64,
-    ) -> Result<Vec<(String, i64)>, StoreError> {
+    ) -> Result<Vec<UnpaidOrder>, StoreError> {
         let rows = sqlx::query(
             "SELECT out_trade_no, ctime FROM (
                SELECT out_trade_no, ctime FROM recharges
@@ -344,7 +354,12 @@ impl Db {
         .await
         .map_err(se)?;
         rows.iter()
-            .map(|r| Ok((r.col("out_trade_no")?, r.col("ctime")?)))
+            .map(|r| {
+                Ok(UnpaidOrder {
+                    out_trade_no: r.col("out_trade_no")?,
+                    created_at: r.col("ctime")?,
+                })
+            })
             .collect()
     }
 
