@@ -10,9 +10,9 @@
 //! `used_account` both grow; the user package, its time-ledger row and the order's state
 //! change are in that same transaction.
 
-use sqlx::Row;
 
-use super::{Db, Page, WriteError, is_unique_violation, se};
+use super::pricing::{Granted, Sale, grant};
+use super::{Db, Page, RowExt, WriteError, is_unique_violation, se};
 use kioskd_actors::ports::StoreError;
 
 /// A package order by its `out_trade_no`.
@@ -121,13 +121,13 @@ impl Db {
         .map_err(se)?;
         row.map(|r| {
             Ok(PackageOrder {
-                user_id: r.try_get(0).map_err(se)?,
-                package_id: r.try_get(1).map_err(se)?,
-                amount: r.try_get(2).map_err(se)?,
-                status: r.try_get(3).map_err(se)?,
-                provider: r.try_get(4).map_err(se)?,
-                user_package_id: r.try_get(5).map_err(se)?,
-                closed_at: r.try_get(6).map_err(se)?,
+                user_id: r.col("user_id")?,
+                package_id: r.col("package_id")?,
+                amount: r.col("amount")?,
+                status: r.col("status")?,
+                provider: r.col("provider")?,
+                user_package_id: r.col("user_package_id")?,
+                closed_at: r.col("closed_at")?,
             })
         })
         .transpose()
@@ -176,11 +176,11 @@ impl Db {
         let Some(row) = row else {
             return Ok(PackageSettle::UnknownOrder);
         };
-        let user_id: i64 = row.try_get(0).map_err(se)?;
-        let package_id: i64 = row.try_get(1).map_err(se)?;
-        let due: i64 = row.try_get(2).map_err(se)?;
-        let status: String = row.try_get(3).map_err(se)?;
-        let paid_tx: Option<String> = row.try_get(4).map_err(se)?;
+        let user_id: i64 = row.col("user_id")?;
+        let package_id: i64 = row.col("package_id")?;
+        let due: i64 = row.col("amount")?;
+        let status: String = row.col("status")?;
+        let paid_tx: Option<String> = row.col("transaction_id")?;
         if status == "paid" {
             return Ok(if paid_tx.as_deref() == Some(transaction_id) {
                 PackageSettle::AlreadyGranted
@@ -222,8 +222,20 @@ impl Db {
             tx.rollback().await.map_err(se)?;
             return Ok(PackageSettle::AlreadyGranted);
         }
-        let Some((name, up)) =
-            grant_paid(&mut tx, user_id, package_id, transaction_id, now).await?
+        let Some(Granted {
+            name,
+            user_package_id: up,
+            ..
+        }) = grant(
+            &mut tx,
+            user_id,
+            package_id,
+            "wechat",
+            Some(transaction_id),
+            Sale::PaidOrder,
+            now,
+        )
+        .await?
         else {
             tx.rollback().await.map_err(se)?;
             return Ok(PackageSettle::NoPackage);
@@ -277,7 +289,9 @@ impl Db {
                 .map_err(se)?;
         // A purchase's time-ledger row and its money-ledger row share the id `pkg:<up>`.
         let rows = sqlx::query(
-            "SELECT pl.id, pl.kind, p.name, pl.seconds, COALESCE(-l.amount, 0), up.source, pl.session_id, pl.created_at
+            "SELECT pl.id AS id, pl.kind AS kind, p.name AS name, pl.seconds AS seconds,
+                    COALESCE(-l.amount, 0) AS amount, up.source AS source,
+                    pl.session_id AS session_id, pl.created_at AS created_at
              FROM package_ledger pl
              JOIN user_packages up ON up.id = pl.user_package_id
              JOIN packages p ON p.id = up.package_id
@@ -295,70 +309,17 @@ impl Db {
             .iter()
             .map(|r| {
                 Ok(PackageHistoryRow {
-                    id: r.try_get(0).map_err(se)?,
-                    kind: r.try_get(1).map_err(se)?,
-                    name: r.try_get(2).map_err(se)?,
-                    seconds: r.try_get(3).map_err(se)?,
-                    amount: r.try_get(4).map_err(se)?,
-                    source: r.try_get(5).map_err(se)?,
-                    session_id: r.try_get(6).map_err(se)?,
-                    created_at: r.try_get(7).map_err(se)?,
+                    id: r.col("id")?,
+                    kind: r.col("kind")?,
+                    name: r.col("name")?,
+                    seconds: r.col("seconds")?,
+                    amount: r.col("amount")?,
+                    source: r.col("source")?,
+                    session_id: r.col("session_id")?,
+                    created_at: r.col("created_at")?,
                 })
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
         Ok(Page { total, rows })
     }
-}
-
-/// Grants the package `package_id` paid by WeChat Pay transaction `transaction_id`
-/// (on sale or not: it was on sale when ordered) with its purchase time-ledger row;
-/// returns (name, user package id).
-async fn grant_paid(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    user_id: i64,
-    package_id: i64,
-    transaction_id: &str,
-    now: i64,
-) -> Result<Option<(String, i64)>, StoreError> {
-    let p =
-        sqlx::query("SELECT name, minutes, zones, windows, valid_days FROM packages WHERE id = $1")
-            .bind(package_id)
-            .fetch_optional(&mut **tx)
-            .await
-            .map_err(se)?;
-    let Some(p) = p else {
-        return Ok(None);
-    };
-    let name: String = p.try_get(0).map_err(se)?;
-    let minutes: i64 = p.try_get(1).map_err(se)?;
-    let zones: String = p.try_get(2).map_err(se)?;
-    let windows: String = p.try_get(3).map_err(se)?;
-    let days: i64 = p.try_get(4).map_err(se)?;
-    let up: i64 = sqlx::query_scalar(
-        "INSERT INTO user_packages (user_id, package_id, seconds_left, valid_from, expires_at, zones, windows, source, transaction_id, ctime)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, 'wechat', $8, $4) RETURNING id",
-    )
-    .bind(user_id)
-    .bind(package_id)
-    .bind(minutes * 60)
-    .bind(now)
-    .bind(now + days * 86_400_000)
-    .bind(zones)
-    .bind(windows)
-    .bind(transaction_id)
-    .fetch_one(&mut **tx)
-    .await
-    .map_err(se)?;
-    sqlx::query(
-        "INSERT INTO package_ledger (id, user_package_id, user_id, seconds, kind, created_at) VALUES ($1, $2, $3, $4, 'purchase', $5)",
-    )
-    .bind(format!("pkg:{up}"))
-    .bind(up)
-    .bind(user_id)
-    .bind(minutes * 60)
-    .bind(now)
-    .execute(&mut **tx)
-    .await
-    .map_err(se)?;
-    Ok(Some((name, up)))
 }

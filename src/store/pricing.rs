@@ -580,8 +580,20 @@ impl Db {
     ) -> Result<Purchase, StoreError> {
         let mut tx = self.pool().begin().await.map_err(se)?;
         self.lock_user(&mut tx, user_id).await?;
-        let Some((price, name, up)) =
-            grant(&mut tx, user_id, package_id, "balance", None, now).await?
+        let Some(Granted {
+            price,
+            name,
+            user_package_id: up,
+        }) = grant(
+            &mut tx,
+            user_id,
+            package_id,
+            "balance",
+            None,
+            Sale::OnSaleNow,
+            now,
+        )
+        .await?
         else {
             return Ok(Purchase::NotOnSale);
         };
@@ -625,9 +637,18 @@ impl Db {
         now: i64,
     ) -> Result<Option<i64>, StoreError> {
         let mut tx = self.pool().begin().await.map_err(se)?;
-        let r = grant(&mut tx, user_id, package_id, "operator", None, now).await?;
+        let r = grant(
+            &mut tx,
+            user_id,
+            package_id,
+            "operator",
+            None,
+            Sale::OnSaleNow,
+            now,
+        )
+        .await?;
         tx.commit().await.map_err(se)?;
-        Ok(r.map(|(_, _, up)| up))
+        Ok(r.map(|g| g.user_package_id))
     }
 
     /// The packages a user holds with time left and not expired, soonest expiry first.
@@ -855,23 +876,49 @@ impl Db {
     }
 }
 
-/// Inserts a user package for `package_id` (if on sale) with its purchase time-ledger
-/// row; returns (price, name, user package id).
+/// A package given to a user by [`grant`].
+pub(super) struct Granted {
+    /// The package's price now (fen).
+    pub price: i64,
+    /// Its name.
+    pub name: String,
+    /// The new user package.
+    pub user_package_id: i64,
+}
+
+/// Which packages [`grant`] may give.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Sale {
+    /// Only one on sale now (a purchase from the balance, an operator's grant).
+    OnSaleNow,
+    /// Also one withdrawn since (a paid WeChat Pay order: it was on sale when ordered).
+    PaidOrder,
+}
+
+/// Inserts a user package for `package_id` with its purchase time-ledger row (`None`: no
+/// such package, or not on sale when `sale` asks for that).
 pub(super) async fn grant(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     user_id: i64,
     package_id: i64,
     source: &str,
     transaction_id: Option<&str>,
+    sale: Sale,
     now: i64,
-) -> Result<Option<(i64, String, i64)>, StoreError> {
-    let p = sqlx::query(
-        "SELECT price, name, minutes, zones, windows, valid_days FROM packages WHERE id = $1 AND on_sale = 1",
-    )
-    .bind(package_id)
-    .fetch_optional(&mut **tx)
-    .await
-    .map_err(se)?;
+) -> Result<Option<Granted>, StoreError> {
+    let sql = match sale {
+        Sale::OnSaleNow => {
+            "SELECT price, name, minutes, zones, windows, valid_days FROM packages WHERE id = $1 AND on_sale = 1"
+        }
+        Sale::PaidOrder => {
+            "SELECT price, name, minutes, zones, windows, valid_days FROM packages WHERE id = $1"
+        }
+    };
+    let p = sqlx::query(sql)
+        .bind(package_id)
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(se)?;
     let Some(p) = p else {
         return Ok(None);
     };
@@ -908,7 +955,11 @@ pub(super) async fn grant(
     .execute(&mut **tx)
     .await
     .map_err(se)?;
-    Ok(Some((price, name, up)))
+    Ok(Some(Granted {
+        price,
+        name,
+        user_package_id: up,
+    }))
 }
 
 /// Records how a unit was paid; false when it was recorded before (a replay).
