@@ -79,6 +79,12 @@ pub struct DeviceDetail {
     pub pending_commands: usize,
     /// Server time (unix ms).
     pub now: i64,
+    /// Fen for a unit beginning now on this device, before any member group's discount
+    /// or package: the plan in force (its own, else its zone's), else its flat
+    /// `charge_mode` (`Coordinator::quote` without a user).
+    pub price_now: i64,
+    /// The plan that price comes from; `None`: the flat price.
+    pub plan: Option<String>,
 }
 
 /// One device with its running session, session history and commands.
@@ -112,7 +118,10 @@ pub async fn device(
     };
     let session_id = v.and_then(|v| v.session.as_ref().map(|(id, _, _)| *id));
     let pending_commands = commands.iter().filter(|c| c.acked_at.is_none()).count();
+    let quote = s.coord.quote(&d, None, now).await?;
     Ok(DeviceDetail {
+        price_now: quote.price,
+        plan: quote.plan,
         device: d,
         seen,
         session_id,

@@ -138,7 +138,8 @@ struct DeviceCard {
     city: String,
     area: String,
     location: String,
-    /// Fen per unit: the device's flat price (what dialect A's `charge_mode` shows idle).
+    /// Fen per unit: the device's flat price (`devices.charge_mode`); `price_now` is
+    /// what a unit beginning now costs.
     charge_mode: i64,
     /// Fen for a unit beginning now for the caller (anyone, when not signed in): the
     /// plan in force (member group, device, zone) with the group's discount.

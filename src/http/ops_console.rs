@@ -4,8 +4,10 @@
 //! * `GET /ops/users?q=<text>&limit=` — users by mobile prefix, openid prefix or
 //!   nickname substring;
 //! * `GET /ops/users/{id}/sessions?limit=` — a user's sessions;
-//! * `GET /ops/devices/{code}` — one device with its running session, session history
-//!   and commands (pending first, with their acknowledgement);
+//! * `GET /ops/devices/{code}` — one device (with `price_now`, fen for a unit beginning
+//!   now, and the `plan` it comes from, `null` for the flat `charge_mode`) with its
+//!   running session, session history and commands (pending first, with their
+//!   acknowledgement);
 //! * `GET /ops/alerts` — the wire time zone (`time_zone`), running sessions with their deadlines and what on-call must
 //!   look at: sessions past `paid_until` or their heartbeat deadline, kiosks offline,
 //!   failing outbox sends, payments whose notification is overdue;
@@ -139,6 +141,8 @@ async fn device(
             "area": d.area,
             "location": d.location,
             "charge_mode": d.charge_mode,
+            "price_now": v.price_now,
+            "plan": v.plan,
             "billing_mode": d.billing_mode.as_str(),
             "status": v.seen.status,
             "online": v.seen.online,

@@ -264,6 +264,60 @@ async fn dialect_b_idle_charging_is_the_price_in_force_now() {
     app.stop().await;
 }
 
+/// The console's device read shows the price in force now: a device in a zone with a
+/// plan shows the plan's rate and name, not its flat `charge_mode`; a device without a
+/// plan shows its flat price. Dialect A's idle `check` carries no price (unchanged).
+#[tokio::test]
+async fn the_console_device_read_shows_the_price_in_force_now() {
+    let app = spawn_app("").await;
+    let zoned = "11-22-33-44-55-66-77-A3";
+    let flat = "11-22-33-44-55-66-77-A4";
+    for code in [zoned, flat] {
+        let (st, v) = app
+            .ops_post(
+                "/ops/devices",
+                json!({"device_code": code, "name": "VR Z", "charge_mode": 132}),
+            )
+            .await;
+        assert_eq!(st, 201, "{v}");
+    }
+    let now = app.now_ms();
+    let plan = app
+        .db
+        .add_plan("zone-plan", &vec![75; SLOTS_PER_WEEK], 0, now)
+        .await
+        .unwrap();
+    let zone = app.db.add_zone("east", Some(plan), now).await.unwrap();
+    let dev = kioskd_actors::ports::Store::device_by_code(&app.db, zoned)
+        .await
+        .unwrap()
+        .unwrap();
+    app.db
+        .assign_device(dev.id, Some(zone), None)
+        .await
+        .unwrap();
+    reload_pricing(&app).await;
+
+    let (st, v) = app.ops_get(&format!("/ops/devices/{zoned}")).await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["device"]["price_now"], 75, "{v}");
+    assert_eq!(v["device"]["plan"], "zone-plan", "{v}");
+    assert_eq!(
+        v["device"]["charge_mode"], 132,
+        "the flat price is still reported"
+    );
+    let (st, v) = app.ops_get(&format!("/ops/devices/{flat}")).await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["device"]["price_now"], 132, "{v}");
+    assert_eq!(v["device"]["plan"], Value::Null, "{v}");
+
+    // Dialect A's idle check has no price field: still exactly the seed's keys.
+    let v = app.check(zoned).await;
+    let keys: Vec<&String> = v["result"].as_object().unwrap().keys().collect();
+    assert_eq!(keys, ["device_status", "msg", "status"], "{v}");
+    app.stop().await;
+}
+
 async fn app_with_pay(si: &Standin) -> TestApp {
     common::spawn_layers(&[&si.toml(true)]).await
 }
