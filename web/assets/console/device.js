@@ -19,7 +19,7 @@ async function load() {
   add('最后心跳', time(dev.last_seen));
   add('位置', [dev.province, dev.city, dev.area, dev.location].filter(Boolean).join(' ') || '—');
   add('价格', fen(dev.charge_mode) + ' / 计费单位（' + (dev.billing_mode === 'postpaid' ? '后付费' : '预付费') + '）');
-  add('当前价格', h('span', { id: 'price-now', text: String(dev.price_now) + ' 分/分钟（' + (dev.plan || '统一价') + '）' }));
+  add('当前价格', h('span', { id: 'price-now', text: fen(dev.price_now) + ' / 计费单位（' + (dev.plan || '统一价') + '）' }));
   add('当前会话', d.session_id ? '#' + d.session_id : '无');
   add('待确认命令', String(d.pending_commands));
   clear($('#info')).appendChild(kv);
