@@ -10,7 +10,6 @@
 //! `used_account` both grow; the user package, its time-ledger row and the order's state
 //! change are in that same transaction.
 
-
 use super::pricing::{Granted, Sale, grant};
 use super::{Db, Page, RowExt, WriteError, is_unique_violation, se};
 use kioskd_actors::ports::StoreError;
