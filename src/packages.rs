@@ -64,16 +64,24 @@ pub async fn priced_device(
     })
 }
 
-/// The last session on device `code` and the price a unit beginning now costs anyone
-/// there (what an idle kiosk shows as its price: plan and zone, no group).
-pub async fn last_session_and_price(s: &Services, code: &str) -> Result<(Last, i64), DeviceError> {
+/// The last session on device `code` and, when the device is idle (no running session,
+/// no unpaid order), the price a unit beginning now costs anyone there (what an idle kiosk
+/// shows as its price: plan and zone, no group). A busy device's answer carries its
+/// session's own price, so nothing more is read for it: this is a polled path.
+pub async fn last_session_and_price(
+    s: &Services,
+    code: &str,
+) -> Result<(Last, Option<i64>), DeviceError> {
     let last = devices::last_session(s, code).await?;
+    if !matches!(last, Last::Never | Last::Ended { unpaid: false, .. }) {
+        return Ok((last, None));
+    }
     let rec = kioskd_actors::ports::Store::device_by_code(&s.db, code)
         .await?
         .ok_or(DeviceError::NoSuchDevice)?;
     let now = s.coord.clock().now_ms();
     let quote = s.coord.quote(&rec, None, now).await?;
-    Ok((last, quote.price))
+    Ok((last, Some(quote.price)))
 }
 
 /// The packages on sale.

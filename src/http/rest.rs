@@ -331,7 +331,8 @@ async fn status_client(State(s): State<AppState>, req: Request) -> RestResult {
     let p = read(&s, R, req).await?;
     let (code, client_id) = device_of(&s, R, &p).await?;
     let cfg = s.coord.config();
-    // Idle, `charging` is the price a unit beginning now costs there (plan and zone).
+    // Idle, `charging` is the price a unit beginning now costs there (plan and zone);
+    // the service gives it for an idle device only.
     let (last, price_now) = crate::packages::last_session_and_price(&s, &code)
         .await
         .map_err(|e| RestError::device(R, e))?;
@@ -359,13 +360,13 @@ async fn status_client(State(s): State<AppState>, req: Request) -> RestResult {
             end_time: rec.ended_at.map(|t| wire(t, s.tz)).unwrap_or_default(),
         },
         Last::Ended { rec, unpaid: false } => StatusClient {
-            charging_fen: price_now,
+            charging_fen: price_now.unwrap_or_default(),
             ..StatusClient::idle(1, rec.user_id.to_string(), client_id)
         },
         // SPEC §6: data 0 only for a client that never had a session (still its own
         // clientId and onlineStatus 1: nothing for the kiosk to act on).
         Last::Never => StatusClient {
-            charging_fen: price_now,
+            charging_fen: price_now.unwrap_or_default(),
             ..StatusClient::idle(0, String::new(), client_id)
         },
     };

@@ -10,7 +10,7 @@
 //! `used_account` both grow; the user package, its time-ledger row and the order's state
 //! change are in that same transaction.
 
-use super::pricing::{Granted, Sale, grant};
+use super::pricing::{Granted, Sale, grant, package_debit};
 use super::{Db, Page, RowExt, WriteError, is_unique_violation, se};
 use kioskd_actors::ports::StoreError;
 
@@ -239,17 +239,7 @@ impl Db {
             tx.rollback().await.map_err(se)?;
             return Ok(PackageSettle::NoPackage);
         };
-        sqlx::query(
-            "INSERT INTO ledger (id, user_id, amount, kind, reason, created_at) VALUES ($1, $2, $3, 'debit', $4, $5)",
-        )
-        .bind(format!("pkg:{up}"))
-        .bind(user_id)
-        .bind(-amount)
-        .bind(format!("package:{name}"))
-        .bind(now)
-        .execute(&mut *tx)
-        .await
-        .map_err(se)?;
+        package_debit(&mut tx, user_id, up, &name, amount, now).await?;
         sqlx::query(
             "UPDATE users SET total_account = total_account + $1, used_account = used_account + $1, utime = $2 WHERE id = $3",
         )

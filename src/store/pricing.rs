@@ -597,17 +597,7 @@ impl Db {
         else {
             return Ok(Purchase::NotOnSale);
         };
-        sqlx::query(
-            "INSERT INTO ledger (id, user_id, amount, kind, reason, created_at) VALUES ($1, $2, $3, 'debit', $4, $5)",
-        )
-        .bind(format!("pkg:{up}"))
-        .bind(user_id)
-        .bind(-price)
-        .bind(format!("package:{name}"))
-        .bind(now)
-        .execute(&mut *tx)
-        .await
-        .map_err(se)?;
+        package_debit(&mut tx, user_id, up, &name, price, now).await?;
         let balance: Option<i64> = sqlx::query_scalar(
             "UPDATE users SET used_account = used_account + $1, balance_account = balance_account - $1, utime = $2
              WHERE id = $3 AND state = 0 AND balance_account >= $1 RETURNING balance_account",
@@ -960,6 +950,30 @@ pub(super) async fn grant(
         name,
         user_package_id: up,
     }))
+}
+
+/// The money ledger's row of a package purchase: `pkg:<user package>`, `price` fen
+/// debited (its time-ledger row shares the id).
+pub(super) async fn package_debit(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    user_id: i64,
+    user_package_id: i64,
+    name: &str,
+    price: i64,
+    now: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO ledger (id, user_id, amount, kind, reason, created_at) VALUES ($1, $2, $3, 'debit', $4, $5)",
+    )
+    .bind(format!("pkg:{user_package_id}"))
+    .bind(user_id)
+    .bind(-price)
+    .bind(format!("package:{name}"))
+    .bind(now)
+    .execute(&mut **tx)
+    .await
+    .map_err(se)?;
+    Ok(())
 }
 
 /// Records how a unit was paid; false when it was recorded before (a replay).
