@@ -31,7 +31,14 @@ impl Drop for Server {
     }
 }
 
+/// Starts the binary with a 4 s heartbeat timeout (the scenarios that wait for it to pass).
 async fn start(db_url: &str, port: u16) -> Server {
+    start_with_timeout(db_url, port, 4).await
+}
+
+/// `timeout_s` is the session heartbeat timeout: a scenario that must find its session
+/// alive after a restart gives it room for a slow start on a loaded CI machine.
+async fn start_with_timeout(db_url: &str, port: u16, timeout_s: u32) -> Server {
     let child = Command::new(env!("CARGO_BIN_EXE_kioskd"))
         .arg("serve")
         .env("KIOSKD_SERVER__LISTEN", format!("127.0.0.1:{port}"))
@@ -42,7 +49,10 @@ async fn start(db_url: &str, port: u16) -> Server {
         .env("KIOSKD_IDENTITY__COOKIE_SECRET", "restart-test-secret")
         .env("KIOSKD_BILLING__UNIT_SECONDS", "1")
         .env("KIOSKD_BILLING__FREE_SECONDS", "0")
-        .env("KIOSKD_BILLING__HEARTBEAT_TIMEOUT_SECONDS", "4")
+        .env(
+            "KIOSKD_BILLING__HEARTBEAT_TIMEOUT_SECONDS",
+            timeout_s.to_string(),
+        )
         .env("KIOSKD_LOG__FILTER", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
@@ -117,19 +127,42 @@ async fn keepalive(base: &str, token: &str) -> serde_json::Value {
         .await
 }
 
+/// Waits until the heartbeat writer has stored a keepalive heard at or after `heard`.
+async fn wait_heard_stored(url: &str, heard: i64) {
+    let db = kioskd::store::Db::connect(url, 1).await.unwrap();
+    wait_until(
+        "the keepalive's last_heard_at is stored",
+        Duration::from_secs(10),
+        async || {
+            let at: Option<i64> =
+                sqlx::query_scalar("SELECT last_heard_at FROM sessions WHERE user_id = 1")
+                    .fetch_one(db.pool())
+                    .await
+                    .unwrap();
+            at.is_some_and(|at| at >= heard)
+        },
+    )
+    .await;
+    db.pool().close().await;
+}
+
 #[tokio::test]
 async fn a_session_heard_after_a_crash_continues_and_the_outage_is_billed() {
     let (tdb, url) = TestDb::new().await;
     let port = free_port();
-    let s = start(&url, port).await;
+    // A 20 s heartbeat timeout: the restart below may be slow on a loaded machine, and
+    // this scenario is about a session that comes back in time.
+    let s = start_with_timeout(&url, port, 20).await;
     let (_phone, token) = setup(&s).await;
     // Past the first unit, then a crash and 1.5 s down: the binary runs on the system
     // clock, so these waits are the scenario (the outage is what is billed).
     tokio::time::sleep(Duration::from_millis(1300)).await;
+    let heard = kioskd_actors::Clock::system().now_ms();
     assert_eq!(keepalive(&s.base, &token).await["result"]["status"], 1);
+    wait_heard_stored(&url, heard).await;
     s.kill();
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let s = start(&url, port).await;
+    let s = start_with_timeout(&url, port, 20).await;
     // The kiosk comes back within the heartbeat timeout: the session is still there.
     let k = keepalive(&s.base, &token).await;
     assert_eq!(k["result"]["status"], 1, "{k}");
@@ -167,21 +200,7 @@ async fn a_session_never_heard_after_a_crash_ends_at_its_last_heartbeat() {
     let heard = kioskd_actors::Clock::system().now_ms();
     assert_eq!(keepalive(&s.base, &token).await["result"]["status"], 1);
     // Crash once the heartbeat writer has stored the keepalive.
-    let db = kioskd::store::Db::connect(&url, 1).await.unwrap();
-    wait_until(
-        "the keepalive's last_heard_at is stored",
-        Duration::from_secs(10),
-        async || {
-            let at: Option<i64> =
-                sqlx::query_scalar("SELECT last_heard_at FROM sessions WHERE user_id = 1")
-                    .fetch_one(db.pool())
-                    .await
-                    .unwrap();
-            at.is_some_and(|at| at >= heard)
-        },
-    )
-    .await;
-    db.pool().close().await;
+    wait_heard_stored(&url, heard).await;
     s.kill();
     let s = start(&url, port).await;
     // Nobody hears from the kiosk: the recovered session ends 4 s after its last heartbeat.
