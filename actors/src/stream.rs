@@ -7,29 +7,154 @@
 //! stay in the ring, so it resumes where it was).
 
 use std::collections::VecDeque;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use kioskd_protocol::ws::{Command, ServerEvent, ServerFrame, Snapshot, close};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::Notify;
 
 /// Events kept for resume.
 pub const RING: usize = 256;
 
-/// One live connection.
+/// The frames between a device actor and its kiosk's connection task, and the close code
+/// the device may send it ("kick"). One small shared allocation per connection: a tokio
+/// `mpsc` channel (its cache-padded header and first block of 32 slots) and a `oneshot`
+/// for the kick cost ~0.9 KB per connected kiosk, this ~0.15 KB (BENCHMARKS.md, memory
+/// per kiosk). Bounded: a push to a full (or closed) queue fails, and the device closes
+/// the connection as a slow consumer.
+#[derive(Debug)]
+struct Shared {
+    queue: Mutex<Queue>,
+    wake: Notify,
+}
+
+#[derive(Debug)]
+struct Queue {
+    frames: VecDeque<Arc<ServerFrame>>,
+    capacity: usize,
+    /// The device closed the connection with this code (taken before any frame).
+    kick: Option<u16>,
+    /// The connection task is gone: pushes fail.
+    closed: bool,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Queue> {
+        // The lock is never held across a panic-prone call; a poisoned queue is still
+        // a consistent queue.
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn try_push(&self, frame: Arc<ServerFrame>) -> Result<(), Arc<ServerFrame>> {
+        let mut q = self.lock();
+        if q.closed || q.frames.len() >= q.capacity {
+            return Err(frame);
+        }
+        q.frames.push_back(frame);
+        drop(q);
+        self.wake.notify_one();
+        Ok(())
+    }
+}
+
+/// One live connection, as the device's stream holds it.
 #[derive(Debug)]
 pub struct Conn {
     /// Connection id (unique per process).
     pub id: u64,
-    /// Frames to the connection's writer task.
-    pub tx: mpsc::Sender<Arc<ServerFrame>>,
-    /// Tells the writer to close with a code.
-    pub kick: oneshot::Sender<u16>,
+    shared: Arc<Shared>,
 }
 
 impl Conn {
-    fn close(self, code: u16) {
-        let _ = self.kick.send(code);
+    /// Queues a frame for the connection; `Err` when it is full or gone.
+    pub fn try_send(&self, frame: Arc<ServerFrame>) -> Result<(), Arc<ServerFrame>> {
+        self.shared.try_push(frame)
     }
+
+    /// Tells the connection task to close with `code` (ahead of any queued frame).
+    pub fn close(self, code: u16) {
+        let mut q = self.shared.lock();
+        q.kick.get_or_insert(code);
+        drop(q);
+        self.shared.wake.notify_one();
+    }
+}
+
+/// What a connection task gets next from its device.
+#[derive(Debug, PartialEq)]
+pub enum Next {
+    /// Close with this code.
+    Kicked(u16),
+    /// Write this frame.
+    Frame(Arc<ServerFrame>),
+}
+
+/// The connection task's end of a [`Conn`]: frames and the kick, and room for its own
+/// replies (which share the bound).
+#[derive(Debug)]
+pub struct ConnFrames {
+    shared: Arc<Shared>,
+}
+
+impl ConnFrames {
+    /// Queues a frame of the connection's own (a reply, an error); `false` when full.
+    pub fn try_send(&self, frame: Arc<ServerFrame>) -> bool {
+        self.shared.try_push(frame).is_ok()
+    }
+
+    /// The kick, else the oldest frame, if either is there.
+    pub fn try_next(&self) -> Option<Next> {
+        let mut q = self.shared.lock();
+        if let Some(code) = q.kick.take() {
+            return Some(Next::Kicked(code));
+        }
+        let f = q.frames.pop_front();
+        // A replay burst leaves no large buffer behind on an idle connection.
+        if q.frames.is_empty() && q.frames.capacity() > 16 {
+            q.frames.shrink_to(4);
+        }
+        f.map(Next::Frame)
+    }
+
+    /// Waits for the kick or the next frame. Cancel-safe: nothing is taken unless it is
+    /// returned.
+    pub async fn next(&self) -> Next {
+        loop {
+            if let Some(n) = self.try_next() {
+                return n;
+            }
+            // A push between `try_next` and here leaves a permit: no wake-up is lost.
+            self.shared.wake.notified().await;
+        }
+    }
+}
+
+impl Drop for ConnFrames {
+    fn drop(&mut self) {
+        let mut q = self.shared.lock();
+        q.closed = true;
+        q.frames = VecDeque::new();
+    }
+}
+
+/// A connection's two ends: the device's [`Conn`] and the task's [`ConnFrames`], at most
+/// `capacity` frames between them.
+pub fn connection(id: u64, capacity: usize) -> (Conn, ConnFrames) {
+    let shared = Arc::new(Shared {
+        queue: Mutex::new(Queue {
+            frames: VecDeque::new(),
+            capacity: capacity.max(1),
+            kick: None,
+            closed: false,
+        }),
+        wake: Notify::new(),
+    });
+    (
+        Conn {
+            id,
+            shared: shared.clone(),
+        },
+        ConnFrames { shared },
+    )
 }
 
 /// A pending command.
@@ -151,7 +276,7 @@ impl DeviceStream {
 
     fn send(&mut self, frame: Arc<ServerFrame>) {
         let full = match &self.conn {
-            Some(c) => c.tx.try_send(frame).is_err(),
+            Some(c) => c.try_send(frame).is_err(),
             None => false,
         };
         if full && let Some(c) = self.conn.take() {
@@ -257,17 +382,8 @@ mod tests {
     use super::*;
     use kioskd_protocol::ws::ErrorMsg;
 
-    fn conn(
-        id: u64,
-        cap: usize,
-    ) -> (
-        Conn,
-        mpsc::Receiver<Arc<ServerFrame>>,
-        oneshot::Receiver<u16>,
-    ) {
-        let (tx, rx) = mpsc::channel(cap);
-        let (kick, kicked) = oneshot::channel();
-        (Conn { id, tx, kick }, rx, kicked)
+    fn conn(id: u64, cap: usize) -> (Conn, ConnFrames) {
+        connection(id, cap)
     }
 
     fn snap(epoch: String, seq: u64, pending: Vec<Command>) -> Snapshot {
@@ -287,9 +403,9 @@ mod tests {
         ErrorMsg::event("test", n.to_string())
     }
 
-    fn seqs(rx: &mut mpsc::Receiver<Arc<ServerFrame>>) -> Vec<Option<u64>> {
+    fn seqs(rx: &mut ConnFrames) -> Vec<Option<u64>> {
         let mut v = Vec::new();
-        while let Ok(f) = rx.try_recv() {
+        while let Some(Next::Frame(f)) = rx.try_next() {
             v.push(f.seq);
         }
         v
@@ -298,7 +414,7 @@ mod tests {
     #[test]
     fn resume_replays_missed_events_in_order_without_duplicates() {
         let mut s = DeviceStream::new(vec![]);
-        let (c, mut rx, _k) = conn(1, 64);
+        let (c, mut rx) = conn(1, 64);
         assert_eq!(s.attach(c, None, None, snap), Resumed::Snapshot);
         for i in 0..5 {
             s.push(ev(i));
@@ -312,7 +428,7 @@ mod tests {
             s.push(ev(i));
         }
         let epoch = s.epoch().to_string();
-        let (c, mut rx, _k) = conn(2, 64);
+        let (c, mut rx) = conn(2, 64);
         assert_eq!(
             s.attach(c, Some(5), Some(&epoch), snap),
             Resumed::Replayed(3)
@@ -327,10 +443,10 @@ mod tests {
             s.push(ev(i));
         }
         let epoch = s.epoch().to_string();
-        let (c, mut rx, _k) = conn(1, 8);
+        let (c, mut rx) = conn(1, 8);
         assert_eq!(s.attach(c, Some(3), Some(&epoch), snap), Resumed::Snapshot);
         assert_eq!(seqs(&mut rx), vec![None]);
-        let (c, mut rx, _k) = conn(2, 8);
+        let (c, mut rx) = conn(2, 8);
         assert_eq!(
             s.attach(c, Some(s.seq()), Some("other"), snap),
             Resumed::Snapshot
@@ -345,7 +461,7 @@ mod tests {
             name: "restart".into(),
             text: None,
         }]);
-        let (c, mut rx, _k) = conn(1, 64);
+        let (c, mut rx) = conn(1, 64);
         s.attach(c, None, None, snap);
         let got = seqs(&mut rx);
         assert_eq!(
@@ -362,7 +478,7 @@ mod tests {
         assert_eq!(s.pending().len(), 1);
         s.detach(1);
         // Reconnect without resume: snapshot, then command 2 again with a new seq.
-        let (c, mut rx, _k) = conn(2, 64);
+        let (c, mut rx) = conn(2, 64);
         s.attach(c, None, None, snap);
         assert_eq!(seqs(&mut rx), vec![None, Some(3)]);
         assert_eq!(s.ack(3), vec![2]);
@@ -372,18 +488,74 @@ mod tests {
     #[test]
     fn a_full_connection_is_closed_as_a_slow_consumer_and_a_new_one_replaces_the_old() {
         let mut s = DeviceStream::new(vec![]);
-        let (c, _rx, mut kicked) = conn(1, 2);
+        let (c, kicked) = conn(1, 2);
         s.attach(c, None, None, snap); // snapshot takes one slot
         s.push(ev(1));
         s.push(ev(2)); // full
-        assert_eq!(kicked.try_recv(), Ok(close::SLOW_CONSUMER));
+        assert_eq!(kicked.try_next(), Some(Next::Kicked(close::SLOW_CONSUMER)));
         assert!(!s.connected());
-        let (c, _rx, mut k1) = conn(2, 8);
+        let (c, k1) = conn(2, 8);
         s.attach(c, None, None, snap);
-        let (c, _rx2, _k2) = conn(3, 8);
+        let (c, _k2) = conn(3, 8);
         s.attach(c, None, None, snap);
-        assert_eq!(k1.try_recv(), Ok(close::REPLACED));
+        assert_eq!(k1.try_next(), Some(Next::Kicked(close::REPLACED)));
         s.detach(2); // stale detach of the replaced connection changes nothing
         assert!(s.connected());
+    }
+
+    fn frame(n: u64) -> Arc<ServerFrame> {
+        Arc::new(ServerFrame {
+            event: ev(n),
+            seq: Some(n),
+            queued_at: None,
+        })
+    }
+
+    #[test]
+    fn a_connection_queue_is_bounded_shared_by_both_ends_and_the_kick_goes_first() {
+        let (c, rx) = connection(1, 2);
+        assert!(c.try_send(frame(1)).is_ok());
+        assert!(
+            rx.try_send(frame(2)),
+            "the task's own reply shares the bound"
+        );
+        assert!(c.try_send(frame(3)).is_err(), "full");
+        assert!(!rx.try_send(frame(4)), "full for the task too");
+        c.close(close::REPLACED);
+        assert_eq!(rx.try_next(), Some(Next::Kicked(close::REPLACED)));
+        assert_eq!(rx.try_next(), Some(Next::Frame(frame(1))));
+        assert_eq!(rx.try_next(), Some(Next::Frame(frame(2))));
+        assert_eq!(rx.try_next(), None);
+    }
+
+    #[test]
+    fn a_queue_whose_task_is_gone_refuses_frames() {
+        let (c, rx) = connection(1, 8);
+        drop(rx);
+        assert!(c.try_send(frame(1)).is_err());
+    }
+
+    #[tokio::test]
+    async fn next_waits_for_a_push_and_a_cancelled_wait_loses_nothing() {
+        let (c, rx) = connection(1, 8);
+        // A wait given up (as a `select!` does when another branch wins) takes nothing.
+        let gave_up = tokio::time::timeout(std::time::Duration::from_millis(1), rx.next()).await;
+        assert!(gave_up.is_err());
+        let waiter = tokio::spawn(async move {
+            let a = rx.next().await;
+            let b = rx.next().await;
+            (a, b)
+        });
+        tokio::task::yield_now().await;
+        assert!(c.try_send(frame(7)).is_ok());
+        c.close(close::GOING_AWAY);
+        let (a, b) = waiter.await.unwrap();
+        // Whichever the task saw first, it saw both.
+        let mut got = vec![a, b];
+        got.sort_by_key(|n| matches!(n, Next::Frame(_)));
+        assert_eq!(
+            got,
+            vec![Next::Kicked(close::GOING_AWAY), Next::Frame(frame(7))]
+        );
     }
 }

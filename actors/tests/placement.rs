@@ -300,9 +300,7 @@ async fn nodes_racing_for_an_unowned_device_spawn_one_actor() {
 async fn first_snapshot(
     d: &kameo::actor::ActorRef<kioskd_actors::device::DeviceActor>,
 ) -> kioskd_protocol::ws::Snapshot {
-    let (tx, mut rx) = tokio::sync::mpsc::channel(64);
-    let (kick, _kicked) = tokio::sync::oneshot::channel();
-    let conn = kioskd_actors::stream::Conn { id: 1, tx, kick };
+    let (conn, frames) = kioskd_actors::stream::connection(1, 64);
     d.ask(kioskd_actors::device::Attach {
         conn,
         resume_from: None,
@@ -310,7 +308,10 @@ async fn first_snapshot(
     })
     .await
     .unwrap();
-    match rx.try_recv().expect("a frame at once").event.clone() {
+    let Some(kioskd_actors::stream::Next::Frame(f)) = frames.try_next() else {
+        panic!("no frame at once");
+    };
+    match f.event.clone() {
         kioskd_protocol::ws::ServerEvent::Snapshot(s) => s,
         e => panic!("first frame is not a snapshot: {e:?}"),
     }

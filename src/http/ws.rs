@@ -6,6 +6,7 @@
 //! with `/ws/attendance` (`ws_attendance.rs`): the connection cap, the upgrade limits, the
 //! generic writer task and the idle-timed reader.
 
+use std::future::IntoFuture;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -21,7 +22,7 @@ use axum_extra::extract::SignedCookieJar;
 use futures::{SinkExt, StreamExt};
 use kioskd_actors::device::{Attach, Detach, FromKiosk, wire_status};
 use kioskd_actors::ids::normalize_device_code;
-use kioskd_actors::stream::Conn;
+use kioskd_actors::stream::{ConnFrames, Next};
 use kioskd_actors::{Event, catalog};
 use kioskd_protocol::ws::{self as wire, ClientMessage, ErrorMsg, ServerEvent, ServerFrame, close};
 use serde::Deserialize;
@@ -482,13 +483,13 @@ async fn kiosk_conn(s: AppState, mut socket: WebSocket, code: String, slot: Slot
     s.kiosk_sockets.fetch_add(1, Ordering::Relaxed);
     let code_sent = serve_kiosk(&s, &mut socket, &code).await;
     let reason = close_reason(code_sent);
-    let _ = tokio::time::timeout(
+    let _ = Box::pin(tokio::time::timeout(
         Duration::from_secs(2),
         socket.send(WsMessage::Close(Some(CloseFrame {
             code: code_sent,
             reason: Utf8Bytes::from_static(reason),
         }))),
-    )
+    ))
     .await;
     metrics::gauge!(catalog::WS_CONNECTIONS, "kind" => "kiosk").decrement(1);
     s.kiosk_sockets.fetch_sub(1, Ordering::Relaxed);
@@ -502,13 +503,13 @@ enum Incoming {
     Close(u16),
 }
 
-fn incoming(msg: WsMessage, bad: &mut u32, tx: &mpsc::Sender<Arc<ServerFrame>>) -> Incoming {
+fn incoming(msg: WsMessage, bad: &mut u32, tx: &ConnFrames) -> Incoming {
     match msg {
         WsMessage::Text(t) => match serde_json::from_str::<ClientMessage>(&t) {
             Ok(m) => Incoming::Deliver(Some(m)),
             Err(e) => {
                 *bad += 1;
-                let _ = tx.try_send(unsequenced(ErrorMsg::event(
+                tx.try_send(unsequenced(ErrorMsg::event(
                     "bad_message",
                     format!("not a protocol message: {e}"),
                 )));
@@ -540,7 +541,11 @@ async fn serve_kiosk(s: &AppState, socket: &mut WebSocket, code: &str) -> u16 {
     let idle = Duration::from_secs(s.cfg.ws.idle_timeout_seconds);
     let write_timeout = Duration::from_millis(s.cfg.ws.write_timeout_ms);
     let ask_timeout = s.coord.config().ask_timeout;
-    let device = match s.coord.device(code).await {
+    // The awaits taken once per connection (or once per incoming message) are boxed: a
+    // task keeps its future for the connection's whole life, and a future is as large as
+    // its largest await state, so an inline lookup, ask or timeout would cost every
+    // idle kiosk its size (BENCHMARKS.md, "memory per kiosk").
+    let device = match Box::pin(s.coord.device(code)).await {
         Ok(d) => d,
         Err(e) => {
             tracing::warn!(device = %code, error = %e, "ws kiosk: device unavailable");
@@ -549,7 +554,12 @@ async fn serve_kiosk(s: &AppState, socket: &mut WebSocket, code: &str) -> u16 {
     };
     // The first frame may be `hello` (resume); anything else starts fresh and is then
     // handled as usual.
-    let first = match tokio::time::timeout(Duration::from_secs(10).min(idle), socket.recv()).await {
+    let first = match Box::pin(tokio::time::timeout(
+        Duration::from_secs(10).min(idle),
+        socket.recv(),
+    ))
+    .await
+    {
         Err(_) => return close::IDLE_TIMEOUT,
         Ok(None) => return close::NORMAL,
         Ok(Some(Err(e))) => return read_error_code(e),
@@ -562,24 +572,16 @@ async fn serve_kiosk(s: &AppState, socket: &mut WebSocket, code: &str) -> u16 {
         },
         other => (None, None, Some(other)),
     };
-    let (tx, mut rx) = mpsc::channel(s.cfg.ws.queue.max(2));
-    let (kick_tx, mut kick_rx) = oneshot::channel();
     let conn_id = s.next_conn_id.fetch_add(1, Ordering::Relaxed);
-    let conn = Conn {
-        id: conn_id,
-        tx: tx.clone(),
-        kick: kick_tx,
-    };
-    if device
+    let (conn, frames) = kioskd_actors::stream::connection(conn_id, s.cfg.ws.queue.max(2));
+    let attach = device
         .ask(Attach {
             conn,
             resume_from,
             epoch,
         })
-        .reply_timeout(ask_timeout)
-        .await
-        .is_err()
-    {
+        .reply_timeout(ask_timeout);
+    if Box::pin(attach.into_future()).await.is_err() {
         return close::INTERNAL;
     }
     let mut shutdown = s.shutdown.clone();
@@ -587,36 +589,32 @@ async fn serve_kiosk(s: &AppState, socket: &mut WebSocket, code: &str) -> u16 {
     ping.tick().await;
     let mut bad = 0u32;
     let budget = MessageBudget::new(s);
-    let mut kick_open = true;
     let mut pending = first;
     let mut idle_at = tokio::time::Instant::now() + idle;
     let code_out = loop {
         if let Some(m) = pending.take() {
-            match incoming(m, &mut bad, &tx) {
+            match incoming(m, &mut bad, &frames) {
                 Incoming::Close(c) => break c,
                 Incoming::Deliver(parsed) => {
-                    if let Ok(Some(reply)) = device
-                        .ask(FromKiosk(parsed))
-                        .reply_timeout(ask_timeout)
-                        .await
-                    {
-                        let _ = tx.try_send(unsequenced(reply));
+                    let ask = device.ask(FromKiosk(parsed)).reply_timeout(ask_timeout);
+                    if let Ok(Some(reply)) = Box::pin(ask.into_future()).await {
+                        frames.try_send(unsequenced(reply));
                     }
                 }
             }
         }
         tokio::select! {
             biased;
-            // The device drops its end of `kick` when the connection detaches: not a kick.
-            k = &mut kick_rx, if kick_open => match k {
-                Ok(c) => break c,
-                Err(_) => kick_open = false,
-            },
             _ = shutdown.changed() => break close::GOING_AWAY,
-            f = rx.recv() => {
-                let Some(f) = f else { break close::NORMAL };
+            // The device's close (a newer connection, a slow consumer, removal) before
+            // any queued frame; then the frames in order.
+            n = frames.next() => {
+                let f = match n {
+                    Next::Kicked(c) => break c,
+                    Next::Frame(f) => f,
+                };
                 let Ok(text) = serde_json::to_string(&*f) else { continue };
-                let sent = tokio::time::timeout(write_timeout, socket.send(WsMessage::Text(Utf8Bytes::from(text)))).await;
+                let sent = Box::pin(tokio::time::timeout(write_timeout, socket.send(WsMessage::Text(Utf8Bytes::from(text))))).await;
                 if !matches!(sent, Ok(Ok(()))) {
                     break close::SLOW_CONSUMER;
                 }

@@ -1024,3 +1024,41 @@ async fn a_socket_flooding_messages_is_closed() {
     feed.until("snapshot").await;
     app.stop().await;
 }
+
+#[tokio::test]
+async fn messages_larger_than_the_read_buffer_arrive_whole() {
+    // The read buffer is 256 bytes by default (`ws.read_buffer_bytes`): a bigger message
+    // grows it and is read whole, and the connection goes on reading small ones.
+    let (app, _phone, _uid) = setup(WS).await;
+    let (st, _) = app
+        .ops_post(
+            &format!("/ops/devices/{CODE}/command"),
+            json!({"name":"message","text":"big frames"}),
+        )
+        .await;
+    assert_eq!(st, 202);
+    let mut k = Client::connect(&app, &format!("/ws/kiosk?device_code={CODE}"))
+        .await
+        .unwrap();
+    k.send(json!({"type":"hello"})).await;
+    let snap = k.until("snapshot").await;
+    let c = k.until("command").await;
+    for len in [300, 5_000, 40_000] {
+        // An ack naming another (long) epoch: read whole, parsed, refused as stale.
+        k.send(json!({"type":"ack","data":{"seq": c["seq"], "epoch": "e".repeat(len)}}))
+            .await;
+        let e = k.until("error").await;
+        assert_eq!(e["data"]["code"], "stale_epoch", "{len}-byte epoch");
+    }
+    k.send(json!({"type":"ack","data":{"seq": c["seq"], "epoch": snap["data"]["epoch"]}}))
+        .await;
+    wait_until("the ack is stored", Duration::from_secs(10), async || {
+        sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM device_commands WHERE acked_at IS NULL")
+            .fetch_one(app.db.pool())
+            .await
+            .unwrap()
+            == 0
+    })
+    .await;
+    app.stop().await;
+}
