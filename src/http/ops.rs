@@ -400,6 +400,7 @@ async fn list_maintainers(_: Operator, State(s): State<AppState>) -> OpsResult {
 
 async fn user(_: Operator, State(s): State<AppState>, OpsPath(id): OpsPath<i64>) -> OpsResult {
     let (u, sum) = crate::accounts::user(&s, id).await?;
+    let group_id = crate::pricing::user_group(&s, id).await?;
     Ok(Json(json!({
         "id": u.id,
         "openid": u.openid,
@@ -410,6 +411,7 @@ async fn user(_: Operator, State(s): State<AppState>, OpsPath(id): OpsPath<i64>)
         "used_account": u.used_account,
         "balance_account": u.balance_account,
         "ledger_sum": sum,
+        "group_id": group_id,
         "ctime": wire(u.ctime, s.tz),
     }))
     .into_response())

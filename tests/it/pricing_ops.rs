@@ -172,6 +172,8 @@ async fn a_group_discount_applies_to_sessions_started_after_the_change() {
         .await;
     assert_eq!(st, 201, "{g}");
     let (phone, uid) = app.phone("oGroup", "17717463402", 1000).await;
+    let (_, u) = app.ops_get(&format!("/ops/users/{uid}")).await;
+    assert_eq!(u["group_id"], Value::Null, "{u}");
     let (st, v) = put(
         &app,
         &format!("/ops/users/{uid}/group"),
@@ -179,6 +181,9 @@ async fn a_group_discount_applies_to_sessions_started_after_the_change() {
     )
     .await;
     assert_eq!(st, 200, "{v}");
+    // The user's detail (the console's users page) names the group.
+    let (_, u) = app.ops_get(&format!("/ops/users/{uid}")).await;
+    assert_eq!(u["group_id"], g["id"], "{u}");
     app.check(CODE).await;
     assert_eq!(phone.scan(CODE).await["result"], "success");
     wait_until("two units reserved", Duration::from_secs(10), async || {

@@ -32,7 +32,7 @@ export function uniqueName(prefix: string): string {
   return `${prefix}${run}${counter}`;
 }
 
-async function ops(method: 'GET' | 'POST', p: string, body?: unknown) {
+async function ops(method: 'GET' | 'POST' | 'PUT', p: string, body?: unknown) {
   const ctx = await pwRequest.newContext();
   try {
     const r = await ctx.fetch(BASE + p, {
@@ -47,6 +47,7 @@ async function ops(method: 'GET' | 'POST', p: string, body?: unknown) {
 }
 export const opsGet = (p: string) => ops('GET', p);
 export const opsPost = (p: string, body: unknown) => ops('POST', p, body);
+export const opsPut = (p: string, body: unknown) => ops('PUT', p, body);
 
 /** Registers a device. */
 export async function addDevice(code: string, name: string, location = '世纪大道 100 号 2F', charge = 5) {

@@ -1,9 +1,35 @@
 // Users: search, balance, ledger, sessions; adjust the balance (reason required, one
 // Idempotency-Key per dialog so a retried click cannot credit twice); disable/enable.
+// Pricing of a user (docs/pricing.md): the member group (set with PUT
+// /ops/users/<id>/group) and the packages held with time left (granted with POST
+// /ops/users/<id>/packages). Those two changes are for admins of every site (authz
+// rule); everyone else sees them without the buttons.
 import { api, h, clear, $, fen, time, dur, initPage, showError, showOk, table, formDialog, yuanToFen, randomKey, END_REASONS } from './common.js';
 
 const STATES = { 0: '正常', 1: '已停用', 2: '已删除' };
 const KINDS = { recharge: '充值', debit: '消费', refund: '退款', adjust: '调整' };
+const SOURCES = { balance: '余额购买', wechat: '微信支付', operator: '赠送' };
+const REASON_OPT = { name: 'reason', label: '原因（记入审计日志，可选）', maxlength: 200 };
+
+// May this operator set groups and grant packages (an admin without a site limit)?
+let manage = false;
+
+function groupLabel(g) {
+  return g.name + (g.discount_pct ? '（减免 ' + g.discount_pct + '%）' : '');
+}
+function groupText(groups, id) {
+  if (id === null || id === undefined) return '无';
+  const g = groups.find(function (x) { return x.id === id; });
+  return g ? groupLabel(g) : '#' + id;
+}
+/** Package time: whole minutes, and the odd seconds when there are any. */
+function timeLeft(sec) {
+  const m = Math.floor(sec / 60), s = sec % 60;
+  return m + ' 分钟' + (s ? ' ' + s + ' 秒' : '');
+}
+function packageLabel(d) {
+  return d.name + '（' + d.minutes + ' 分钟，' + d.valid_days + ' 天内有效，售价 ' + fen(d.price) + '）';
+}
 
 async function search(q) {
   const r = await api('/ops/users?q=' + encodeURIComponent(q));
@@ -20,8 +46,13 @@ async function search(q) {
 async function show(id) {
   const both = await Promise.all([
     api('/ops/users/' + id), api('/ops/users/' + id + '/ledger'), api('/ops/users/' + id + '/sessions'),
+    api('/ops/users/' + id + '/packages'), api('/ops/pricing/groups'), api('/ops/pricing/packages'),
+    api('/ops/pricing/zones'),
   ]);
   const u = both[0];
+  const groups = both[4].data || [];
+  const defs = both[5].data || [];
+  const zones = both[6].data || [];
   $('#detail').hidden = false;
   const kv = h('dl', { class: 'kv' });
   const add = function (k, v, id2) { kv.appendChild(h('dt', { text: k })); kv.appendChild(h('dd', { id: id2 }, v)); };
@@ -32,12 +63,15 @@ async function show(id) {
   add('余额', fen(u.balance_account), 'user-balance');
   add('累计充值 / 消费', fen(u.total_account) + ' / ' + fen(u.used_account));
   add('状态', STATES[u.state] || String(u.state), 'user-state');
+  add('会员组', groupText(groups, u.group_id), 'user-group');
   add('注册时间', u.ctime);
   clear($('#user-info')).appendChild(kv);
   const acts = clear($('#user-actions'));
   acts.appendChild(h('button', { type: 'button', class: 'primary', text: '调整余额', on: { click: function () { adjust(u); } } }));
   if (u.state === 0) acts.appendChild(h('button', { type: 'button', class: 'danger', text: '停用', on: { click: function () { setState(u, 1); } } }));
   else acts.appendChild(h('button', { type: 'button', text: '启用', on: { click: function () { setState(u, 0); } } }));
+  if (manage) acts.appendChild(h('button', { type: 'button', text: '设置会员组', on: { click: function () { setGroup(u, groups); } } }));
+  showPackages(u, both[3].data || [], defs, zones);
   clear($('#ledger')).appendChild(table([
     { title: '时间', get: function (l) { return l.time; } },
     { title: '类型', get: function (l) { return KINDS[l.kind] || l.kind; } },
@@ -54,6 +88,69 @@ async function show(id) {
     { title: '费用', num: true, get: function (s) { return fen(s.cost_money); } },
     { title: '结束原因', get: function (s) { return s.ended_at ? (END_REASONS[s.end_reason] || s.end_reason) : '进行中'; } },
   ], both[2].data, '没有会话'));
+}
+
+function showPackages(u, held, defs, zones) {
+  const def = function (id) { return defs.find(function (d) { return d.id === id; }); };
+  const zoneName = function (id) {
+    const z = zones.find(function (x) { return x.id === id; });
+    return z ? z.name : '#' + id;
+  };
+  const acts = clear($('#package-actions'));
+  if (manage) acts.appendChild(h('button', { type: 'button', class: 'primary', text: '赠送套餐', on: { click: function () { grant(u, defs); } } }));
+  clear($('#user-packages')).appendChild(table([
+    { title: '套餐', get: function (p) { return p.name; } },
+    { title: '剩余', num: true, get: function (p) { return h('span', { dataset: { seconds: String(p.seconds_left) }, text: timeLeft(p.seconds_left) }); } },
+    { title: '生效时间', get: function (p) { return time(p.valid_from); } },
+    { title: '到期时间', get: function (p) { return time(p.expires_at); } },
+    { title: '可用区域', get: function (p) { const d = def(p.package_id); return d ? (d.zones.length ? d.zones.map(zoneName).join('、') : '全部') : '—'; } },
+    { title: '可用时段', get: function (p) { const d = def(p.package_id); return d ? (d.windows.length ? d.windows.join('、') : '全天') : '—'; } },
+    { title: '来源', get: function (p) { return SOURCES[p.source] || p.source; } },
+  ], held, '没有可用的套餐（用完或过期的不显示）'));
+}
+
+function setGroup(u, groups) {
+  formDialog({
+    title: '设置会员组：' + (u.nick_name || ('#' + u.id)),
+    intro: '当前：' + groupText(groups, u.group_id) + '。之后开始的会话按新的会员组计价，进行中的会话不变。',
+    ok: '保存',
+    fields: [
+      { name: 'group', label: '会员组', type: 'select',
+        options: [['', '无（不属于任何会员组）']].concat(groups.map(function (g) { return [String(g.id), groupLabel(g)]; })),
+        value: u.group_id === null || u.group_id === undefined ? '' : String(u.group_id) },
+      REASON_OPT,
+    ],
+    onClose: function () { show(u.id).catch(showError); },
+    submit: async function (v) {
+      const gid = v.group === '' ? null : parseInt(v.group, 10);
+      const body = { group_id: gid };
+      if (v.reason.trim()) body.reason = v.reason.trim();
+      await api('/ops/users/' + u.id + '/group', { method: 'PUT', json: body });
+      return gid === null ? '已设为不属于任何会员组' : '已设为 ' + groupText(groups, gid);
+    },
+  });
+}
+
+function grant(u, defs) {
+  // Only a package on sale can be granted (the API refuses a withdrawn one).
+  const sale = defs.filter(function (d) { return d.on_sale; });
+  formDialog({
+    title: '赠送套餐：' + (u.nick_name || ('#' + u.id)),
+    intro: sale.length ? '赠送不收费：套餐从现在起生效，时长记入该用户的套餐，原因记入审计日志。'
+      : '没有在售的套餐：请先在价格页上架套餐。',
+    ok: '确认赠送',
+    fields: [
+      { name: 'package', label: '套餐', type: 'select', options: sale.map(function (d) { return [String(d.id), packageLabel(d)]; }) },
+      { name: 'reason', label: '原因（必填）', required: true, maxlength: 200 },
+    ],
+    onClose: function () { show(u.id).catch(showError); },
+    submit: async function (v) {
+      const d = sale.find(function (x) { return String(x.id) === v.package; });
+      if (!d) throw new Error('没有可赠送的套餐');
+      await api('/ops/users/' + u.id + '/packages', { method: 'POST', json: { package_id: d.id, reason: v.reason.trim() } });
+      return '已赠送 ' + d.name + '（' + d.minutes + ' 分钟）';
+    },
+  });
 }
 
 function adjust(u) {
@@ -96,7 +193,8 @@ function setState(u, state) {
 }
 
 async function main() {
-  await initPage('users');
+  const me = await initPage('users');
+  manage = me.role === 'admin' && !(me.sites && me.sites.length);
   const p = new URLSearchParams(location.search);
   $('#search').addEventListener('submit', function (ev) {
     ev.preventDefault();
