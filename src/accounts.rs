@@ -14,10 +14,26 @@ fn no_user() -> ServiceError {
 }
 
 /// A user with the sum of their ledger rows (which must equal the balance).
-pub async fn user(s: &Services, id: i64) -> Result<(UserRow, i64), ServiceError> {
-    let u = s.db.user_by_id(id).await?.ok_or_else(no_user)?;
-    let sum = s.db.ledger_sum(id).await?;
-    Ok((u, sum))
+pub async fn user(s: &Services, id: i64) -> Result<UserDetail, ServiceError> {
+    let user = s.db.user_by_id(id).await?.ok_or_else(no_user)?;
+    let ledger_sum = s.db.ledger_sum(id).await?;
+    let group_id = s.db.group_of_user(id).await?;
+    Ok(UserDetail {
+        user,
+        ledger_sum,
+        group_id,
+    })
+}
+
+/// A user as an operator looks at one.
+#[derive(Debug, Clone)]
+pub struct UserDetail {
+    /// The account.
+    pub user: UserRow,
+    /// The sum of the user's ledger (equals the balance when the books are right).
+    pub ledger_sum: i64,
+    /// The member group (`None`: none).
+    pub group_id: Option<i64>,
 }
 
 /// A user's ledger, newest first.

@@ -381,12 +381,6 @@ pub async fn set_group(
     Ok(())
 }
 
-/// The member group a user is in (`None`: none; also for an unknown user, which the
-/// caller has already looked up).
-pub async fn user_group(s: &Services, user_id: i64) -> Result<Option<i64>, ServiceError> {
-    Ok(s.db.group_of_user(user_id).await?)
-}
-
 /// Puts a user in a group (`None`: no group). Applies to sessions started afterwards.
 pub async fn set_user_group(
     s: &Services,

@@ -399,8 +399,8 @@ async fn list_maintainers(_: Operator, State(s): State<AppState>) -> OpsResult {
 }
 
 async fn user(_: Operator, State(s): State<AppState>, OpsPath(id): OpsPath<i64>) -> OpsResult {
-    let (u, sum) = crate::accounts::user(&s, id).await?;
-    let group_id = crate::pricing::user_group(&s, id).await?;
+    let d = crate::accounts::user(&s, id).await?;
+    let (u, sum, group_id) = (d.user, d.ledger_sum, d.group_id);
     Ok(Json(json!({
         "id": u.id,
         "openid": u.openid,

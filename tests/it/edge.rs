@@ -482,6 +482,54 @@ async fn wrong_ops_tokens_are_throttled() {
     );
 }
 
+/// Operator sign-ins (`POST /ops/login`, an argon2 check each) are throttled per address:
+/// 5 at once, then 10 a minute; another address still signs in.
+#[tokio::test]
+async fn operator_sign_ins_are_throttled_per_address() {
+    let srv = start(&[]).await;
+    let http = reqwest::Client::new();
+    let mut statuses = Vec::new();
+    for i in 0..12 {
+        let r = http
+            .post(format!("{}/ops/login", srv.base))
+            .json(&serde_json::json!({"username": format!("guess{i}"), "password": "wrong-password"}))
+            .send()
+            .await
+            .unwrap();
+        let st = r.status().as_u16();
+        if st == 429 {
+            let v: serde_json::Value = r.json().await.unwrap();
+            assert!(v["error"].is_string(), "the ops dialect's error: {v}");
+        }
+        statuses.push(st);
+    }
+    let throttled = statuses.iter().filter(|s| **s == 429).count();
+    assert!(throttled >= 6, "only {throttled} of 12 throttled: {statuses:?}");
+    assert!(statuses.iter().all(|s| [401, 429].contains(s)), "{statuses:?}");
+    // Another address is not throttled: its wrong password is a plain 401.
+    let body = r#"{"username":"guess","password":"wrong-password"}"#;
+    let mut s = connect_from("127.0.0.9", srv.addr).await;
+    s.write_all(
+        format!(
+            "POST /ops/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        out.starts_with(b"HTTP/1.1 401"),
+        "{}",
+        String::from_utf8_lossy(&out)
+    );
+}
+
 /// Issue 13: guessing client ids is throttled per address (dialect B's flat object,
 /// 429), and once throttled a hit looks like a miss; kiosks elsewhere are served.
 #[tokio::test]
