@@ -492,7 +492,9 @@ async fn operator_sign_ins_are_throttled_per_address() {
     for i in 0..12 {
         let r = http
             .post(format!("{}/ops/login", srv.base))
-            .json(&serde_json::json!({"username": format!("guess{i}"), "password": "wrong-password"}))
+            .json(
+                &serde_json::json!({"username": format!("guess{i}"), "password": "wrong-password"}),
+            )
             .send()
             .await
             .unwrap();
@@ -504,8 +506,14 @@ async fn operator_sign_ins_are_throttled_per_address() {
         statuses.push(st);
     }
     let throttled = statuses.iter().filter(|s| **s == 429).count();
-    assert!(throttled >= 6, "only {throttled} of 12 throttled: {statuses:?}");
-    assert!(statuses.iter().all(|s| [401, 429].contains(s)), "{statuses:?}");
+    assert!(
+        throttled >= 6,
+        "only {throttled} of 12 throttled: {statuses:?}"
+    );
+    assert!(
+        statuses.iter().all(|s| [401, 429].contains(s)),
+        "{statuses:?}"
+    );
     // Another address is not throttled: its wrong password is a plain 401.
     let body = r#"{"username":"guess","password":"wrong-password"}"#;
     let mut s = connect_from("127.0.0.9", srv.addr).await;

@@ -1062,3 +1062,77 @@ async fn messages_larger_than_the_read_buffer_arrive_whole() {
     .await;
     app.stop().await;
 }
+
+#[tokio::test]
+async fn acks_in_bulk_are_recorded_once_and_unknown_ones_change_nothing() {
+    let app = spawn_app("").await;
+    for (i, code) in [
+        "11-22-33-44-55-01",
+        "11-22-33-44-55-02",
+        "11-22-33-44-55-03",
+    ]
+    .iter()
+    .enumerate()
+    {
+        app.add_device(code, 5 + i as i64).await;
+    }
+    let devices: Vec<i64> = sqlx::query_scalar("SELECT id FROM devices ORDER BY id")
+        .fetch_all(app.db.pool())
+        .await
+        .unwrap();
+    assert_eq!(devices.len(), 3);
+    // More commands than one statement takes (400), and a broadcast.
+    let mut ids = Vec::new();
+    for n in 0..450 {
+        ids.push(
+            app.db
+                .add_command(devices[n % 3], "message", Some("hi"), 1_000)
+                .await
+                .unwrap(),
+        );
+    }
+    let b = app
+        .db
+        .add_broadcast("message", Some("all"), 1_000)
+        .await
+        .unwrap();
+    for d in &devices {
+        let copy = kioskd_actors::ports::broadcast_copy_id(b, *d).unwrap();
+        ids.push(copy);
+        ids.push(copy); // acknowledged twice in one batch
+    }
+    // Copies naming a device or a broadcast that does not exist.
+    ids.push(kioskd_actors::ports::broadcast_copy_id(b, 999_999).unwrap());
+    ids.push(kioskd_actors::ports::broadcast_copy_id(b + 50, devices[0]).unwrap());
+    app.db.ack_commands(&ids, 2_000).await.unwrap();
+    // And again: nothing changes.
+    app.db.ack_commands(&ids, 3_000).await.unwrap();
+    let unacked: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM device_commands WHERE acked_at IS NULL")
+            .fetch_one(app.db.pool())
+            .await
+            .unwrap();
+    assert_eq!(unacked, 0);
+    let at: Vec<i64> = sqlx::query_scalar("SELECT DISTINCT acked_at FROM device_commands")
+        .fetch_all(app.db.pool())
+        .await
+        .unwrap();
+    assert_eq!(at, vec![2_000], "the first ack's time stays");
+    let acks: Vec<(i64, i64, i64)> = sqlx::query_as(
+        "SELECT device_id, broadcast_id, acked_at FROM broadcast_acks ORDER BY device_id",
+    )
+    .fetch_all(app.db.pool())
+    .await
+    .unwrap();
+    assert_eq!(
+        acks,
+        devices.iter().map(|d| (*d, b, 2_000)).collect::<Vec<_>>()
+    );
+    for d in &devices {
+        assert!(
+            app.db.pending_commands(*d, 0).await.unwrap().is_empty(),
+            "nothing pending for device {d}"
+        );
+    }
+    app.stop().await;
+}
