@@ -954,18 +954,32 @@ impl Message<Detach> for DeviceActor {
     }
 }
 
-/// A message from the kiosk's WebSocket (any frame is also a heartbeat).
+/// A message from the kiosk's WebSocket `conn` (any frame is also a heartbeat; `msg` is
+/// `None` for one that only says so). Sent with `tell`: the connection task goes on
+/// reading, and an answer (an `error` frame) goes back on that connection, unsequenced,
+/// through the stream (dropped when that connection is no longer the device's). A
+/// broadcast brings 19,000 acks at once: an `ask` per ack was a reply channel and a
+/// second wake-up of the connection task each (BENCHMARKS.md, durable broadcast).
 #[derive(Debug)]
-pub struct FromKiosk(pub Option<ClientMessage>);
+pub struct FromKiosk {
+    /// The connection it came on.
+    pub conn: u64,
+    /// The message.
+    pub msg: Option<ClientMessage>,
+}
 
 impl Message<FromKiosk> for DeviceActor {
-    type Reply = Option<ServerEvent>;
+    type Reply = ();
 
-    async fn handle(
-        &mut self,
-        FromKiosk(msg): FromKiosk,
-        _ctx: &mut Context<Self, Self::Reply>,
-    ) -> Option<ServerEvent> {
+    async fn handle(&mut self, m: FromKiosk, _ctx: &mut Context<Self, Self::Reply>) {
+        if let Some(answer) = self.from_kiosk(m.msg).await {
+            self.stream.answer(m.conn, answer);
+        }
+    }
+}
+
+impl DeviceActor {
+    async fn from_kiosk(&mut self, msg: Option<ClientMessage>) -> Option<ServerEvent> {
         let now = self.inner.clock.now_ms();
         self.heard(now, false);
         match msg? {

@@ -347,6 +347,18 @@ impl DeviceStream {
         Resumed::Snapshot
     }
 
+    /// An answer to a message of connection `conn_id` (an `error` frame): sent on it
+    /// unsequenced and not kept for resume; dropped when that connection is gone.
+    pub fn answer(&mut self, conn_id: u64, event: ServerEvent) {
+        if self.conn.as_ref().is_some_and(|c| c.id == conn_id) {
+            self.send(Arc::new(ServerFrame {
+                event,
+                seq: None,
+                queued_at: None,
+            }));
+        }
+    }
+
     /// The connection went away (only if it is still the current one).
     pub fn detach(&mut self, conn_id: u64) {
         if self.conn.as_ref().is_some_and(|c| c.id == conn_id) {

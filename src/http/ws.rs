@@ -596,9 +596,14 @@ async fn serve_kiosk(s: &AppState, socket: &mut WebSocket, code: &str) -> u16 {
             match incoming(m, &mut bad, &frames) {
                 Incoming::Close(c) => break c,
                 Incoming::Deliver(parsed) => {
-                    let ask = device.ask(FromKiosk(parsed)).reply_timeout(ask_timeout);
-                    if let Ok(Some(reply)) = Box::pin(ask.into_future()).await {
-                        frames.try_send(unsequenced(reply));
+                    // Told, not asked: an answer comes back through the stream. Waits
+                    // only while the device's mailbox is full (back-pressure).
+                    let msg = FromKiosk {
+                        conn: conn_id,
+                        msg: parsed,
+                    };
+                    if Box::pin(device.tell(msg).send()).await.is_err() {
+                        break close::INTERNAL;
                     }
                 }
             }

@@ -13,8 +13,9 @@ use kioskd_actors::ports::{LastHeard, StoreResult};
 
 use super::{Db, se};
 
-/// Rows per statement (two parameters each).
-const CHUNK: usize = 250;
+/// Rows per statement (two parameters each; SQLite finds each `$n` by a linear walk
+/// over the statement's parameters, so 100 rows keep binding cheap).
+const CHUNK: usize = 100;
 
 impl Db {
     /// Records last-heard times of devices and sessions (batched, monotonic).
