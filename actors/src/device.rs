@@ -972,14 +972,14 @@ impl Message<FromKiosk> for DeviceActor {
     type Reply = ();
 
     async fn handle(&mut self, m: FromKiosk, _ctx: &mut Context<Self, Self::Reply>) {
-        if let Some(answer) = self.from_kiosk(m.msg).await {
+        if let Some(answer) = self.on_kiosk_message(m.msg).await {
             self.stream.answer(m.conn, answer);
         }
     }
 }
 
 impl DeviceActor {
-    async fn from_kiosk(&mut self, msg: Option<ClientMessage>) -> Option<ServerEvent> {
+    async fn on_kiosk_message(&mut self, msg: Option<ClientMessage>) -> Option<ServerEvent> {
         let now = self.inner.clock.now_ms();
         self.heard(now, false);
         match msg? {
