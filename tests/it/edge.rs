@@ -93,18 +93,27 @@ async fn closed_within(s: &mut TcpStream, within: Duration) -> bool {
     }
 }
 
-/// A plain HTTP/1.1 GET on a fresh connection from `from`: the status code.
-async fn get_status(from: &str, to: SocketAddr, path: &str) -> u16 {
+/// A raw HTTP/1.1 request (with `Connection: close`) on a fresh connection from `from`:
+/// the whole answer.
+async fn raw_request(from: &str, to: SocketAddr, request: &str) -> String {
     let mut s = connect_from(from, to).await;
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
+    s.write_all(request.as_bytes()).await.unwrap();
     let mut out = Vec::new();
     tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out))
         .await
         .expect("an answer within 10 s")
         .unwrap();
-    let text = String::from_utf8_lossy(&out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A plain HTTP/1.1 GET on a fresh connection from `from`: the status code.
+async fn get_status(from: &str, to: SocketAddr, path: &str) -> u16 {
+    let text = raw_request(
+        from,
+        to,
+        &format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
+    )
+    .await;
     text.split(' ')
         .nth(1)
         .and_then(|c| c.parse().ok())
@@ -463,23 +472,13 @@ async fn wrong_ops_tokens_are_throttled() {
     );
     assert!(statuses.iter().all(|s| [401, 429].contains(s)));
     // The operator elsewhere is unaffected.
-    let mut s = connect_from("127.0.0.9", srv.addr).await;
-    s.write_all(
-        format!("GET /ops/devices HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {OPS}\r\nConnection: close\r\n\r\n")
-            .as_bytes(),
+    let out = raw_request(
+        "127.0.0.9",
+        srv.addr,
+        &format!("GET /ops/devices HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {OPS}\r\nConnection: close\r\n\r\n"),
     )
-    .await
-    .unwrap();
-    let mut out = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out))
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(
-        out.starts_with(b"HTTP/1.1 200"),
-        "{}",
-        String::from_utf8_lossy(&out)
-    );
+    .await;
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
 }
 
 /// Operator sign-ins (`POST /ops/login`, an argon2 check each) are throttled per address:
@@ -516,26 +515,16 @@ async fn operator_sign_ins_are_throttled_per_address() {
     );
     // Another address is not throttled: its wrong password is a plain 401.
     let body = r#"{"username":"guess","password":"wrong-password"}"#;
-    let mut s = connect_from("127.0.0.9", srv.addr).await;
-    s.write_all(
-        format!(
+    let out = raw_request(
+        "127.0.0.9",
+        srv.addr,
+        &format!(
             "POST /ops/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
             body.len()
-        )
-        .as_bytes(),
+        ),
     )
-    .await
-    .unwrap();
-    let mut out = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out))
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(
-        out.starts_with(b"HTTP/1.1 401"),
-        "{}",
-        String::from_utf8_lossy(&out)
-    );
+    .await;
+    assert!(out.starts_with("HTTP/1.1 401"), "{out}");
 }
 
 /// Issue 13: guessing client ids is throttled per address (dialect B's flat object,

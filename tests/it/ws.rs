@@ -93,6 +93,16 @@ impl Client {
     }
 }
 
+/// The kiosk of `CODE` connected fresh (`hello`): its socket and its first snapshot.
+async fn kiosk_hello(app: &TestApp) -> (Client, Value) {
+    let mut k = Client::connect(app, &format!("/ws/kiosk?device_code={CODE}"))
+        .await
+        .unwrap();
+    k.send(json!({"type":"hello"})).await;
+    let snap = k.until("snapshot").await;
+    (k, snap)
+}
+
 async fn setup(extra: &str) -> (TestApp, Phone, i64) {
     let app = spawn_app(extra).await;
     app.add_device(CODE, 5).await;
@@ -153,11 +163,7 @@ async fn a_phone_start_reaches_the_kiosk_socket_and_billing_carries_paid_until()
 #[tokio::test]
 async fn resume_replays_missed_events_in_order_or_sends_a_snapshot() {
     let (app, phone, uid) = setup(WS).await;
-    let mut k = Client::connect(&app, &format!("/ws/kiosk?device_code={CODE}"))
-        .await
-        .unwrap();
-    k.send(json!({"type":"hello"})).await;
-    let snap = k.until("snapshot").await;
+    let (k, snap) = kiosk_hello(&app).await;
     let epoch = snap["data"]["epoch"].as_str().unwrap().to_string();
     let last = snap["data"]["seq"].as_u64().unwrap();
     drop(k);
@@ -219,20 +225,12 @@ async fn commands_are_resent_until_acknowledged_and_survive_in_the_database() {
     assert_eq!(st, 202, "{v}");
     assert_eq!(v["delivered"], false);
     let id = v["id"].as_i64().unwrap();
-    let mut k = Client::connect(&app, &format!("/ws/kiosk?device_code={CODE}"))
-        .await
-        .unwrap();
-    k.send(json!({"type":"hello"})).await;
-    let snap = k.until("snapshot").await;
+    let (mut k, snap) = kiosk_hello(&app).await;
     assert_eq!(snap["data"]["pending_commands"][0]["id"], id);
     let c1 = k.until("command").await;
     assert_eq!(c1["data"]["text"], "closing at 22:00");
     drop(k); // not acknowledged
-    let mut k = Client::connect(&app, &format!("/ws/kiosk?device_code={CODE}"))
-        .await
-        .unwrap();
-    k.send(json!({"type":"hello"})).await;
-    let snap = k.until("snapshot").await;
+    let (mut k, snap) = kiosk_hello(&app).await;
     let c2 = k.until("command").await;
     assert_eq!(c2["data"]["id"], id, "re-sent with the same id");
     // An ack naming another epoch acknowledges nothing.
@@ -261,20 +259,14 @@ async fn commands_are_resent_until_acknowledged_and_survive_in_the_database() {
     assert_eq!(c3["data"]["name"], "restart");
     k.send(json!({"type":"ack","data":{"seq": c3["seq"]}}))
         .await;
-    wait_until("the ack is stored", Duration::from_secs(10), async || {
-        sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM device_commands WHERE acked_at IS NULL")
-            .fetch_one(app.db.pool())
-            .await
-            .unwrap()
-            == 0
-    })
+    count_becomes(
+        &app,
+        "SELECT COUNT(*) FROM device_commands WHERE acked_at IS NULL",
+        0,
+    )
     .await;
     drop(k);
-    let mut k = Client::connect(&app, &format!("/ws/kiosk?device_code={CODE}"))
-        .await
-        .unwrap();
-    k.send(json!({"type":"hello"})).await;
-    let snap = k.until("snapshot").await;
+    let (_k, snap) = kiosk_hello(&app).await;
     assert_eq!(
         snap["data"]["pending_commands"],
         json!([]),
@@ -578,7 +570,7 @@ async fn a_broadcast_reaches_every_connected_kiosk_with_its_own_command() {
 
 /// Waits (with a deadline) until `sql` counts `want`.
 async fn count_becomes(app: &TestApp, sql: &str, want: i64) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
         let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_string()))
             .fetch_one(app.db.pool())
@@ -1030,18 +1022,15 @@ async fn messages_larger_than_the_read_buffer_arrive_whole() {
     // The read buffer is 256 bytes by default (`ws.read_buffer_bytes`): a bigger message
     // grows it and is read whole, and the connection goes on reading small ones.
     let (app, _phone, _uid) = setup(WS).await;
-    let (st, _) = app
+    let (mut k, snap) = kiosk_hello(&app).await;
+    // A command pushed live, then acknowledged after the big messages.
+    let (st, v) = app
         .ops_post(
             &format!("/ops/devices/{CODE}/command"),
-            json!({"name":"message","text":"big frames"}),
+            json!({"name":"restart"}),
         )
         .await;
-    assert_eq!(st, 202);
-    let mut k = Client::connect(&app, &format!("/ws/kiosk?device_code={CODE}"))
-        .await
-        .unwrap();
-    k.send(json!({"type":"hello"})).await;
-    let snap = k.until("snapshot").await;
+    assert_eq!((st, v["delivered"].as_bool()), (202, Some(true)), "{v}");
     let c = k.until("command").await;
     for len in [300, 5_000, 40_000] {
         // An ack naming another (long) epoch: read whole, parsed, refused as stale.
@@ -1052,13 +1041,11 @@ async fn messages_larger_than_the_read_buffer_arrive_whole() {
     }
     k.send(json!({"type":"ack","data":{"seq": c["seq"], "epoch": snap["data"]["epoch"]}}))
         .await;
-    wait_until("the ack is stored", Duration::from_secs(10), async || {
-        sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM device_commands WHERE acked_at IS NULL")
-            .fetch_one(app.db.pool())
-            .await
-            .unwrap()
-            == 0
-    })
+    count_becomes(
+        &app,
+        "SELECT COUNT(*) FROM device_commands WHERE acked_at IS NULL",
+        0,
+    )
     .await;
     app.stop().await;
 }
