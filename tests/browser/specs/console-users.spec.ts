@@ -131,8 +131,9 @@ for (const role of ['viewer', 'staff'] as const) {
     const row = page.locator('#user-packages tbody tr', { hasText: pkg.name });
     await expect(row).toContainText('45 分钟');
     await expect(row).toContainText('全天');
-    await expect(page.getByRole('button', { name: '设置会员组' })).toHaveCount(0);
-    await expect(page.getByRole('button', { name: '赠送套餐' })).toHaveCount(0);
+    for (const name of ['设置会员组', '赠送套餐', '调整余额', '停用', '启用']) {
+      await expect(page.getByRole('button', { name })).toHaveCount(0);
+    }
     con.assertNone();
   });
 }

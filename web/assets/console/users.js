@@ -2,8 +2,9 @@
 // Idempotency-Key per dialog so a retried click cannot credit twice); disable/enable.
 // Pricing of a user (docs/pricing.md): the member group (set with PUT
 // /ops/users/<id>/group) and the packages held with time left (granted with POST
-// /ops/users/<id>/packages). Those two changes are for admins of every site (authz
-// rule); everyone else sees them without the buttons.
+// /ops/users/<id>/packages). Every change on this page (balance, state, group,
+// packages) is for admins of every site (authz rule); everyone else sees the user
+// without the buttons.
 import { api, h, clear, $, fen, time, dur, initPage, showError, showOk, table, formDialog, yuanToFen, randomKey, END_REASONS } from './common.js';
 
 const STATES = { 0: '正常', 1: '已停用', 2: '已删除' };
@@ -11,7 +12,7 @@ const KINDS = { recharge: '充值', debit: '消费', refund: '退款', adjust: '
 const SOURCES = { balance: '余额购买', wechat: '微信支付', operator: '赠送' };
 const REASON_OPT = { name: 'reason', label: '原因（记入审计日志，可选）', maxlength: 200 };
 
-// May this operator set groups and grant packages (an admin without a site limit)?
+// May this operator change users (an admin without a site limit)?
 let manage = false;
 
 function groupLabel(g) {
@@ -67,10 +68,14 @@ async function show(id) {
   add('注册时间', u.ctime);
   clear($('#user-info')).appendChild(kv);
   const acts = clear($('#user-actions'));
-  acts.appendChild(h('button', { type: 'button', class: 'primary', text: '调整余额', on: { click: function () { adjust(u); } } }));
-  if (u.state === 0) acts.appendChild(h('button', { type: 'button', class: 'danger', text: '停用', on: { click: function () { setState(u, 1); } } }));
-  else acts.appendChild(h('button', { type: 'button', text: '启用', on: { click: function () { setState(u, 0); } } }));
-  if (manage) acts.appendChild(h('button', { type: 'button', text: '设置会员组', on: { click: function () { setGroup(u, groups); } } }));
+  // Balance, state, group and packages are changed by admins of every site only (the
+  // server refuses anyone else): others see the user read-only, without buttons that fail.
+  if (manage) {
+    acts.appendChild(h('button', { type: 'button', class: 'primary', text: '调整余额', on: { click: function () { adjust(u); } } }));
+    if (u.state === 0) acts.appendChild(h('button', { type: 'button', class: 'danger', text: '停用', on: { click: function () { setState(u, 1); } } }));
+    else acts.appendChild(h('button', { type: 'button', text: '启用', on: { click: function () { setState(u, 0); } } }));
+    acts.appendChild(h('button', { type: 'button', text: '设置会员组', on: { click: function () { setGroup(u, groups); } } }));
+  }
   showPackages(u, both[3].data || [], defs, zones);
   clear($('#ledger')).appendChild(table([
     { title: '时间', get: function (l) { return l.time; } },
