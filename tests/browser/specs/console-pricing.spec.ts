@@ -140,13 +140,17 @@ test('a package priced 30.5 元 is stored as 3050 fen, and can be withdrawn', as
   con.assertNone();
 });
 
-test('a viewer sees the plans and the grid but cannot change them', async ({ page }) => {
+for (const [who, role, sites] of [
+  ['a viewer', 'viewer', undefined],
+  ['an admin of one site', 'admin', ['site-a']],
+] as const) {
+test(`${who} sees the plans and the grid but cannot change them`, async ({ page }) => {
   const con = watchConsole(page);
   const week = new Array(7 * SLOTS).fill(40);
   const name = uniqueName('只读方案');
   const p = await opsPost('/ops/pricing/plans', { name, week, min_charge: 100 });
   expect(p.status, JSON.stringify(p.body)).toBe(201);
-  const viewer = await addOperator('viewer');
+  const viewer = await addOperator(role, sites ? [...sites] : undefined);
   await signIn(page, viewer, '/console/pricing.html');
   await expect(page.locator('#readonly-note')).toBeVisible();
   await page.getByRole('button', { name: '查看 ' + name }).click();
@@ -162,6 +166,7 @@ test('a viewer sees the plans and the grid but cannot change them', async ({ pag
   await expect(page.locator('#dirty')).toHaveText('');
   con.assertNone();
 });
+}
 
 test('zones, a device assignment, a group and a date override through the page', async ({ page }) => {
   const con = watchConsole(page);

@@ -512,7 +512,8 @@ async function refresh() {
 
 async function main() {
   const me = await initPage('pricing');
-  admin = me.role === 'admin';
+  // Pricing changes are for admins of every site (the server refuses a site-limited one).
+  admin = me.role === 'admin' && !(me.sites && me.sites.length);
   document.querySelectorAll('.admin-only').forEach(function (el) { el.hidden = !admin; });
   $('#readonly-note').hidden = admin;
   $('#paint-rate').disabled = !admin;
