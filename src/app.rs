@@ -101,6 +101,7 @@ pub fn coordinator_config(cfg: &Config) -> CoordinatorConfig {
         idle: (cfg.actors.idle_seconds > 0)
             .then(|| std::time::Duration::from_secs(cfg.actors.idle_seconds)),
         broadcast_ttl_ms: cfg.ws.broadcast_ttl_seconds as i64 * 1000,
+        resume_window: std::time::Duration::from_secs(cfg.ws.resume_window_seconds),
         ..CoordinatorConfig::default()
     }
 }

@@ -414,6 +414,9 @@ pub struct Ws {
     /// How long a broadcast stays pending for devices that have not acknowledged it
     /// (offline ones get it on their next connection within this time).
     pub broadcast_ttl_seconds: u64,
+    /// A kiosk's events are kept this long (and at most 256) for a resume; one that
+    /// comes back later gets a snapshot.
+    pub resume_window_seconds: u64,
     /// Of `max_connections`, this many are kept for kiosks: other sockets (phones, ops,
     /// bridges) get at most `max_connections - reserved_for_kiosks`.
     pub reserved_for_kiosks: usize,
@@ -745,6 +748,9 @@ impl Config {
         }
         if self.ws.reserved_for_kiosks >= self.ws.max_connections {
             return bad("ws.reserved_for_kiosks must be below ws.max_connections");
+        }
+        if self.ws.resume_window_seconds == 0 || self.ws.resume_window_seconds > 86_400 {
+            return bad("ws.resume_window_seconds must be 1-86400");
         }
         if self.ws.messages_per_second == 0 || self.ws.message_burst == 0 {
             return bad("ws.messages_per_second and ws.message_burst must be positive");

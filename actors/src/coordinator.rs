@@ -51,6 +51,8 @@ pub struct CoordinatorConfig {
     /// A broadcast is pending for a device that has not acknowledged it only this long
     /// after it was sent (commands to one device stay pending until acknowledged).
     pub broadcast_ttl_ms: i64,
+    /// A device's stream keeps its events for a resume this long (and at most 256).
+    pub resume_window: Duration,
 }
 
 impl Default for CoordinatorConfig {
@@ -65,6 +67,7 @@ impl Default for CoordinatorConfig {
             ask_timeout: Duration::from_secs(10),
             idle: Some(Duration::from_secs(300)),
             broadcast_ttl_ms: 3_600_000,
+            resume_window: crate::stream::RESUME_WINDOW,
         }
     }
 }

@@ -133,7 +133,7 @@ impl Actor for DeviceActor {
         let now = args.inner.clock.now_ms();
         let mut d = DeviceActor {
             stream: {
-                let mut s = DeviceStream::new(pending);
+                let mut s = DeviceStream::with_window(pending, args.inner.cfg.resume_window);
                 for (id, at) in expiries {
                     s.expire_at(id, at);
                 }
@@ -1299,6 +1299,8 @@ impl Message<IdleCheck> for DeviceActor {
         let now = self.inner.clock.now_ms();
         // An expired broadcast copy no longer keeps the actor alive.
         self.stream.expire(now);
+        // Nor does a quiet device keep old events for a resume.
+        self.stream.forget_older_than(std::time::Instant::now());
         let me = ctx.actor_ref();
         let queued = me
             .mailbox_sender()

@@ -8,12 +8,17 @@
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use kioskd_protocol::ws::{Command, ServerEvent, ServerFrame, Snapshot, close};
 use tokio::sync::Notify;
 
-/// Events kept for resume.
+/// Events kept for resume, at most (and only those younger than the stream's window).
 pub const RING: usize = 256;
+
+/// How long an event is kept for resume unless the device's configuration says otherwise
+/// (`ws.resume_window_seconds`).
+pub const RESUME_WINDOW: Duration = Duration::from_secs(600);
 
 /// The frames between a device actor and its kiosk's connection task, and the close code
 /// the device may send it ("kick"). One small shared allocation per connection: a tokio
@@ -174,9 +179,15 @@ pub struct Pending {
 pub struct DeviceStream {
     epoch: String,
     seq: u64,
+    /// Recent events for resume: at most [`RING`], none older than `window_s`. A kiosk
+    /// in a session gets a `billing` frame per unit; 256 of them are ~60 KB a device, so
+    /// 19,000 busy kiosks would keep ~1 GB for resumes nobody makes after minutes away
+    /// (a kiosk resuming from an event no longer kept gets a snapshot instead).
     ring: VecDeque<Arc<ServerFrame>>,
     conn: Option<Conn>,
     pending: Vec<Pending>,
+    /// Seconds an event is kept for resume.
+    window_s: u32,
 }
 
 /// How a (re)connect was served.
@@ -189,14 +200,22 @@ pub enum Resumed {
 }
 
 impl DeviceStream {
-    /// A new stream with a fresh epoch.
+    /// A new stream with a fresh epoch, keeping events for resume [`RESUME_WINDOW`].
     pub fn new(pending: Vec<Command>) -> Self {
+        Self::with_window(pending, RESUME_WINDOW)
+    }
+
+    /// A new stream with a fresh epoch, keeping events for resume `window` (whole
+    /// seconds, at least one).
+    pub fn with_window(pending: Vec<Command>, window: Duration) -> Self {
         let mut s = Self {
             epoch: crate::ids::new_token()[..12].to_string(),
             seq: 0,
-            ring: VecDeque::with_capacity(16),
+            // Allocated at the first event: an idle kiosk has none.
+            ring: VecDeque::new(),
             conn: None,
             pending: Vec::new(),
+            window_s: u32::try_from(window.as_secs()).unwrap_or(u32::MAX).max(1),
         };
         for cmd in pending {
             s.pending.push(Pending {
@@ -237,17 +256,42 @@ impl DeviceStream {
     /// connection if there is one. Returns the sequence number.
     pub fn push(&mut self, event: ServerEvent) -> u64 {
         self.seq += 1;
+        let now = Instant::now();
         let frame = Arc::new(ServerFrame {
             event,
             seq: Some(self.seq),
-            queued_at: Some(std::time::Instant::now()),
+            queued_at: Some(now),
         });
         if self.ring.len() == RING {
             self.ring.pop_front();
         }
+        self.forget_older_than(now);
         self.ring.push_back(frame.clone());
         self.send(frame);
         self.seq
+    }
+
+    /// Forgets the events kept for resume that are older than the window as of `now`
+    /// (pushing does this too; the device's periodic check calls it for a quiet one).
+    pub fn forget_older_than(&mut self, now: Instant) {
+        let Some(cutoff) = now.checked_sub(Duration::from_secs(u64::from(self.window_s))) else {
+            return;
+        };
+        while self
+            .ring
+            .front()
+            .is_some_and(|f| f.queued_at.is_some_and(|at| at < cutoff))
+        {
+            self.ring.pop_front();
+        }
+        if self.ring.capacity() > 32 && self.ring.len() < self.ring.capacity() / 4 {
+            self.ring.shrink_to(self.ring.len().max(4));
+        }
+    }
+
+    /// Events kept for resume.
+    pub fn kept(&self) -> usize {
+        self.ring.len()
     }
 
     /// Queues a command: pending until acknowledged, pushed now if connected.
@@ -568,6 +612,54 @@ mod tests {
         assert_eq!(
             got,
             vec![Next::Kicked(close::GOING_AWAY), Next::Frame(frame(7))]
+        );
+    }
+
+    #[test]
+    fn events_older_than_the_window_are_not_kept_and_a_resume_from_them_gets_a_snapshot() {
+        let mut s = DeviceStream::with_window(vec![], Duration::from_secs(600));
+        let (c, _rx) = conn(1, 64);
+        s.attach(c, None, None, snap);
+        let epoch = s.epoch().to_string();
+        for i in 0..5 {
+            s.push(ev(i));
+        }
+        assert_eq!(s.kept(), 5);
+        // Ten minutes on: nothing is young enough (the cut-off is explicit here; the
+        // device passes `Instant::now()`).
+        s.forget_older_than(Instant::now() + Duration::from_secs(601));
+        assert_eq!(s.kept(), 0);
+        s.detach(1);
+        let (c, mut rx) = conn(2, 64);
+        assert_eq!(s.attach(c, Some(2), Some(&epoch), snap), Resumed::Snapshot);
+        assert_eq!(seqs(&mut rx), vec![None], "a snapshot, not a replay");
+        // Within the window, a resume replays.
+        s.push(ev(6));
+        s.push(ev(7));
+        s.forget_older_than(Instant::now() + Duration::from_secs(599));
+        assert_eq!(s.kept(), 2);
+        s.detach(2);
+        let (c, mut rx) = conn(3, 64);
+        assert_eq!(
+            s.attach(c, Some(6), Some(&epoch), snap),
+            Resumed::Replayed(1)
+        );
+        assert_eq!(seqs(&mut rx), vec![Some(7)]);
+    }
+
+    #[test]
+    fn the_ring_keeps_at_most_ring_events_and_gives_back_its_room() {
+        let mut s = DeviceStream::new(vec![]);
+        for i in 0..(RING as u64 * 2) {
+            s.push(ev(i));
+        }
+        assert_eq!(s.kept(), RING);
+        s.forget_older_than(Instant::now() + RESUME_WINDOW + Duration::from_secs(1));
+        assert_eq!(s.kept(), 0);
+        assert!(
+            s.ring.capacity() <= 32,
+            "room given back: {}",
+            s.ring.capacity()
         );
     }
 }
