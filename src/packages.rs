@@ -5,6 +5,7 @@
 //! packages) is elsewhere.
 
 use kioskd_actors::DeviceStatus;
+use kioskd_actors::catalog;
 use kioskd_actors::ports::{DeviceRecord, StoreError};
 use kioskd_actors::session::Quote;
 
@@ -128,6 +129,7 @@ pub async fn buy_with_balance(
             user_package_id,
             balance,
         } => {
+            metrics::counter!(catalog::PACKAGES_SOLD, "source" => "balance").increment(1);
             s.coord.balance_changed(u.id, balance).await;
             Ok((user_package_id, balance))
         }

@@ -210,7 +210,10 @@ async fn settle_package(s: &Services, t: &Transaction) -> Result<Verdict, Settle
 fn package_verdict(out_trade_no: &str, r: PackageSettle) -> Verdict {
     match r {
         // The balance does not move; the package is held from the next session's start.
-        PackageSettle::Granted { .. } => Verdict::Credited,
+        PackageSettle::Granted { .. } => {
+            metrics::counter!(catalog::PACKAGES_SOLD, "source" => "wechat").increment(1);
+            Verdict::Credited
+        }
         PackageSettle::AlreadyGranted => Verdict::Duplicate,
         PackageSettle::AlreadyPaidOtherwise => {
             tracing::error!(

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::NaiveDate;
+use kioskd_actors::catalog;
 use kioskd_actors::ids::normalize_device_code;
 use kioskd_actors::pricing::{MAX_RATE, RatePlan, SLOTS_PER_DAY, SLOTS_PER_WEEK, Window};
 
@@ -146,9 +147,11 @@ pub async fn reload(s: &Services) -> bool {
     match s.db.pricing_catalog(s.tz).await {
         Ok(c) => {
             s.coord.set_pricing(c);
+            metrics::counter!(catalog::PRICING_RELOADS, "outcome" => "ok").increment(1);
             true
         }
         Err(e) => {
+            metrics::counter!(catalog::PRICING_RELOADS, "outcome" => "error").increment(1);
             tracing::error!(error = %e, "reloading the pricing catalog failed");
             false
         }
@@ -481,9 +484,12 @@ pub async fn grant_package(
     if s.db.user_by_id(user_id).await?.is_none() {
         return Err(ServiceError::not_found("no such user"));
     }
-    s.db.grant_package(user_id, package_id, s.coord.clock().now_ms())
-        .await?
-        .ok_or_else(|| ServiceError::not_found("no such package on sale"))
+    let id =
+        s.db.grant_package(user_id, package_id, s.coord.clock().now_ms())
+            .await?
+            .ok_or_else(|| ServiceError::not_found("no such package on sale"))?;
+    metrics::counter!(catalog::PACKAGES_SOLD, "source" => "operator").increment(1);
+    Ok(id)
 }
 
 /// The packages a user holds with time left.

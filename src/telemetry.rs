@@ -137,6 +137,14 @@ fn describe() {
     );
     describe_counter!(c::ORDERS_PAID_FEN, "Fen paid for postpaid orders.");
     describe_counter!(
+        c::PRICING_RELOADS,
+        "Pricing catalog reloads on this node, by outcome (ok, error)."
+    );
+    describe_counter!(
+        c::PACKAGES_SOLD,
+        "Packages users got, by source (balance, wechat, operator)."
+    );
+    describe_counter!(
         c::REST_REQUESTS,
         "Dialect B replies, by route and outcome (ok, refused, bad_request, error)."
     );

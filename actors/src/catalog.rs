@@ -25,6 +25,11 @@ pub const BALANCE_LOW: &str = "kioskd_billing_balance_low_total";
 pub const RECHARGED_FEN: &str = "kioskd_payments_recharged_fen_total";
 /// Counter: postpaid orders created at session ends, by `outcome` (unpaid, free).
 pub const ORDERS_CREATED: &str = "kioskd_payments_orders_created_total";
+/// Counter: pricing catalog reloads on this node, by `outcome` (ok, error): after an
+/// operator's change here, a notice from another node, or the periodic reload.
+pub const PRICING_RELOADS: &str = "kioskd_pricing_reloads_total";
+/// Counter: packages users got, by `source` (balance, wechat, operator).
+pub const PACKAGES_SOLD: &str = "kioskd_pricing_packages_sold_total";
 /// Counter: fen paid for postpaid orders.
 pub const ORDERS_PAID_FEN: &str = "kioskd_payments_orders_paid_fen_total";
 /// Counter: dialect B (/rest/*) replies, by `route` and `outcome` (ok: an answer;

@@ -130,6 +130,16 @@ async fn a_package_bought_from_the_balance_is_one_ledger_row_and_too_little_chan
     assert_eq!(by_balance["seconds"], 3600);
     let by_wechat = rows.iter().find(|r| r["source"] == "wechat").unwrap();
     assert_eq!(by_wechat["amount"], 5000);
+    // Counted once each; the refused purchases are not.
+    for source in ["balance", "wechat"] {
+        let sold = app
+            .metric(
+                "kioskd_pricing_packages_sold_total",
+                &format!(r#"source="{source}""#),
+            )
+            .await;
+        assert_eq!(sold, 1.0, "{source}");
+    }
     app.stop().await;
 }
 

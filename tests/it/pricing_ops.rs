@@ -449,6 +449,22 @@ async fn a_plan_in_use_is_not_deleted_and_a_withdrawn_package_stays_with_its_hol
         )
         .await;
     assert_eq!(st, 404, "{v}");
+    // Counted: the one grant, and a reload after each change (none failed).
+    assert_eq!(
+        app.metric("kioskd_pricing_packages_sold_total", r#"source="operator""#)
+            .await,
+        1.0
+    );
+    assert!(
+        app.metric("kioskd_pricing_reloads_total", r#"outcome="ok""#)
+            .await
+            >= 3.0
+    );
+    assert_eq!(
+        app.metric("kioskd_pricing_reloads_total", r#"outcome="error""#)
+            .await,
+        0.0
+    );
     app.assert_invariants().await;
 }
 
