@@ -505,9 +505,15 @@ async fn operator_sign_ins_are_throttled_per_address() {
         statuses.push(st);
     }
     let throttled = statuses.iter().filter(|s| **s == 429).count();
+    // 5 at once, then one every 6 s: at least 4 of the 12 are refused even if the run
+    // took 20 s on a loaded machine (it takes well under one).
     assert!(
-        throttled >= 6,
+        throttled >= 4,
         "only {throttled} of 12 throttled: {statuses:?}"
+    );
+    assert!(
+        statuses[..5].iter().all(|s| *s == 401),
+        "the first five are answered: {statuses:?}"
     );
     assert!(
         statuses.iter().all(|s| [401, 429].contains(s)),
