@@ -1071,15 +1071,32 @@ impl Coordinator {
     /// Pushes a stored broadcast to every device actor live here: one shared message,
     /// no storage on the way.
     fn broadcast_local(&self, id: i64, name: String, text: Option<String>) -> usize {
+        use kameo::error::SendError;
         let msg = Arc::new(crate::device::Broadcast { id, name, text });
         let mut n = 0;
+        // A device whose mailbox is full right now (its actor busy, say with a slow
+        // storage call) still gets the push, from a task that waits for room: otherwise
+        // its connected kiosk would see the broadcast only at its next reconnect.
+        let mut busy = Vec::new();
         for e in self.inner.devices.iter() {
-            let _ = e
-                .value()
-                .1
-                .tell(crate::device::Deliver(msg.clone()))
-                .try_send();
+            let a = &e.value().1;
+            if let Err(SendError::MailboxFull(_) | SendError::ActorRestarting(_)) =
+                a.tell(crate::device::Deliver(msg.clone())).try_send()
+            {
+                busy.push(a.clone());
+            }
             n += 1;
+        }
+        if !busy.is_empty() {
+            let wait = self.inner.cfg.ask_timeout;
+            tokio::spawn(async move {
+                for a in busy {
+                    let send = a.tell(crate::device::Deliver(msg.clone())).send();
+                    if !matches!(tokio::time::timeout(wait, send).await, Ok(Ok(()))) {
+                        tracing::warn!(actor = %a.id(), "a broadcast could not be pushed to a busy device: its kiosk gets it on reconnect");
+                    }
+                }
+            });
         }
         metrics::counter!(catalog::COMMANDS_QUEUED).increment(n as u64);
         n

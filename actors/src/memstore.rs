@@ -3,7 +3,7 @@
 //! run under paused tokio time, where a real database would only add noise.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 
@@ -21,6 +21,9 @@ struct MemSession {
 #[derive(Default)]
 pub struct MemStore {
     state: Mutex<State>,
+    /// Held by a test to make device writes (`set_device_updating`) wait: a device actor
+    /// busy with storage.
+    writes: Arc<tokio::sync::Mutex<()>>,
 }
 
 #[derive(Default)]
@@ -65,6 +68,15 @@ impl MemStore {
     /// An empty store.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Holds device writes until the guard is dropped (a device actor that writes one
+    /// waits meanwhile, as on a slow database).
+    pub fn hold_device_writes(&self) -> tokio::sync::OwnedMutexGuard<()> {
+        self.writes
+            .clone()
+            .try_lock_owned()
+            .expect("device writes are held once at a time")
     }
 
     /// Registers a device.
@@ -169,6 +181,7 @@ impl Store for MemStore {
     }
 
     async fn set_device_updating(&self, device_id: i64, updating: bool) -> StoreResult<()> {
+        drop(self.writes.lock().await);
         let mut s = self.state.lock().unwrap();
         if let Some(d) = s.devices.values_mut().find(|d| d.id == device_id) {
             d.updating = updating;

@@ -293,3 +293,66 @@ async fn offline_device_refuses_sessions() {
     let r = coord.start_session(CODE, user(7, &store)).await.unwrap();
     assert_eq!(r.unwrap_err(), StartRefusal::DeviceUnavailable);
 }
+
+/// A broadcast made while a device's mailbox is full (its actor busy with a slow storage
+/// call) still reaches its connected kiosk once the actor catches up, not only at the
+/// kiosk's next reconnect.
+#[tokio::test]
+async fn a_broadcast_reaches_a_connected_kiosk_whose_device_was_busy() {
+    use kioskd_actors::device::{Attach, FromKiosk};
+    use kioskd_actors::stream::{Next, connection};
+    use kioskd_protocol::windows::UpdateState;
+    use kioskd_protocol::ws::{ClientMessage, GameStateMsg, ServerEvent};
+
+    let (store, coord) = setup();
+    let d = coord.device(CODE).await.unwrap();
+    let (conn, frames) = connection(1, 512);
+    d.ask(Attach {
+        conn,
+        resume_from: None,
+        epoch: None,
+    })
+    .await
+    .unwrap();
+    assert!(
+        matches!(frames.try_next(), Some(Next::Frame(_))),
+        "the snapshot"
+    );
+    // Busy: a game-state write waiting on storage, then a mailbox filled with heartbeats.
+    let hold = store.hold_device_writes();
+    let busy = FromKiosk {
+        conn: 1,
+        msg: Some(ClientMessage::GameState(GameStateMsg {
+            update_state: UpdateState::Ing,
+        })),
+    };
+    d.tell(busy).send().await.unwrap();
+    let mut queued = 0;
+    while d.tell(FromKiosk { conn: 1, msg: None }).try_send().is_ok() {
+        queued += 1;
+        assert!(queued < 10_000, "the mailbox never filled");
+    }
+    assert_eq!(
+        coord
+            .broadcast("message", Some("closing at 22:00"))
+            .await
+            .unwrap(),
+        1
+    );
+    drop(hold);
+    let command = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match frames.next().await {
+                Next::Frame(f) => {
+                    if let ServerEvent::Command(c) = &f.event {
+                        return c.clone();
+                    }
+                }
+                Next::Kicked(code) => panic!("closed with {code}"),
+            }
+        }
+    })
+    .await
+    .expect("the broadcast arrives once the device catches up");
+    assert_eq!(command.text.as_deref(), Some("closing at 22:00"));
+}
