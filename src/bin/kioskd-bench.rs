@@ -241,6 +241,13 @@ async fn seed_sessions(
 async fn seed_rows(s: &AppState, n: usize, balance: i64) -> anyhow::Result<()> {
     let now = s.coord.clock().now_ms();
     let pool = s.db.pool();
+    let existing: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM devices")
+        .fetch_one(pool)
+        .await?;
+    anyhow::ensure!(
+        existing == 0,
+        "the database already holds {existing} devices: the bench seeds its own, so give it an empty database (for PostgreSQL: DROP DATABASE and CREATE DATABASE again)"
+    );
     let mut tx = pool.begin().await?;
     for i in 0..n {
         sqlx::query("INSERT INTO devices (code, name, charge_mode, billing_mode, ctime, utime) VALUES ($1, $2, 5, 'prepaid', $3, $3)")
