@@ -2,9 +2,9 @@
 //! an epoch, a ring of recent events to replay on resume, the one live connection, and
 //! the operator commands that stay pending until the kiosk acknowledges them.
 //!
-//! Pushing never waits: a frame goes to the connection's bounded channel with
-//! `try_send`, and a connection that is full is closed as a slow consumer (its events
-//! stay in the ring, so it resumes where it was).
+//! Pushing never waits: a frame goes to the connection's bounded queue
+//! ([`connection`]) with `try_send`, and a connection that is full is closed as a slow
+//! consumer (its events stay in the ring, so it resumes where it was).
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -21,9 +21,9 @@ pub const RING: usize = 256;
 pub const RESUME_WINDOW: Duration = Duration::from_secs(600);
 
 /// The frames between a device actor and its kiosk's connection task, and the close code
-/// the device may send it ("kick"). One small shared allocation per connection: a tokio
-/// `mpsc` channel (its cache-padded header and first block of 32 slots) and a `oneshot`
-/// for the kick cost ~0.9 KB per connected kiosk, this ~0.15 KB (BENCHMARKS.md, memory
+/// the device may send it ("kick"), in one small shared allocation per connection (~0.15
+/// KB; a tokio `mpsc` channel, with its cache-padded header and first block of 32 slots,
+/// and a `oneshot` for the kick cost ~0.9 KB per connected kiosk: BENCHMARKS.md, memory
 /// per kiosk). Bounded: a push to a full (or closed) queue fails, and the device closes
 /// the connection as a slow consumer.
 #[derive(Debug)]
