@@ -283,6 +283,29 @@ async fn dashboards_and_alerts_evaluate_against_a_real_prometheus() {
         )
         .await;
     assert_eq!(st, 202, "{v}");
+    // Pricing: a member group made (the node reloads its catalog), a package made and
+    // granted to a user.
+    let (st, v) = app
+        .ops_post(
+            "/ops/pricing/groups",
+            json!({"name": "prom members", "discount_pct": 10}),
+        )
+        .await;
+    assert_eq!(st, 201, "{v}");
+    let (st, pkg) = app
+        .ops_post(
+            "/ops/pricing/packages",
+            json!({"name": "prom night", "minutes": 120, "price": 1500, "valid_days": 30}),
+        )
+        .await;
+    assert_eq!(st, 201, "{pkg}");
+    let (st, v) = app
+        .ops_post(
+            &format!("/ops/users/{gone_id}/packages"),
+            json!({"package_id": pkg["id"], "reason": "prometheus test"}),
+        )
+        .await;
+    assert_eq!(st, 201, "{v}");
     // A refused upgrade (wrong ops token).
     let refused = tokio_tungstenite::connect_async(format!(
         "{}/ws/ops?token=wrong",
