@@ -12,7 +12,7 @@ use serde_json::json;
 use sqlx::any::AnyRow;
 use sqlx::{Any, Transaction};
 
-use super::{Db, Page, RowExt, WriteError, se};
+use super::{Db, Page, RowExt, WriteError, placeholders, se};
 
 const TERMINAL_COLS: &str = "id, sn, token_hash, name, timezone, last_seen_at, last_seen_via, roster_version, attlog_stamp, operlog_stamp, info, created_at";
 const COMMAND_COLS: &str = "id, sn, name, args, channel, state, destructive, attempts, wire_id, return_code, result, created_at, sent_at, acked_at, via, delivered_at";
@@ -286,14 +286,6 @@ fn staff_from_row(r: &AnyRow) -> Result<StaffRow, StoreError> {
         deleted: r.col::<i64>("deleted")? != 0,
         version: r.col("version")?,
     })
-}
-
-/// `$a, $a+1, ...`: placeholders only, so the statement text stays constant per count.
-fn placeholders(from: usize, n: usize) -> String {
-    (from..from + n)
-        .map(|i| format!("${i}"))
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 /// Queues `updatestd` for a bridge terminal whose roster version is behind (the bridge

@@ -5,7 +5,7 @@
 
 use kioskd_actors::ports::{PendingCommand, StoreResult, broadcast_copy_id, broadcast_of_copy};
 
-use super::{Db, RowExt, se};
+use super::{Db, RowExt, placeholders, row_placeholders, se};
 
 impl Db {
     /// Queues a command for one device; returns its id.
@@ -123,7 +123,7 @@ impl Db {
         for chunk in commands.chunks(ACK_CHUNK) {
             let sql = format!(
                 "UPDATE device_commands SET acked_at = $1 WHERE acked_at IS NULL AND id IN ({})",
-                params(2, chunk.len(), 1)
+                placeholders(2, chunk.len())
             );
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(now);
             for id in chunk {
@@ -141,7 +141,7 @@ impl Db {
                  JOIN broadcasts b ON b.id = v.column2
                  WHERE true
                  ON CONFLICT DO NOTHING",
-                params(2, chunk.len(), 2)
+                row_placeholders(2, chunk.len(), 2)
             );
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(now);
             for (device, broadcast) in chunk {
@@ -157,27 +157,3 @@ impl Db {
 /// linear walk over the statement's parameters, so binding costs grow with the square
 /// of the parameters in one statement: 100 rows keep that walk small.
 const ACK_CHUNK: usize = 100;
-
-/// `$first, $first+1, ...` for `rows` rows of `width` parameters: `$2, $3` (width 1) or
-/// `($2, $3), ($4, $5)` (width 2).
-fn params(first: usize, rows: usize, width: usize) -> String {
-    let mut s = String::with_capacity(rows * 8 * width);
-    for r in 0..rows {
-        if r > 0 {
-            s.push_str(", ");
-        }
-        if width > 1 {
-            s.push('(');
-        }
-        for c in 0..width {
-            if c > 0 {
-                s.push_str(", ");
-            }
-            s.push_str(&format!("${}", first + r * width + c));
-        }
-        if width > 1 {
-            s.push(')');
-        }
-    }
-    s
-}

@@ -11,7 +11,7 @@
 
 use kioskd_actors::ports::{LastHeard, StoreResult};
 
-use super::{Db, se};
+use super::{Db, row_placeholders, se};
 
 /// Rows per statement (two parameters each; SQLite finds each `$n` by a linear walk
 /// over the statement's parameters, so 100 rows keep binding cheap).
@@ -29,7 +29,7 @@ impl Db {
                 "UPDATE devices SET last_seen_at = v.column2 FROM (VALUES {}) AS v
                  WHERE devices.id = v.column1
                    AND (devices.last_seen_at IS NULL OR devices.last_seen_at < v.column2)",
-                values(chunk.len())
+                row_placeholders(1, chunk.len(), 2)
             );
             bind_pairs(sqlx::query(sqlx::AssertSqlSafe(sql)), chunk)
                 .execute(&self.pool)
@@ -41,7 +41,7 @@ impl Db {
                 "UPDATE sessions SET last_heard_at = v.column2 FROM (VALUES {}) AS v
                  WHERE sessions.id = v.column1 AND sessions.ended_at IS NULL
                    AND sessions.last_heard_at < v.column2",
-                values(chunk.len())
+                row_placeholders(1, chunk.len(), 2)
             );
             bind_pairs(sqlx::query(sqlx::AssertSqlSafe(sql)), chunk)
                 .execute(&self.pool)
@@ -50,18 +50,6 @@ impl Db {
         }
         Ok(())
     }
-}
-
-/// `($1, $2), ($3, $4), ...` for `n` rows.
-fn values(n: usize) -> String {
-    let mut s = String::with_capacity(n * 12);
-    for i in 0..n {
-        if i > 0 {
-            s.push_str(", ");
-        }
-        s.push_str(&format!("(${}, ${})", 2 * i + 1, 2 * i + 2));
-    }
-    s
 }
 
 fn bind_pairs<'q>(

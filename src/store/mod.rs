@@ -158,6 +158,24 @@ impl Db {
     }
 }
 
+/// `$from, $from+1, ...` for `n` parameters: placeholders only, so a statement's text
+/// depends on nothing but its counts.
+fn placeholders(from: usize, n: usize) -> String {
+    (from..from + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `($from, ..), ($from+width, ..), ...` for `rows` rows of `width` parameters each (the
+/// rows of a multi-row `VALUES`).
+fn row_placeholders(from: usize, rows: usize, width: usize) -> String {
+    (0..rows)
+        .map(|r| format!("({})", placeholders(from + r * width, width)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn redact_url(url: &str) -> String {
     match url.split_once('@') {
         Some((_, rest)) => format!("…@{rest}"),
@@ -190,4 +208,17 @@ fn prepare_sqlite_url(url: &str) -> Result<String, StoreError> {
         format!("{query}&mode=rwc")
     };
     Ok(format!("sqlite://{path}?{query}"))
+}
+
+#[cfg(test)]
+mod placeholder_tests {
+    use super::{placeholders, row_placeholders};
+
+    #[test]
+    fn placeholders_number_parameters_from_where_they_start() {
+        assert_eq!(placeholders(2, 3), "$2, $3, $4");
+        assert_eq!(placeholders(1, 0), "");
+        assert_eq!(row_placeholders(1, 2, 2), "($1, $2), ($3, $4)");
+        assert_eq!(row_placeholders(2, 3, 2), "($2, $3), ($4, $5), ($6, $7)");
+    }
 }

@@ -1210,15 +1210,7 @@ async fn attendance_metrics_are_exported() {
     let app = setup().await;
     assert_eq!(bridge(&app, "syncRecord", SYNC_BODY).await.status, 200);
     assert_eq!(bridge(&app, "syncRecord", SYNC_BODY).await.status, 200);
-    let text = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics_text().await;
     for name in [
         "kioskd_attendance_punches_total",
         "kioskd_attendance_punch_duplicates_total",

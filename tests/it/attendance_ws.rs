@@ -244,15 +244,7 @@ async fn a_command_queued_while_the_bridge_is_connected_is_pushed_at_once_and_it
     b.send(json!({"type": "heartbeat"})).await;
     assert_eq!(command(&app, SN2, id3).await["state"], "pending");
 
-    let text = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics_text().await;
     assert!(
         text.contains("kioskd_ws_connections{kind=\"attendance\"}"),
         "attendance connections in /metrics"

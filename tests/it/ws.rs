@@ -798,15 +798,7 @@ async fn a_connection_whose_queue_overflows_is_closed_as_a_slow_consumer_and_the
             .await
             .unwrap();
     assert_eq!(pending, 6);
-    let metrics = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics_text().await;
     assert!(
         metrics.lines().any(
             |l| l.starts_with("kioskd_ws_slow_consumer_disconnects_total") && !l.ends_with(" 0")

@@ -381,19 +381,24 @@ impl TestApp {
         }
     }
 
-    /// The value of the series `name{label}` (e.g. `source="balance"`) in `/metrics`;
-    /// 0 when it is not there yet.
-    pub async fn metric(&self, name: &str, label: &str) -> f64 {
-        let text = self
-            .http
+    /// The app's `/metrics` page.
+    pub async fn metrics_text(&self) -> String {
+        self.http
             .get(self.url("/metrics"))
             .send()
             .await
             .unwrap()
             .text()
             .await
-            .unwrap();
-        text.lines()
+            .unwrap()
+    }
+
+    /// The value of the series `name{label}` (e.g. `source="balance"`) in `/metrics`;
+    /// 0 when it is not there yet.
+    pub async fn metric(&self, name: &str, label: &str) -> f64 {
+        self.metrics_text()
+            .await
+            .lines()
             .filter(|l| l.starts_with(&format!("{name}{{")) && l.contains(label))
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .sum()
