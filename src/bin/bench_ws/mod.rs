@@ -39,6 +39,46 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// What the load generators read of a server frame: its type, its seq, and a command's
+/// text (`<kind>:<sent µs>` for timed pushes). Borrowed, without building a JSON tree: the
+/// generators share the cores with the server, so their cost per frame is kept small.
+#[derive(serde::Deserialize)]
+pub(crate) struct Incoming<'a> {
+    #[serde(rename = "type", borrow)]
+    pub kind: std::borrow::Cow<'a, str>,
+    #[serde(default)]
+    pub seq: Option<u64>,
+    #[serde(default, borrow)]
+    data: Option<IncomingData<'a>>,
+}
+
+#[derive(serde::Deserialize)]
+struct IncomingData<'a> {
+    #[serde(default, borrow)]
+    text: Option<std::borrow::Cow<'a, str>>,
+}
+
+impl<'a> Incoming<'a> {
+    pub(crate) fn parse(t: &'a str) -> Option<Self> {
+        serde_json::from_str(t).ok()
+    }
+
+    /// A timed push's kind (`s`, `f`, `b`) and when it was sent (µs since the epoch).
+    pub(crate) fn timed(&self) -> Option<(&str, u64)> {
+        let text = self.data.as_ref()?.text.as_deref()?;
+        let (kind, sent) = text.split_once(':')?;
+        Some((kind, sent.parse().ok()?))
+    }
+
+    /// The `ack` for this frame.
+    pub(crate) fn ack(&self) -> String {
+        match self.seq {
+            Some(seq) => format!(r#"{{"type":"ack","data":{{"seq":{seq}}}}}"#),
+            None => r#"{"type":"ack","data":{"seq":null}}"#.to_string(),
+        }
+    }
+}
+
 fn code(i: usize) -> String {
     let b = (i as u32).to_be_bytes();
     format!("C0-00-{:02X}-{:02X}-{:02X}-{:02X}", b[0], b[1], b[2], b[3])
@@ -56,6 +96,8 @@ impl Drop for Server {
 struct Stats {
     single: Mutex<Histogram<u64>>,
     broadcast: Mutex<Histogram<u64>>,
+    /// The broadcast in flight only (reset before each).
+    this_broadcast: Mutex<Histogram<u64>>,
     /// Commands posted to another node than the kiosk's.
     forwarded: Mutex<Histogram<u64>>,
     /// When each kiosk (by index) last saw `session_started` (µs).
@@ -186,7 +228,9 @@ pub async fn run(
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
     // Broadcasts to every kiosk.
+    let mut each = Vec::new();
     for _ in 0..broadcasts {
+        stats.this_broadcast.lock().unwrap().reset();
         let before = stats.broadcast_seen.load(Ordering::Relaxed);
         let r = http
             .post(format!("{base}/ops/broadcast"))
@@ -205,6 +249,11 @@ pub async fn run(
         {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        let h = stats.this_broadcast.lock().unwrap();
+        each.push(format!("{:.0}", h.value_at_quantile(0.99) as f64 / 1000.0));
+    }
+    if !each.is_empty() {
+        println!("broadcast p99 one by one (ms): {}", each.join(", "));
     }
     let rss2 = rss_kib(pid);
     let _ = stop_tx.send(true);
@@ -359,6 +408,7 @@ fn new_stats() -> anyhow::Result<Arc<Stats>> {
     Ok(Arc::new(Stats {
         single: Mutex::new(h()?),
         broadcast: Mutex::new(h()?),
+        this_broadcast: Mutex::new(h()?),
         forwarded: Mutex::new(h()?),
         started: Mutex::new(std::collections::HashMap::new()),
         broadcast_seen: AtomicU64::new(0),
@@ -503,9 +553,13 @@ async fn connect_all(
                 Ok(s) => s.connect(server_addr).await,
                 Err(e) => Err(e),
             };
-            let cfg = WebSocketConfig::default().read_buffer_size(4096).write_buffer_size(0);
+            let cfg = WebSocketConfig::default()
+                .read_buffer_size(4096)
+                .write_buffer_size(0);
             let ws = match stream {
-                Ok(st) => tokio_tungstenite::client_async_with_config(ws_url, st, Some(cfg)).await.ok(),
+                Ok(st) => tokio_tungstenite::client_async_with_config(ws_url, st, Some(cfg))
+                    .await
+                    .ok(),
                 Err(_) => None,
             };
             drop(permit);
@@ -513,27 +567,31 @@ async fn connect_all(
                 stats.failed.fetch_add(1, Ordering::Relaxed);
                 return;
             };
-            let (mut sink, mut read) = ws.split();
-            if sink.send(Message::Text(r#"{"type":"hello"}"#.into())).await.is_err() {
+            let mut ws = ws;
+            if ws
+                .send(Message::Text(r#"{"type":"hello"}"#.into()))
+                .await
+                .is_err()
+            {
                 stats.failed.fetch_add(1, Ordering::Relaxed);
                 return;
             }
             stats.connected.fetch_add(1, Ordering::Relaxed);
+            // One wait for the stop signal for the connection's life (a fresh `changed()`
+            // per frame would register and drop a waiter on the shared channel each time).
+            let mut stopped = std::pin::pin!(stop.changed());
             loop {
                 tokio::select! {
-                    _ = stop.changed() => break,
-                    m = read.next() => match m {
+                    _ = &mut stopped => break,
+                    m = ws.next() => match m {
                         Some(Ok(Message::Text(t))) => {
                             let now = micros();
-                            let Ok(v) = serde_json::from_str::<serde_json::Value>(&t) else { continue };
-                            if v["type"] == "session_started" {
+                            let Some(f) = Incoming::parse(&t) else { continue };
+                            if f.kind == "session_started" {
                                 stats.started.lock().unwrap().insert(i, now);
                             }
-                            if v["type"] == "command" {
-                                let text = v["data"]["text"].as_str().unwrap_or("");
-                                if let Some((kind, sent)) = text.split_once(':')
-                                    && let Ok(sent) = sent.parse::<u64>()
-                                {
+                            if f.kind == "command" {
+                                if let Some((kind, sent)) = f.timed() {
                                     let lat = now.saturating_sub(sent).max(1);
                                     if kind == "s" {
                                         stats.single.lock().unwrap().record(lat).ok();
@@ -541,11 +599,11 @@ async fn connect_all(
                                         stats.forwarded.lock().unwrap().record(lat).ok();
                                     } else {
                                         stats.broadcast.lock().unwrap().record(lat).ok();
+                                        stats.this_broadcast.lock().unwrap().record(lat).ok();
                                         stats.broadcast_seen.fetch_add(1, Ordering::Relaxed);
                                     }
                                 }
-                                let ack = json!({"type":"ack","data":{"seq": v["seq"]}}).to_string();
-                                let _ = sink.send(Message::Text(ack.into())).await;
+                                let _ = ws.send(Message::Text(f.ack().into())).await;
                             }
                         }
                         Some(Ok(_)) => {}

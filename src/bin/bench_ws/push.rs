@@ -491,8 +491,8 @@ pub async fn worker(port: u16, first: usize, count: usize, sources: u8) -> anyho
                 let _ = up.send(false);
                 return;
             };
-            let (mut sink, mut read) = ws.split();
-            if sink
+            let mut ws = ws;
+            if ws
                 .send(Message::Text(r#"{"type":"hello"}"#.into()))
                 .await
                 .is_err()
@@ -502,27 +502,23 @@ pub async fn worker(port: u16, first: usize, count: usize, sources: u8) -> anyho
             }
             let _ = up.send(true);
             drop(up);
-            while let Some(Ok(m)) = read.next().await {
+            while let Some(Ok(m)) = ws.next().await {
                 let Message::Text(t) = m else { continue };
                 let now = micros();
-                let Ok(v) = serde_json::from_str::<serde_json::Value>(&t) else {
+                let Some(f) = super::Incoming::parse(&t) else {
                     continue;
                 };
-                if v["type"] != "command" {
+                if f.kind != "command" {
                     continue;
                 }
-                let text = v["data"]["text"].as_str().unwrap_or("");
-                if let Some((kind, sent)) = text.split_once(':')
-                    && let Ok(sent) = sent.parse::<u64>()
-                {
+                if let Some((kind, sent)) = f.timed() {
                     let lat = now.saturating_sub(sent);
                     let _ = out.send(match kind {
                         "s" => format!("s {i} {lat}"),
                         _ => format!("b {lat}"),
                     });
                 }
-                let ack = json!({"type":"ack","data":{"seq": v["seq"]}}).to_string();
-                let _ = sink.send(Message::Text(ack.into())).await;
+                let _ = ws.send(Message::Text(f.ack().into())).await;
             }
         });
     }
