@@ -325,6 +325,9 @@ pub async fn serve(
             }
         };
         metrics::gauge!(catalog::CONNECTIONS_OPEN).increment(1);
+        // Replies and pushes are small and wanted now: no Nagle delay behind an unacked
+        // segment (a ping or a reply just written on the same connection).
+        let _ = stream.set_nodelay(true);
         let io = TokioIo::new(Guarded {
             io: stream,
             stall: timeouts.write_stall,

@@ -25,7 +25,8 @@ use crate::ports::{ActiveKey, DeviceRecord, LastHeard, SessionRecord, Store, Sto
 use crate::session::{
     BalanceChanged, End, EndedView, Keepalive, SessionActor, SessionError, SessionView, View,
 };
-use kioskd_protocol::ws::close;
+use crate::stream::{DeviceStream, SharedStream};
+use kioskd_protocol::ws::{Command, close};
 
 /// Billing and liveness settings (milliseconds and fen).
 #[derive(Debug, Clone)]
@@ -86,8 +87,9 @@ pub struct Inner {
     pub(crate) clock: Clock,
     pub(crate) cfg: CoordinatorConfig,
     pub(crate) events: Events,
-    /// Live device actors by code, with the device's id.
-    devices: DashMap<String, (i64, ActorRef<DeviceActor>)>,
+    /// Live device actors by code, with the device's id and its kiosk stream (shared
+    /// with the actor: broadcasts go into it from here).
+    devices: DashMap<String, (i64, ActorRef<DeviceActor>, Arc<SharedStream>)>,
     sessions: DashMap<String, ActorRef<SessionActor>>,
     by_user: DashMap<i64, String>,
     beats: mpsc::Sender<Beat>,
@@ -147,7 +149,7 @@ impl Inner {
     /// A device actor stopped (however it stopped): its entry goes, unless it already
     /// names a newer actor for the device.
     pub(crate) fn device_stopped(&self, code: &str, id: ActorId) {
-        self.devices.remove_if(code, |_, (_, a)| a.id() == id);
+        self.devices.remove_if(code, |_, (_, a, _)| a.id() == id);
     }
 
     /// Is `id` the device's actor in the directory?
@@ -454,6 +456,7 @@ impl Coordinator {
                 let orphan = self.inner.orphans.remove(&code).is_some();
                 let adopt = adopt || orphan;
                 let running = running.map(Box::new);
+                let stream = SharedStream::new(DeviceStream::new(Vec::new()));
                 (
                     id,
                     DeviceActor::spawn(DeviceArgs {
@@ -461,7 +464,9 @@ impl Coordinator {
                         inner,
                         adopt,
                         running,
+                        stream: stream.clone(),
                     }),
+                    stream,
                 )
             })
             .1
@@ -675,7 +680,7 @@ impl Coordinator {
 
     /// Stops the device's actor here and passes its claim to `to`.
     async fn release(&self, code: &str, to: &str) -> Result<Reply, CoordError> {
-        let actor = self.inner.devices.remove(code).map(|(_, (_, a))| a);
+        let actor = self.inner.devices.remove(code).map(|(_, (_, a, _))| a);
         // Passed on first, so a request arriving here meanwhile is forwarded to `to`
         // instead of spawning the actor here again.
         let handed = match self.inner.placement.get() {
@@ -704,7 +709,7 @@ impl Coordinator {
     pub async fn fence(&self) {
         let devices: Vec<_> = self.inner.devices.iter().map(|e| e.key().clone()).collect();
         for code in devices {
-            if let Some((_, (_, a))) = self.inner.devices.remove(&code) {
+            if let Some((_, (_, a, _))) = self.inner.devices.remove(&code) {
                 self.retire(a, close::GOING_AWAY).await;
             }
         }
@@ -1068,35 +1073,30 @@ impl Coordinator {
         Ok(self.inner.store.add_broadcast(name, text, now).await?)
     }
 
-    /// Pushes a stored broadcast to every device actor live here: one shared message,
-    /// no storage on the way.
+    /// Puts a stored broadcast's copy into the stream of every device live here, from
+    /// this loop: no message per device, no storage on the way. Each copy is pushed at
+    /// once to a connected kiosk and stays pending until acknowledged (or
+    /// `broadcast_ttl_ms`); its wire id is derived from (broadcast, device).
     fn broadcast_local(&self, id: i64, name: String, text: Option<String>) -> usize {
-        use kameo::error::SendError;
-        let msg = Arc::new(crate::device::Broadcast { id, name, text });
+        let expires_at = self
+            .inner
+            .clock
+            .now_ms()
+            .saturating_add(self.inner.cfg.broadcast_ttl_ms);
         let mut n = 0;
-        // A device whose mailbox is full right now (its actor busy, say with a slow
-        // storage call) still gets the push, from a task that waits for room: otherwise
-        // its connected kiosk would see the broadcast only at its next reconnect.
-        let mut busy = Vec::new();
         for e in self.inner.devices.iter() {
-            let a = &e.value().1;
-            if let Err(SendError::MailboxFull(_) | SendError::ActorRestarting(_)) =
-                a.tell(crate::device::Deliver(msg.clone())).try_send()
-            {
-                busy.push(a.clone());
-            }
+            let (device_id, _, stream) = e.value();
+            let Some(copy) = crate::ports::broadcast_copy_id(id, *device_id) else {
+                tracing::warn!(device = %e.key(), broadcast = id, "broadcast or device id out of the copy-id range");
+                continue;
+            };
+            let copy = Command {
+                id: copy,
+                name: name.clone(),
+                text: text.clone(),
+            };
+            stream.lock().deliver(copy, expires_at);
             n += 1;
-        }
-        if !busy.is_empty() {
-            let wait = self.inner.cfg.ask_timeout;
-            tokio::spawn(async move {
-                for a in busy {
-                    let send = a.tell(crate::device::Deliver(msg.clone())).send();
-                    if !matches!(tokio::time::timeout(wait, send).await, Ok(Ok(()))) {
-                        tracing::warn!(actor = %a.id(), "a broadcast could not be pushed to a busy device: its kiosk gets it on reconnect");
-                    }
-                }
-            });
         }
         metrics::counter!(catalog::COMMANDS_QUEUED).increment(n as u64);
         n

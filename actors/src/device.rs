@@ -16,7 +16,7 @@ use crate::ports::{
     UserRef,
 };
 use crate::session::{End, EndedView, Heard as SessionHeard, SessionActor, SessionArgs};
-use crate::stream::{Conn, DeviceStream, Resumed};
+use crate::stream::{Conn, Resumed, SharedStream};
 use kioskd_protocol::windows::{DeviceStatus as WireStatus, UpdateState};
 use kioskd_protocol::ws::{
     ClientMessage, Command, DeviceInfo, DeviceStatusMsg, ErrorMsg, OrderPaid, ServerEvent,
@@ -58,8 +58,9 @@ pub struct DeviceActor {
     shown: DeviceStatus,
     /// When a heartbeat was last passed on (to the session and the heartbeat writer).
     relayed_at: i64,
-    /// The kiosk's WebSocket stream.
-    stream: DeviceStream,
+    /// The kiosk's WebSocket stream (shared with the coordinator's directory, which
+    /// pushes broadcasts into it).
+    stream: Arc<SharedStream>,
     /// The running session as last reported by its actor (for snapshots).
     session_info: Option<SessionInfo>,
     /// The unpaid postpaid order the last session left (screen E), for snapshots.
@@ -83,6 +84,9 @@ pub struct DeviceArgs {
     /// The running session (row and the user's balance) the caller already holds:
     /// attached before any message (a dead node's session taken over).
     pub(crate) running: Option<Box<(SessionRecord, i64)>>,
+    /// The device's stream, already in the directory (a broadcast may reach it before
+    /// the actor has started).
+    pub(crate) stream: Arc<SharedStream>,
 }
 
 impl Actor for DeviceActor {
@@ -133,11 +137,11 @@ impl Actor for DeviceActor {
         let now = args.inner.clock.now_ms();
         let mut d = DeviceActor {
             stream: {
-                let mut s = DeviceStream::with_window(pending, args.inner.cfg.resume_window);
-                for (id, at) in expiries {
-                    s.expire_at(id, at);
-                }
-                s
+                let mut s = args.stream.lock();
+                s.set_window(args.inner.cfg.resume_window);
+                s.add_pending(pending, &expiries);
+                drop(s);
+                args.stream
             },
             session_info: None,
             unpaid_order,
@@ -393,10 +397,12 @@ impl DeviceActor {
                 device_code: self.rec.code.clone(),
                 status: now,
             });
-            self.stream.push(ServerEvent::DeviceStatus(DeviceStatusMsg {
-                device_code: self.rec.code.clone(),
-                status: wire_status(now),
-            }));
+            self.stream
+                .lock()
+                .push(ServerEvent::DeviceStatus(DeviceStatusMsg {
+                    device_code: self.rec.code.clone(),
+                    status: wire_status(now),
+                }));
         }
     }
 
@@ -418,13 +424,15 @@ impl DeviceActor {
             self.unpaid_order = order_id.clone();
         }
         if let Some(reason) = reason {
-            self.stream.push(ServerEvent::SessionEnded(SessionEnded {
-                session_id,
-                device_code: self.rec.code.clone(),
-                reason: reason.as_str().to_string(),
-                cost,
-                order_id: order_id.clone(),
-            }));
+            self.stream
+                .lock()
+                .push(ServerEvent::SessionEnded(SessionEnded {
+                    session_id,
+                    device_code: self.rec.code.clone(),
+                    reason: reason.as_str().to_string(),
+                    cost,
+                    order_id: order_id.clone(),
+                }));
         }
         if reason == Some(EndReason::BalanceExhausted) {
             self.transient_lock = Some(Lock::Balance);
@@ -465,12 +473,12 @@ impl DeviceActor {
                 DeviceRefusal::Internal
             })?;
         metrics::counter!(catalog::COMMANDS_QUEUED).increment(1);
-        self.stream.command(Command {
+        self.stream.lock().command(Command {
             id,
             name: name.to_string(),
             text,
         });
-        Ok((id, self.stream.connected()))
+        Ok((id, self.stream.lock().connected()))
     }
 
     /// Records a sign of life; passes it on (storage, the session) at most once a second.
@@ -876,7 +884,7 @@ impl Message<OrderPaidNotice> for DeviceActor {
         if self.unpaid_order.as_deref() == Some(msg.order_id.as_str()) {
             self.unpaid_order = None;
         }
-        self.stream.push(ServerEvent::OrderPaid(OrderPaid {
+        self.stream.lock().push(ServerEvent::OrderPaid(OrderPaid {
             order_id: msg.order_id,
             device_code: self.rec.code.clone(),
         }));
@@ -903,7 +911,7 @@ impl Message<SessionUpdate> for DeviceActor {
         {
             self.session_info = Some(msg.info);
             if let Some(e) = msg.event {
-                self.stream.push(e);
+                self.stream.lock().push(e);
             }
         }
     }
@@ -926,8 +934,9 @@ impl Message<Attach> for DeviceActor {
     async fn handle(&mut self, msg: Attach, _ctx: &mut Context<Self, Self::Reply>) -> Self::Reply {
         let now = self.inner.clock.now_ms();
         self.heard(now, false);
-        // Taken out so the snapshot closure can read the rest of the actor.
-        let mut stream = std::mem::replace(&mut self.stream, DeviceStream::new(vec![]));
+        // A handle of its own, so the snapshot closure can read the rest of the actor.
+        let shared = self.stream.clone();
+        let mut stream = shared.lock();
         // A broadcast past its time is not sent again on this (re)connect.
         stream.expire(now);
         let r = stream.attach(
@@ -936,7 +945,6 @@ impl Message<Attach> for DeviceActor {
             msg.epoch.as_deref(),
             |e, s, p| self.snapshot(e, s, p),
         );
-        self.stream = stream;
         Ok(r)
     }
 }
@@ -950,7 +958,7 @@ impl Message<Detach> for DeviceActor {
 
     async fn handle(&mut self, Detach(id): Detach, _ctx: &mut Context<Self, Self::Reply>) {
         self.touch();
-        self.stream.detach(id);
+        self.stream.lock().detach(id);
     }
 }
 
@@ -973,7 +981,7 @@ impl Message<FromKiosk> for DeviceActor {
 
     async fn handle(&mut self, m: FromKiosk, _ctx: &mut Context<Self, Self::Reply>) {
         if let Some(answer) = self.on_kiosk_message(m.msg).await {
-            self.stream.answer(m.conn, answer);
+            self.stream.lock().answer(m.conn, answer);
         }
     }
 }
@@ -989,7 +997,9 @@ impl DeviceActor {
             )),
             ClientMessage::Heartbeat | ClientMessage::ClientStatus(_) => None,
             ClientMessage::Ack(a)
-                if a.epoch.as_deref().is_some_and(|e| e != self.stream.epoch()) =>
+                if a.epoch
+                    .as_deref()
+                    .is_some_and(|e| e != self.stream.lock().epoch()) =>
             {
                 Some(ErrorMsg::event(
                     "stale_epoch",
@@ -997,7 +1007,7 @@ impl DeviceActor {
                 ))
             }
             ClientMessage::Ack(a) => {
-                let done = self.stream.ack(a.seq);
+                let done = self.stream.lock().ack(a.seq);
                 if !done.is_empty() {
                     self.inner.acked(done);
                 }
@@ -1054,40 +1064,6 @@ impl Message<SendCommand> for DeviceActor {
     }
 }
 
-/// A stored broadcast, shared by every device it is pushed to.
-#[derive(Debug)]
-pub struct Broadcast {
-    /// The broadcast's id (each device's copy has its own wire id derived from it).
-    pub id: i64,
-    /// Command name.
-    pub name: String,
-    /// Its text.
-    pub text: Option<String>,
-}
-
-/// A broadcast already stored: push this device's copy and keep it pending until acked.
-#[derive(Debug)]
-pub struct Deliver(pub Arc<Broadcast>);
-
-impl Message<Deliver> for DeviceActor {
-    type Reply = ();
-
-    async fn handle(&mut self, Deliver(b): Deliver, _ctx: &mut Context<Self, Self::Reply>) {
-        let Some(id) = crate::ports::broadcast_copy_id(b.id, self.rec.id) else {
-            tracing::warn!(device = %self.rec.code, broadcast = b.id, "broadcast or device id out of the copy-id range");
-            return;
-        };
-        self.stream.command(Command {
-            id,
-            name: b.name.clone(),
-            text: b.text.clone(),
-        });
-        let now = self.inner.clock.now_ms();
-        self.stream
-            .expire_at(id, now.saturating_add(self.inner.cfg.broadcast_ttl_ms));
-    }
-}
-
 /// Closes the kiosk's WebSocket with a code (shutdown, device removed).
 #[derive(Debug)]
 pub struct CloseSocket(pub u16);
@@ -1100,7 +1076,7 @@ impl Message<CloseSocket> for DeviceActor {
         CloseSocket(code): CloseSocket,
         _ctx: &mut Context<Self, Self::Reply>,
     ) {
-        self.stream.close(code);
+        self.stream.lock().close(code);
     }
 }
 
@@ -1119,7 +1095,7 @@ impl Message<Retire> for DeviceActor {
             let _ = run.actor.stop_gracefully().await;
             let _ = run.actor.wait_for_shutdown_result().await;
         }
-        self.stream.close(code);
+        self.stream.lock().close(code);
         ctx.stop();
     }
 }
@@ -1297,10 +1273,14 @@ impl Message<IdleCheck> for DeviceActor {
         let idle_ms = i64::try_from(idle.as_millis()).unwrap_or(i64::MAX);
         let quiet_since = self.active_at.max(self.last_heard.unwrap_or(i64::MIN));
         let now = self.inner.clock.now_ms();
-        // An expired broadcast copy no longer keeps the actor alive.
-        self.stream.expire(now);
-        // Nor does a quiet device keep old events for a resume.
-        self.stream.forget_older_than(std::time::Instant::now());
+        let (connected, has_pending) = {
+            let mut stream = self.stream.lock();
+            // An expired broadcast copy no longer keeps the actor alive.
+            stream.expire(now);
+            // Nor does a quiet device keep old events for a resume.
+            stream.forget_older_than(std::time::Instant::now());
+            (stream.connected(), stream.has_pending())
+        };
         let me = ctx.actor_ref();
         let queued = me
             .mailbox_sender()
@@ -1308,8 +1288,8 @@ impl Message<IdleCheck> for DeviceActor {
             .zip(me.mailbox_sender().max_capacity())
             .is_some_and(|(free, max)| free < max);
         if self.session.is_none()
-            && !self.stream.connected()
-            && !self.stream.has_pending()
+            && !connected
+            && !has_pending
             && self.transient_lock.is_none()
             && !queued
             && now.saturating_sub(quiet_since) >= idle_ms
@@ -1362,6 +1342,7 @@ mod tests {
             inner: coord.inner_for_tests(),
             adopt: false,
             running: None,
+            stream: SharedStream::new(crate::stream::DeviceStream::new(Vec::new())),
         };
         let lifecycle = DeviceActor::prepare().run(args);
         let beside = std::mem::size_of_val(&lifecycle) - std::mem::size_of::<DeviceActor>();

@@ -10,8 +10,8 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use futures_util::task::AtomicWaker;
 use kioskd_protocol::ws::{Command, ServerEvent, ServerFrame, Snapshot, close};
-use tokio::sync::Notify;
 
 /// Events kept for resume, at most (and only those younger than the stream's window).
 pub const RING: usize = 256;
@@ -25,11 +25,13 @@ pub const RESUME_WINDOW: Duration = Duration::from_secs(600);
 /// KB; a tokio `mpsc` channel, with its cache-padded header and first block of 32 slots,
 /// and a `oneshot` for the kick cost ~0.9 KB per connected kiosk: BENCHMARKS.md, memory
 /// per kiosk). Bounded: a push to a full (or closed) queue fails, and the device closes
-/// the connection as a slow consumer.
+/// the connection as a slow consumer. The connection task is the one waiter, so its
+/// wake-up is an `AtomicWaker` (a tokio `Notify` kept a list of waiters under a lock,
+/// entered and left on every frame: BENCHMARKS.md, durable broadcast).
 #[derive(Debug)]
 struct Shared {
     queue: Mutex<Queue>,
-    wake: Notify,
+    wake: AtomicWaker,
 }
 
 #[derive(Debug)]
@@ -56,7 +58,7 @@ impl Shared {
         }
         q.frames.push_back(frame);
         drop(q);
-        self.wake.notify_one();
+        self.wake.wake();
         Ok(())
     }
 }
@@ -80,7 +82,7 @@ impl Conn {
         let mut q = self.shared.lock();
         q.kick.get_or_insert(code);
         drop(q);
-        self.shared.wake.notify_one();
+        self.shared.wake.wake();
     }
 }
 
@@ -121,15 +123,20 @@ impl ConnFrames {
     }
 
     /// Waits for the kick or the next frame. Cancel-safe: nothing is taken unless it is
-    /// returned.
-    pub async fn next(&self) -> Next {
-        loop {
+    /// returned. Only the connection task waits (one waiter per queue).
+    pub fn next(&self) -> impl std::future::Future<Output = Next> + '_ {
+        std::future::poll_fn(|cx| {
             if let Some(n) = self.try_next() {
-                return n;
+                return std::task::Poll::Ready(n);
             }
-            // A push between `try_next` and here leaves a permit: no wake-up is lost.
-            self.shared.wake.notified().await;
-        }
+            self.shared.wake.register(cx.waker());
+            // A push between the first look and the registration is seen here: no
+            // wake-up is lost.
+            match self.try_next() {
+                Some(n) => std::task::Poll::Ready(n),
+                None => std::task::Poll::Pending,
+            }
+        })
     }
 }
 
@@ -151,7 +158,7 @@ pub fn connection(id: u64, capacity: usize) -> (Conn, ConnFrames) {
             kick: None,
             closed: false,
         }),
-        wake: Notify::new(),
+        wake: AtomicWaker::new(),
     });
     (
         Conn {
@@ -160,6 +167,27 @@ pub fn connection(id: u64, capacity: usize) -> (Conn, ConnFrames) {
         },
         ConnFrames { shared },
     )
+}
+
+/// A device's stream as its actor and the coordinator's directory share it, behind a
+/// short lock that is never held across an await. The actor pushes its own events; a
+/// broadcast goes into every live device's stream straight from the coordinator's
+/// fan-out, without a message (a mailbox slot, a task wake-up and an actor turn) per
+/// device: BENCHMARKS.md, durable broadcast.
+#[derive(Debug)]
+pub struct SharedStream(Mutex<DeviceStream>);
+
+impl SharedStream {
+    /// Shares a stream.
+    pub fn new(stream: DeviceStream) -> Arc<Self> {
+        Arc::new(Self(Mutex::new(stream)))
+    }
+
+    /// The stream, locked. A poisoned lock still guards a consistent stream: every
+    /// method leaves it whole before anything that could panic.
+    pub fn lock(&self) -> MutexGuard<'_, DeviceStream> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 /// A pending command.
@@ -225,6 +253,43 @@ impl DeviceStream {
             });
         }
         s
+    }
+
+    /// Keeps events for resume `window` from now on (whole seconds, at least one).
+    pub fn set_window(&mut self, window: Duration) {
+        self.window_s = u32::try_from(window.as_secs()).unwrap_or(u32::MAX).max(1);
+    }
+
+    /// Adds commands loaded from storage to the pending ones (those already pending, by
+    /// id, are left as they are), each broadcast copy pending until its time in
+    /// `expiries` (id, unix ms). A broadcast pushed into the stream while its actor was
+    /// still loading is pending once, whichever came first.
+    pub fn add_pending(&mut self, pending: Vec<Command>, expiries: &[(i64, i64)]) {
+        for cmd in pending {
+            if !self.pending.iter().any(|p| p.cmd.id == cmd.id) {
+                self.pending.push(Pending {
+                    cmd,
+                    seq: 0,
+                    expires_at: None,
+                });
+            }
+        }
+        for (id, at) in expiries {
+            self.expire_at(*id, *at);
+        }
+    }
+
+    /// A broadcast's copy for this device: pushed now if connected, pending until
+    /// acknowledged or until `expires_at` (unix ms). A copy already pending (loaded from
+    /// storage by an actor that started after the broadcast was stored) is not pushed
+    /// twice.
+    pub fn deliver(&mut self, copy: Command, expires_at: i64) {
+        if self.pending.iter().any(|p| p.cmd.id == copy.id) {
+            return;
+        }
+        let id = copy.id;
+        self.command(copy);
+        self.expire_at(id, expires_at);
     }
 
     /// The epoch.
@@ -645,6 +710,31 @@ mod tests {
             Resumed::Replayed(1)
         );
         assert_eq!(seqs(&mut rx), vec![Some(7)]);
+    }
+
+    #[test]
+    fn a_broadcast_copy_is_pending_once_whether_it_came_before_or_after_the_load() {
+        let copy = Command {
+            id: -7,
+            name: "message".into(),
+            text: Some("closing at 22:00".into()),
+        };
+        // Pushed by the fan-out while the actor was still loading, then loaded.
+        let mut s = DeviceStream::new(vec![]);
+        s.deliver(copy.clone(), 1_000);
+        s.add_pending(vec![copy.clone()], &[(-7, 1_000)]);
+        assert_eq!(s.pending(), vec![copy.clone()]);
+        s.expire(1_001);
+        assert!(s.pending().is_empty(), "a copy is pending until its time");
+        // Loaded (and sent on connect), then pushed by the fan-out: sent once.
+        let mut s = DeviceStream::new(vec![]);
+        s.add_pending(vec![copy.clone()], &[]);
+        let (c, mut rx) = conn(1, 64);
+        s.attach(c, None, None, snap);
+        s.deliver(copy.clone(), 1_000);
+        assert_eq!(seqs(&mut rx), vec![None, Some(1)]);
+        assert_eq!(s.pending(), vec![copy]);
+        assert_eq!(s.ack(1), vec![-7]);
     }
 
     #[test]

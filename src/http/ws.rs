@@ -585,6 +585,10 @@ async fn serve_kiosk(s: &AppState, socket: &mut WebSocket, code: &str) -> u16 {
         return close::INTERNAL;
     }
     let mut shutdown = s.shutdown.clone();
+    // One wait for the shutdown signal for the connection's life: a `changed()` made
+    // afresh on every pass of the loop entered and left the signal's shared waiter list
+    // twice per frame (BENCHMARKS.md, durable broadcast).
+    let mut shutting_down = std::pin::pin!(shutdown.changed());
     let mut ping = tokio::time::interval(Duration::from_secs(s.cfg.ws.ping_seconds));
     ping.tick().await;
     let mut bad = 0u32;
@@ -610,7 +614,7 @@ async fn serve_kiosk(s: &AppState, socket: &mut WebSocket, code: &str) -> u16 {
         }
         tokio::select! {
             biased;
-            _ = shutdown.changed() => break close::GOING_AWAY,
+            _ = &mut shutting_down => break close::GOING_AWAY,
             // The device's close (a newer connection, a slow consumer, removal) before
             // any queued frame; then the frames in order.
             n = frames.next() => {
