@@ -456,7 +456,10 @@ impl Coordinator {
                 let orphan = self.inner.orphans.remove(&code).is_some();
                 let adopt = adopt || orphan;
                 let running = running.map(Box::new);
-                let stream = SharedStream::new(DeviceStream::new(Vec::new()));
+                let stream = SharedStream::new(DeviceStream::with_window(
+                    Vec::new(),
+                    self.inner.cfg.resume_window,
+                ));
                 (
                     id,
                     DeviceActor::spawn(DeviceArgs {

@@ -137,10 +137,7 @@ impl Actor for DeviceActor {
         let now = args.inner.clock.now_ms();
         let mut d = DeviceActor {
             stream: {
-                let mut s = args.stream.lock();
-                s.set_window(args.inner.cfg.resume_window);
-                s.add_pending(pending, &expiries);
-                drop(s);
+                args.stream.lock().add_pending(pending, &expiries);
                 args.stream
             },
             session_info: None,

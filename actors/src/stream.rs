@@ -245,19 +245,12 @@ impl DeviceStream {
             pending: Vec::new(),
             window_s: u32::try_from(window.as_secs()).unwrap_or(u32::MAX).max(1),
         };
-        for cmd in pending {
-            s.pending.push(Pending {
-                cmd,
-                seq: 0,
-                expires_at: None,
-            });
-        }
+        s.add_pending(pending, &[]);
         s
     }
 
-    /// Keeps events for resume `window` from now on (whole seconds, at least one).
-    pub fn set_window(&mut self, window: Duration) {
-        self.window_s = u32::try_from(window.as_secs()).unwrap_or(u32::MAX).max(1);
+    fn is_pending(&self, id: i64) -> bool {
+        self.pending.iter().any(|p| p.cmd.id == id)
     }
 
     /// Adds commands loaded from storage to the pending ones (those already pending, by
@@ -266,7 +259,7 @@ impl DeviceStream {
     /// still loading is pending once, whichever came first.
     pub fn add_pending(&mut self, pending: Vec<Command>, expiries: &[(i64, i64)]) {
         for cmd in pending {
-            if !self.pending.iter().any(|p| p.cmd.id == cmd.id) {
+            if !self.is_pending(cmd.id) {
                 self.pending.push(Pending {
                     cmd,
                     seq: 0,
@@ -284,7 +277,7 @@ impl DeviceStream {
     /// storage by an actor that started after the broadcast was stored) is not pushed
     /// twice.
     pub fn deliver(&mut self, copy: Command, expires_at: i64) {
-        if self.pending.iter().any(|p| p.cmd.id == copy.id) {
+        if self.is_pending(copy.id) {
             return;
         }
         let id = copy.id;
