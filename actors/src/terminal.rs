@@ -1041,6 +1041,13 @@ impl Message<WsAttach> for TerminalActor {
 
     async fn handle(&mut self, m: WsAttach, _: &mut Context<Self, Self::Reply>) -> Self::Reply {
         let new_id = m.0.id;
+        // The newer connection serves the terminal, whichever attaches last: connection
+        // ids grow, and an older connection can finish attaching after a newer one did
+        // (its hello is answered before its terminals are attached).
+        if self.ws.as_ref().is_some_and(|cur| cur.id > new_id) {
+            m.0.close(kioskd_protocol::ws::close::REPLACED);
+            return Ok(0);
+        }
         if let Some(old) = self.ws.replace(m.0)
             && old.id != new_id
         {

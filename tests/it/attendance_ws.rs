@@ -397,6 +397,30 @@ async fn a_newer_connection_replaces_the_older_and_roster_changes_are_pushed() {
     app.stop().await;
 }
 
+/// An older connection can finish attaching a terminal after a newer one did (the hello
+/// is answered before the terminals are attached): the newer still serves it, and the
+/// older is the one closed with 4001.
+#[tokio::test]
+async fn an_older_connection_attaching_late_does_not_displace_the_newer() {
+    use kioskd_actors::terminal::WsLink;
+    let app = setup("").await;
+    let link = |id| {
+        let (tx, rx) = tokio::sync::mpsc::channel(16);
+        let (kick, kicked) = tokio::sync::oneshot::channel();
+        (WsLink::new(id, tx, kick), kicked, rx)
+    };
+    let (newer, mut newer_kicked, _newer_rx) = link(u64::MAX - 1);
+    let (older, mut older_kicked, _older_rx) = link(u64::MAX - 2);
+    app.state.terminals.ws_attach(SN, newer).await.unwrap();
+    app.state.terminals.ws_attach(SN, older).await.unwrap();
+    assert_eq!(older_kicked.try_recv(), Ok(4001));
+    assert!(
+        newer_kicked.try_recv().is_err(),
+        "the newer connection stays"
+    );
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn bad_input_gets_an_error_frame_or_a_close_code_and_changes_nothing() {
     let app = setup("").await;
