@@ -25,8 +25,8 @@ use crate::ports::{ActiveKey, DeviceRecord, LastHeard, SessionRecord, Store, Sto
 use crate::session::{
     BalanceChanged, End, EndedView, Keepalive, SessionActor, SessionError, SessionView, View,
 };
-use crate::stream::{DeviceStream, SharedStream};
-use kioskd_protocol::ws::{Command, close};
+use crate::stream::{Broadcast, DeviceStream, SharedStream};
+use kioskd_protocol::ws::close;
 
 /// Billing and liveness settings (milliseconds and fen).
 #[derive(Debug, Clone)]
@@ -1086,6 +1086,8 @@ impl Coordinator {
             .clock
             .now_ms()
             .saturating_add(self.inner.cfg.broadcast_ttl_ms);
+        // Serialised once: each copy adds its own id and seq.
+        let broadcast = Broadcast::new(name, text);
         let mut n = 0;
         for e in self.inner.devices.iter() {
             let (device_id, _, stream) = e.value();
@@ -1093,12 +1095,7 @@ impl Coordinator {
                 tracing::warn!(device = %e.key(), broadcast = id, "broadcast or device id out of the copy-id range");
                 continue;
             };
-            let copy = Command {
-                id: copy,
-                name: name.clone(),
-                text: text.clone(),
-            };
-            stream.lock().deliver(copy, expires_at);
+            stream.lock().deliver(&broadcast, copy, expires_at);
             n += 1;
         }
         metrics::counter!(catalog::COMMANDS_QUEUED).increment(n as u64);

@@ -20,6 +20,142 @@ pub const RING: usize = 256;
 /// (`ws.resume_window_seconds`).
 pub const RESUME_WINDOW: Duration = Duration::from_secs(600);
 
+/// Every `command` frame starts so, up to its id (a [`ServerFrame`] of a
+/// [`ServerEvent::Command`] as serde writes it).
+const COMMAND_HEAD: &str = r#"{"type":"command","data":{"id":"#;
+
+/// A broadcast's command as its copies go on the wire, serialised once: a copy adds only
+/// its own id and sequence number, and its text is byte for byte what serde writes for
+/// the same [`ServerFrame`] (BENCHMARKS.md, durable broadcast).
+#[derive(Debug, PartialEq, Eq)]
+pub struct Broadcast {
+    name: String,
+    text: Option<String>,
+    /// What comes between a copy's id and its sequence number: `,"name":…,"text":…},"seq":`.
+    mid: Box<str>,
+}
+
+impl Broadcast {
+    /// A broadcast of command `name` (with `text`).
+    pub fn new(name: String, text: Option<String>) -> Arc<Self> {
+        fn json(s: &str) -> String {
+            // Serialising a string cannot fail.
+            serde_json::to_string(s).unwrap_or_else(|_| String::from("\"\""))
+        }
+        let mut mid = format!(",\"name\":{}", json(&name));
+        if let Some(t) = &text {
+            mid.push_str(",\"text\":");
+            mid.push_str(&json(t));
+        }
+        mid.push_str("},\"seq\":");
+        Arc::new(Self {
+            name,
+            text,
+            mid: mid.into_boxed_str(),
+        })
+    }
+
+    /// The copy with id `id` as a command.
+    pub fn command(&self, id: i64) -> Command {
+        Command {
+            id,
+            name: self.name.clone(),
+            text: self.text.clone(),
+        }
+    }
+}
+
+/// A broadcast's copy for one device, in its stream.
+#[derive(Debug, PartialEq)]
+pub struct CopyFrame {
+    /// The broadcast.
+    pub broadcast: Arc<Broadcast>,
+    /// The copy's command id (one per broadcast and device).
+    pub id: i64,
+    /// Its sequence number in the device's stream.
+    pub seq: u64,
+    /// When it was pushed (a live push; `None` for a replay).
+    pub queued_at: Option<Instant>,
+}
+
+/// A frame on its way to a kiosk.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Frame {
+    /// An event, serialised by the connection task.
+    Event(Arc<ServerFrame>),
+    /// A broadcast's copy: the broadcast's bytes plus the copy's id and seq.
+    Copy(Arc<CopyFrame>),
+}
+
+impl From<Arc<ServerFrame>> for Frame {
+    fn from(f: Arc<ServerFrame>) -> Self {
+        Frame::Event(f)
+    }
+}
+
+impl Frame {
+    /// The frame's sequence number (none for answers and snapshots).
+    pub fn seq(&self) -> Option<u64> {
+        match self {
+            Frame::Event(f) => f.seq,
+            Frame::Copy(c) => Some(c.seq),
+        }
+    }
+
+    /// When the frame was produced for a live push, if it was.
+    pub fn queued_at(&self) -> Option<Instant> {
+        match self {
+            Frame::Event(f) => f.queued_at,
+            Frame::Copy(c) => c.queued_at,
+        }
+    }
+
+    /// The frame as the kiosk reads it (JSON text).
+    pub fn to_json(&self) -> Option<String> {
+        match self {
+            Frame::Event(f) => serde_json::to_string(&**f).ok(),
+            Frame::Copy(c) => {
+                let mid = &c.broadcast.mid;
+                let mut s = String::with_capacity(COMMAND_HEAD.len() + mid.len() + 42);
+                s.push_str(COMMAND_HEAD);
+                s.push_str(itoa::Buffer::new().format(c.id));
+                s.push_str(mid);
+                s.push_str(itoa::Buffer::new().format(c.seq));
+                s.push('}');
+                Some(s)
+            }
+        }
+    }
+
+    /// The frame as a protocol value.
+    pub fn to_server_frame(&self) -> ServerFrame {
+        match self {
+            Frame::Event(f) => (**f).clone(),
+            Frame::Copy(c) => ServerFrame {
+                event: ServerEvent::Command(c.broadcast.command(c.id)),
+                seq: Some(c.seq),
+                queued_at: c.queued_at,
+            },
+        }
+    }
+
+    /// The same frame, not timed as a live push (a replay).
+    fn replayed(&self) -> Frame {
+        match self {
+            Frame::Event(f) => Frame::Event(Arc::new(ServerFrame {
+                queued_at: None,
+                ..(**f).clone()
+            })),
+            Frame::Copy(c) => Frame::Copy(Arc::new(CopyFrame {
+                broadcast: c.broadcast.clone(),
+                id: c.id,
+                seq: c.seq,
+                queued_at: None,
+            })),
+        }
+    }
+}
+
 /// The frames between a device actor and its kiosk's connection task, and the close code
 /// the device may send it ("kick"), in one small shared allocation per connection (~0.15
 /// KB; a tokio `mpsc` channel, with its cache-padded header and first block of 32 slots,
@@ -36,7 +172,7 @@ struct Shared {
 
 #[derive(Debug)]
 struct Queue {
-    frames: VecDeque<Arc<ServerFrame>>,
+    frames: VecDeque<Frame>,
     capacity: usize,
     /// The device closed the connection with this code (taken before any frame).
     kick: Option<u16>,
@@ -51,7 +187,7 @@ impl Shared {
         self.queue.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn try_push(&self, frame: Arc<ServerFrame>) -> Result<(), Arc<ServerFrame>> {
+    fn try_push(&self, frame: Frame) -> Result<(), Frame> {
         let mut q = self.lock();
         if q.closed || q.frames.len() >= q.capacity {
             return Err(frame);
@@ -73,7 +209,7 @@ pub struct Conn {
 
 impl Conn {
     /// Queues a frame for the connection; `Err` when it is full or gone.
-    pub fn try_send(&self, frame: Arc<ServerFrame>) -> Result<(), Arc<ServerFrame>> {
+    pub fn try_send(&self, frame: Frame) -> Result<(), Frame> {
         self.shared.try_push(frame)
     }
 
@@ -92,7 +228,7 @@ pub enum Next {
     /// Close with this code.
     Kicked(u16),
     /// Write this frame.
-    Frame(Arc<ServerFrame>),
+    Frame(Frame),
 }
 
 /// The connection task's end of a [`Conn`]: frames and the kick, and room for its own
@@ -104,8 +240,8 @@ pub struct ConnFrames {
 
 impl ConnFrames {
     /// Queues a frame of the connection's own (a reply, an error); `false` when full.
-    pub fn try_send(&self, frame: Arc<ServerFrame>) -> bool {
-        self.shared.try_push(frame).is_ok()
+    pub fn try_send(&self, frame: impl Into<Frame>) -> bool {
+        self.shared.try_push(frame.into()).is_ok()
     }
 
     /// The kick, else the oldest frame, if either is there.
@@ -190,16 +326,40 @@ impl SharedStream {
     }
 }
 
+/// A pending command: one of the device's own, or its copy of a broadcast (which shares
+/// the broadcast's name and text with every other copy).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum PendingCmd {
+    Own(Command),
+    Copy(Arc<Broadcast>, i64),
+}
+
+impl PendingCmd {
+    fn id(&self) -> i64 {
+        match self {
+            PendingCmd::Own(c) => c.id,
+            PendingCmd::Copy(_, id) => *id,
+        }
+    }
+
+    fn command(&self) -> Command {
+        match self {
+            PendingCmd::Own(c) => c.clone(),
+            PendingCmd::Copy(b, id) => b.command(*id),
+        }
+    }
+}
+
 /// A pending command.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Pending {
+struct Pending {
     /// The command.
-    pub cmd: Command,
+    cmd: PendingCmd,
     /// The sequence number it was last sent with.
-    pub seq: u64,
+    seq: u64,
     /// A broadcast copy is pending only until then (unix ms); a command to this device
     /// alone, until acknowledged.
-    pub expires_at: Option<i64>,
+    expires_at: Option<i64>,
 }
 
 /// The stream.
@@ -211,7 +371,7 @@ pub struct DeviceStream {
     /// in a session gets a `billing` frame per unit; 256 of them are ~60 KB a device, so
     /// 19,000 busy kiosks would keep ~1 GB for resumes nobody makes after minutes away
     /// (a kiosk resuming from an event no longer kept gets a snapshot instead).
-    ring: VecDeque<Arc<ServerFrame>>,
+    ring: VecDeque<Frame>,
     conn: Option<Conn>,
     pending: Vec<Pending>,
     /// Seconds an event is kept for resume.
@@ -250,7 +410,7 @@ impl DeviceStream {
     }
 
     fn is_pending(&self, id: i64) -> bool {
-        self.pending.iter().any(|p| p.cmd.id == id)
+        self.pending.iter().any(|p| p.cmd.id() == id)
     }
 
     /// Adds commands loaded from storage to the pending ones (those already pending, by
@@ -261,7 +421,7 @@ impl DeviceStream {
         for cmd in pending {
             if !self.is_pending(cmd.id) {
                 self.pending.push(Pending {
-                    cmd,
+                    cmd: PendingCmd::Own(cmd),
                     seq: 0,
                     expires_at: None,
                 });
@@ -276,13 +436,17 @@ impl DeviceStream {
     /// acknowledged or until `expires_at` (unix ms). A copy already pending (loaded from
     /// storage by an actor that started after the broadcast was stored) is not pushed
     /// twice.
-    pub fn deliver(&mut self, copy: Command, expires_at: i64) {
-        if self.is_pending(copy.id) {
+    pub fn deliver(&mut self, broadcast: &Arc<Broadcast>, id: i64, expires_at: i64) {
+        if self.is_pending(id) {
             return;
         }
-        let id = copy.id;
-        self.command(copy);
-        self.expire_at(id, expires_at);
+        let cmd = PendingCmd::Copy(broadcast.clone(), id);
+        let seq = self.push_frame(|seq, at| command_frame(&cmd, seq, at));
+        self.pending.push(Pending {
+            cmd,
+            seq,
+            expires_at: Some(expires_at),
+        });
     }
 
     /// The epoch.
@@ -307,19 +471,27 @@ impl DeviceStream {
 
     /// Commands not yet acknowledged.
     pub fn pending(&self) -> Vec<Command> {
-        self.pending.iter().map(|p| p.cmd.clone()).collect()
+        self.pending.iter().map(|p| p.cmd.command()).collect()
     }
 
     /// Assigns the next sequence number, keeps the event for resume and sends it to the
     /// connection if there is one. Returns the sequence number.
     pub fn push(&mut self, event: ServerEvent) -> u64 {
+        self.push_frame(|seq, now| {
+            Frame::Event(Arc::new(ServerFrame {
+                event,
+                seq: Some(seq),
+                queued_at: Some(now),
+            }))
+        })
+    }
+
+    /// [`push`](Self::push) of the frame `make` builds from the sequence number and the
+    /// time.
+    fn push_frame(&mut self, make: impl FnOnce(u64, Instant) -> Frame) -> u64 {
         self.seq += 1;
         let now = Instant::now();
-        let frame = Arc::new(ServerFrame {
-            event,
-            seq: Some(self.seq),
-            queued_at: Some(now),
-        });
+        let frame = make(self.seq, now);
         if self.ring.len() == RING {
             self.ring.pop_front();
         }
@@ -338,7 +510,7 @@ impl DeviceStream {
         while self
             .ring
             .front()
-            .is_some_and(|f| f.queued_at.is_some_and(|at| at < cutoff))
+            .is_some_and(|f| f.queued_at().is_some_and(|at| at < cutoff))
         {
             self.ring.pop_front();
         }
@@ -356,7 +528,7 @@ impl DeviceStream {
     pub fn command(&mut self, cmd: Command) -> u64 {
         let seq = self.push(ServerEvent::Command(cmd.clone()));
         self.pending.push(Pending {
-            cmd,
+            cmd: PendingCmd::Own(cmd),
             seq,
             expires_at: None,
         });
@@ -365,7 +537,7 @@ impl DeviceStream {
 
     /// Command `id` stays pending only until `at` (unix ms).
     pub fn expire_at(&mut self, id: i64, at: i64) {
-        if let Some(p) = self.pending.iter_mut().find(|p| p.cmd.id == id) {
+        if let Some(p) = self.pending.iter_mut().find(|p| p.cmd.id() == id) {
             p.expires_at = Some(at);
         }
     }
@@ -376,7 +548,7 @@ impl DeviceStream {
             .retain(|p| p.expires_at.is_none_or(|at| at > now));
     }
 
-    fn send(&mut self, frame: Arc<ServerFrame>) {
+    fn send(&mut self, frame: Frame) {
         let full = match &self.conn {
             Some(c) => c.try_send(frame).is_err(),
             None => false,
@@ -405,7 +577,7 @@ impl DeviceStream {
         let oldest = self
             .ring
             .front()
-            .and_then(|f| f.seq)
+            .and_then(Frame::seq)
             .unwrap_or(self.seq + 1);
         if let (Some(from), Some(ep)) = (resume_from, epoch)
             && ep == self.epoch
@@ -415,15 +587,10 @@ impl DeviceStream {
             let missed: Vec<_> = self
                 .ring
                 .iter()
-                .filter(|f| f.seq.is_some_and(|s| s > from))
+                .filter(|f| f.seq().is_some_and(|s| s > from))
                 // A replay is not a live push: it carries no push time, so the latency
                 // histogram measures live pushes only.
-                .map(|f| {
-                    Arc::new(ServerFrame {
-                        queued_at: None,
-                        ..(**f).clone()
-                    })
-                })
+                .map(Frame::replayed)
                 .collect();
             let n = missed.len();
             for f in missed {
@@ -434,17 +601,14 @@ impl DeviceStream {
         }
         metrics::counter!(crate::catalog::WS_RESUMES, "outcome" => "snapshot").increment(1);
         let snap = snapshot(self.epoch.clone(), self.seq, self.pending());
-        self.send(Arc::new(ServerFrame {
+        self.send(Frame::Event(Arc::new(ServerFrame {
             event: ServerEvent::Snapshot(snap),
             seq: None,
             queued_at: Some(std::time::Instant::now()),
-        }));
-        let pending: Vec<Command> = self.pending.iter().map(|p| p.cmd.clone()).collect();
-        for cmd in pending {
-            let seq = self.push(ServerEvent::Command(cmd.clone()));
-            if let Some(p) = self.pending.iter_mut().find(|p| p.cmd.id == cmd.id) {
-                p.seq = seq;
-            }
+        })));
+        for i in 0..self.pending.len() {
+            let cmd = self.pending[i].cmd.clone();
+            self.pending[i].seq = self.push_frame(|seq, at| command_frame(&cmd, seq, at));
         }
         Resumed::Snapshot
     }
@@ -453,11 +617,11 @@ impl DeviceStream {
     /// unsequenced and not kept for resume; dropped when that connection is gone.
     pub fn answer(&mut self, conn_id: u64, event: ServerEvent) {
         if self.conn.as_ref().is_some_and(|c| c.id == conn_id) {
-            self.send(Arc::new(ServerFrame {
+            self.send(Frame::Event(Arc::new(ServerFrame {
                 event,
                 seq: None,
                 queued_at: None,
-            }));
+            })));
         }
     }
 
@@ -481,13 +645,30 @@ impl DeviceStream {
         let mut done = Vec::new();
         self.pending.retain(|p| {
             if p.seq != 0 && p.seq <= seq {
-                done.push(p.cmd.id);
+                done.push(p.cmd.id());
                 false
             } else {
                 true
             }
         });
         done
+    }
+}
+
+/// The frame that sends pending command `cmd` with `seq`, pushed at `at`.
+fn command_frame(cmd: &PendingCmd, seq: u64, at: Instant) -> Frame {
+    match cmd {
+        PendingCmd::Own(c) => Frame::Event(Arc::new(ServerFrame {
+            event: ServerEvent::Command(c.clone()),
+            seq: Some(seq),
+            queued_at: Some(at),
+        })),
+        PendingCmd::Copy(b, id) => Frame::Copy(Arc::new(CopyFrame {
+            broadcast: b.clone(),
+            id: *id,
+            seq,
+            queued_at: Some(at),
+        })),
     }
 }
 
@@ -520,7 +701,7 @@ mod tests {
     fn seqs(rx: &mut ConnFrames) -> Vec<Option<u64>> {
         let mut v = Vec::new();
         while let Some(Next::Frame(f)) = rx.try_next() {
-            v.push(f.seq);
+            v.push(f.seq());
         }
         v
     }
@@ -617,12 +798,12 @@ mod tests {
         assert!(s.connected());
     }
 
-    fn frame(n: u64) -> Arc<ServerFrame> {
-        Arc::new(ServerFrame {
+    fn frame(n: u64) -> Frame {
+        Frame::Event(Arc::new(ServerFrame {
             event: ev(n),
             seq: Some(n),
             queued_at: None,
-        })
+        }))
     }
 
     #[test]
@@ -713,8 +894,9 @@ mod tests {
             text: Some("closing at 22:00".into()),
         };
         // Pushed by the fan-out while the actor was still loading, then loaded.
+        let b = Broadcast::new(copy.name.clone(), copy.text.clone());
         let mut s = DeviceStream::new(vec![]);
-        s.deliver(copy.clone(), 1_000);
+        s.deliver(&b, -7, 1_000);
         s.add_pending(vec![copy.clone()], &[(-7, 1_000)]);
         assert_eq!(s.pending(), vec![copy.clone()]);
         s.expire(1_001);
@@ -724,10 +906,89 @@ mod tests {
         s.add_pending(vec![copy.clone()], &[]);
         let (c, mut rx) = conn(1, 64);
         s.attach(c, None, None, snap);
-        s.deliver(copy.clone(), 1_000);
+        s.deliver(&b, -7, 1_000);
         assert_eq!(seqs(&mut rx), vec![None, Some(1)]);
         assert_eq!(s.pending(), vec![copy]);
         assert_eq!(s.ack(1), vec![-7]);
+    }
+
+    #[test]
+    fn a_broadcast_copy_is_written_as_serde_writes_the_same_frame() {
+        let texts = [
+            None,
+            Some(String::new()),
+            Some("closing at 22:00".to_string()),
+            Some("\"quoted\" \\ back\nslash \u{1} 营业至 22:00 🎮".to_string()),
+        ];
+        for text in texts {
+            for (id, seq) in [(-7_i64, 1_u64), (i64::MIN, u64::MAX), (123_456_789, 42)] {
+                let b = Broadcast::new("message".into(), text.clone());
+                let copy = Frame::Copy(Arc::new(CopyFrame {
+                    broadcast: b.clone(),
+                    id,
+                    seq,
+                    queued_at: None,
+                }));
+                let plain = ServerFrame {
+                    event: ServerEvent::Command(Command {
+                        id,
+                        name: "message".into(),
+                        text: text.clone(),
+                    }),
+                    seq: Some(seq),
+                    queued_at: None,
+                };
+                assert_eq!(copy.to_json(), serde_json::to_string(&plain).ok());
+                assert_eq!(copy.to_server_frame(), plain);
+                let read: ServerFrame =
+                    serde_json::from_str(&copy.to_json().unwrap_or_default()).unwrap();
+                assert_eq!(read, plain);
+            }
+        }
+    }
+
+    #[test]
+    fn a_broadcast_copy_is_replayed_on_resume_and_sent_again_after_a_snapshot() {
+        let b = Broadcast::new("message".into(), Some("hi".into()));
+        let mut s = DeviceStream::new(vec![]);
+        let (c, mut rx) = conn(1, 64);
+        s.attach(c, None, None, snap);
+        s.push(ev(0));
+        s.deliver(&b, -9, i64::MAX);
+        assert_eq!(seqs(&mut rx), vec![None, Some(1), Some(2)]);
+        s.detach(1);
+        // Resumed from seq 1: the copy comes again, same seq, not timed as a live push.
+        let epoch = s.epoch().to_string();
+        let (c, rx) = conn(2, 64);
+        assert_eq!(
+            s.attach(c, Some(1), Some(&epoch), snap),
+            Resumed::Replayed(1)
+        );
+        let Some(Next::Frame(f)) = rx.try_next() else {
+            panic!("no replay")
+        };
+        assert_eq!(f.seq(), Some(2));
+        assert_eq!(f.queued_at(), None);
+        assert_eq!(
+            f.to_server_frame().event,
+            ServerEvent::Command(b.command(-9))
+        );
+        // A fresh start: snapshot listing it, then the copy with a new seq.
+        let (c, rx) = conn(3, 64);
+        let mut listed = Vec::new();
+        s.attach(c, None, None, |e, q, p| {
+            listed = p.clone();
+            snap(e, q, p)
+        });
+        assert_eq!(listed, vec![b.command(-9)]);
+        let _snapshot = rx.try_next();
+        let Some(Next::Frame(f)) = rx.try_next() else {
+            panic!("no command after the snapshot")
+        };
+        assert_eq!(f.seq(), Some(3));
+        assert!(matches!(f, Frame::Copy(_)));
+        assert_eq!(s.ack(3), vec![-9]);
+        assert!(!s.has_pending());
     }
 
     #[test]

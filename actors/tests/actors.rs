@@ -344,7 +344,7 @@ async fn a_broadcast_reaches_a_connected_kiosk_whose_device_was_busy() {
         loop {
             match frames.next().await {
                 Next::Frame(f) => {
-                    if let ServerEvent::Command(c) = &f.event {
+                    if let ServerEvent::Command(c) = &f.to_server_frame().event {
                         return c.clone();
                     }
                 }

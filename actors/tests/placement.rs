@@ -311,7 +311,7 @@ async fn first_snapshot(
     let Some(kioskd_actors::stream::Next::Frame(f)) = frames.try_next() else {
         panic!("no frame at once");
     };
-    match f.event.clone() {
+    match f.to_server_frame().event {
         kioskd_protocol::ws::ServerEvent::Snapshot(s) => s,
         e => panic!("first frame is not a snapshot: {e:?}"),
     }

@@ -19,7 +19,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum_extra::extract::SignedCookieJar;
-use futures::{SinkExt, StreamExt};
+use futures::{FutureExt, SinkExt, StreamExt};
 use kioskd_actors::device::{Attach, Detach, FromKiosk, wire_status};
 use kioskd_actors::ids::normalize_device_code;
 use kioskd_actors::stream::{ConnFrames, Next};
@@ -331,6 +331,12 @@ impl Timed for ServerFrame {
     }
 }
 
+impl Timed for kioskd_actors::stream::Frame {
+    fn queued_at(&self) -> Option<std::time::Instant> {
+        kioskd_actors::stream::Frame::queued_at(self)
+    }
+}
+
 /// Counts a written frame and, for a live push, its latency from production to the
 /// socket.
 fn pushed(kind: &'static str, f: &impl Timed) {
@@ -589,12 +595,17 @@ async fn serve_kiosk(s: &AppState, socket: &mut WebSocket, code: &str) -> u16 {
     // afresh on every pass of the loop entered and left the signal's shared waiter list
     // twice per frame (BENCHMARKS.md, durable broadcast).
     let mut shutting_down = std::pin::pin!(shutdown.changed());
-    let mut ping = tokio::time::interval(Duration::from_secs(s.cfg.ws.ping_seconds));
-    ping.tick().await;
+    // One timer for the connection's life, for the next ping and the idle timeout, armed
+    // again only when it fires: a fresh idle timer per frame was a timer-wheel insert and
+    // removal for every frame and every ack (BENCHMARKS.md, durable broadcast).
+    let ping_every = Duration::from_secs(s.cfg.ws.ping_seconds.max(1));
+    let start = tokio::time::Instant::now();
+    let mut next_ping = start + ping_every;
+    let mut heard_at = start;
+    let mut timer = Box::pin(tokio::time::sleep_until(next_ping.min(heard_at + idle)));
     let mut bad = 0u32;
     let budget = MessageBudget::new(s);
     let mut pending = first;
-    let mut idle_at = tokio::time::Instant::now() + idle;
     let code_out = loop {
         if let Some(m) = pending.take() {
             match incoming(m, &mut bad, &frames) {
@@ -622,12 +633,11 @@ async fn serve_kiosk(s: &AppState, socket: &mut WebSocket, code: &str) -> u16 {
                     Next::Kicked(c) => break c,
                     Next::Frame(f) => f,
                 };
-                let Ok(text) = serde_json::to_string(&*f) else { continue };
-                let sent = Box::pin(tokio::time::timeout(write_timeout, socket.send(WsMessage::Text(Utf8Bytes::from(text))))).await;
-                if !matches!(sent, Ok(Ok(()))) {
+                let Some(text) = f.to_json() else { continue };
+                if !send_within(socket, WsMessage::Text(Utf8Bytes::from(text)), write_timeout).await {
                     break close::SLOW_CONSUMER;
                 }
-                pushed("kiosk", &*f);
+                pushed("kiosk", &f);
             }
             m = socket.recv() => match m {
                 None => break close::NORMAL,
@@ -636,20 +646,42 @@ async fn serve_kiosk(s: &AppState, socket: &mut WebSocket, code: &str) -> u16 {
                     if let Err(c) = budget.spend("kiosk") {
                         break c;
                     }
-                    idle_at = tokio::time::Instant::now() + idle;
+                    heard_at = tokio::time::Instant::now();
                     pending = Some(m);
                 }
             },
-            _ = ping.tick() => {
-                if socket.send(WsMessage::Ping(Default::default())).await.is_err() {
-                    break close::NORMAL;
+            () = &mut timer => {
+                let now = tokio::time::Instant::now();
+                if now >= heard_at + idle {
+                    break close::IDLE_TIMEOUT;
                 }
+                if now >= next_ping {
+                    if !send_within(socket, WsMessage::Ping(Default::default()), write_timeout).await {
+                        break close::NORMAL;
+                    }
+                    next_ping = now + ping_every;
+                }
+                timer.as_mut().reset(next_ping.min(heard_at + idle));
             }
-            _ = tokio::time::sleep_until(idle_at) => break close::IDLE_TIMEOUT,
         }
     };
     let _ = device.tell(Detach(conn_id)).try_send();
     code_out
+}
+
+/// Sends `msg` within `limit`; `false` when it could not be. The timeout (a boxed timer)
+/// is set up only when the socket does not take the frame at once, which on a kiosk's
+/// connection is almost never (BENCHMARKS.md, durable broadcast).
+async fn send_within(socket: &mut WebSocket, msg: WsMessage, limit: Duration) -> bool {
+    // The sink's `send` (a future that may be polled again), not axum's `async fn`.
+    let mut send = SinkExt::send(socket, msg);
+    match (&mut send).now_or_never() {
+        Some(r) => r.is_ok(),
+        None => matches!(
+            Box::pin(tokio::time::timeout(limit, send)).await,
+            Ok(Ok(()))
+        ),
+    }
 }
 
 /// The wire form of a coordinator event (user and ops streams).
