@@ -470,12 +470,13 @@ impl DeviceActor {
                 DeviceRefusal::Internal
             })?;
         metrics::counter!(catalog::COMMANDS_QUEUED).increment(1);
-        self.stream.lock().command(Command {
+        let mut stream = self.stream.lock();
+        stream.command(Command {
             id,
             name: name.to_string(),
             text,
         });
-        Ok((id, self.stream.lock().connected()))
+        Ok((id, stream.connected()))
     }
 
     /// Records a sign of life; passes it on (storage, the session) at most once a second.
