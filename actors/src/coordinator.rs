@@ -16,8 +16,8 @@ use crate::catalog;
 use crate::clock::Clock;
 use crate::device::{
     Check, CheckView, DeviceActor, DeviceArgs, DeviceRefusal, DeviceView, GameUpdate, Info,
-    KioskHeard, MaintainLogin, MaintainLogout, Operate, OperatorCommand, OrderPaidNotice, Recover,
-    Reload, Retire, SendCommand, StartRefusal, StartSession, StartedView,
+    KioskHeard, KioskLink, MaintainLogin, MaintainLogout, Operate, OperatorCommand,
+    OrderPaidNotice, Recover, Reload, Retire, SendCommand, StartRefusal, StartSession, StartedView,
 };
 use crate::events::Events;
 use crate::placement::{DeviceOp, Owner, Placement, PlacementError, Reply, Request, SessionOp};
@@ -380,6 +380,19 @@ impl Coordinator {
             }
         }
         Err(moving())
+    }
+
+    /// A kiosk connection's way to its device's actor here (found, spawned, or moved
+    /// here from another node): see [`KioskLink`].
+    pub async fn kiosk_link(&self, code: &str) -> Result<KioskLink, CoordError> {
+        let actor = self.device(code).await?;
+        let shared = self
+            .inner
+            .devices
+            .get(code)
+            .filter(|e| e.1.id() == actor.id())
+            .map(|e| (e.0, e.2.clone()));
+        Ok(KioskLink::new(actor, shared, self.inner.clone()))
     }
 
     /// Where a device's actor is: here (found or just spawned) or on another node.

@@ -16,10 +16,10 @@ use crate::ports::{
     UserRef,
 };
 use crate::session::{End, EndedView, Heard as SessionHeard, SessionActor, SessionArgs};
-use crate::stream::{Conn, Resumed, SharedStream};
+use crate::stream::{Conn, Resumed, SessionMark, SharedStream};
 use kioskd_protocol::windows::{DeviceStatus as WireStatus, UpdateState};
 use kioskd_protocol::ws::{
-    ClientMessage, Command, DeviceInfo, DeviceStatusMsg, ErrorMsg, OrderPaid, ServerEvent,
+    Ack, ClientMessage, Command, DeviceInfo, DeviceStatusMsg, ErrorMsg, OrderPaid, ServerEvent,
     SessionEnded, SessionInfo, Snapshot, WS_PROTOCOL_VERSION,
 };
 
@@ -46,20 +46,21 @@ struct Running {
     token: String,
     user_id: i64,
     actor: ActorRef<SessionActor>,
+    /// Says "in a session" to the kiosk's connection task, which then passes every sign
+    /// of life on to this actor (for the session).
+    _mark: SessionMark,
 }
 
 /// The actor.
 pub struct DeviceActor {
     rec: DeviceRecord,
-    last_heard: Option<i64>,
     session: Option<Running>,
     transient_lock: Option<Lock>,
     inner: Arc<Inner>,
     shown: DeviceStatus,
-    /// When a heartbeat was last passed on (to the session and the heartbeat writer).
-    relayed_at: i64,
     /// The kiosk's WebSocket stream (shared with the coordinator's directory, which
-    /// pushes broadcasts into it).
+    /// pushes broadcasts into it) and the device's signs of life (shared with the kiosk's
+    /// connection task, which records heartbeats and acks: [`KioskLink`]).
     stream: Arc<SharedStream>,
     /// The running session as last reported by its actor (for snapshots).
     session_info: Option<SessionInfo>,
@@ -70,9 +71,6 @@ pub struct DeviceActor {
     /// Restarts after panics (and of its session's actor), against restart storms.
     restarts: Restarts,
 }
-
-/// Heartbeats are passed on at most this often (see the session actor).
-const RELAY_EVERY_MS: i64 = 1_000;
 
 /// Arguments to spawn a device actor.
 pub struct DeviceArgs {
@@ -138,17 +136,16 @@ impl Actor for DeviceActor {
         let mut d = DeviceActor {
             stream: {
                 args.stream.lock().add_pending(pending, &expiries);
+                args.stream.life().heard_by(args.rec.last_seen_at);
                 args.stream
             },
             session_info: None,
             unpaid_order,
-            last_heard: args.rec.last_seen_at,
             rec: args.rec,
             session: None,
             transient_lock: None,
             inner: args.inner,
             shown: DeviceStatus::Free,
-            relayed_at: i64::MIN,
             active_at: now,
             restarts: Restarts::default(),
         };
@@ -364,7 +361,9 @@ pub enum DeviceRefusal {
 
 impl DeviceActor {
     fn online(&self, now: i64) -> bool {
-        self.last_heard
+        self.stream
+            .life()
+            .last_heard()
             .is_some_and(|h| now - h < self.inner.cfg.heartbeat_timeout_ms)
     }
 
@@ -483,14 +482,10 @@ impl DeviceActor {
     /// `from_session`: the session told us (no need to tell it back).
     fn heard(&mut self, at: i64, from_session: bool) {
         self.active_at = self.active_at.max(at);
-        if self.last_heard.is_none_or(|h| h < at) {
-            self.last_heard = Some(at);
-            if at.saturating_sub(self.relayed_at) >= RELAY_EVERY_MS {
-                self.relayed_at = at;
-                self.inner.beat_device(self.rec.id, at);
-                if !from_session && let Some(run) = &self.session {
-                    let _ = run.actor.tell(SessionHeard(at)).try_send();
-                }
+        if self.stream.life().heard(at) {
+            self.inner.beat_device(self.rec.id, at);
+            if !from_session && let Some(run) = &self.session {
+                let _ = run.actor.tell(SessionHeard(at)).try_send();
             }
         }
     }
@@ -501,7 +496,7 @@ impl DeviceActor {
             code: self.rec.code.clone(),
             status: self.status(),
             online: self.online(now),
-            last_heard: self.last_heard,
+            last_heard: self.stream.life().last_heard(),
             session: self
                 .session
                 .as_ref()
@@ -530,9 +525,8 @@ impl DeviceActor {
             .device_by_code(&self.rec.code)
             .await?
             .ok_or(StoreError::NotFound)?;
-        let last = self.last_heard;
         self.rec = rec;
-        self.last_heard = last.max(self.rec.last_seen_at);
+        self.stream.life().heard_by(self.rec.last_seen_at);
         let running = load_running(&self.inner, &self.rec).await?;
         let alive = self
             .session
@@ -550,6 +544,7 @@ impl DeviceActor {
                     token: s.token,
                     user_id: s.user_id,
                     actor,
+                    _mark: SessionMark::new(&self.stream),
                 });
                 self.transient_lock = None;
             }
@@ -627,6 +622,7 @@ impl DeviceActor {
             token,
             user_id,
             actor,
+            _mark: SessionMark::new(&self.stream),
         });
         self.transient_lock = None;
         self.changed();
@@ -984,6 +980,90 @@ impl Message<FromKiosk> for DeviceActor {
     }
 }
 
+/// Takes a kiosk's ack: the acknowledged commands leave the stream's pending list and
+/// go to the ack writer. An ack for another epoch is answered `stale_epoch`.
+fn ack(stream: &SharedStream, inner: &Inner, a: &Ack) -> Option<ServerEvent> {
+    let done = {
+        let mut s = stream.lock();
+        if a.epoch.as_deref().is_some_and(|e| e != s.epoch()) {
+            return Some(ErrorMsg::event(
+                "stale_epoch",
+                "ack for another epoch: resume with hello to get the current one",
+            ));
+        }
+        s.ack(a.seq)
+    };
+    if !done.is_empty() {
+        inner.acked(done);
+    }
+    None
+}
+
+/// A kiosk connection's way to its device. What needs nothing of the device's actor
+/// while no session runs (a sign of life, a heartbeat, a status report, an ack) is taken
+/// here, on the connection's task: the device's signs of life and its stream are shared
+/// with the actor. At 19,000 kiosks a broadcast brings 19,000 acks at once, and a turn
+/// of each device's actor was a mailbox slot, a task wake-up and a turn more per ack
+/// (BENCHMARKS.md, durable broadcast). Everything else, and everything while a session
+/// runs (the session hears of the kiosk through the actor), goes to the actor as
+/// [`FromKiosk`].
+pub struct KioskLink {
+    actor: ActorRef<DeviceActor>,
+    /// The device's id and stream, when the directory still had this actor's entry.
+    shared: Option<(i64, Arc<SharedStream>)>,
+    inner: Arc<Inner>,
+}
+
+impl KioskLink {
+    pub(crate) fn new(
+        actor: ActorRef<DeviceActor>,
+        shared: Option<(i64, Arc<SharedStream>)>,
+        inner: Arc<Inner>,
+    ) -> Self {
+        Self {
+            actor,
+            shared,
+            inner,
+        }
+    }
+
+    /// The device's actor.
+    pub fn actor(&self) -> &ActorRef<DeviceActor> {
+        &self.actor
+    }
+
+    /// Takes what the kiosk sent on connection `conn` (`None`: only a sign of life).
+    /// Returns the message for the actor when it is the actor's to handle. An answer
+    /// (`stale_epoch`) goes back through the stream, as the actor's do.
+    pub fn from_kiosk(&self, conn: u64, msg: Option<ClientMessage>) -> Option<FromKiosk> {
+        let quick = matches!(
+            msg,
+            None | Some(
+                ClientMessage::Heartbeat | ClientMessage::ClientStatus(_) | ClientMessage::Ack(_)
+            )
+        );
+        let shared = match &self.shared {
+            // A dead actor's stream is no longer the device's: the message goes to the
+            // actor, whose closed mailbox ends the connection.
+            Some((id, stream)) if quick && !stream.life().in_session() && self.actor.is_alive() => {
+                (id, stream)
+            }
+            _ => return Some(FromKiosk { conn, msg }),
+        };
+        let (id, stream) = shared;
+        let now = self.inner.clock.now_ms();
+        if stream.life().heard(now) {
+            self.inner.beat_device(*id, now);
+        }
+        if let Some(ClientMessage::Ack(a)) = &msg
+            && let Some(answer) = ack(stream, &self.inner, a)
+        {
+            stream.lock().answer(conn, answer);
+        }
+        None
+    }
+}
+
 impl DeviceActor {
     async fn on_kiosk_message(&mut self, msg: Option<ClientMessage>) -> Option<ServerEvent> {
         let now = self.inner.clock.now_ms();
@@ -994,23 +1074,7 @@ impl DeviceActor {
                 "hello is only valid as the first message",
             )),
             ClientMessage::Heartbeat | ClientMessage::ClientStatus(_) => None,
-            ClientMessage::Ack(a)
-                if a.epoch
-                    .as_deref()
-                    .is_some_and(|e| e != self.stream.lock().epoch()) =>
-            {
-                Some(ErrorMsg::event(
-                    "stale_epoch",
-                    "ack for another epoch: resume with hello to get the current one",
-                ))
-            }
-            ClientMessage::Ack(a) => {
-                let done = self.stream.lock().ack(a.seq);
-                if !done.is_empty() {
-                    self.inner.acked(done);
-                }
-                None
-            }
+            ClientMessage::Ack(a) => ack(&self.stream, &self.inner, &a),
             ClientMessage::Logout => match self.end_running(EndReason::UserLogout).await {
                 Ok(Some(_)) => None,
                 Ok(None) => Some(ErrorMsg::event("not_in_session", "no session is running")),
@@ -1248,9 +1312,8 @@ impl Message<Reload> for DeviceActor {
     type Reply = ();
 
     async fn handle(&mut self, Reload(rec): Reload, _ctx: &mut Context<Self, Self::Reply>) {
-        let last = self.last_heard;
         self.rec = rec;
-        self.last_heard = last.max(self.rec.last_seen_at);
+        self.stream.life().heard_by(self.rec.last_seen_at);
         self.changed();
     }
 }
@@ -1269,7 +1332,9 @@ impl Message<IdleCheck> for DeviceActor {
             return;
         };
         let idle_ms = i64::try_from(idle.as_millis()).unwrap_or(i64::MAX);
-        let quiet_since = self.active_at.max(self.last_heard.unwrap_or(i64::MIN));
+        let quiet_since = self
+            .active_at
+            .max(self.stream.life().last_heard().unwrap_or(i64::MIN));
         let now = self.inner.clock.now_ms();
         let (connected, has_pending) = {
             let mut stream = self.stream.lock();

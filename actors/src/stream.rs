@@ -7,6 +7,7 @@
 //! consumer (its events stay in the ring, so it resumes where it was).
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicI64, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -312,20 +313,115 @@ pub fn connection(id: u64, capacity: usize) -> (Conn, ConnFrames) {
 /// short lock that is never held across an await. The actor pushes its own events; a
 /// broadcast goes into every live device's stream straight from the coordinator's
 /// fan-out, without a message (a mailbox slot, a task wake-up and an actor turn) per
-/// device: BENCHMARKS.md, durable broadcast.
+/// device: BENCHMARKS.md, durable broadcast. Beside it, outside the lock, the device's
+/// signs of life ([`Life`]): the kiosk's connection task records a heartbeat or an ack
+/// here without a turn of the device's actor.
 #[derive(Debug)]
-pub struct SharedStream(Mutex<DeviceStream>);
+pub struct SharedStream {
+    stream: Mutex<DeviceStream>,
+    life: Life,
+}
 
 impl SharedStream {
     /// Shares a stream.
     pub fn new(stream: DeviceStream) -> Arc<Self> {
-        Arc::new(Self(Mutex::new(stream)))
+        Arc::new(Self {
+            stream: Mutex::new(stream),
+            life: Life::default(),
+        })
     }
 
     /// The stream, locked. A poisoned lock still guards a consistent stream: every
     /// method leaves it whole before anything that could panic.
     pub fn lock(&self) -> MutexGuard<'_, DeviceStream> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
+        self.stream.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The device's signs of life.
+    pub fn life(&self) -> &Life {
+        &self.life
+    }
+}
+
+/// When a device was last heard from, and when that was last passed on: shared by its
+/// actor and its kiosk's connection task, which records the heartbeats and acks that
+/// need nothing else of the actor (at 19,000 kiosks a broadcast brings 19,000 acks at
+/// once: BENCHMARKS.md, durable broadcast).
+#[derive(Debug)]
+pub struct Life {
+    /// Unix ms; `i64::MIN`: never.
+    heard: AtomicI64,
+    /// Unix ms the last sign of life was passed on (to storage, to the session).
+    relayed: AtomicI64,
+    /// Running sessions the actor holds ([`SessionMark`]s alive): while there is one,
+    /// every sign of life goes through the actor, which tells the session.
+    sessions: AtomicU32,
+}
+
+impl Default for Life {
+    fn default() -> Self {
+        Self {
+            heard: AtomicI64::new(i64::MIN),
+            relayed: AtomicI64::new(i64::MIN),
+            sessions: AtomicU32::new(0),
+        }
+    }
+}
+
+/// A sign of life is passed on (to storage and to a running session) at most this often.
+pub const RELAY_EVERY_MS: i64 = 1_000;
+
+impl Life {
+    /// When the device was last heard from (unix ms).
+    pub fn last_heard(&self) -> Option<i64> {
+        let h = self.heard.load(Ordering::Relaxed);
+        (h != i64::MIN).then_some(h)
+    }
+
+    /// Heard from at `at` at the latest (what storage remembers): never moves back.
+    pub fn heard_by(&self, at: Option<i64>) {
+        if let Some(at) = at {
+            self.heard.fetch_max(at, Ordering::Relaxed);
+        }
+    }
+
+    /// Records a sign of life at `at`: `true` when it is to be passed on, at most once
+    /// per [`RELAY_EVERY_MS`] whoever records it (the actor or the connection task).
+    pub fn heard(&self, at: i64) -> bool {
+        if self.heard.fetch_max(at, Ordering::Relaxed) >= at {
+            return false;
+        }
+        let relayed = self.relayed.load(Ordering::Relaxed);
+        at.saturating_sub(relayed) >= RELAY_EVERY_MS
+            && self
+                .relayed
+                .compare_exchange(relayed, at, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+    }
+
+    /// Does the actor hold a running session?
+    pub fn in_session(&self) -> bool {
+        self.sessions.load(Ordering::Acquire) > 0
+    }
+}
+
+/// Held beside a running session by its device's actor: while one is alive,
+/// [`Life::in_session`] says so. A count rather than a flag, so a session replaced by
+/// another (both held for a moment) leaves it right whatever the order of their ends.
+#[derive(Debug)]
+pub struct SessionMark(Arc<SharedStream>);
+
+impl SessionMark {
+    /// Marks `stream`'s device as in a session until the mark is dropped.
+    pub fn new(stream: &Arc<SharedStream>) -> Self {
+        stream.life.sessions.fetch_add(1, Ordering::AcqRel);
+        Self(stream.clone())
+    }
+}
+
+impl Drop for SessionMark {
+    fn drop(&mut self) {
+        self.0.life.sessions.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

@@ -356,3 +356,136 @@ async fn a_broadcast_reaches_a_connected_kiosk_whose_device_was_busy() {
     .expect("the broadcast arrives once the device catches up");
     assert_eq!(command.text.as_deref(), Some("closing at 22:00"));
 }
+
+/// A kiosk's signs of life and acks are taken on its connection's task, not by its
+/// device's actor: they land while the actor is busy (a slow storage call, a full
+/// mailbox), the acknowledged copy leaves storage's pending list, and the actor then
+/// reports the kiosk heard at that time. An ack for another epoch is answered.
+#[tokio::test]
+async fn a_kiosks_acks_and_signs_of_life_are_taken_while_its_device_is_busy() {
+    use kioskd_actors::device::{Attach, FromKiosk, Info};
+    use kioskd_actors::stream::{Next, connection};
+    use kioskd_protocol::windows::UpdateState;
+    use kioskd_protocol::ws::{Ack, ClientMessage, GameStateMsg, ServerEvent};
+
+    let store = Arc::new(MemStore::new());
+    store.add_device(device(1, CODE));
+    let clock = Clock::manual(T0);
+    let coord = Coordinator::new(
+        store.clone(),
+        clock.clone(),
+        CoordinatorConfig::default(),
+        Events::default(),
+    );
+    let link = coord.kiosk_link(CODE).await.unwrap();
+    let (conn, frames) = connection(1, 512);
+    link.actor()
+        .ask(Attach {
+            conn,
+            resume_from: None,
+            epoch: None,
+        })
+        .await
+        .unwrap();
+    let next = || async {
+        match tokio::time::timeout(Duration::from_secs(10), frames.next()).await {
+            Ok(Next::Frame(f)) => f.to_server_frame(),
+            Ok(Next::Kicked(code)) => panic!("closed with {code}"),
+            Err(_) => panic!("no frame"),
+        }
+    };
+    assert!(matches!(next().await.event, ServerEvent::Snapshot(_)));
+    assert_eq!(coord.broadcast("message", Some("hi")).await.unwrap(), 1);
+    let copy = next().await;
+    assert!(matches!(copy.event, ServerEvent::Command(_)));
+    let seq = copy.seq.expect("a command is sequenced");
+    assert_eq!(store.pending_commands(1, 0).await.unwrap().len(), 1);
+
+    // Busy: a game-state write waiting on storage, then a mailbox full of messages.
+    let hold = store.hold_device_writes();
+    let busy = FromKiosk {
+        conn: 1,
+        msg: Some(ClientMessage::GameState(GameStateMsg {
+            update_state: UpdateState::Ing,
+        })),
+    };
+    link.actor().tell(busy).send().await.unwrap();
+    // (Filled with what does not hear the kiosk itself.)
+    let mut queued = 0;
+    while link.actor().tell(Info).try_send().is_ok() {
+        queued += 1;
+        assert!(queued < 10_000, "the mailbox never filled");
+    }
+
+    // Later than anything the actor heard itself (it heard the game state before).
+    clock.advance(Duration::from_secs(5));
+    let before = clock.now_ms();
+    assert!(
+        link.from_kiosk(1, None).is_none(),
+        "a sign of life is taken"
+    );
+    let after = clock.now_ms();
+    let ack = |epoch: Option<&str>| {
+        Some(ClientMessage::Ack(Ack {
+            seq,
+            epoch: epoch.map(str::to_string),
+        }))
+    };
+    assert!(link.from_kiosk(1, ack(Some("elsewhere"))).is_none());
+    match next().await.event {
+        ServerEvent::Error(e) => assert_eq!(e.code, "stale_epoch"),
+        other => panic!("expected stale_epoch, got {other:?}"),
+    }
+    assert!(link.from_kiosk(1, ack(None)).is_none(), "the ack is taken");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !store.pending_commands(1, 0).await.unwrap().is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the ack never reached storage"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // Messages for the actor are still the actor's.
+    assert!(
+        link.from_kiosk(1, Some(ClientMessage::Logout)).is_some(),
+        "a logout goes to the actor"
+    );
+
+    drop(hold);
+    let view = coord.device_info(CODE).await.unwrap();
+    let heard = view.last_heard.expect("heard");
+    assert!(
+        (before..=after).contains(&heard),
+        "heard at {heard}, taken between {before} and {after}"
+    );
+    assert!(view.online);
+}
+
+/// While a session runs, every sign of life goes through the device's actor (which
+/// keeps the session informed); once it ends, they are taken on the connection again.
+#[tokio::test(start_paused = true)]
+async fn a_kiosks_signs_of_life_go_through_its_device_while_a_session_runs() {
+    let (store, coord) = setup();
+    store.credit(7, 600);
+    let link = coord.kiosk_link(CODE).await.unwrap();
+    assert!(link.from_kiosk(1, None).is_none());
+    let started = coord
+        .start_session(CODE, user(7, &store))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        link.from_kiosk(1, None).is_some(),
+        "the session hears of the kiosk through the actor"
+    );
+    coord
+        .end_by_token(&started.token, EndReason::UserLogout)
+        .await
+        .unwrap();
+    let mut waited = 0;
+    while link.from_kiosk(1, None).is_some() {
+        waited += 1;
+        assert!(waited < 1_000, "still in a session after it ended");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}

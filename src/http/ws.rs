@@ -20,7 +20,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum_extra::extract::SignedCookieJar;
 use futures::{FutureExt, SinkExt, StreamExt};
-use kioskd_actors::device::{Attach, Detach, FromKiosk, wire_status};
+use kioskd_actors::device::{Attach, Detach, wire_status};
 use kioskd_actors::ids::normalize_device_code;
 use kioskd_actors::stream::{ConnFrames, Next};
 use kioskd_actors::{Event, catalog};
@@ -481,8 +481,9 @@ fn unsequenced(event: ServerEvent) -> Arc<ServerFrame> {
 }
 
 /// Serves one kiosk in one task: frames from the device's queue go out, frames from the
-/// kiosk become `FromKiosk` messages. (One task rather than a reader and a writer: a
-/// kiosk connection is mostly idle, and its memory is what a fleet pays for.)
+/// kiosk go to its device through a `KioskLink` (heartbeats and acks recorded on this
+/// task, the rest told to the device's actor). (One task rather than a reader and a
+/// writer: a kiosk connection is mostly idle, and its memory is what a fleet pays for.)
 async fn kiosk_conn(s: AppState, mut socket: WebSocket, code: String, slot: Slot) {
     let _slot = slot;
     metrics::gauge!(catalog::WS_CONNECTIONS, "kind" => "kiosk").increment(1);
@@ -551,7 +552,7 @@ async fn serve_kiosk(s: &AppState, socket: &mut WebSocket, code: &str) -> u16 {
     // task keeps its future for the connection's whole life, and a future is as large as
     // its largest await state, so an inline lookup, ask or timeout would cost every
     // idle kiosk its size (BENCHMARKS.md, "memory per kiosk").
-    let device = match Box::pin(s.coord.device(code)).await {
+    let link = match Box::pin(s.coord.kiosk_link(code)).await {
         Ok(d) => d,
         Err(e) => {
             tracing::warn!(device = %code, error = %e, "ws kiosk: device unavailable");
@@ -580,7 +581,8 @@ async fn serve_kiosk(s: &AppState, socket: &mut WebSocket, code: &str) -> u16 {
     };
     let conn_id = s.next_conn_id.fetch_add(1, Ordering::Relaxed);
     let (conn, frames) = kioskd_actors::stream::connection(conn_id, s.cfg.ws.queue.max(2));
-    let attach = device
+    let attach = link
+        .actor()
         .ask(Attach {
             conn,
             resume_from,
@@ -611,13 +613,12 @@ async fn serve_kiosk(s: &AppState, socket: &mut WebSocket, code: &str) -> u16 {
             match incoming(m, &mut bad, &frames) {
                 Incoming::Close(c) => break c,
                 Incoming::Deliver(parsed) => {
-                    // Told, not asked: an answer comes back through the stream. Waits
-                    // only while the device's mailbox is full (back-pressure).
-                    let msg = FromKiosk {
-                        conn: conn_id,
-                        msg: parsed,
-                    };
-                    if Box::pin(device.tell(msg).send()).await.is_err() {
+                    // A heartbeat or an ack is taken on this task; the rest is told to
+                    // the device, not asked: an answer comes back through the stream.
+                    // Waits only while the device's mailbox is full (back-pressure).
+                    if let Some(msg) = link.from_kiosk(conn_id, parsed)
+                        && Box::pin(link.actor().tell(msg).send()).await.is_err()
+                    {
                         break close::INTERNAL;
                     }
                 }
@@ -665,7 +666,7 @@ async fn serve_kiosk(s: &AppState, socket: &mut WebSocket, code: &str) -> u16 {
             }
         }
     };
-    let _ = device.tell(Detach(conn_id)).try_send();
+    let _ = link.actor().tell(Detach(conn_id)).try_send();
     code_out
 }
 
