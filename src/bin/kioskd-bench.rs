@@ -86,6 +86,25 @@ enum Cmd {
         /// With --attach: its ops token.
         #[arg(long, default_value = "")]
         ops_token: String,
+        /// Then the same kiosks and broadcasts, with the same client, against the Node
+        /// `ws` peer (this script; `cd benches/peer && npm ci` first), side by side.
+        #[arg(long)]
+        peer: Option<String>,
+        /// The Node binary for --peer.
+        #[arg(long, default_value = "node")]
+        node: String,
+        /// Then against `bare-server` too: the same stack as kioskd, nothing else.
+        #[arg(long)]
+        bare: bool,
+    },
+    /// A bare Rust WebSocket server (a map from code to socket, one frame a broadcast),
+    /// the floor `ws --bare` measures kioskd against.
+    #[command(hide = true)]
+    BareServer {
+        #[arg(long, env = "PORT")]
+        port: u16,
+        #[arg(long, env = "TOKEN")]
+        token: String,
     },
     /// Operator push latency and memory per kiosk measured from outside: worker
     /// processes hold the kiosks, commands go through the ops API with an operator's
@@ -795,6 +814,9 @@ async fn main() -> anyhow::Result<()> {
             attach,
             pid,
             ops_token,
+            peer,
+            node,
+            bare,
         } => match attach {
             Some(base) => {
                 let ext = bench_ws::External {
@@ -804,7 +826,16 @@ async fn main() -> anyhow::Result<()> {
                 };
                 bench_ws::run_external(ext, kiosks, sources).await
             }
-            None => bench_ws::run(kiosks, sources, sessions, singles, broadcasts).await,
+            None => {
+                let mut peers: Vec<_> = peer
+                    .map(|script| bench_ws::Peer::Node { node, script })
+                    .into_iter()
+                    .collect();
+                if bare {
+                    peers.push(bench_ws::Peer::Bare);
+                }
+                bench_ws::run(kiosks, sources, sessions, singles, broadcasts, peers).await
+            }
         },
         Cmd::Push {
             kiosks,
@@ -835,6 +866,7 @@ async fn main() -> anyhow::Result<()> {
             count,
             sources,
         } => bench_ws::push::worker(port, first, count, sources).await,
+        Cmd::BareServer { port, token } => bench_ws::bare::serve(port, token).await,
         Cmd::Cluster {
             kiosks,
             sources,

@@ -3,6 +3,7 @@
 //! addresses. Reports connections held, the server's RSS per connection (actors
 //! included), and push latency for single-device commands and for a broadcast to all.
 
+pub mod bare;
 pub mod push;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -37,6 +38,19 @@ fn rss_kib(pid: u32) -> u64 {
                 .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
         })
         .unwrap_or(0)
+}
+
+/// CPU time a process has used (user + system), in clock ticks (`/proc/<pid>/stat`;
+/// 100 a second on Linux). `None` where there is no `/proc`.
+fn cpu_ticks(pid: &str) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The fields after the command name, which is in parentheses and may hold spaces:
+    // utime and stime are the 14th and 15th fields of the line.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let mut f = rest.split_whitespace().skip(11);
+    let user: u64 = f.next()?.parse().ok()?;
+    let system: u64 = f.next()?.parse().ok()?;
+    Some(user + system)
 }
 
 /// What the load generators read of a server frame: its type, its seq, and a command's
@@ -170,6 +184,7 @@ pub async fn run(
     sessions: usize,
     singles: usize,
     broadcasts: usize,
+    peers: Vec<Peer>,
 ) -> anyhow::Result<()> {
     let _ = rlimit::increase_nofile_limit(u64::MAX);
     let dir = tempfile::tempdir()?;
@@ -228,13 +243,99 @@ pub async fn run(
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
     // Broadcasts to every kiosk.
+    let kioskd = broadcasts_to_all(&http, &base, OPS, &stats, connected, broadcasts, pid).await?;
+    let rss2 = rss_kib(pid);
+    let _ = stop_tx.send(true);
+    for t in tasks {
+        let _ = t.await;
+    }
+    drop(server);
+    let s = stats.single.lock().unwrap().clone();
+    let b = stats.broadcast.lock().unwrap().clone();
+    println!("| push | count | p50 ms | p99 ms | max ms |");
+    println!("| --- | ---: | ---: | ---: | ---: |");
+    row("single-device command (POST → kiosk)", &s);
+    row(
+        &format!("broadcast to all {connected} (POST → each kiosk)"),
+        &b,
+    );
+    println!("server RSS at the end: {} MiB", rss2 / 1024);
+    if peers.is_empty() {
+        return Ok(());
+    }
+    let mut rows = vec![("kioskd".to_string(), kioskd)];
+    for peer in &peers {
+        let r = peer_broadcasts(peer, kiosks, sources, broadcasts).await?;
+        rows.push((peer.name(), r));
+    }
+    println!();
+    println!(
+        "broadcasts to all, the same in-process client; kioskd keeps actors, storage and acks, the peers none:"
+    );
+    println!(
+        "| server | kiosks | p50 ms | p99 ms | p99 / kioskd's | server CPU ms / broadcast | client CPU ms / broadcast |"
+    );
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
+    let p99 = pct(&rows[0].1.all, 0.99);
+    for (name, r) in &rows {
+        println!(
+            "| {name} | {} | {:.2} | {:.2} | {:.2} | {} | {} |",
+            r.connected,
+            pct(&r.all, 0.5),
+            pct(&r.all, 0.99),
+            pct(&r.all, 0.99) / p99.max(0.001),
+            r.cpu.map_or("-".into(), |c| format!("{:.0}", c.0)),
+            r.cpu.map_or("-".into(), |c| format!("{:.0}", c.1)),
+        );
+    }
+    Ok(())
+}
+
+/// A minimal server to measure the same broadcasts against.
+pub enum Peer {
+    /// The Node `ws` peer: the Node binary and the script (benches/peer/server.js).
+    Node { node: String, script: String },
+    /// `kioskd-bench bare-server` (bare.rs): the same stack as kioskd, nothing else.
+    Bare,
+}
+
+impl Peer {
+    fn name(&self) -> String {
+        match self {
+            Peer::Node { .. } => "Node `ws` peer".into(),
+            Peer::Bare => "bare Rust server".into(),
+        }
+    }
+}
+
+/// What the broadcasts to all did.
+struct Broadcasts {
+    connected: usize,
+    /// Every copy's latency (µs).
+    all: Histogram<u64>,
+    /// CPU per broadcast (ms): the server, this process.
+    cpu: Option<(f64, f64)>,
+}
+
+/// Posts `broadcasts` broadcasts one after another, each once the last has reached every
+/// connected kiosk (or after 60 s); prints each one's p99 and the CPU both sides used.
+async fn broadcasts_to_all(
+    http: &reqwest::Client,
+    base: &str,
+    token: &str,
+    stats: &Stats,
+    connected: usize,
+    broadcasts: usize,
+    pid: u32,
+) -> anyhow::Result<Broadcasts> {
     let mut each = Vec::new();
+    let cpu0 = cpu_ticks(&pid.to_string()).zip(cpu_ticks("self"));
     for _ in 0..broadcasts {
         stats.this_broadcast.lock().unwrap().reset();
         let before = stats.broadcast_seen.load(Ordering::Relaxed);
         let r = http
             .post(format!("{base}/ops/broadcast"))
-            .bearer_auth(OPS)
+            .bearer_auth(token)
             .json(&json!({"name":"message","text": format!("b:{}", micros())}))
             .send()
             .await?;
@@ -252,26 +353,77 @@ pub async fn run(
         let h = stats.this_broadcast.lock().unwrap();
         each.push(format!("{:.0}", h.value_at_quantile(0.99) as f64 / 1000.0));
     }
+    let mut cpu = None;
     if !each.is_empty() {
         println!("broadcast p99 one by one (ms): {}", each.join(", "));
+        // The CPU both sides used over the broadcasts (with the 20 ms polls of this
+        // loop): on shared cores, their sum bounds the latency.
+        let cpu1 = cpu_ticks(&pid.to_string()).zip(cpu_ticks("self"));
+        if let Some(((s0, c0), (s1, c1))) = cpu0.zip(cpu1) {
+            let per = |a: u64, b: u64| (b.saturating_sub(a)) as f64 * 10.0 / each.len() as f64;
+            cpu = Some((per(s0, s1), per(c0, c1)));
+            println!(
+                "CPU per broadcast (ms): server {:.0}, this client {:.0}",
+                per(s0, s1),
+                per(c0, c1)
+            );
+        }
     }
-    let rss2 = rss_kib(pid);
+    Ok(Broadcasts {
+        connected,
+        all: stats.broadcast.lock().unwrap().clone(),
+        cpu,
+    })
+}
+
+/// The same kiosks and broadcasts against the Node `ws` peer, with the same client.
+async fn peer_broadcasts(
+    peer: &Peer,
+    kiosks: usize,
+    sources: u8,
+    broadcasts: usize,
+) -> anyhow::Result<Broadcasts> {
+    let port = push::free_port()?;
+    let mut cmd = match peer {
+        Peer::Node { node, script } => {
+            let mut c = tokio::process::Command::new(node);
+            c.arg(script);
+            c
+        }
+        Peer::Bare => {
+            let mut c = tokio::process::Command::new(std::env::current_exe()?);
+            c.arg("bare-server");
+            c
+        }
+    };
+    let child = cmd
+        .env("PORT", port.to_string())
+        .env("TOKEN", OPS)
+        .kill_on_drop(true)
+        .stdout(Stdio::null())
+        .spawn()
+        .map_err(|e| anyhow::anyhow!("cannot start the {}: {e}", peer.name()))?;
+    let child = push::Proc(child);
+    let base = format!("http://127.0.0.1:{port}");
+    push::wait_ready(&base, "/readyz").await?;
+    let pid = child.0.id().unwrap_or(0);
+    println!();
+    println!("{} (pid {pid}) on {base}", peer.name());
+    let stats = new_stats()?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let tasks = connect_all(port, kiosks, sources, &stats, &stop_rx).await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let connected = stats.connected.load(Ordering::Relaxed);
+    println!("connected {connected} of {kiosks} kiosks");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let http = reqwest::Client::new();
+    let r = broadcasts_to_all(&http, &base, OPS, &stats, connected, broadcasts, pid).await?;
     let _ = stop_tx.send(true);
     for t in tasks {
         let _ = t.await;
     }
-    drop(server);
-    let s = stats.single.lock().unwrap().clone();
-    let b = stats.broadcast.lock().unwrap().clone();
-    println!("| push | count | p50 ms | p99 ms | max ms |");
-    println!("| --- | ---: | ---: | ---: | ---: |");
-    row("single-device command (POST → kiosk)", &s);
-    row(
-        &format!("broadcast to all {connected} (POST → each kiosk)"),
-        &b,
-    );
-    println!("server RSS at the end: {} MiB", rss2 / 1024);
-    Ok(())
+    drop(child);
+    Ok(r)
 }
 
 /// Devices go straight into the database before the servers start.

@@ -66,7 +66,7 @@ impl Figures {
 }
 
 /// A child process killed when dropped.
-struct Proc(Child);
+pub(super) struct Proc(pub(super) Child);
 
 impl Drop for Proc {
     fn drop(&mut self) {
@@ -74,13 +74,13 @@ impl Drop for Proc {
     }
 }
 
-fn free_port() -> anyhow::Result<u16> {
+pub(super) fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port())
 }
 
-async fn wait_ready(base: &str, path: &str) -> anyhow::Result<()> {
+pub(super) async fn wait_ready(base: &str, path: &str) -> anyhow::Result<()> {
     let http = reqwest::Client::new();
     for _ in 0..800 {
         if http
