@@ -16,6 +16,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::serve::ListenerExt;
 use serde_json::json;
 use tokio::sync::mpsc;
 
@@ -50,7 +51,14 @@ pub async fn serve(port: u16, token: String) -> anyhow::Result<()> {
         .route("/ops/broadcast", post(broadcast))
         .route("/ops/devices/{code}/command", post(command))
         .with_state(state);
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+    // The socket settings kioskd uses (a bare server deserves them too): no Nagle delay,
+    // and small per-connection buffers (tungstenite's default read buffer is 128 KiB a
+    // connection).
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await?
+        .tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
     axum::serve(listener, app).await?;
     Ok(())
 }
@@ -114,7 +122,9 @@ async fn command(
 }
 
 async fn kiosk(State(s): State<Bare>, Query(q): Query<Kiosk>, ws: WebSocketUpgrade) -> Response {
-    ws.on_upgrade(move |socket| conn(s, q.device_code, socket))
+    ws.read_buffer_size(256)
+        .write_buffer_size(0)
+        .on_upgrade(move |socket| conn(s, q.device_code, socket))
 }
 
 /// One task per connection: queued frames out, anything read (hello, acks) dropped.

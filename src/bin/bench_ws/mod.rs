@@ -42,7 +42,7 @@ fn rss_kib(pid: u32) -> u64 {
 
 /// CPU time a process has used (user + system), in clock ticks (`/proc/<pid>/stat`;
 /// 100 a second on Linux). `None` where there is no `/proc`.
-fn cpu_ticks(pid: &str) -> Option<u64> {
+pub(crate) fn cpu_ticks(pid: &str) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The fields after the command name, which is in parentheses and may hold spaces:
     // utime and stime are the 14th and 15th fields of the line.

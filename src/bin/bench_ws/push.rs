@@ -54,14 +54,26 @@ pub struct PushArgs {
 struct Figures {
     connected: usize,
     rss_idle_kib: u64,
+    /// kioskd's RSS before the operator signed in (the peer's: its idle RSS).
+    rss_fresh_kib: u64,
     rss_kib: u64,
     single: Histogram<u64>,
     broadcast: Histogram<u64>,
+    /// CPU per broadcast (ms, with the 0.5 s pause before each): the server, the load
+    /// generators.
+    cpu: Option<(f64, f64)>,
 }
 
 impl Figures {
     fn per_kiosk_kb(&self) -> f64 {
         self.rss_kib.saturating_sub(self.rss_idle_kib) as f64 * 1.024 / self.connected.max(1) as f64
+    }
+
+    /// The same from the RSS before any sign-in (an upper bound: nothing the kiosks could
+    /// reuse is counted as idle).
+    fn per_kiosk_fresh_kb(&self) -> f64 {
+        self.rss_kib.saturating_sub(self.rss_fresh_kib) as f64 * 1.024
+            / self.connected.max(1) as f64
     }
 }
 
@@ -139,10 +151,15 @@ pub async fn run(a: PushArgs) -> anyhow::Result<()> {
         let server = Proc(serve.spawn()?);
         let base = format!("http://127.0.0.1:{port}");
         wait_ready(&base, "/readyz").await?;
-        let token = personal_token(&base).await?;
         let pid = server.0.id().unwrap_or(0);
+        // Before the operator's sign-in: its password hash takes a ~19 MiB buffer,
+        // which the allocator may still hold when the idle figure is read and then
+        // reuse for the kiosks, flattering the per-kiosk figure by up to ~1 KB.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let fresh = rss_kib(pid);
+        let token = personal_token(&base).await?;
         println!("kioskd serve (pid {pid}) on {base}, operator {OPERATOR} with a personal token");
-        k = Some(measure(&a, &me, port, pid, &base, &token).await?);
+        k = Some(measure(&a, &me, port, pid, &base, &token, Some(fresh)).await?);
         drop(server);
         drop(dir);
     }
@@ -162,7 +179,7 @@ pub async fn run(a: PushArgs) -> anyhow::Result<()> {
         wait_ready(&base, "/readyz").await?;
         let pid = peer.0.id().unwrap_or(0);
         println!("peer (node {}, pid {pid}) on {base}", a.peer_script);
-        p = Some(measure(&a, &me, port, pid, &base, "peer-token").await?);
+        p = Some(measure(&a, &me, port, pid, &base, "peer-token", None).await?);
         drop(peer);
     }
     print_table(&a, k.as_ref(), p.as_ref());
@@ -206,10 +223,12 @@ async fn measure(
     pid: u32,
     base: &str,
     token: &str,
+    before_sign_in: Option<u64>,
 ) -> anyhow::Result<Figures> {
     // Settled first (kioskd's operator sign-in hashes a password with a large buffer).
     tokio::time::sleep(Duration::from_secs(3)).await;
     let rss_idle_kib = rss_kib(pid);
+    let rss_fresh_kib = before_sign_in.unwrap_or(rss_idle_kib);
     let (tx, mut rx) = mpsc::unbounded_channel();
     let mut workers = Vec::new();
     let per = a.kiosks.div_ceil(a.workers.max(1));
@@ -316,6 +335,21 @@ async fn measure(
         }
     }
     let mut broadcast_lost = 0;
+    // CPU over the broadcasts: the server's, and the load generators' (the workers and
+    // this process, which reads their receipts).
+    let load_pids: Vec<String> = workers
+        .iter()
+        .filter_map(|w| w.0.id())
+        .map(|p| p.to_string())
+        .chain(["self".to_string()])
+        .collect();
+    let load_ticks = || {
+        load_pids
+            .iter()
+            .filter_map(|p| super::cpu_ticks(p))
+            .sum::<u64>()
+    };
+    let cpu0 = (super::cpu_ticks(&pid.to_string()), load_ticks());
     for _ in 0..a.broadcasts {
         tokio::time::sleep(Duration::from_millis(500)).await;
         let r = http
@@ -345,6 +379,12 @@ async fn measure(
         }
         broadcast_lost += connected - seen;
     }
+    let cpu1 = (super::cpu_ticks(&pid.to_string()), load_ticks());
+    let per = |t0: u64, t1: u64| t1.saturating_sub(t0) as f64 * 10.0 / a.broadcasts.max(1) as f64;
+    let cpu = cpu0
+        .0
+        .zip(cpu1.0)
+        .map(|(s0, s1)| (per(s0, s1), per(cpu0.1, cpu1.1)));
     if lost + broadcast_lost > 0 {
         println!(
             "  not received within the deadline: {lost} commands, {broadcast_lost} broadcast copies"
@@ -357,9 +397,11 @@ async fn measure(
     Ok(Figures {
         connected,
         rss_idle_kib,
+        rss_fresh_kib,
         rss_kib: rss,
         single,
         broadcast,
+        cpu,
     })
 }
 
@@ -385,7 +427,7 @@ fn print_table(a: &PushArgs, k: Option<&Figures>, p: Option<&Figures>) {
         })
         .unwrap_or_else(|| "—".into())
     };
-    let rows: [Row; 8] = [
+    let rows: [Row; 12] = [
         ("kiosks connected", &|f| f.connected as f64, ""),
         (
             "server RSS idle",
@@ -395,6 +437,16 @@ fn print_table(a: &PushArgs, k: Option<&Figures>, p: Option<&Figures>) {
         (
             "server RSS per connected kiosk",
             &|f| f.per_kiosk_kb(),
+            "KB",
+        ),
+        (
+            "server RSS idle before the operator's sign-in",
+            &|f| f.rss_fresh_kib as f64 / 1024.0,
+            "MiB",
+        ),
+        (
+            "server RSS per connected kiosk, from that",
+            &|f| f.per_kiosk_fresh_kb(),
             "KB",
         ),
         (
@@ -412,6 +464,16 @@ fn print_table(a: &PushArgs, k: Option<&Figures>, p: Option<&Figures>) {
         (
             "broadcast POST → each kiosk, p99",
             &|f| ms(&f.broadcast, 0.99),
+            "ms",
+        ),
+        (
+            "server CPU per broadcast",
+            &|f| f.cpu.map_or(0.0, |c| c.0),
+            "ms",
+        ),
+        (
+            "load generators' CPU per broadcast",
+            &|f| f.cpu.map_or(0.0, |c| c.1),
             "ms",
         ),
     ];
