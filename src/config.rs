@@ -717,6 +717,10 @@ impl Config {
         if self.wechatpay.reconcile_interval_seconds == 0 {
             return bad("wechatpay.reconcile_interval_seconds must be at least 1");
         }
+        // A zero ping period would be a zero-length interval in every socket's writer.
+        if self.ws.ping_seconds == 0 || self.ws.idle_timeout_seconds == 0 {
+            return bad("ws.ping_seconds and ws.idle_timeout_seconds must be at least 1");
+        }
         if !self.sms.debug_code.is_empty() && self.identity.mode != IdentityMode::Dev {
             return bad("sms.debug_code is only allowed with identity.mode = \"dev\"");
         }
@@ -900,5 +904,16 @@ gateway_url = "https://sms.example/send"
     #[test]
     fn zero_unit_is_refused() {
         assert!(Config::load_with(None, "[billing]\nunit_seconds = 0").is_err());
+    }
+
+    #[test]
+    fn zero_socket_periods_are_refused() {
+        for bad in ["[ws]\nping_seconds = 0", "[ws]\nidle_timeout_seconds = 0"] {
+            match Config::load_with(None, bad) {
+                Err(ConfigError::Invalid(m)) => assert!(m.contains("ws.ping_seconds"), "{m}"),
+                other => panic!("{bad}: {:?}", other.map(|_| ())),
+            }
+        }
+        assert!(Config::load_with(None, "[ws]\nping_seconds = 1").is_ok());
     }
 }
