@@ -424,7 +424,6 @@ async fn a_kiosks_acks_and_signs_of_life_are_taken_while_its_device_is_busy() {
         link.from_kiosk(1, None).is_none(),
         "a sign of life is taken"
     );
-    let after = clock.now_ms();
     let ack = |epoch: Option<&str>| {
         Some(ClientMessage::Ack(Ack {
             seq,
@@ -437,6 +436,8 @@ async fn a_kiosks_acks_and_signs_of_life_are_taken_while_its_device_is_busy() {
         other => panic!("expected stale_epoch, got {other:?}"),
     }
     assert!(link.from_kiosk(1, ack(None)).is_none(), "the ack is taken");
+    // (Each of these was a sign of life too: the last of them is the kiosk's last.)
+    let after = clock.now_ms();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while !store.pending_commands(1, 0).await.unwrap().is_empty() {
         assert!(
