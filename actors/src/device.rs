@@ -54,7 +54,9 @@ struct Running {
 /// The actor.
 pub struct DeviceActor {
     rec: DeviceRecord,
-    session: Option<Running>,
+    /// Boxed, like `session_info`: most devices have none, and the actor is held per
+    /// device (BENCHMARKS.md, memory per kiosk).
+    session: Option<Box<Running>>,
     transient_lock: Option<Lock>,
     inner: Arc<Inner>,
     shown: DeviceStatus,
@@ -63,7 +65,7 @@ pub struct DeviceActor {
     /// connection task, which records heartbeats and acks: [`KioskLink`]).
     stream: Arc<SharedStream>,
     /// The running session as last reported by its actor (for snapshots).
-    session_info: Option<SessionInfo>,
+    session_info: Option<Box<SessionInfo>>,
     /// The unpaid postpaid order the last session left (screen E), for snapshots.
     unpaid_order: Option<String>,
     /// The last request that used the device (unix ms), for passivation.
@@ -446,7 +448,7 @@ impl DeviceActor {
                 device_code: self.rec.code.clone(),
                 status: wire_status(self.status()),
             }),
-            session: self.session_info.clone(),
+            session: self.session_info.as_deref().cloned(),
             pending_commands: pending,
             unpaid_order: self.unpaid_order.clone(),
         }
@@ -537,15 +539,18 @@ impl DeviceActor {
             // Still running in a live actor this one lost track of: taken back.
             Some((s, balance)) if !alive && self.inner.live_session(&s.token).is_some() => {
                 let actor = self.inner.live_session(&s.token).expect("checked");
-                self.session_info =
-                    Some(crate::session::initial_info(&s, balance, &self.inner.cfg));
-                self.session = Some(Running {
+                self.session_info = Some(Box::new(crate::session::initial_info(
+                    &s,
+                    balance,
+                    &self.inner.cfg,
+                )));
+                self.session = Some(Box::new(Running {
                     id: s.id,
                     token: s.token,
                     user_id: s.user_id,
                     actor,
                     _mark: SessionMark::new(&self.stream),
-                });
+                }));
                 self.transient_lock = None;
             }
             Some((s, balance)) => {
@@ -600,7 +605,11 @@ impl DeviceActor {
     ) {
         let token = rec.token.clone();
         let (id, user_id) = (rec.id, rec.user_id);
-        self.session_info = Some(crate::session::initial_info(&rec, balance, &self.inner.cfg));
+        self.session_info = Some(Box::new(crate::session::initial_info(
+            &rec,
+            balance,
+            &self.inner.cfg,
+        )));
         let actor = SessionActor::spawn_link(
             me,
             SessionArgs {
@@ -617,13 +626,13 @@ impl DeviceActor {
         self.inner.remember_session(&token, user_id, actor.clone());
         // Someone else sits down: the last session's order is the phone's business now.
         self.unpaid_order = None;
-        self.session = Some(Running {
+        self.session = Some(Box::new(Running {
             id,
             token,
             user_id,
             actor,
             _mark: SessionMark::new(&self.stream),
-        });
+        }));
         self.transient_lock = None;
         self.changed();
     }
@@ -903,7 +912,7 @@ impl Message<SessionUpdate> for DeviceActor {
             .as_ref()
             .is_some_and(|s| s.id == msg.info.session_id)
         {
-            self.session_info = Some(msg.info);
+            self.session_info = Some(Box::new(msg.info));
             if let Some(e) = msg.event {
                 self.stream.lock().push(e);
             }
@@ -1408,7 +1417,14 @@ mod tests {
             stream: SharedStream::new(crate::stream::DeviceStream::new(Vec::new())),
         };
         let lifecycle = DeviceActor::prepare().run(args);
-        let beside = std::mem::size_of_val(&lifecycle) - std::mem::size_of::<DeviceActor>();
+        let actor = std::mem::size_of::<DeviceActor>();
+        let beside = std::mem::size_of_val(&lifecycle) - actor;
+        // The actor itself: what only a device in a session holds is boxed (it was 464
+        // bytes with the running session and its info inline).
+        assert!(
+            actor <= 336,
+            "DeviceActor is {actor} bytes: box what most devices never hold"
+        );
         assert!(
             beside <= 1280,
             "kameo's lifecycle future keeps {beside} bytes beside the actor (patched kameo: about 1.1 KB)"
