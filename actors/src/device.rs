@@ -1051,15 +1051,15 @@ impl KioskLink {
                 ClientMessage::Heartbeat | ClientMessage::ClientStatus(_) | ClientMessage::Ack(_)
             )
         );
-        let shared = match &self.shared {
-            // A dead actor's stream is no longer the device's: the message goes to the
-            // actor, whose closed mailbox ends the connection.
-            Some((id, stream)) if quick && !stream.life().in_session() && self.actor.is_alive() => {
-                (id, stream)
-            }
-            _ => return Some(FromKiosk { conn, msg }),
+        // A dead actor's stream is no longer the device's: the message goes to the actor,
+        // whose closed mailbox ends the connection.
+        let Some((id, stream)) = self
+            .shared
+            .as_ref()
+            .filter(|(_, stream)| quick && !stream.life().in_session() && self.actor.is_alive())
+        else {
+            return Some(FromKiosk { conn, msg });
         };
-        let (id, stream) = shared;
         let now = self.inner.clock.now_ms();
         if stream.life().heard(now) {
             self.inner.beat_device(*id, now);

@@ -600,7 +600,7 @@ async fn serve_kiosk(s: &AppState, socket: &mut WebSocket, code: &str) -> u16 {
     // One timer for the connection's life, for the next ping and the idle timeout, armed
     // again only when it fires: a fresh idle timer per frame was a timer-wheel insert and
     // removal for every frame and every ack (BENCHMARKS.md, durable broadcast).
-    let ping_every = Duration::from_secs(s.cfg.ws.ping_seconds.max(1));
+    let ping_every = Duration::from_secs(s.cfg.ws.ping_seconds);
     let start = tokio::time::Instant::now();
     let mut next_ping = start + ping_every;
     let mut heard_at = start;

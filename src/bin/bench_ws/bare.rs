@@ -63,12 +63,14 @@ pub async fn serve(port: u16, token: String) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn authorised(s: &Bare, headers: &HeaderMap) -> bool {
-    headers
+/// The next command id, for a request that carries the token (`None`: it does not).
+fn admit(s: &Bare, headers: &HeaderMap) -> Option<u64> {
+    let authorised = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .is_some_and(|t| t == &*s.token)
+        .is_some_and(|t| t == &*s.token);
+    authorised.then(|| s.ids.fetch_add(1, Ordering::Relaxed) + 1)
 }
 
 fn frame(id: u64, p: &Push) -> Utf8Bytes {
@@ -82,10 +84,9 @@ async fn broadcast(
     headers: HeaderMap,
     axum::Json(p): axum::Json<Push>,
 ) -> Response {
-    if !authorised(&s, &headers) {
+    let Some(id) = admit(&s, &headers) else {
         return StatusCode::UNAUTHORIZED.into_response();
-    }
-    let id = s.ids.fetch_add(1, Ordering::Relaxed) + 1;
+    };
     // One frame, serialised once; every socket's queue gets the same bytes.
     let f = frame(id, &p);
     let n = {
@@ -104,10 +105,9 @@ async fn command(
     headers: HeaderMap,
     axum::Json(p): axum::Json<Push>,
 ) -> Response {
-    if !authorised(&s, &headers) {
+    let Some(id) = admit(&s, &headers) else {
         return StatusCode::UNAUTHORIZED.into_response();
-    }
-    let id = s.ids.fetch_add(1, Ordering::Relaxed) + 1;
+    };
     let delivered = s
         .sockets
         .lock()
