@@ -153,8 +153,7 @@ pub async fn run(a: PushArgs) -> anyhow::Result<()> {
         wait_ready(&base, "/readyz").await?;
         let pid = server.0.id().unwrap_or(0);
         // Before the operator's sign-in: its password hash takes a ~19 MiB buffer,
-        // which the allocator may still hold when the idle figure is read and then
-        // reuse for the kiosks, flattering the per-kiosk figure by up to ~1 KB.
+        // held until its blocking thread retires (see `measure`).
         tokio::time::sleep(Duration::from_secs(1)).await;
         let fresh = rss_kib(pid);
         let token = personal_token(&base).await?;
@@ -225,8 +224,18 @@ async fn measure(
     token: &str,
     before_sign_in: Option<u64>,
 ) -> anyhow::Result<Figures> {
-    // Settled first (kioskd's operator sign-in hashes a password with a large buffer).
+    // Settled first. kioskd's operator sign-in hashes a password with a ~19 MiB buffer
+    // on a blocking thread; the allocator gives it back only when that thread retires
+    // (tokio keeps an idle blocking thread 10 s), which used to happen while the kiosks
+    // connected, so an idle figure read 3 s after the sign-in flattered the per-kiosk
+    // figure by ~1 KB. Wait (up to 20 s) until the RSS is back near the pre-sign-in one.
     tokio::time::sleep(Duration::from_secs(3)).await;
+    if let Some(fresh) = before_sign_in {
+        let t = Instant::now();
+        while rss_kib(pid) > fresh + 4 * 1024 && t.elapsed() < Duration::from_secs(20) {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
     let rss_idle_kib = rss_kib(pid);
     let rss_fresh_kib = before_sign_in.unwrap_or(rss_idle_kib);
     let (tx, mut rx) = mpsc::unbounded_channel();
