@@ -284,10 +284,22 @@ async fn kiosk(
     let Some(slot) = Slot::kiosk(&s) else {
         return refuse(StatusCode::SERVICE_UNAVAILABLE, "too_many_connections");
     };
-    let code = device.code.clone();
+    // One box in axum's upgrade closure rather than its three captures: the upgrade
+    // task keeps that closure's place beside the connection's future for the
+    // connection's life (`kiosk_conn`).
+    let conn = Box::new(KioskConn {
+        code: device.code.clone(),
+        slot,
+    });
     configure(ws, &s)
-        .on_upgrade(move |socket| kiosk_conn(s, socket, code, slot))
+        .on_upgrade(move |socket| kiosk_conn(socket, conn))
         .into_response()
+}
+
+/// What a kiosk's connection task starts from (besides its socket).
+struct KioskConn {
+    code: String,
+    slot: Slot,
 }
 
 /// What ends a connection's writer.
@@ -484,22 +496,37 @@ fn unsequenced(event: ServerEvent) -> Arc<ServerFrame> {
 /// kiosk go to its device through a `KioskLink` (heartbeats and acks recorded on this
 /// task, the rest told to the device's actor). (One task rather than a reader and a
 /// writer: a kiosk connection is mostly idle, and its memory is what a fleet pays for.)
-async fn kiosk_conn(s: AppState, mut socket: WebSocket, code: String, slot: Slot) {
-    let _slot = slot;
-    metrics::gauge!(catalog::WS_CONNECTIONS, "kind" => "kiosk").increment(1);
-    s.kiosk_sockets.fetch_add(1, Ordering::Relaxed);
-    let code_sent = serve_kiosk(&s, &mut socket, &code).await;
-    let reason = close_reason(code_sent);
-    let _ = Box::pin(tokio::time::timeout(
-        Duration::from_secs(2),
-        socket.send(WsMessage::Close(Some(CloseFrame {
-            code: code_sent,
-            reason: Utf8Bytes::from_static(reason),
-        }))),
-    ))
-    .await;
-    metrics::gauge!(catalog::WS_CONNECTIONS, "kind" => "kiosk").decrement(1);
-    s.kiosk_sockets.fetch_sub(1, Ordering::Relaxed);
+///
+/// A plain `fn` returning the task's future, not an `async fn`: an `async fn` keeps its
+/// arguments twice for the connection's life (as captured and as moved into its
+/// locals: the 368-byte `WebSocket` among them), and the task's size decides the
+/// allocator class every connected kiosk pays (`a_kiosk_connection_task_fits_its_size_class`).
+#[expect(
+    clippy::boxed_local,
+    reason = "the box is axum's upgrade closure's one capture (see `kiosk`)"
+)]
+fn kiosk_conn(
+    mut socket: WebSocket,
+    conn: Box<KioskConn>,
+) -> impl std::future::Future<Output = ()> + Send {
+    let KioskConn { code, slot } = *conn;
+    async move {
+        let s = &slot.s;
+        metrics::gauge!(catalog::WS_CONNECTIONS, "kind" => "kiosk").increment(1);
+        s.kiosk_sockets.fetch_add(1, Ordering::Relaxed);
+        let code_sent = serve_kiosk(s, &mut socket, &code).await;
+        let reason = close_reason(code_sent);
+        let _ = Box::pin(tokio::time::timeout(
+            Duration::from_secs(2),
+            socket.send(WsMessage::Close(Some(CloseFrame {
+                code: code_sent,
+                reason: Utf8Bytes::from_static(reason),
+            }))),
+        ))
+        .await;
+        metrics::gauge!(catalog::WS_CONNECTIONS, "kind" => "kiosk").decrement(1);
+        s.kiosk_sockets.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// What happened to one incoming frame.
@@ -543,145 +570,168 @@ fn read_error_code(e: axum::Error) -> u16 {
     }
 }
 
-/// The connection's life; returns the close code to send.
-async fn serve_kiosk(s: &AppState, socket: &mut WebSocket, code: &str) -> u16 {
-    let idle = Duration::from_secs(s.cfg.ws.idle_timeout_seconds);
-    let write_timeout = Duration::from_millis(s.cfg.ws.write_timeout_ms);
-    let ask_timeout = s.coord.config().ask_timeout;
-    // The awaits taken once per connection (or once per incoming message) are boxed: a
-    // task keeps its future for the connection's whole life, and a future is as large as
-    // its largest await state, so an inline lookup, ask or timeout would cost every
-    // idle kiosk its size (BENCHMARKS.md, "memory per kiosk").
-    let link = match Box::pin(s.coord.kiosk_link(code)).await {
-        Ok(d) => d,
-        Err(e) => {
-            tracing::warn!(device = %code, error = %e, "ws kiosk: device unavailable");
+/// The connection's life; returns the close code to send. (A plain `fn` for the reason
+/// `kiosk_conn` is one.)
+#[expect(
+    clippy::manual_async_fn,
+    reason = "an `async fn` keeps its arguments twice in the connection's future"
+)]
+fn serve_kiosk<'a>(
+    s: &'a AppState,
+    socket: &'a mut WebSocket,
+    code: &'a str,
+) -> impl std::future::Future<Output = u16> + Send + 'a {
+    async move {
+        let idle = Duration::from_secs(s.cfg.ws.idle_timeout_seconds);
+        let write_timeout = Duration::from_millis(s.cfg.ws.write_timeout_ms);
+        let ask_timeout = s.coord.config().ask_timeout;
+        // The awaits taken once per connection (or once per incoming message) are boxed: a
+        // task keeps its future for the connection's whole life, and a future is as large as
+        // its largest await state, so an inline lookup, ask or timeout would cost every
+        // idle kiosk its size (BENCHMARKS.md, "memory per kiosk").
+        let link = match Box::pin(s.coord.kiosk_link(code)).await {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!(device = %code, error = %e, "ws kiosk: device unavailable");
+                return close::INTERNAL;
+            }
+        };
+        // The first frame may be `hello` (resume); anything else starts fresh and is then
+        // handled as usual. (In a block, so that the first frame's place is not kept.)
+        let (resume_from, epoch, mut pending) = {
+            let first = match Box::pin(tokio::time::timeout(
+                Duration::from_secs(10).min(idle),
+                socket.recv(),
+            ))
+            .await
+            {
+                Err(_) => return close::IDLE_TIMEOUT,
+                Ok(None) => return close::NORMAL,
+                Ok(Some(Err(e))) => return read_error_code(e),
+                Ok(Some(Ok(m))) => m,
+            };
+            match first {
+                WsMessage::Text(t) => match serde_json::from_str::<ClientMessage>(&t) {
+                    Ok(ClientMessage::Hello(h)) => (h.resume_from, h.epoch, None),
+                    _ => (None, None, Some(WsMessage::Text(t))),
+                },
+                other => (None, None, Some(other)),
+            }
+        };
+        let conn_id = s.next_conn_id.fetch_add(1, Ordering::Relaxed);
+        let (conn, frames) = kioskd_actors::stream::connection(conn_id, s.cfg.ws.queue.max(2));
+        let attach = link
+            .actor()
+            .ask(Attach {
+                conn,
+                resume_from,
+                epoch,
+            })
+            .reply_timeout(ask_timeout);
+        if Box::pin(attach.into_future()).await.is_err() {
             return close::INTERNAL;
         }
-    };
-    // The first frame may be `hello` (resume); anything else starts fresh and is then
-    // handled as usual.
-    let first = match Box::pin(tokio::time::timeout(
-        Duration::from_secs(10).min(idle),
-        socket.recv(),
-    ))
-    .await
-    {
-        Err(_) => return close::IDLE_TIMEOUT,
-        Ok(None) => return close::NORMAL,
-        Ok(Some(Err(e))) => return read_error_code(e),
-        Ok(Some(Ok(m))) => m,
-    };
-    let (resume_from, epoch, first) = match first {
-        WsMessage::Text(t) => match serde_json::from_str::<ClientMessage>(&t) {
-            Ok(ClientMessage::Hello(h)) => (h.resume_from, h.epoch, None),
-            _ => (None, None, Some(WsMessage::Text(t))),
-        },
-        other => (None, None, Some(other)),
-    };
-    let conn_id = s.next_conn_id.fetch_add(1, Ordering::Relaxed);
-    let (conn, frames) = kioskd_actors::stream::connection(conn_id, s.cfg.ws.queue.max(2));
-    let attach = link
-        .actor()
-        .ask(Attach {
-            conn,
-            resume_from,
-            epoch,
-        })
-        .reply_timeout(ask_timeout);
-    if Box::pin(attach.into_future()).await.is_err() {
-        return close::INTERNAL;
-    }
-    let mut shutdown = s.shutdown.clone();
-    // One wait for the shutdown signal for the connection's life: a `changed()` made
-    // afresh on every pass of the loop entered and left the signal's shared waiter list
-    // twice per frame (BENCHMARKS.md, durable broadcast).
-    let mut shutting_down = std::pin::pin!(shutdown.changed());
-    // One timer for the connection's life, for the next ping and the idle timeout, armed
-    // again only when it fires: a fresh idle timer per frame was a timer-wheel insert and
-    // removal for every frame and every ack (BENCHMARKS.md, durable broadcast).
-    let ping_every = Duration::from_secs(s.cfg.ws.ping_seconds);
-    let start = tokio::time::Instant::now();
-    let mut next_ping = start + ping_every;
-    let mut heard_at = start;
-    let mut timer = Box::pin(tokio::time::sleep_until(next_ping.min(heard_at + idle)));
-    let mut bad = 0u32;
-    let budget = MessageBudget::new(s);
-    let mut pending = first;
-    let code_out = loop {
-        if let Some(m) = pending.take() {
-            match incoming(m, &mut bad, &frames) {
-                Incoming::Close(c) => break c,
-                Incoming::Deliver(parsed) => {
-                    // A heartbeat or an ack is taken on this task; the rest is told to
-                    // the device, not asked: an answer comes back through the stream.
-                    // Waits only while the device's mailbox is full (back-pressure).
-                    if let Some(msg) = link.from_kiosk(conn_id, parsed)
-                        && Box::pin(link.actor().tell(msg).send()).await.is_err()
-                    {
-                        break close::INTERNAL;
-                    }
-                }
-            }
-        }
-        tokio::select! {
-            biased;
-            _ = &mut shutting_down => break close::GOING_AWAY,
-            // The device's close (a newer connection, a slow consumer, removal) before
-            // any queued frame; then the frames in order.
-            n = frames.next() => {
-                let f = match n {
-                    Next::Kicked(c) => break c,
-                    Next::Frame(f) => f,
+        let mut shutdown = s.shutdown.clone();
+        // One wait for the shutdown signal for the connection's life: a `changed()` made
+        // afresh on every pass of the loop entered and left the signal's shared waiter list
+        // twice per frame (BENCHMARKS.md, durable broadcast).
+        let mut shutting_down = std::pin::pin!(shutdown.changed());
+        // One timer for the connection's life, for the next ping and the idle timeout, armed
+        // again only when it fires: a fresh idle timer per frame was a timer-wheel insert and
+        // removal for every frame and every ack (BENCHMARKS.md, durable broadcast).
+        let ping_every = Duration::from_secs(s.cfg.ws.ping_seconds);
+        let start = tokio::time::Instant::now();
+        let mut next_ping = start + ping_every;
+        let mut heard_at = start;
+        let mut timer = Box::pin(tokio::time::sleep_until(next_ping.min(heard_at + idle)));
+        let mut bad = 0u32;
+        let budget = MessageBudget::new(s);
+        let code_out = loop {
+            if let Some(m) = pending.take() {
+                // A heartbeat or an ack is taken on this task; the rest is told to the
+                // device, not asked: an answer comes back through the stream. The tell
+                // waits only while the device's mailbox is full (back-pressure). (Made in
+                // one statement and awaited after it, so that the frame's temporaries are
+                // not kept across the await.)
+                let tell = match incoming(m, &mut bad, &frames) {
+                    Incoming::Close(c) => break c,
+                    Incoming::Deliver(parsed) => link
+                        .from_kiosk(conn_id, parsed)
+                        .map(|msg| Box::pin(link.actor().tell(msg).send())),
                 };
-                let Some(text) = f.to_json() else { continue };
-                if !send_within(socket, WsMessage::Text(Utf8Bytes::from(text)), write_timeout).await {
-                    break close::SLOW_CONSUMER;
+                if let Some(tell) = tell
+                    && tell.await.is_err()
+                {
+                    break close::INTERNAL;
                 }
-                pushed("kiosk", &f);
             }
-            m = socket.recv() => match m {
-                None => break close::NORMAL,
-                Some(Err(e)) => break read_error_code(e),
-                Some(Ok(m)) => {
-                    if let Err(c) = budget.spend("kiosk") {
-                        break c;
+            tokio::select! {
+                biased;
+                _ = &mut shutting_down => break close::GOING_AWAY,
+                // The device's close (a newer connection, a slow consumer, removal) before
+                // any queued frame; then the frames in order.
+                n = frames.next() => {
+                    let f = match n {
+                        Next::Kicked(c) => break c,
+                        Next::Frame(f) => f,
+                    };
+                    let Some(text) = f.to_json() else { continue };
+                    if !send_within(socket, WsMessage::Text(Utf8Bytes::from(text)), write_timeout).await {
+                        break close::SLOW_CONSUMER;
                     }
-                    heard_at = tokio::time::Instant::now();
-                    pending = Some(m);
+                    pushed("kiosk", &f);
                 }
-            },
-            () = &mut timer => {
-                let now = tokio::time::Instant::now();
-                if now >= heard_at + idle {
-                    break close::IDLE_TIMEOUT;
-                }
-                if now >= next_ping {
-                    if !send_within(socket, WsMessage::Ping(Default::default()), write_timeout).await {
-                        break close::NORMAL;
+                m = socket.recv() => match m {
+                    None => break close::NORMAL,
+                    Some(Err(e)) => break read_error_code(e),
+                    Some(Ok(m)) => {
+                        if let Err(c) = budget.spend("kiosk") {
+                            break c;
+                        }
+                        heard_at = tokio::time::Instant::now();
+                        pending = Some(m);
                     }
-                    next_ping = now + ping_every;
+                },
+                () = &mut timer => {
+                    let now = tokio::time::Instant::now();
+                    if now >= heard_at + idle {
+                        break close::IDLE_TIMEOUT;
+                    }
+                    if now >= next_ping {
+                        if !send_within(socket, WsMessage::Ping(Default::default()), write_timeout).await {
+                            break close::NORMAL;
+                        }
+                        next_ping = now + ping_every;
+                    }
+                    timer.as_mut().reset(next_ping.min(heard_at + idle));
                 }
-                timer.as_mut().reset(next_ping.min(heard_at + idle));
             }
-        }
-    };
-    let _ = link.actor().tell(Detach(conn_id)).try_send();
-    code_out
+        };
+        let _ = link.actor().tell(Detach(conn_id)).try_send();
+        code_out
+    }
 }
 
 /// Sends `msg` within `limit`; `false` when it could not be. The timeout (a boxed timer)
 /// is set up only when the socket does not take the frame at once, which on a kiosk's
 /// connection is almost never (BENCHMARKS.md, durable broadcast).
-async fn send_within(socket: &mut WebSocket, msg: WsMessage, limit: Duration) -> bool {
+/// (A plain `fn`: an `async fn` would keep the message twice in the connection's
+/// future while the frame is written.)
+fn send_within<'a>(
+    socket: &'a mut WebSocket,
+    msg: WsMessage,
+    limit: Duration,
+) -> impl std::future::Future<Output = bool> + Send + 'a {
     // The sink's `send` (a future that may be polled again), not axum's `async fn`.
     let mut send = SinkExt::send(socket, msg);
-    match (&mut send).now_or_never() {
-        Some(r) => r.is_ok(),
-        None => matches!(
-            Box::pin(tokio::time::timeout(limit, send)).await,
-            Ok(Ok(()))
-        ),
+    async move {
+        match (&mut send).now_or_never() {
+            Some(r) => r.is_ok(),
+            None => matches!(
+                Box::pin(tokio::time::timeout(limit, send)).await,
+                Ok(Ok(()))
+            ),
+        }
     }
 }
 
@@ -996,4 +1046,31 @@ async fn ops(
     configure(ws, &s)
         .on_upgrade(move |socket| feed(s, socket, "ops", snapshot, |_| true, slot))
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The size of what `f` returns, without calling it.
+    fn returned_size<A, B, R>(_: fn(A, B) -> R) -> usize {
+        std::mem::size_of::<R>()
+    }
+
+    /// Every connected kiosk pays for its connection task: tokio's task cell (a 32-byte
+    /// header, the scheduler handle, task id and stage tag, axum's upgrade future
+    /// around this one with its own ~136 bytes of captures, a 48-byte trailer) aligned
+    /// to 128 bytes, so the cell is this future + ~240 rounded up to 128. mimalloc
+    /// serves a 1,408-byte cell from its 1,536-byte class and a 1,536-byte one from the
+    /// 1,792 class (~1.8 KB), so at most 1,168 here. It was 1,712 (a 2,048-byte cell)
+    /// while `kiosk_conn`, `serve_kiosk` and `send_within` were `async fn`s keeping
+    /// their arguments twice.
+    #[test]
+    fn a_kiosk_connection_task_fits_its_size_class() {
+        let n = returned_size(kiosk_conn);
+        assert!(
+            n <= 1168,
+            "kiosk_conn's future is {n} bytes: its task cell leaves mimalloc's 1,536-byte class"
+        );
+    }
 }

@@ -31,12 +31,17 @@ pub(crate) struct ActorBehaviour<A: Actor> {
     coordination: CoordinationState,
 }
 
+// kioskd patch (see PATCHES.md): the coordinating state (two hash maps, 96 bytes inline)
+// is boxed: only a supervisor restarting its children ever holds it, and every actor's
+// task kept its place for the actor's whole life.
 enum CoordinationState {
     Idle,
-    Coordinating {
-        waiting_for: HashSet<ActorId>,
-        pending_mailboxes: HashMap<ActorId, BoxMailboxReceiver>,
-    },
+    Coordinating(Box<Coordinating>),
+}
+
+struct Coordinating {
+    waiting_for: HashSet<ActorId>,
+    pending_mailboxes: HashMap<ActorId, BoxMailboxReceiver>,
 }
 
 impl<A> ActorBehaviour<A>
@@ -178,18 +183,24 @@ where
         let mut stop = false;
 
         #[cfg(feature = "tracing")]
-        let res = AssertUnwindSafe(
+        let res = AssertUnwindSafe(Box::pin(
             self.state
                 .on_message(message, actor_ref, reply, &mut stop)
                 .instrument(handler_span),
-        )
+        ))
         .catch_unwind()
         .await;
 
+        // kioskd patch (see PATCHES.md): the handler's future is boxed. Inline, it kept a
+        // second copy of the message's parts beside those of this future for the actor's
+        // whole life (the actor's task is as large as its largest await); boxed, it costs
+        // one allocation per message.
         #[cfg(not(feature = "tracing"))]
-        let res = AssertUnwindSafe(self.state.on_message(message, actor_ref, reply, &mut stop))
-            .catch_unwind()
-            .await;
+        let res = AssertUnwindSafe(Box::pin(
+            self.state.on_message(message, actor_ref, reply, &mut stop),
+        ))
+        .catch_unwind()
+        .await;
 
         match res {
             Ok(Ok(())) => {
@@ -245,10 +256,11 @@ where
             let links = self.actor_ref.links.lock().await;
 
             // Check if we're already coordinating a restart
-            if let CoordinationState::Coordinating {
-                waiting_for,
-                pending_mailboxes,
-            } = &mut self.coordination
+            if let CoordinationState::Coordinating(c) = &mut self.coordination
+                && let Coordinating {
+                    waiting_for,
+                    pending_mailboxes,
+                } = &mut **c
                 && waiting_for.remove(&id)
             {
                 let mailbox_rx =
@@ -336,10 +348,11 @@ where
                                     tokio::spawn(shutdown());
                                 }
 
-                                self.coordination = CoordinationState::Coordinating {
-                                    waiting_for,
-                                    pending_mailboxes,
-                                };
+                                self.coordination =
+                                    CoordinationState::Coordinating(Box::new(Coordinating {
+                                        waiting_for,
+                                        pending_mailboxes,
+                                    }));
                             }
                         }
 

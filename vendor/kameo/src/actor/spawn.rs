@@ -229,163 +229,174 @@ where
         #[cfg(feature = "tracing")]
         trace!(%id, %name, "actor started");
 
-        let (mut state, startup_finished, actor_ref) = {
-            let start_res = AssertUnwindSafe(Box::pin(A::on_start(*args, actor_ref.clone())))
-                .catch_unwind()
-                .await
-                .map(|res| res.map_err(|err| PanicError::new(Box::new(err), PanicReason::OnStart)))
-                .map_err(|err| PanicError::new_from_panic_any(err, PanicReason::OnStart))
-                .and_then(convert::identity);
-            let startup_finished = matches!(
-                actor_ref.weak_signal_mailbox().signal_startup_finished(),
-                Err(SendError::MailboxFull(()))
-            );
-
-            let actor_ref = actor_ref.into_downgrade();
-
-            match start_res {
-                Ok(actor) => (
-                    ActorBehaviour::new_from_actor(actor, actor_ref.clone()),
-                    startup_finished,
-                    actor_ref,
-                ),
-                Err(err) => {
-                    return Box::pin(async move {
-                        actor_ref
-                            .startup_result
-                            .set(Err(err.clone()))
-                            .expect("nothing should set the startup result");
-
-                        let reason = ActorStopReason::Panicked(err);
-                        log_actor_stop_reason(id, name, &reason);
-
-                        actor_ref.links.set_children_parent_shutdown().await;
-                        actor_ref.links.send_children_shutdown().await;
-                        // startup failed; the supervisor may still restart us per policy
-                        let is_restarting = actor_ref.links.lock().await.will_restart(&reason);
-                        drain_until_children_closed(
-                            &actor_ref.links,
-                            &mut mailbox_rx,
-                            is_restarting,
-                        )
-                        .await;
-                        actor_ref
-                            .links
-                            .lock()
-                            .await
-                            .notify_links(id, reason.clone(), mailbox_rx);
-
-                        #[cfg(feature = "console")]
-                        monitor.set_stopped(&reason);
-
-                        unregister_actor(&id).await;
-
-                        let ActorStopReason::Panicked(err) = reason else {
-                            unreachable!()
-                        };
-
-                        actor_ref
-                            .shutdown_result
-                            .set(Err(err.clone()))
-                            .expect("nothing should set the startup result");
-
-                        Err(err)
+        // kioskd patch: the loop's state lives in this block, and the shutdown phase is
+        // built here and awaited after it, so the actor's state and the start result
+        // are each kept only while they are used rather than both for the actor's life.
+        let shutdown = {
+            let (mut state, startup_finished, actor_ref) = {
+                let start_res = AssertUnwindSafe(Box::pin(A::on_start(*args, actor_ref.clone())))
+                    .catch_unwind()
+                    .await
+                    .map(|res| {
+                        res.map_err(|err| PanicError::new(Box::new(err), PanicReason::OnStart))
                     })
-                    .await;
+                    .map_err(|err| PanicError::new_from_panic_any(err, PanicReason::OnStart))
+                    .and_then(convert::identity);
+                let startup_finished = matches!(
+                    actor_ref.weak_signal_mailbox().signal_startup_finished(),
+                    Err(SendError::MailboxFull(()))
+                );
+
+                let actor_ref = actor_ref.into_downgrade();
+
+                match start_res {
+                    Ok(actor) => (
+                        ActorBehaviour::new_from_actor(actor, actor_ref.clone()),
+                        startup_finished,
+                        actor_ref,
+                    ),
+                    Err(err) => {
+                        return Box::pin(async move {
+                            actor_ref
+                                .startup_result
+                                .set(Err(err.clone()))
+                                .expect("nothing should set the startup result");
+
+                            let reason = ActorStopReason::Panicked(err);
+                            log_actor_stop_reason(id, name, &reason);
+
+                            actor_ref.links.set_children_parent_shutdown().await;
+                            actor_ref.links.send_children_shutdown().await;
+                            // startup failed; the supervisor may still restart us per policy
+                            let is_restarting = actor_ref.links.lock().await.will_restart(&reason);
+                            drain_until_children_closed(
+                                &actor_ref.links,
+                                &mut mailbox_rx,
+                                is_restarting,
+                            )
+                            .await;
+                            actor_ref.links.lock().await.notify_links(
+                                id,
+                                reason.clone(),
+                                mailbox_rx,
+                            );
+
+                            #[cfg(feature = "console")]
+                            monitor.set_stopped(&reason);
+
+                            unregister_actor(&id).await;
+
+                            let ActorStopReason::Panicked(err) = reason else {
+                                unreachable!()
+                            };
+
+                            actor_ref
+                                .shutdown_result
+                                .set(Err(err.clone()))
+                                .expect("nothing should set the startup result");
+
+                            Err(err)
+                        })
+                        .await;
+                    }
                 }
-            }
-        };
+            };
 
-        #[cfg(feature = "console")]
-        monitor.set_running();
+            #[cfg(feature = "console")]
+            monitor.set_running();
 
-        let reason = Abortable::new(
-            abortable_actor_loop(
-                &mut state,
-                &mut mailbox_rx,
-                &actor_ref.startup_result,
-                startup_finished,
-                #[cfg(feature = "console")]
-                &monitor,
-            ),
-            abort_registration,
-        )
-        .await
-        .unwrap_or(ActorStopReason::Killed);
+            let reason = Abortable::new(
+                abortable_actor_loop(
+                    &mut state,
+                    &mut mailbox_rx,
+                    &actor_ref.startup_result,
+                    startup_finished,
+                    #[cfg(feature = "console")]
+                    &monitor,
+                ),
+                abort_registration,
+            )
+            .await
+            .unwrap_or(ActorStopReason::Killed);
 
-        #[cfg(feature = "console")]
-        monitor.set_stopping();
+            #[cfg(feature = "console")]
+            monitor.set_stopping();
 
-        Box::pin(async move {
-            let mut actor = state.shutdown().await;
-            actor_ref.links.set_children_parent_shutdown().await;
-            actor_ref.links.send_children_shutdown().await;
-            let is_restarting = actor_ref.links.lock().await.will_restart(&reason);
-            drain_until_children_closed(&actor_ref.links, &mut mailbox_rx, is_restarting).await;
+            Box::pin(async move {
+                let mut actor = state.shutdown().await;
+                actor_ref.links.set_children_parent_shutdown().await;
+                actor_ref.links.send_children_shutdown().await;
+                let is_restarting = actor_ref.links.lock().await.will_restart(&reason);
+                drain_until_children_closed(&actor_ref.links, &mut mailbox_rx, is_restarting).await;
 
-            // On a terminal stop (not a restart, where the mailbox is reused by the next
-            // incarnation) hand any leftover tells to `on_undelivered` before `notify_links`
-            // drops them.
-            if !is_restarting {
-                let undelivered = drain_undelivered(&mut mailbox_rx);
-                if !undelivered.is_empty() {
-                    let res = AssertUnwindSafe(actor.on_undelivered(reason.clone(), undelivered))
+                // On a terminal stop (not a restart, where the mailbox is reused by the next
+                // incarnation) hand any leftover tells to `on_undelivered` before `notify_links`
+                // drops them.
+                if !is_restarting {
+                    let undelivered = drain_undelivered(&mut mailbox_rx);
+                    if !undelivered.is_empty() {
+                        let res =
+                            AssertUnwindSafe(actor.on_undelivered(reason.clone(), undelivered))
+                                .catch_unwind()
+                                .await
+                                .map(|res| {
+                                    res.map_err(|err| {
+                                        PanicError::new(Box::new(err), PanicReason::OnUndelivered)
+                                    })
+                                })
+                                .map_err(|err| {
+                                    PanicError::new_from_panic_any(err, PanicReason::OnUndelivered)
+                                })
+                                .and_then(convert::identity);
+                        if let Err(err) = res {
+                            invoke_actor_error_hook(&err);
+                        }
+                    }
+                }
+
+                actor_ref
+                    .links
+                    .lock()
+                    .await
+                    .notify_links(id, reason.clone(), mailbox_rx);
+
+                log_actor_stop_reason(id, name, &reason);
+                let on_stop_res =
+                    AssertUnwindSafe(actor.on_stop(actor_ref.clone(), reason.clone()))
                         .catch_unwind()
                         .await
                         .map(|res| {
-                            res.map_err(|err| {
-                                PanicError::new(Box::new(err), PanicReason::OnUndelivered)
-                            })
+                            res.map_err(|err| PanicError::new(Box::new(err), PanicReason::OnStop))
                         })
-                        .map_err(|err| {
-                            PanicError::new_from_panic_any(err, PanicReason::OnUndelivered)
-                        })
+                        .map_err(|err| PanicError::new_from_panic_any(err, PanicReason::OnStop))
                         .and_then(convert::identity);
-                    if let Err(err) = res {
+
+                #[cfg(feature = "console")]
+                monitor.set_stopped(&reason);
+
+                unregister_actor(&id).await;
+
+                match on_stop_res {
+                    Ok(()) => {
+                        actor_ref
+                            .shutdown_result
+                            .set(Ok(reason.clone()))
+                            .expect("nothing else should set the shutdown result");
+                    }
+                    Err(err) => {
                         invoke_actor_error_hook(&err);
+
+                        actor_ref
+                            .shutdown_result
+                            .set(Err(err))
+                            .expect("nothing else should set the shutdown result");
                     }
                 }
-            }
 
-            actor_ref
-                .links
-                .lock()
-                .await
-                .notify_links(id, reason.clone(), mailbox_rx);
-
-            log_actor_stop_reason(id, name, &reason);
-            let on_stop_res = AssertUnwindSafe(actor.on_stop(actor_ref.clone(), reason.clone()))
-                .catch_unwind()
-                .await
-                .map(|res| res.map_err(|err| PanicError::new(Box::new(err), PanicReason::OnStop)))
-                .map_err(|err| PanicError::new_from_panic_any(err, PanicReason::OnStop))
-                .and_then(convert::identity);
-
-            #[cfg(feature = "console")]
-            monitor.set_stopped(&reason);
-
-            unregister_actor(&id).await;
-
-            match on_stop_res {
-                Ok(()) => {
-                    actor_ref
-                        .shutdown_result
-                        .set(Ok(reason.clone()))
-                        .expect("nothing else should set the shutdown result");
-                }
-                Err(err) => {
-                    invoke_actor_error_hook(&err);
-
-                    actor_ref
-                        .shutdown_result
-                        .set(Err(err))
-                        .expect("nothing else should set the shutdown result");
-                }
-            }
-
-            Ok((actor, reason))
-        })
-        .await
+                Ok((actor, reason))
+            })
+        };
+        shutdown.await
     };
 
     #[cfg(feature = "console")]
@@ -475,125 +486,139 @@ where
     undelivered
 }
 
-async fn abortable_actor_loop<A>(
-    state: &mut ActorBehaviour<A>,
-    mailbox_rx: &mut MailboxReceiver<A>,
-    startup_result: &SetOnce<Result<(), PanicError>>,
+// kioskd patch: a plain `fn` returning its future (upstream: `async fn`, whose future
+// keeps every argument twice); the body is unchanged.
+fn abortable_actor_loop<'a, A>(
+    state: &'a mut ActorBehaviour<A>,
+    mailbox_rx: &'a mut MailboxReceiver<A>,
+    startup_result: &'a SetOnce<Result<(), PanicError>>,
     startup_finished: bool,
-    #[cfg(feature = "console")] monitor: &Arc<crate::console::registry::ActorMonitor>,
-) -> ActorStopReason
+    #[cfg(feature = "console")] monitor: &'a Arc<crate::console::registry::ActorMonitor>,
+) -> impl Future<Output = ActorStopReason> + 'a
 where
     A: Actor,
 {
-    // kioskd patch: the rare arms are boxed (see `run_actor_lifecycle`).
-    if startup_finished
-        && let ControlFlow::Break(reason) = Box::pin(state.handle_startup_finished()).await
-    {
-        return reason;
-    }
-    loop {
-        let reason = recv_mailbox_loop(
-            state,
-            mailbox_rx,
-            startup_result,
-            #[cfg(feature = "console")]
-            monitor,
-        )
-        .await;
-        if let ControlFlow::Break(reason) = state.on_shutdown(reason).await {
+    async move {
+        // kioskd patch: the rare arms are boxed (see `run_actor_lifecycle`).
+        if startup_finished
+            && let ControlFlow::Break(reason) = Box::pin(state.handle_startup_finished()).await
+        {
             return reason;
+        }
+        loop {
+            let reason = recv_mailbox_loop(
+                state,
+                mailbox_rx,
+                startup_result,
+                #[cfg(feature = "console")]
+                monitor,
+            )
+            .await;
+            // kioskd patch: boxed, as the rare arms below (it runs when the loop ends).
+            if let ControlFlow::Break(reason) = Box::pin(state.on_shutdown(reason)).await {
+                return reason;
+            }
         }
     }
 }
 
-async fn recv_mailbox_loop<A>(
-    state: &mut ActorBehaviour<A>,
-    mailbox_rx: &mut MailboxReceiver<A>,
-    startup_result: &SetOnce<Result<(), PanicError>>,
-    #[cfg(feature = "console")] monitor: &Arc<crate::console::registry::ActorMonitor>,
-) -> ActorStopReason
+// kioskd patch: a plain `fn` returning its future, as `abortable_actor_loop`.
+fn recv_mailbox_loop<'a, A>(
+    state: &'a mut ActorBehaviour<A>,
+    mailbox_rx: &'a mut MailboxReceiver<A>,
+    startup_result: &'a SetOnce<Result<(), PanicError>>,
+    #[cfg(feature = "console")] monitor: &'a Arc<crate::console::registry::ActorMonitor>,
+) -> impl Future<Output = ActorStopReason> + 'a
 where
     A: Actor,
 {
-    loop {
-        let next = state.next(mailbox_rx).await;
+    async move {
+        loop {
+            let next = state.next(mailbox_rx).await;
 
-        #[cfg(feature = "console")]
-        {
-            monitor.set_mailbox_len(mailbox_rx.len());
-            if let ControlFlow::Continue(signal) = &next {
-                monitor.record_received(signal);
-            }
-        }
-
-        match next {
-            ControlFlow::Continue(Signal::StartupFinished) => {
-                if startup_result.set(Ok(())).is_err() {
-                    #[cfg(feature = "tracing")]
-                    error!("received startup finished signal after already being started up");
-                }
-                // kioskd patch: rare arms boxed (see `run_actor_lifecycle`).
-                if let ControlFlow::Break(reason) = Box::pin(state.handle_startup_finished()).await
-                {
-                    return reason;
+            #[cfg(feature = "console")]
+            {
+                monitor.set_mailbox_len(mailbox_rx.len());
+                if let ControlFlow::Continue(signal) = &next {
+                    monitor.record_received(signal);
                 }
             }
-            ControlFlow::Continue(Signal::Message {
-                message,
-                actor_ref,
-                reply,
-                sent_within_actor,
-                message_name,
-                #[cfg(feature = "tracing")]
-                caller_span,
-            }) => {
-                #[cfg(feature = "console")]
-                monitor.begin_handler(message_name);
-                let result = state
-                    .handle_message(
-                        message,
-                        actor_ref,
-                        reply,
-                        sent_within_actor,
-                        message_name,
+
+            match next {
+                ControlFlow::Continue(Signal::StartupFinished) => {
+                    if startup_result.set(Ok(())).is_err() {
                         #[cfg(feature = "tracing")]
-                        caller_span,
-                    )
-                    .await;
-                #[cfg(feature = "console")]
-                monitor.end_handler();
-                if let ControlFlow::Break(reason) = result {
-                    return reason;
+                        error!("received startup finished signal after already being started up");
+                    }
+                    // kioskd patch: rare arms boxed (see `run_actor_lifecycle`).
+                    if let ControlFlow::Break(reason) =
+                        Box::pin(state.handle_startup_finished()).await
+                    {
+                        return reason;
+                    }
                 }
-            }
-            ControlFlow::Continue(Signal::LinkDied {
-                id,
-                reason,
-                mailbox_rx,
-                dead_actor_sibblings,
-            }) => {
-                if let ControlFlow::Break(reason) =
-                    Box::pin(state.handle_link_died(id, reason, mailbox_rx, dead_actor_sibblings))
-                        .await
-                {
-                    return reason;
+                ControlFlow::Continue(Signal::Message {
+                    message,
+                    actor_ref,
+                    reply,
+                    sent_within_actor,
+                    message_name,
+                    #[cfg(feature = "tracing")]
+                    caller_span,
+                }) => {
+                    #[cfg(feature = "console")]
+                    monitor.begin_handler(message_name);
+                    let result = state
+                        .handle_message(
+                            message,
+                            actor_ref,
+                            reply,
+                            sent_within_actor,
+                            message_name,
+                            #[cfg(feature = "tracing")]
+                            caller_span,
+                        )
+                        .await;
+                    #[cfg(feature = "console")]
+                    monitor.end_handler();
+                    if let ControlFlow::Break(reason) = result {
+                        return reason;
+                    }
                 }
-            }
-            ControlFlow::Continue(Signal::Stop | Signal::SupervisorRestart) => {
-                if let ControlFlow::Break(reason) = Box::pin(state.handle_stop()).await {
-                    return reason;
+                ControlFlow::Continue(Signal::LinkDied {
+                    id,
+                    reason,
+                    mailbox_rx,
+                    dead_actor_sibblings,
+                }) => {
+                    if let ControlFlow::Break(reason) = Box::pin(state.handle_link_died(
+                        id,
+                        reason,
+                        mailbox_rx,
+                        dead_actor_sibblings,
+                    ))
+                    .await
+                    {
+                        return reason;
+                    }
                 }
-            }
-            ControlFlow::Continue(Signal::Callback {
-                actor_ref,
-                callback,
-            }) => {
-                if let ControlFlow::Break(reason) = state.handle_callback(actor_ref, callback).await
-                {
-                    return reason;
+                ControlFlow::Continue(Signal::Stop | Signal::SupervisorRestart) => {
+                    if let ControlFlow::Break(reason) = Box::pin(state.handle_stop()).await {
+                        return reason;
+                    }
                 }
+                ControlFlow::Continue(Signal::Callback {
+                    actor_ref,
+                    callback,
+                }) => {
+                    if let ControlFlow::Break(reason) =
+                        state.handle_callback(actor_ref, callback).await
+                    {
+                        return reason;
+                    }
+                }
+                ControlFlow::Break(reason) => return reason,
             }
-            ControlFlow::Break(reason) => return reason,
         }
     }
 }
