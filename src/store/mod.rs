@@ -10,6 +10,7 @@
 mod attendance;
 mod audit;
 mod captcha;
+mod checkpoint;
 mod commands;
 mod devices;
 mod error;
@@ -78,6 +79,8 @@ pub enum Backend {
 pub struct Db {
     pool: AnyPool,
     backend: Backend,
+    /// SQLite: keeps the checkpointer running while any clone lives (`checkpoint`).
+    _checkpoints: Option<std::sync::Arc<()>>,
 }
 
 impl Db {
@@ -114,6 +117,13 @@ impl Db {
                     conn.execute("PRAGMA synchronous = NORMAL").await?;
                     conn.execute("PRAGMA busy_timeout = 5000").await?;
                     conn.execute("PRAGMA foreign_keys = ON").await?;
+                    // Checkpoints run on their own connection (`checkpoint`); a commit
+                    // runs one only if that fell far behind.
+                    conn.execute(sqlx::AssertSqlSafe(format!(
+                        "PRAGMA wal_autocheckpoint = {}",
+                        checkpoint::SAFETY_NET_PAGES
+                    )))
+                    .await?;
                     Ok(())
                 })
             })
@@ -121,7 +131,12 @@ impl Db {
             opts
         };
         let pool = opts.connect(&url).await.map_err(se)?;
-        let db = Db { pool, backend };
+        let checkpoints = (backend == Backend::Sqlite).then(|| checkpoint::spawn(url.clone()));
+        let db = Db {
+            pool,
+            backend,
+            _checkpoints: checkpoints,
+        };
         db.migrate().await?;
         Ok(db)
     }
