@@ -306,9 +306,18 @@ async fn measure(
         t.elapsed().as_secs_f64(),
         workers.len()
     );
-    // Let the server settle (hellos answered, actors started) before reading its RSS.
+    // Let the server settle (hellos answered, actors started, their first heartbeats
+    // written), then take the median of 21 readings over 5 s: a single reading moved by
+    // ±5 MiB with what the connection storm and the heartbeat flush still held (the
+    // per-kiosk figure by ±0.3 KB from run to run).
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let rss = rss_kib(pid);
+    let mut readings = Vec::new();
+    for _ in 0..21 {
+        readings.push(rss_kib(pid));
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    readings.sort_unstable();
+    let rss = readings[readings.len() / 2];
     let http = reqwest::Client::new();
     let mut single = Histogram::<u64>::new_with_bounds(1, 600_000_000, 3)?;
     let mut broadcast = Histogram::<u64>::new_with_bounds(1, 600_000_000, 3)?;
