@@ -134,13 +134,16 @@ impl Db {
     }
 
     /// Takes the right to fetch `name` until `now + lease_ms`; false while another
-    /// owner's lease runs.
+    /// owner's lease runs, and false while the stored token is still fresh (it expires
+    /// after `now + margin_ms`): a node that read no token just before another stored
+    /// one and released its lease must not fetch a second time.
     pub async fn token_lease(
         &self,
         name: &str,
         owner: &str,
         now: i64,
         lease_ms: i64,
+        margin_ms: i64,
     ) -> Result<bool, StoreError> {
         sqlx::query("INSERT INTO upstream_tokens (name) VALUES ($1) ON CONFLICT (name) DO NOTHING")
             .bind(name)
@@ -149,12 +152,14 @@ impl Db {
             .map_err(se)?;
         let r = sqlx::query(
             "UPDATE upstream_tokens SET lease_until = $1, lease_owner = $2
-             WHERE name = $3 AND (lease_until < $4 OR lease_owner = $2)",
+             WHERE name = $3 AND (lease_until < $4 OR lease_owner = $2)
+               AND (token = '' OR expires_at <= $5)",
         )
         .bind(now + lease_ms)
         .bind(owner)
         .bind(name)
         .bind(now)
+        .bind(now + margin_ms)
         .execute(&self.pool)
         .await
         .map_err(se)?;
@@ -565,6 +570,54 @@ impl Db {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The interleaving `two_nodes_on_one_database_fetch_the_token_once` hit once: node B
+    /// read no token, node A fetched, stored it and released its lease, then B asked for
+    /// the lease. B must get none while the stored token is fresh; it gets one again
+    /// once the token is within the margin of its expiry, or was rejected.
+    #[tokio::test]
+    async fn no_fetch_lease_while_a_fresh_token_is_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::connect(&format!("sqlite://{}/k.db", dir.path().display()), 1)
+            .await
+            .unwrap();
+        let (lease, margin) = (5_000, 60_000);
+        assert!(
+            db.token_lease("open189", "a", 1_000, lease, margin)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !db.token_lease("open189", "b", 1_000, lease, margin)
+                .await
+                .unwrap()
+        );
+        db.token_store("open189", "T1", 1_000 + 7_200_000, 1_200)
+            .await
+            .unwrap();
+        assert!(
+            !db.token_lease("open189", "b", 1_300, lease, margin)
+                .await
+                .unwrap(),
+            "a fresh token is stored: no second fetch"
+        );
+        let late = 1_000 + 7_200_000 - margin;
+        assert!(
+            db.token_lease("open189", "b", late, lease, margin)
+                .await
+                .unwrap()
+        );
+        db.token_store("open189", "T2", late + 7_200_000, late)
+            .await
+            .unwrap();
+        db.token_invalidate("open189", "T2").await.unwrap();
+        assert!(
+            db.token_lease("open189", "a", late + 10, lease, margin)
+                .await
+                .unwrap(),
+            "a rejected token is fetched again"
+        );
+    }
 
     /// Unknown stored outbox kinds and statuses and recharge statuses are errors naming
     /// the column and the value, not strings passed on.

@@ -138,7 +138,13 @@ impl TokenKeeper {
             }
             let now = self.args.clock.now_ms();
             if db
-                .token_lease(name, &self.owner, now, self.args.lease_ms)
+                .token_lease(
+                    name,
+                    &self.owner,
+                    now,
+                    self.args.lease_ms,
+                    self.args.margin_ms,
+                )
                 .await
                 .map_err(UpstreamError::store)?
             {
@@ -162,7 +168,7 @@ impl TokenKeeper {
                     }
                 };
             }
-            // Another node is fetching: wait for its result.
+            // Another node is fetching, or has just stored a fresh token: read again.
             if tokio::time::Instant::now() > deadline {
                 return Err(UpstreamError::Transport(format!(
                     "another node holds the {name} token fetch"
