@@ -24,6 +24,8 @@ pub struct MemStore {
     /// Held by a test to make device writes (`set_device_updating`) wait: a device actor
     /// busy with storage.
     writes: Arc<tokio::sync::Mutex<()>>,
+    /// Device writes waiting on that hold.
+    writes_waiting: std::sync::atomic::AtomicUsize,
 }
 
 #[derive(Default)]
@@ -77,6 +79,12 @@ impl MemStore {
             .clone()
             .try_lock_owned()
             .expect("device writes are held once at a time")
+    }
+
+    /// How many device writes wait on [`MemStore::hold_device_writes`] now.
+    pub fn device_writes_waiting(&self) -> usize {
+        self.writes_waiting
+            .load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Registers a device.
@@ -181,7 +189,11 @@ impl Store for MemStore {
     }
 
     async fn set_device_updating(&self, device_id: i64, updating: bool) -> StoreResult<()> {
+        self.writes_waiting
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         drop(self.writes.lock().await);
+        self.writes_waiting
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
         let mut s = self.state.lock().unwrap();
         if let Some(d) = s.devices.values_mut().find(|d| d.id == device_id) {
             d.updating = updating;

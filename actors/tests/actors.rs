@@ -410,6 +410,16 @@ async fn a_kiosks_acks_and_signs_of_life_are_taken_while_its_device_is_busy() {
         })),
     };
     link.actor().tell(busy).send().await.unwrap();
+    // The actor has heard the game state and waits on storage before the clock moves:
+    // taken later, its sign of life would be later than the ones below (FLAKY once).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while store.device_writes_waiting() == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the game-state write never started"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
     // (Filled with what does not hear the kiosk itself.)
     let mut queued = 0;
     while link.actor().tell(Info).try_send().is_ok() {
