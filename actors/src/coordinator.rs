@@ -56,6 +56,18 @@ pub struct CoordinatorConfig {
     pub resume_window: Duration,
 }
 
+impl CoordinatorConfig {
+    /// A device's last-heard time is written to storage at most this often: a tenth of
+    /// the heartbeat timeout, between 1 and 30 s. Storage's time serves what is not
+    /// live on this node (another node's devices, "online" counts, a restart), where
+    /// a tenth of the timeout is well inside it; live views read the exact time from the
+    /// device. (Every sign of life, each ack of a broadcast included, was a row a second:
+    /// BENCHMARKS.md, durable broadcast.)
+    pub fn heartbeat_store_ms(&self) -> i64 {
+        (self.heartbeat_timeout_ms / 10).clamp(1_000, 30_000)
+    }
+}
+
 impl Default for CoordinatorConfig {
     fn default() -> Self {
         Self {

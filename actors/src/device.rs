@@ -480,15 +480,23 @@ impl DeviceActor {
         Ok((id, stream.connected()))
     }
 
-    /// Records a sign of life; passes it on (storage, the session) at most once a second.
-    /// `from_session`: the session told us (no need to tell it back).
+    /// Records a sign of life; passes it on to the session at most once a second and to
+    /// storage at most once per `CoordinatorConfig::heartbeat_store_ms`. `from_session`: the session told
+    /// us (no need to tell it back).
     fn heard(&mut self, at: i64, from_session: bool) {
         self.active_at = self.active_at.max(at);
-        if self.stream.life().heard(at) {
+        let to = self
+            .stream
+            .life()
+            .heard(at, self.inner.cfg.heartbeat_store_ms());
+        if to.store {
             self.inner.beat_device(self.rec.id, at);
-            if !from_session && let Some(run) = &self.session {
-                let _ = run.actor.tell(SessionHeard(at)).try_send();
-            }
+        }
+        if to.session
+            && !from_session
+            && let Some(run) = &self.session
+        {
+            let _ = run.actor.tell(SessionHeard(at)).try_send();
         }
     }
 
@@ -1061,7 +1069,11 @@ impl KioskLink {
             return Some(FromKiosk { conn, msg });
         };
         let now = self.inner.clock.now_ms();
-        if stream.life().heard(now) {
+        if stream
+            .life()
+            .heard(now, self.inner.cfg.heartbeat_store_ms())
+            .store
+        {
             self.inner.beat_device(*id, now);
         }
         if let Some(ClientMessage::Ack(a)) = &msg

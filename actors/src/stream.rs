@@ -351,8 +351,10 @@ impl SharedStream {
 pub struct Life {
     /// Unix ms; `i64::MIN`: never.
     heard: AtomicI64,
-    /// Unix ms the last sign of life was passed on (to storage, to the session).
+    /// Unix ms the last sign of life was passed on to a running session.
     relayed: AtomicI64,
+    /// Unix ms of the last sign of life passed on to storage.
+    stored: AtomicI64,
     /// Running sessions the actor holds ([`SessionMark`]s alive): while there is one,
     /// every sign of life goes through the actor, which tells the session.
     sessions: AtomicU32,
@@ -363,13 +365,24 @@ impl Default for Life {
         Self {
             heard: AtomicI64::new(i64::MIN),
             relayed: AtomicI64::new(i64::MIN),
+            stored: AtomicI64::new(i64::MIN),
             sessions: AtomicU32::new(0),
         }
     }
 }
 
-/// A sign of life is passed on (to storage and to a running session) at most this often.
+/// A sign of life is passed on to a running session at most this often.
 pub const RELAY_EVERY_MS: i64 = 1_000;
+
+/// Where a sign of life is to be passed on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Heard {
+    /// To a running session (at most once per [`RELAY_EVERY_MS`]).
+    pub session: bool,
+    /// To storage's last-heard time (at most once per
+    /// `CoordinatorConfig::heartbeat_store_ms`).
+    pub store: bool,
+}
 
 impl Life {
     /// When the device was last heard from (unix ms).
@@ -385,17 +398,29 @@ impl Life {
         }
     }
 
-    /// Records a sign of life at `at`: `true` when it is to be passed on, at most once
-    /// per [`RELAY_EVERY_MS`] whoever records it (the actor or the connection task).
-    pub fn heard(&self, at: i64) -> bool {
+    /// Records a sign of life at `at` and says where to pass it on: to a running session
+    /// at most once per [`RELAY_EVERY_MS`], to storage at most once per `store_every_ms`,
+    /// whoever records it (the actor or the connection task). Nothing for a time no
+    /// later than one already recorded.
+    pub fn heard(&self, at: i64, store_every_ms: i64) -> Heard {
         if self.heard.fetch_max(at, Ordering::Relaxed) >= at {
-            return false;
+            return Heard {
+                session: false,
+                store: false,
+            };
         }
-        let relayed = self.relayed.load(Ordering::Relaxed);
-        at.saturating_sub(relayed) >= RELAY_EVERY_MS
-            && self
-                .relayed
-                .compare_exchange(relayed, at, Ordering::Relaxed, Ordering::Relaxed)
+        Heard {
+            session: Self::due(&self.relayed, at, RELAY_EVERY_MS),
+            store: Self::due(&self.stored, at, store_every_ms),
+        }
+    }
+
+    /// Moves `mark` to `at` when `every` has passed since it (one caller wins).
+    fn due(mark: &AtomicI64, at: i64, every: i64) -> bool {
+        let last = mark.load(Ordering::Relaxed);
+        at.saturating_sub(last) >= every
+            && mark
+                .compare_exchange(last, at, Ordering::Relaxed, Ordering::Relaxed)
                 .is_ok()
     }
 
@@ -776,6 +801,34 @@ mod tests {
 
     fn conn(id: u64, cap: usize) -> (Conn, ConnFrames) {
         connection(id, cap)
+    }
+
+    /// Signs of life go to a running session at most once a second and to storage at
+    /// most once per the given period (a broadcast's 19,000 acks, each a sign of life,
+    /// were 19,000 heartbeat rows); a time no later than the last one goes nowhere.
+    #[test]
+    fn signs_of_life_reach_the_session_each_second_and_storage_each_period() {
+        let life = Life::default();
+        let both = Heard {
+            session: true,
+            store: true,
+        };
+        let session_only = Heard {
+            session: true,
+            store: false,
+        };
+        let neither = Heard {
+            session: false,
+            store: false,
+        };
+        assert_eq!(life.heard(10_000, 30_000), both, "the first");
+        assert_eq!(life.heard(10_500, 30_000), neither);
+        assert_eq!(life.heard(10_500, 30_000), neither, "not later");
+        assert_eq!(life.heard(11_000, 30_000), session_only);
+        assert_eq!(life.heard(39_000, 30_000), session_only);
+        assert_eq!(life.heard(40_000, 30_000), both);
+        assert_eq!(life.heard(39_500, 30_000), neither, "earlier");
+        assert_eq!(life.last_heard(), Some(40_000));
     }
 
     fn snap(epoch: String, seq: u64, pending: Vec<Command>) -> Snapshot {
