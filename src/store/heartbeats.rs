@@ -1,5 +1,6 @@
 //! Last-heard times, written in batches by the coordinator's heartbeat writer (once a
-//! second, at most one time per device and session).
+//! second; a device's time at most once per `CoordinatorConfig::heartbeat_store_ms`, a
+//! session's at most once a second).
 //!
 //! With 19,000 kiosk sockets whose pongs are signs of life, a flush holds ~1,000 devices.
 //! One `UPDATE` per row in one transaction held SQLite's only connection for the whole
