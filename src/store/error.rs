@@ -79,10 +79,7 @@ mod tests {
     /// check are `Refused`, a unique key `Conflict` (nothing else is written).
     #[tokio::test]
     async fn constraint_violations_are_typed() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = super::super::Db::connect(&format!("sqlite://{}/k.db", dir.path().display()), 1)
-            .await
-            .unwrap();
+        let (_dir, db) = crate::store::scratch_db().await;
         // device_commands.device_id references devices(id); there is no device 999.
         assert_eq!(
             db.add_command(999, "restart", None, 1).await.unwrap_err(),

@@ -65,6 +65,17 @@ impl RowExt for AnyRow {
     }
 }
 
+/// A new SQLite database in a temporary folder, for unit tests; the folder (and the
+/// file) lives as long as the returned guard.
+#[cfg(test)]
+pub(crate) async fn scratch_db() -> (tempfile::TempDir, Db) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::connect(&format!("sqlite://{}/k.db", dir.path().display()), 1)
+        .await
+        .unwrap();
+    (dir, db)
+}
+
 /// Which database is behind the pool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {

@@ -362,10 +362,7 @@ mod tests {
     /// used to read as unpaid).
     #[tokio::test]
     async fn an_unknown_order_status_is_corrupt_not_unpaid() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = Db::connect(&format!("sqlite://{}/k.db", dir.path().display()), 1)
-            .await
-            .unwrap();
+        let (_dir, db) = crate::store::scratch_db().await;
         let dev = db
             .add_device(
                 &NewDevice {

@@ -411,17 +411,14 @@ fn group_from_row(r: &AnyRow) -> R<GroupTotals> {
 #[cfg(test)]
 mod tests {
     use super::like_escape;
-    use crate::store::{Db, NewDevice};
+    use crate::store::NewDevice;
     use kioskd_actors::ports::{BillingMode, StoreError};
 
     /// A session's unknown stored billing mode is an error naming the column and the
     /// value, not a string passed on to the console.
     #[tokio::test]
     async fn an_unknown_billing_mode_in_the_history_is_corrupt() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = Db::connect(&format!("sqlite://{}/k.db", dir.path().display()), 1)
-            .await
-            .unwrap();
+        let (_dir, db) = crate::store::scratch_db().await;
         let dev = db
             .add_device(
                 &NewDevice {

@@ -577,10 +577,7 @@ mod tests {
     /// once the token is within the margin of its expiry, or was rejected.
     #[tokio::test]
     async fn no_fetch_lease_while_a_fresh_token_is_stored() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = Db::connect(&format!("sqlite://{}/k.db", dir.path().display()), 1)
-            .await
-            .unwrap();
+        let (_dir, db) = crate::store::scratch_db().await;
         let (lease, margin) = (5_000, 60_000);
         assert!(
             db.token_lease("open189", "a", 1_000, lease, margin)
@@ -623,10 +620,7 @@ mod tests {
     /// the column and the value, not strings passed on.
     #[tokio::test]
     async fn unknown_stored_enums_are_corrupt() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = Db::connect(&format!("sqlite://{}/k.db", dir.path().display()), 1)
-            .await
-            .unwrap();
+        let (_dir, db) = crate::store::scratch_db().await;
         let added = db
             .outbox_add("week_bind", Some("k1"), "{}", 1)
             .await
