@@ -1457,6 +1457,11 @@ fn session_reply<T, M>(r: Result<T, SendError<M, SessionError>>) -> Result<Optio
 /// (and no device actor waits for the database to take its kiosk's ack). An ack lost to
 /// a crash before its write only means the command is sent again after the restart; the
 /// kiosk deduplicates on its id (WS.md §6).
+/// How long the ack writer gathers acks after the first of a batch. An ack is durable
+/// this much later at most (one lost to a crash means its command is sent again, and
+/// kiosks deduplicate on the id: WS.md §6).
+const ACK_GATHER: Duration = Duration::from_millis(20);
+
 async fn ack_writer(
     store: Arc<dyn Store>,
     clock: Clock,
@@ -1466,9 +1471,20 @@ async fn ack_writer(
     let mut stop = false;
     while let Some(mut ids) = rx.recv().await {
         stop |= ids.is_empty();
-        while let Ok(more) = rx.try_recv() {
-            stop |= more.is_empty();
-            ids.extend(more);
+        // Gather for a moment before writing: a broadcast's acks arrive over hundreds of
+        // milliseconds, and written as they came they were many small batches, each
+        // a round trip (or several) to SQLite's worker thread and a statement of a
+        // size not seen before (BENCHMARKS.md, durable broadcast).
+        let until = tokio::time::Instant::now() + ACK_GATHER;
+        while !stop {
+            match tokio::time::timeout_at(until, rx.recv()).await {
+                Ok(Some(more)) => {
+                    stop |= more.is_empty();
+                    ids.extend(more);
+                }
+                Ok(None) => stop = true,
+                Err(_) => break,
+            }
         }
         if ids.is_empty() {
             break;
