@@ -1452,16 +1452,16 @@ fn session_reply<T, M>(r: Result<T, SendError<M, SessionError>>) -> Result<Optio
     }
 }
 
-/// Writes command acknowledgements: each write takes everything that arrived while the
-/// previous one ran, so a broadcast's 19,000 acks are a few transactions, not 19,000
-/// (and no device actor waits for the database to take its kiosk's ack). An ack lost to
-/// a crash before its write only means the command is sent again after the restart; the
-/// kiosk deduplicates on its id (WS.md §6).
-/// How long the ack writer gathers acks after the first of a batch. An ack is durable
-/// this much later at most (one lost to a crash means its command is sent again, and
-/// kiosks deduplicate on the id: WS.md §6).
+/// How long the ack writer gathers acks after the first of a batch: an ack is durable
+/// at most this much later.
 const ACK_GATHER: Duration = Duration::from_millis(20);
 
+/// Writes command acknowledgements: each write takes everything that arrived while the
+/// previous one ran and within [`ACK_GATHER`] of its batch's first ack, so a broadcast's
+/// 19,000 acks are a few transactions, not 19,000 (and no device actor waits for the
+/// database to take its kiosk's ack). An ack lost to a crash before its write only means
+/// the command is sent again after the restart; the kiosk deduplicates on its id (WS.md
+/// §6).
 async fn ack_writer(
     store: Arc<dyn Store>,
     clock: Clock,

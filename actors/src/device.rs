@@ -481,8 +481,8 @@ impl DeviceActor {
     }
 
     /// Records a sign of life; passes it on to the session at most once a second and to
-    /// storage at most once per `CoordinatorConfig::heartbeat_store_ms`. `from_session`: the session told
-    /// us (no need to tell it back).
+    /// storage at most once per `CoordinatorConfig::heartbeat_store_ms`.
+    /// `from_session`: the session told us (no need to tell it back).
     fn heard(&mut self, at: i64, from_session: bool) {
         self.active_at = self.active_at.max(at);
         let to = self

@@ -374,8 +374,8 @@ impl Default for Life {
 /// A sign of life is passed on to a running session at most this often.
 pub const RELAY_EVERY_MS: i64 = 1_000;
 
-/// Where a sign of life is to be passed on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Where a sign of life is to be passed on (the default: nowhere).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Heard {
     /// To a running session (at most once per [`RELAY_EVERY_MS`]).
     pub session: bool,
@@ -404,10 +404,7 @@ impl Life {
     /// later than one already recorded.
     pub fn heard(&self, at: i64, store_every_ms: i64) -> Heard {
         if self.heard.fetch_max(at, Ordering::Relaxed) >= at {
-            return Heard {
-                session: false,
-                store: false,
-            };
+            return Heard::default();
         }
         Heard {
             session: Self::due(&self.relayed, at, RELAY_EVERY_MS),
@@ -817,10 +814,7 @@ mod tests {
             session: true,
             store: false,
         };
-        let neither = Heard {
-            session: false,
-            store: false,
-        };
+        let neither = Heard::default();
         assert_eq!(life.heard(10_000, 30_000), both, "the first");
         assert_eq!(life.heard(10_500, 30_000), neither);
         assert_eq!(life.heard(10_500, 30_000), neither, "not later");

@@ -61,42 +61,39 @@ async fn run(url: String, alive: Weak<()>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::Db;
 
     /// Rows committed on the pool reach the database file with no commit checkpointing
     /// (the log stays far below the pool's own threshold): the checkpointer copied them.
     #[tokio::test]
     async fn commits_reach_the_database_file_through_the_checkpointer() {
-        let dir = tempfile::tempdir().unwrap();
+        let (dir, db) = crate::store::scratch_db().await;
         let path = dir.path().join("k.db");
-        let db = Db::connect(&format!("sqlite://{}", path.display()), 1)
-            .await
-            .unwrap();
         let size = || std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
         let autocheckpoint: i64 = sqlx::query_scalar("PRAGMA wal_autocheckpoint")
             .fetch_one(db.pool())
             .await
             .unwrap();
         assert_eq!(autocheckpoint, i64::from(SAFETY_NET_PAGES));
-        // Let the migrations' log be copied first, then measure from there.
-        tokio::time::sleep(EVERY * 3).await;
-        let before = size();
         sqlx::query("CREATE TABLE bulk (b BLOB)")
             .execute(db.pool())
             .await
             .unwrap();
-        // ~2 MB in 200 commits: ~500 pages of log, a twentieth of the safety net.
-        for _ in 0..200 {
-            sqlx::query("INSERT INTO bulk (b) VALUES (zeroblob(10000))")
-                .execute(db.pool())
-                .await
-                .unwrap();
+        // 2 MB in 200 commits: ~500 pages of log, a twentieth of the safety net, so only
+        // the checkpointer can bring them into the file.
+        let (rows, bytes) = (200u64, 10_000u64);
+        for _ in 0..rows {
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "INSERT INTO bulk (b) VALUES (zeroblob({bytes}))"
+            )))
+            .execute(db.pool())
+            .await
+            .unwrap();
         }
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        while size() < before + 1_500_000 {
+        while size() < rows * bytes {
             assert!(
                 std::time::Instant::now() < deadline,
-                "the database file stayed at {} bytes (from {before}): nothing checkpointed",
+                "the database file stayed at {} bytes: nothing checkpointed",
                 size()
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
