@@ -141,6 +141,9 @@ enum Cmd {
         first: usize,
         #[arg(long)]
         count: usize,
+        /// Every `stride`-th kiosk from `first`.
+        #[arg(long, default_value_t = 1)]
+        stride: usize,
         #[arg(long, default_value_t = 4)]
         sources: u8,
     },
@@ -864,8 +867,9 @@ async fn main() -> anyhow::Result<()> {
             port,
             first,
             count,
+            stride,
             sources,
-        } => bench_ws::push::worker(port, first, count, sources).await,
+        } => bench_ws::push::worker(port, first, count, stride, sources).await,
         Cmd::BareServer { port, token } => bench_ws::bare::serve(port, token).await,
         Cmd::Cluster {
             kiosks,

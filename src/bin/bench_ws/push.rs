@@ -240,11 +240,13 @@ async fn measure(
     let rss_fresh_kib = before_sign_in.unwrap_or(rss_idle_kib);
     let (tx, mut rx) = mpsc::unbounded_channel();
     let mut workers = Vec::new();
-    let per = a.kiosks.div_ceil(a.workers.max(1));
+    // Worker w holds every `workers`-th kiosk from w, not a range of device ids: a
+    // server that writes in device order would otherwise serve one worker after another
+    // and spare the load generators' CPU in a way no fleet of kiosks does.
+    let stride = a.workers.max(1);
     let t = Instant::now();
-    for w in 0..a.workers.max(1) {
-        let first = w * per;
-        let count = per.min(a.kiosks.saturating_sub(first));
+    for w in 0..stride {
+        let count = a.kiosks.saturating_sub(w).div_ceil(stride);
         if count == 0 {
             break;
         }
@@ -254,9 +256,11 @@ async fn measure(
                 "--port",
                 &port.to_string(),
                 "--first",
-                &first.to_string(),
+                &w.to_string(),
                 "--count",
                 &count.to_string(),
+                "--stride",
+                &stride.to_string(),
                 "--sources",
                 &a.sources.to_string(),
             ])
@@ -519,8 +523,15 @@ fn print_table(a: &PushArgs, k: Option<&Figures>, p: Option<&Figures>) {
     }
 }
 
-/// The worker: holds kiosks `first..first+count`, acks commands, reports latencies.
-pub async fn worker(port: u16, first: usize, count: usize, sources: u8) -> anyhow::Result<()> {
+/// The worker: holds `count` kiosks, every `stride`-th from `first`, acks commands,
+/// reports latencies.
+pub async fn worker(
+    port: u16,
+    first: usize,
+    count: usize,
+    stride: usize,
+    sources: u8,
+) -> anyhow::Result<()> {
     let _ = rlimit::increase_nofile_limit(u64::MAX);
     let (out_tx, mut out_rx) = mpsc::unbounded_channel::<String>();
     // One writer: lines batched into as few writes as the reader allows.
@@ -543,7 +554,7 @@ pub async fn worker(port: u16, first: usize, count: usize, sources: u8) -> anyho
     let server = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port);
     let sem = std::sync::Arc::new(tokio::sync::Semaphore::new(128));
     let (up_tx, mut up_rx) = mpsc::unbounded_channel::<bool>();
-    for i in first..first + count {
+    for i in (first..).step_by(stride.max(1)).take(count) {
         let permit = sem.clone().acquire_owned().await?;
         let out = out_tx.clone();
         let up = up_tx.clone();
