@@ -1112,16 +1112,38 @@ impl Coordinator {
             .now_ms()
             .saturating_add(self.inner.cfg.broadcast_ttl_ms);
         // Serialised once: each copy adds its own id and seq.
-        let broadcast = Broadcast::new(name, text);
+        let broadcast = Broadcast::fanning_out(name, text);
+        // In device order: the kiosks' acks then come back roughly in that order, and
+        // storage records them in runs of neighbouring rows rather than all over its
+        // index (BENCHMARKS.md, durable broadcast).
+        let mut live: Vec<(i64, Arc<SharedStream>)> = self
+            .inner
+            .devices
+            .iter()
+            .map(|e| (e.value().0, e.value().2.clone()))
+            .collect();
+        live.sort_unstable_by_key(|(device_id, _)| *device_id);
         let mut n = 0;
-        for e in self.inner.devices.iter() {
-            let (device_id, _, stream) = e.value();
+        for (device_id, stream) in &live {
             let Some(copy) = crate::ports::broadcast_copy_id(id, *device_id) else {
-                tracing::warn!(device = %e.key(), broadcast = id, "broadcast or device id out of the copy-id range");
+                tracing::warn!(
+                    device = device_id,
+                    broadcast = id,
+                    "broadcast or device id out of the copy-id range"
+                );
                 continue;
             };
             stream.lock().deliver(&broadcast, copy, expires_at);
             n += 1;
+        }
+        // Connections that wrote their copy read again once every copy is taken; a
+        // copy stuck in a slow connection's queue holds them up at most this long.
+        broadcast.fanned_out();
+        if broadcast.is_fanning_out() {
+            tokio::spawn(async move {
+                tokio::time::sleep(crate::stream::FAN_OUT_PATIENCE).await;
+                broadcast.open();
+            });
         }
         metrics::counter!(catalog::COMMANDS_QUEUED).increment(n as u64);
         n

@@ -7,7 +7,7 @@
 //! consumer (its events stay in the ring, so it resumes where it was).
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicI64, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -29,7 +29,13 @@ const COMMAND_HEAD: &str = r#"{"type":"command","data":{"id":"#;
 /// its own id and sequence number. The bytes around them are cut from what serde writes
 /// for the same [`ServerFrame`], so the two cannot drift apart (BENCHMARKS.md, durable
 /// broadcast).
-#[derive(Debug, PartialEq, Eq)]
+///
+/// Beside it, the broadcast's fan-out ([`Broadcast::fanning_out`]): while copies are
+/// still queued for their connections, a connection that has written its copy reads
+/// nothing more from its kiosk until every queued copy has been taken (or
+/// [`FAN_OUT_PATIENCE`] is over), so the kiosks' acks do not compete with the copies
+/// of kiosks not yet served (BENCHMARKS.md, durable broadcast).
+#[derive(Debug)]
 pub struct Broadcast {
     /// The command, its id aside.
     command: Command,
@@ -37,11 +43,49 @@ pub struct Broadcast {
     /// (`None` if serde's layout ever stops starting with the id and ending with the
     /// seq: each copy is then serialised whole).
     mid: Option<Box<str>>,
+    fan_out: FanOut,
 }
 
+/// How long connections hold off reading while a broadcast's copies go out, at most: a
+/// copy stuck in a slow connection's queue does not keep the others from their kiosks'
+/// acks for longer than this.
+pub const FAN_OUT_PATIENCE: Duration = Duration::from_secs(1);
+
+/// A broadcast's fan-out: the copies queued and not yet taken by their connections.
+#[derive(Debug)]
+struct FanOut {
+    /// Copies queued to connections and not yet taken from their queue, plus one held by
+    /// the fan-out itself until it has gone through every device.
+    in_flight: AtomicUsize,
+    /// Every copy has been taken (or patience ran out, or there was no fan-out).
+    open: AtomicBool,
+    /// Told when `open` turns true.
+    opened: tokio::sync::Notify,
+}
+
+impl PartialEq for Broadcast {
+    fn eq(&self, other: &Self) -> bool {
+        self.command == other.command && self.mid == other.mid
+    }
+}
+
+impl Eq for Broadcast {}
+
 impl Broadcast {
-    /// A broadcast of command `name` (with `text`).
+    /// A broadcast of command `name` (with `text`), not being fanned out (a copy loaded
+    /// from storage).
     pub fn new(name: String, text: Option<String>) -> Arc<Self> {
+        Arc::new(Self::make(name, text, false))
+    }
+
+    /// A broadcast about to be fanned out: connections that write one of its copies hold
+    /// off reading until every copy queued before [`fanned_out`](Self::fanned_out) has
+    /// been taken from its queue, or until [`open`](Self::open).
+    pub fn fanning_out(name: String, text: Option<String>) -> Arc<Self> {
+        Arc::new(Self::make(name, text, true))
+    }
+
+    fn make(name: String, text: Option<String>, fanning_out: bool) -> Self {
         let command = Command { id: 0, name, text };
         // Once per broadcast: serde's bytes for the command with id 0 and seq 0.
         let probe = ServerFrame {
@@ -55,7 +99,15 @@ impl Broadcast {
                 .strip_suffix("0}")
                 .map(Box::from)
         });
-        Arc::new(Self { command, mid })
+        Self {
+            command,
+            mid,
+            fan_out: FanOut {
+                in_flight: AtomicUsize::new(usize::from(fanning_out)),
+                open: AtomicBool::new(!fanning_out),
+                opened: tokio::sync::Notify::new(),
+            },
+        }
     }
 
     /// The copy with id `id` as a command.
@@ -64,6 +116,59 @@ impl Broadcast {
             id,
             ..self.command.clone()
         }
+    }
+
+    /// The fan-out has gone through every device: once the copies it queued are taken,
+    /// connections read again.
+    pub fn fanned_out(&self) {
+        self.taken();
+    }
+
+    /// Ends the wait for the fan-out whatever is still queued (its patience is over).
+    pub fn open(&self) {
+        if !self.fan_out.open.swap(true, Ordering::AcqRel) {
+            self.fan_out.opened.notify_waiters();
+        }
+    }
+
+    /// Are copies of this broadcast still on their way to connections?
+    pub fn is_fanning_out(&self) -> bool {
+        !self.fan_out.open.load(Ordering::Acquire)
+    }
+
+    /// Waits until no copy of this broadcast is on its way any more.
+    pub async fn until_fanned_out(self: Arc<Self>) {
+        // Made before the look at `open`: a `notify_waiters` after it is not missed.
+        let opened = self.fan_out.opened.notified();
+        if self.is_fanning_out() {
+            opened.await;
+        }
+    }
+
+    /// A copy goes into a connection's queue: counted while the fan-out runs.
+    fn queued(self: &Arc<Self>) -> Option<Taken> {
+        if !self.is_fanning_out() {
+            return None;
+        }
+        self.fan_out.in_flight.fetch_add(1, Ordering::AcqRel);
+        Some(Taken(self.clone()))
+    }
+
+    fn taken(&self) {
+        if self.fan_out.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.open();
+        }
+    }
+}
+
+/// A fan-out's copy in a connection's queue: counted off when it leaves the queue
+/// (taken by the connection task, refused, or dropped with the queue).
+#[derive(Debug)]
+struct Taken(Arc<Broadcast>);
+
+impl Drop for Taken {
+    fn drop(&mut self) {
+        self.0.taken();
     }
 }
 
@@ -96,6 +201,15 @@ impl From<Arc<ServerFrame>> for Frame {
 }
 
 impl Frame {
+    /// The broadcast whose fan-out is still running, if this is one of its copies: its
+    /// connection reads nothing more until [`Broadcast::until_fanned_out`].
+    pub fn fanning_out(&self) -> Option<&Arc<Broadcast>> {
+        match self {
+            Frame::Copy(c) if c.broadcast.is_fanning_out() => Some(&c.broadcast),
+            _ => None,
+        }
+    }
+
     /// The frame's sequence number (none for answers and snapshots).
     pub fn seq(&self) -> Option<u64> {
         match self {
@@ -176,7 +290,8 @@ struct Shared {
 
 #[derive(Debug)]
 struct Queue {
-    frames: VecDeque<Frame>,
+    /// Frames in order, each fan-out copy with its count (dropped when it leaves).
+    frames: VecDeque<(Frame, Option<Taken>)>,
     capacity: usize,
     /// The device closed the connection with this code (taken before any frame).
     kick: Option<u16>,
@@ -196,7 +311,11 @@ impl Shared {
         if q.closed || q.frames.len() >= q.capacity {
             return Err(frame);
         }
-        q.frames.push_back(frame);
+        let taken = match &frame {
+            Frame::Copy(c) => c.broadcast.queued(),
+            Frame::Event(_) => None,
+        };
+        q.frames.push_back((frame, taken));
         drop(q);
         self.wake.wake();
         Ok(())
@@ -259,7 +378,9 @@ impl ConnFrames {
         if q.frames.is_empty() && q.frames.capacity() > 16 {
             q.frames.shrink_to(4);
         }
-        f.map(Next::Frame)
+        drop(q);
+        // (A fan-out's copy is counted off here, after the lock.)
+        f.map(|(f, _taken)| Next::Frame(f))
     }
 
     /// Waits for the kick or the next frame. Cancel-safe: nothing is taken unless it is
@@ -284,7 +405,10 @@ impl Drop for ConnFrames {
     fn drop(&mut self) {
         let mut q = self.shared.lock();
         q.closed = true;
-        q.frames = VecDeque::new();
+        let frames = std::mem::take(&mut q.frames);
+        drop(q);
+        // (Fan-out copies still queued are counted off outside the lock.)
+        drop(frames);
     }
 }
 
@@ -1161,5 +1285,85 @@ mod tests {
             "room given back: {}",
             s.ring.capacity()
         );
+    }
+
+    /// Connections that wrote their copy of a broadcast read again only once every copy
+    /// queued by the fan-out has left its queue: taken by its connection, or dropped
+    /// with a connection that went away; one that was never queued (no connection, a
+    /// full queue) does not count.
+    #[tokio::test]
+    async fn a_fan_out_ends_when_every_queued_copy_has_left_its_queue() {
+        let b = Broadcast::fanning_out("message".into(), Some("closing".into()));
+        let (c1, rx1) = conn(1, 8);
+        let (c2, rx2) = conn(2, 8);
+        let (c3, rx3) = conn(3, 1);
+        let mut s1 = DeviceStream::new(vec![]);
+        let mut s2 = DeviceStream::new(vec![]);
+        let mut s3 = DeviceStream::new(vec![]);
+        let mut idle = DeviceStream::new(vec![]);
+        s1.attach(c1, None, None, snap);
+        s2.attach(c2, None, None, snap);
+        s3.attach(c3, None, None, snap); // its one slot holds the snapshot: full
+        let wait = tokio::spawn(b.clone().until_fanned_out());
+        for (n, s) in [&mut s1, &mut s2, &mut s3, &mut idle]
+            .into_iter()
+            .enumerate()
+        {
+            s.deliver(&b, -(n as i64) - 1, 1_000);
+        }
+        assert!(!s3.connected(), "a full queue closes its connection");
+        b.fanned_out();
+        assert!(b.is_fanning_out(), "two copies are still queued");
+        // Connection 1 takes its snapshot, then its copy.
+        assert!(matches!(rx1.try_next(), Some(Next::Frame(f)) if f.fanning_out().is_none()));
+        let Some(Next::Frame(copy)) = rx1.try_next() else {
+            panic!("no copy")
+        };
+        assert!(
+            copy.fanning_out().is_some(),
+            "its connection is told to wait"
+        );
+        assert!(b.is_fanning_out());
+        assert!(!wait.is_finished());
+        drop(rx2); // connection 2 went away with its copy unwritten
+        assert!(!b.is_fanning_out());
+        tokio::time::timeout(Duration::from_secs(5), wait)
+            .await
+            .expect("the waiter is told")
+            .unwrap();
+        assert!(copy.fanning_out().is_none());
+        drop(rx3);
+        // A broadcast that is not being fanned out (a copy loaded from storage) never
+        // holds a connection up.
+        let loaded = Broadcast::new("message".into(), None);
+        assert!(!loaded.is_fanning_out());
+        loaded.clone().until_fanned_out().await;
+    }
+
+    /// A copy that stays queued (a slow connection) holds the others up only until the
+    /// fan-out is opened, as the coordinator does after `FAN_OUT_PATIENCE`.
+    #[tokio::test]
+    async fn a_fan_out_opened_early_lets_its_waiters_go() {
+        let b = Broadcast::fanning_out("restart".into(), None);
+        let (c, rx) = conn(1, 8);
+        let mut s = DeviceStream::new(vec![]);
+        s.attach(c, None, None, snap);
+        s.deliver(&b, -1, 1_000);
+        b.fanned_out();
+        let waiters: Vec<_> = (0..3)
+            .map(|_| tokio::spawn(b.clone().until_fanned_out()))
+            .collect();
+        tokio::task::yield_now().await;
+        assert!(waiters.iter().all(|w| !w.is_finished()));
+        b.open();
+        for w in waiters {
+            tokio::time::timeout(Duration::from_secs(5), w)
+                .await
+                .expect("told")
+                .unwrap();
+        }
+        // The copy leaving its queue later changes nothing.
+        drop(rx);
+        assert!(!b.is_fanning_out());
     }
 }

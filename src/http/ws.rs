@@ -8,6 +8,7 @@
 
 use std::future::IntoFuture;
 use std::net::IpAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -646,6 +647,10 @@ fn serve_kiosk<'a>(
         let mut timer = Box::pin(tokio::time::sleep_until(next_ping.min(heard_at + idle)));
         let mut bad = 0u32;
         let budget = MessageBudget::new(s);
+        // Set while a broadcast this connection has written is still going out to other
+        // kiosks: nothing is read from this one until then, so its ack does not compete
+        // with the copies not yet written (BENCHMARKS.md, durable broadcast).
+        let mut fan_out: Option<FanOutWait> = None;
         let code_out = loop {
             if let Some(m) = pending.take() {
                 // A heartbeat or an ack is taken on this task; the rest is told to the
@@ -680,8 +685,12 @@ fn serve_kiosk<'a>(
                         break close::SLOW_CONSUMER;
                     }
                     pushed("kiosk", &f);
+                    if let Some(b) = f.fanning_out() {
+                        fan_out = Some(Box::pin(b.clone().until_fanned_out()));
+                    }
                 }
-                m = socket.recv() => match m {
+                () = fanned_out(&mut fan_out) => fan_out = None,
+                m = socket.recv(), if fan_out.is_none() => match m {
                     None => break close::NORMAL,
                     Some(Err(e)) => break read_error_code(e),
                     Some(Ok(m)) => {
@@ -710,6 +719,17 @@ fn serve_kiosk<'a>(
         let _ = link.actor().tell(Detach(conn_id)).try_send();
         code_out
     }
+}
+
+/// A wait for a broadcast's fan-out to end.
+type FanOutWait = Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+/// Ends when the fan-out waited for ends; never when there is none.
+fn fanned_out(wait: &mut Option<FanOutWait>) -> impl std::future::Future<Output = ()> + '_ {
+    std::future::poll_fn(move |cx| match wait {
+        Some(w) => w.as_mut().poll(cx),
+        None => std::task::Poll::Pending,
+    })
 }
 
 /// Sends `msg` within `limit`; `false` when it could not be. The timeout (a boxed timer)

@@ -120,6 +120,10 @@ impl Db {
                 None => commands.push(*id),
             }
         }
+        // In key order: each statement then writes a run of neighbouring rows (the
+        // fan-out goes in device order, so a batch of acks is mostly one run).
+        commands.sort_unstable();
+        copies.sort_unstable_by_key(|(device, broadcast)| (*broadcast, *device));
         for chunk in commands.chunks(ACK_CHUNK) {
             let sql = format!(
                 "UPDATE device_commands SET acked_at = $1 WHERE acked_at IS NULL AND id IN ({})",
