@@ -1211,8 +1211,8 @@ mod tests {
                 // Were serde's layout ever not to allow the cut, the copy is written whole.
                 let whole = Frame::Copy(Arc::new(CopyFrame {
                     broadcast: Arc::new(Broadcast {
-                        command: b.command(0),
                         mid: None,
+                        ..Broadcast::make("message".into(), text.clone(), false)
                     }),
                     id,
                     seq,
