@@ -357,6 +357,59 @@ async fn a_broadcast_reaches_a_connected_kiosk_whose_device_was_busy() {
     assert_eq!(command.text.as_deref(), Some("closing at 22:00"));
 }
 
+/// A broadcast's connections read again once every copy it queued has been taken; a
+/// copy left in a slow connection's queue holds the others up only for
+/// `FAN_OUT_PATIENCE`.
+#[tokio::test(start_paused = true)]
+async fn a_fan_out_ends_when_its_copies_are_taken_or_its_patience_is_over() {
+    use kioskd_actors::device::Attach;
+    use kioskd_actors::stream::{FAN_OUT_PATIENCE, Frame, Next, connection};
+
+    let (_store, coord) = setup();
+    let mut queues = Vec::new();
+    for (id, code) in [(1, CODE), (2, "AA-BB-CC-DD-EE-FF")] {
+        let d = coord.device(code).await.unwrap();
+        let (conn, frames) = connection(id, 64);
+        d.ask(Attach {
+            conn,
+            resume_from: None,
+            epoch: None,
+        })
+        .await
+        .unwrap();
+        assert!(
+            matches!(frames.try_next(), Some(Next::Frame(_))),
+            "the snapshot"
+        );
+        queues.push(frames);
+    }
+    let copy = |frames: &kioskd_actors::stream::ConnFrames| match frames.try_next() {
+        Some(Next::Frame(f @ Frame::Copy(_))) => f,
+        other => panic!("not a copy: {other:?}"),
+    };
+    // Both copies taken: the fan-out is over.
+    assert_eq!(coord.broadcast("message", Some("one")).await.unwrap(), 2);
+    let first = copy(&queues[0]);
+    assert!(
+        first.fanning_out().is_some(),
+        "device 2's copy is still queued"
+    );
+    let second = copy(&queues[1]);
+    assert!(first.fanning_out().is_none() && second.fanning_out().is_none());
+    // Device 2's copy is left in its queue: device 1's connection waits for the
+    // patience, no longer.
+    assert_eq!(coord.broadcast("message", Some("two")).await.unwrap(), 2);
+    let first = copy(&queues[0]);
+    assert!(first.fanning_out().is_some());
+    tokio::time::sleep(FAN_OUT_PATIENCE - Duration::from_millis(10)).await;
+    assert!(first.fanning_out().is_some(), "not before its time");
+    let wait = first.fanning_out().unwrap().clone().until_fanned_out();
+    tokio::time::timeout(Duration::from_millis(20), wait)
+        .await
+        .expect("open once its patience is over");
+    assert!(first.fanning_out().is_none());
+}
+
 /// A kiosk's signs of life and acks are taken on its connection's task, not by its
 /// device's actor: they land while the actor is busy (a slow storage call, a full
 /// mailbox), the acknowledged copy leaves storage's pending list, and the actor then
