@@ -42,6 +42,33 @@ async fn secs(s: u64) {
     tokio::time::sleep(Duration::from_secs(s)).await;
 }
 
+/// `code`'s device with a kiosk connection (id `conn_id`) attached, its snapshot taken.
+async fn attached(
+    coord: &Coordinator,
+    code: &str,
+    conn_id: u64,
+) -> (
+    kameo::actor::ActorRef<kioskd_actors::device::DeviceActor>,
+    kioskd_actors::stream::ConnFrames,
+) {
+    use kioskd_actors::device::Attach;
+    use kioskd_actors::stream::{Next, connection};
+    let d = coord.device(code).await.unwrap();
+    let (conn, frames) = connection(conn_id, 512);
+    d.ask(Attach {
+        conn,
+        resume_from: None,
+        epoch: None,
+    })
+    .await
+    .unwrap();
+    assert!(
+        matches!(frames.try_next(), Some(Next::Frame(_))),
+        "the snapshot"
+    );
+    (d, frames)
+}
+
 async fn wait_ended(store: &MemStore, id: i64) -> (bool, Option<String>, i64) {
     for _ in 0..100 {
         let o = store.session_outcome(id).unwrap();
@@ -299,25 +326,13 @@ async fn offline_device_refuses_sessions() {
 /// kiosk's next reconnect.
 #[tokio::test]
 async fn a_broadcast_reaches_a_connected_kiosk_whose_device_was_busy() {
-    use kioskd_actors::device::{Attach, FromKiosk};
-    use kioskd_actors::stream::{Next, connection};
+    use kioskd_actors::device::FromKiosk;
+    use kioskd_actors::stream::Next;
     use kioskd_protocol::windows::UpdateState;
     use kioskd_protocol::ws::{ClientMessage, GameStateMsg, ServerEvent};
 
     let (store, coord) = setup();
-    let d = coord.device(CODE).await.unwrap();
-    let (conn, frames) = connection(1, 512);
-    d.ask(Attach {
-        conn,
-        resume_from: None,
-        epoch: None,
-    })
-    .await
-    .unwrap();
-    assert!(
-        matches!(frames.try_next(), Some(Next::Frame(_))),
-        "the snapshot"
-    );
+    let (d, frames) = attached(&coord, CODE, 1).await;
     // Busy: a game-state write waiting on storage, then a mailbox filled with heartbeats.
     let hold = store.hold_device_writes();
     let busy = FromKiosk {
@@ -362,26 +377,12 @@ async fn a_broadcast_reaches_a_connected_kiosk_whose_device_was_busy() {
 /// `FAN_OUT_PATIENCE`.
 #[tokio::test(start_paused = true)]
 async fn a_fan_out_ends_when_its_copies_are_taken_or_its_patience_is_over() {
-    use kioskd_actors::device::Attach;
-    use kioskd_actors::stream::{FAN_OUT_PATIENCE, Frame, Next, connection};
+    use kioskd_actors::stream::{FAN_OUT_PATIENCE, Frame, Next};
 
     let (_store, coord) = setup();
     let mut queues = Vec::new();
     for (id, code) in [(1, CODE), (2, "AA-BB-CC-DD-EE-FF")] {
-        let d = coord.device(code).await.unwrap();
-        let (conn, frames) = connection(id, 64);
-        d.ask(Attach {
-            conn,
-            resume_from: None,
-            epoch: None,
-        })
-        .await
-        .unwrap();
-        assert!(
-            matches!(frames.try_next(), Some(Next::Frame(_))),
-            "the snapshot"
-        );
-        queues.push(frames);
+        queues.push(attached(&coord, code, id).await.1);
     }
     let copy = |frames: &kioskd_actors::stream::ConnFrames| match frames.try_next() {
         Some(Next::Frame(f @ Frame::Copy(_))) => f,
