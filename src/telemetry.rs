@@ -38,6 +38,12 @@ pub fn metrics() -> PrometheusHandle {
                         ],
                     )
                 })
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full(c::WS_FAN_OUT.to_string()),
+                        &[0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5],
+                    )
+                })
                 .expect("static bucket lists are non-empty")
                 .build_recorder();
             let handle = recorder.handle();
@@ -195,6 +201,11 @@ fn describe() {
         c::WS_PUSH_LATENCY,
         Unit::Seconds,
         "Live push latency from the actor to the socket, by kind."
+    );
+    describe_histogram!(
+        c::WS_FAN_OUT,
+        Unit::Seconds,
+        "From a broadcast's fan-out to its copies all taken (or its patience over), by outcome."
     );
     describe_gauge!(c::SESSIONS_BY_MODE, "Running sessions by billing mode.");
     describe_gauge!(

@@ -73,6 +73,11 @@ pub const ATT_TERMINALS_SEEN: &str = "kioskd_attendance_terminals_seen";
 /// Histogram: seconds from an actor producing a live push to its frame being written to
 /// the socket, by `kind` (kiosk, user, ops).
 pub const WS_PUSH_LATENCY: &str = "kioskd_ws_push_latency_seconds";
+/// Histogram: seconds from a broadcast's fan-out to its end, by `outcome` (taken: every
+/// copy queued for a connected kiosk has left its queue; patience: one was still queued
+/// after the fan-out's patience of 1 s, a slow connection). Kiosk connections read
+/// nothing while their broadcast fans out.
+pub const WS_FAN_OUT: &str = "kioskd_ws_broadcast_fan_out_seconds";
 /// Gauge: running sessions by `billing_mode` (prepaid, postpaid), read from storage.
 pub const SESSIONS_BY_MODE: &str = "kioskd_sessions_active_by_mode";
 /// Gauge: running sessions past a deadline by more than the grace, by `deadline`

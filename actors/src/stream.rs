@@ -61,6 +61,8 @@ struct FanOut {
     open: AtomicBool,
     /// Told when `open` turns true.
     opened: tokio::sync::Notify,
+    /// When the fan-out began (`None`: no fan-out).
+    began: Option<Instant>,
 }
 
 impl PartialEq for Broadcast {
@@ -106,6 +108,7 @@ impl Broadcast {
                 in_flight: AtomicUsize::new(usize::from(fanning_out)),
                 open: AtomicBool::new(!fanning_out),
                 opened: tokio::sync::Notify::new(),
+                began: fanning_out.then(Instant::now),
             },
         }
     }
@@ -126,8 +129,16 @@ impl Broadcast {
 
     /// Ends the wait for the fan-out whatever is still queued (its patience is over).
     pub fn open(&self) {
+        self.end_fan_out("patience");
+    }
+
+    fn end_fan_out(&self, outcome: &'static str) {
         if !self.fan_out.open.swap(true, Ordering::AcqRel) {
             self.fan_out.opened.notify_waiters();
+            if let Some(began) = self.fan_out.began {
+                metrics::histogram!(crate::catalog::WS_FAN_OUT, "outcome" => outcome)
+                    .record(began.elapsed().as_secs_f64());
+            }
         }
     }
 
@@ -156,7 +167,7 @@ impl Broadcast {
 
     fn taken(&self) {
         if self.fan_out.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.open();
+            self.end_fan_out("taken");
         }
     }
 }

@@ -1,7 +1,7 @@
 //! The dashboards and alert rules proven against a real Prometheus (issue 7): kioskd
 //! runs with a scripted fleet (kiosks on WebSocket and on HTTP polling, sessions ticking,
-//! one balance exhaustion, one heartbeat timeout, an operator command, punches and a
-//! terminal command), a real `prometheus` scrapes it every second and evaluates
+//! one balance exhaustion, one heartbeat timeout, an operator command and a broadcast,
+//! punches and a terminal command), a real `prometheus` scrapes it every second and evaluates
 //! `dashboards/alerts.yml`, and every query of both Grafana boards and every alert
 //! expression is evaluated through Prometheus' HTTP API: each parses and each board
 //! query returns series. One fault is injected (a running session left past its
@@ -280,6 +280,14 @@ async fn dashboards_and_alerts_evaluate_against_a_real_prometheus() {
         .ops_post(
             &format!("/ops/devices/{}/command", WS_CODES[2]),
             json!({"name": "message", "text": "hello from the test"}),
+        )
+        .await;
+    assert_eq!(st, 202, "{v}");
+    // A broadcast to every connected kiosk (its fan-out timed).
+    let (st, v) = app
+        .ops_post(
+            "/ops/broadcast",
+            json!({"name": "message", "text": "closing at 22:00"}),
         )
         .await;
     assert_eq!(st, 202, "{v}");
