@@ -650,7 +650,10 @@ fn serve_kiosk<'a>(
         // Set while a broadcast this connection has written is still going out to other
         // kiosks: nothing is read from this one until then, so its ack does not compete
         // with the copies not yet written (BENCHMARKS.md, durable broadcast).
+        // A connection waits again only once it has read something since its last
+        // wait: broadcasts coming faster than they fan out cannot keep a kiosk unread.
         let mut fan_out: Option<FanOutWait> = None;
+        let mut read_since_wait = true;
         let code_out = loop {
             if let Some(m) = pending.take() {
                 // A heartbeat or an ack is taken on this task; the rest is told to the
@@ -685,8 +688,9 @@ fn serve_kiosk<'a>(
                         break close::SLOW_CONSUMER;
                     }
                     pushed("kiosk", &f);
-                    if let Some(b) = f.fanning_out() {
+                    if read_since_wait && let Some(b) = f.fanning_out() {
                         fan_out = Some(Box::pin(b.clone().until_fanned_out()));
+                        read_since_wait = false;
                     }
                 }
                 () = fanned_out(&mut fan_out) => fan_out = None,
@@ -698,6 +702,7 @@ fn serve_kiosk<'a>(
                             break c;
                         }
                         heard_at = tokio::time::Instant::now();
+                        read_since_wait = true;
                         pending = Some(m);
                     }
                 },
