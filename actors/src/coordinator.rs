@@ -1136,15 +1136,9 @@ impl Coordinator {
             stream.lock().deliver(&broadcast, copy, expires_at);
             n += 1;
         }
-        // Connections that wrote their copy read again once every copy is taken; a
-        // copy stuck in a slow connection's queue holds them up at most this long.
+        // Connections that wrote their copy read again once every copy is taken (or
+        // after the fan-out's patience).
         broadcast.fanned_out();
-        if broadcast.is_fanning_out() {
-            tokio::spawn(async move {
-                tokio::time::sleep(crate::stream::FAN_OUT_PATIENCE).await;
-                broadcast.open();
-            });
-        }
         metrics::counter!(catalog::COMMANDS_QUEUED).increment(n as u64);
         n
     }

@@ -122,9 +122,18 @@ impl Broadcast {
     }
 
     /// The fan-out has gone through every device: once the copies it queued are taken,
-    /// connections read again.
-    pub fn fanned_out(&self) {
+    /// connections read again, and at the latest [`FAN_OUT_PATIENCE`] from now (a copy
+    /// stuck in a slow connection's queue holds them up no longer). Within a tokio
+    /// runtime.
+    pub fn fanned_out(self: &Arc<Self>) {
         self.taken();
+        if self.is_fanning_out() {
+            let this = self.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(FAN_OUT_PATIENCE).await;
+                this.open();
+            });
+        }
     }
 
     /// Ends the wait for the fan-out whatever is still queued (its patience is over).
@@ -1352,7 +1361,7 @@ mod tests {
     }
 
     /// A copy that stays queued (a slow connection) holds the others up only until the
-    /// fan-out is opened, as the coordinator does after `FAN_OUT_PATIENCE`.
+    /// fan-out is opened, as `fanned_out` arranges after `FAN_OUT_PATIENCE`.
     #[tokio::test]
     async fn a_fan_out_opened_early_lets_its_waiters_go() {
         let b = Broadcast::fanning_out("restart".into(), None);
